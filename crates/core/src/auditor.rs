@@ -1,0 +1,277 @@
+//! The handle agents emit through, carrying who and where they are.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::dispatcher::{Dispatcher, Draft, Receipt};
+use crate::error::EmitError;
+use crate::ids::{SpanId, TraceId, new_request_id};
+use crate::record::{EventType, RecordMeta};
+use crate::sink::AckLevel;
+
+/// Who emits and in which request, conversation and span.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// One user request.
+    pub request_id: Option<Arc<str>>,
+    /// One conversation across agents.
+    pub correlation_id: Option<Arc<str>>,
+    /// W3C trace id.
+    pub trace_id: TraceId,
+    /// Current span.
+    pub span_id: SpanId,
+    /// The span that caused this one.
+    pub parent_span_id: Option<SpanId>,
+    /// Emitting agent.
+    pub agent: Option<Arc<str>>,
+}
+
+/// Emits records into a [`Dispatcher`] with a [`Scope`].
+///
+/// Cheap to clone; the `with_*` methods return a new handle with a narrower
+/// scope, so each agent and each step carries its own ids.
+///
+/// ```
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use agent_audit_core::{AckLevel, Auditor, Dispatcher, EventType, MemorySink, SinkOptions};
+///
+/// let sink = MemorySink::new();
+/// let dispatcher = Dispatcher::builder()
+///     .sink(SinkOptions::new("memory"), sink.clone())
+///     .start()
+///     .await?;
+/// let auditor = Auditor::new(dispatcher.clone()).for_request(None).with_agent("assistant");
+/// let receipt = auditor
+///     .emit_wait(EventType::UserRequest, &serde_json::json!({"text": "balance?"}), AckLevel::Written)
+///     .await?;
+/// assert_eq!(receipt.seq, 1);
+/// dispatcher.shutdown(std::time::Duration::from_secs(5)).await;
+/// assert_eq!(sink.records().len(), 1);
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo()).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct Auditor {
+    dispatcher: Dispatcher,
+    scope: Scope,
+}
+
+impl Auditor {
+    /// A handle with a fresh trace and no request.
+    pub fn new(dispatcher: Dispatcher) -> Auditor {
+        Auditor {
+            dispatcher,
+            scope: Scope {
+                request_id: None,
+                correlation_id: None,
+                trace_id: TraceId::random(),
+                span_id: SpanId::random(),
+                parent_span_id: None,
+                agent: None,
+            },
+        }
+    }
+
+    /// The dispatcher behind this handle.
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    /// The current scope.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// Starts a request: the given id or a new one, a correlation id (kept
+    /// if already set, else the request id) and a new span under the
+    /// current one.
+    pub fn for_request(&self, request_id: Option<&str>) -> Auditor {
+        let id: Arc<str> = request_id.map_or_else(|| Arc::from(new_request_id()), Arc::from);
+        let mut next = self.child_span();
+        next.scope.correlation_id = Some(
+            self.scope
+                .correlation_id
+                .clone()
+                .unwrap_or_else(|| id.clone()),
+        );
+        next.scope.request_id = Some(id);
+        next
+    }
+
+    /// Sets the correlation id shared by every agent of a conversation.
+    pub fn with_correlation_id(&self, id: &str) -> Auditor {
+        let mut next = self.clone();
+        next.scope.correlation_id = Some(Arc::from(id));
+        next
+    }
+
+    /// Names the emitting agent.
+    pub fn with_agent(&self, name: &str) -> Auditor {
+        let mut next = self.clone();
+        next.scope.agent = Some(Arc::from(name));
+        next
+    }
+
+    /// A new span whose parent is the current one.
+    pub fn child_span(&self) -> Auditor {
+        let mut next = self.clone();
+        next.scope.parent_span_id = Some(self.scope.span_id);
+        next.scope.span_id = SpanId::random();
+        next
+    }
+
+    /// Joins the application's trace: records carry `trace_id`, and a new
+    /// span whose parent is `parent` (the application's current span).
+    pub fn with_trace_context(&self, trace_id: TraceId, parent: Option<SpanId>) -> Auditor {
+        let mut next = self.clone();
+        next.scope.trace_id = trace_id;
+        next.scope.parent_span_id = parent;
+        next.scope.span_id = SpanId::random();
+        next
+    }
+
+    /// Queues a record on every sink and returns its receipt at level
+    /// `Accepted`. Fails if a required sink has failed, a `fail_closed`
+    /// queue is full or the payload is not a JSON object.
+    pub async fn emit<P: Serialize + ?Sized>(
+        &self,
+        event_type: impl Into<EventType>,
+        payload: &P,
+    ) -> Result<Receipt, EmitError> {
+        let seq = self.submit(event_type.into(), payload).await?;
+        Ok(Receipt {
+            seq,
+            level: AckLevel::Accepted,
+            failed: Vec::new(),
+        })
+    }
+
+    /// Like [`Auditor::emit`], then waits until the record reached `level`
+    /// on every sink that can reach it. "Audit before act" is
+    /// `emit_wait(EventType::ToolCall, .., AckLevel::Durable)`.
+    pub async fn emit_wait<P: Serialize + ?Sized>(
+        &self,
+        event_type: impl Into<EventType>,
+        payload: &P,
+        level: AckLevel,
+    ) -> Result<Receipt, EmitError> {
+        let seq = self.submit(event_type.into(), payload).await?;
+        self.dispatcher.wait(seq, level).await
+    }
+
+    async fn submit<P: Serialize + ?Sized>(
+        &self,
+        event_type: EventType,
+        payload: &P,
+    ) -> Result<u64, EmitError> {
+        let meta = RecordMeta {
+            event_type,
+            request_id: self.scope.request_id.clone(),
+            correlation_id: self.scope.correlation_id.clone(),
+            trace_id: self.scope.trace_id,
+            span_id: self.scope.span_id,
+            parent_span_id: self.scope.parent_span_id,
+            agent: self.scope.agent.clone(),
+        };
+        let draft = match self.dispatcher.filter() {
+            Some(filter) => {
+                let mut value = serde_json::to_value(payload)?;
+                let fired = filter.apply(&mut value);
+                if !fired.is_empty()
+                    && let serde_json::Value::Object(map) = &mut value
+                {
+                    map.insert("_redacted".into(), fired.into());
+                }
+                serialize_draft(meta, &value)?
+            }
+            None => serialize_draft(meta, payload)?,
+        };
+        let size = draft.body.len() + 160;
+        if size > self.dispatcher.max_record_bytes() {
+            return Err(EmitError::TooLarge {
+                size,
+                max: self.dispatcher.max_record_bytes(),
+            });
+        }
+        self.dispatcher.submit(draft).await
+    }
+}
+
+fn kind_of(first: u8) -> &'static str {
+    match first {
+        b'[' => "an array",
+        b'"' => "a string",
+        b'n' => "null",
+        b't' | b'f' => "a boolean",
+        _ => "a number",
+    }
+}
+
+/// Serialises everything from `event_type` to `payload` in schema order.
+pub(crate) fn serialize_draft<P: Serialize + ?Sized>(
+    meta: RecordMeta,
+    payload: &P,
+) -> Result<Draft, EmitError> {
+    let mut out: Vec<u8> = Vec::with_capacity(384);
+    out.extend_from_slice(b"\"event_type\":");
+    serde_json::to_writer(&mut out, meta.event_type.as_str())?;
+    out.extend_from_slice(b",\"request_id\":");
+    serde_json::to_writer(&mut out, &meta.request_id.as_deref())?;
+    out.extend_from_slice(b",\"correlation_id\":");
+    serde_json::to_writer(&mut out, &meta.correlation_id.as_deref())?;
+    out.extend_from_slice(b",\"trace_id\":\"");
+    out.extend_from_slice(meta.trace_id.to_string().as_bytes());
+    out.extend_from_slice(b"\",\"span_id\":\"");
+    out.extend_from_slice(meta.span_id.to_string().as_bytes());
+    out.extend_from_slice(b"\",\"parent_span_id\":");
+    match meta.parent_span_id {
+        Some(p) => {
+            out.push(b'"');
+            out.extend_from_slice(p.to_string().as_bytes());
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"agent\":");
+    serde_json::to_writer(&mut out, &meta.agent.as_deref())?;
+    out.extend_from_slice(b",\"payload\":");
+    let payload_at = out.len();
+    serde_json::to_writer(&mut out, payload)?;
+    if out[payload_at] != b'{' {
+        return Err(EmitError::PayloadNotObject {
+            found: kind_of(out[payload_at]),
+        });
+    }
+    // serde_json writes valid UTF-8 only.
+    let body = String::from_utf8(out).map_err(|_| EmitError::PayloadNotObject { found: "invalid UTF-8" })?;
+    Ok(Draft {
+        meta,
+        body: body.into_boxed_str(),
+        payload_at,
+    })
+}
+
+/// A minimal internal draft used only if serialising a `json!` value failed,
+/// which serde_json does not do.
+pub(crate) fn empty_draft(trace_id: TraceId) -> Draft {
+    let meta = RecordMeta {
+        event_type: EventType::AuditGap,
+        request_id: None,
+        correlation_id: None,
+        trace_id,
+        span_id: SpanId::random(),
+        parent_span_id: None,
+        agent: None,
+    };
+    let body = format!(
+        "\"event_type\":\"audit_gap\",\"request_id\":null,\"correlation_id\":null,\"trace_id\":\"{}\",\"span_id\":\"{}\",\"parent_span_id\":null,\"agent\":null,\"payload\":{{}}",
+        meta.trace_id, meta.span_id
+    );
+    let payload_at = body.len() - 2;
+    Draft {
+        meta,
+        body: body.into_boxed_str(),
+        payload_at,
+    }
+}

@@ -1,0 +1,1029 @@
+//! The dispatcher: one seq counter, a bounded queue and a worker thread per
+//! sink, acknowledgements, gap records, health and shutdown.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::error::{EmitError, StartError};
+use crate::ids::{SpanId, TraceId};
+use crate::record::{EventType, Record, RecordMeta};
+use crate::redact::PayloadFilter;
+use crate::sink::{AckLevel, Batch, Sink, SinkError};
+use crate::time::Timestamp;
+
+/// What a sink does with a record when its queue is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overflow {
+    /// Wait for room: emitters slow down, nothing is lost.
+    #[default]
+    Block,
+    /// Drop the new record, count it and write an `audit_gap` record later.
+    DropNewest,
+    /// Refuse the emit with [`EmitError::QueueFull`]; no seq is used.
+    FailClosed,
+}
+
+/// How the dispatcher treats one sink.
+#[derive(Clone, Debug)]
+pub struct SinkOptions {
+    /// Name used in errors, health and gap records.
+    pub name: String,
+    /// Queue capacity in records.
+    pub queue: usize,
+    /// Policy when the queue is full.
+    pub overflow: Overflow,
+    /// Whether a failure of this sink fails `emit`.
+    pub required: bool,
+    /// Most records handed to one [`Sink::write`].
+    pub max_batch: usize,
+}
+
+impl SinkOptions {
+    /// Defaults: queue 8192, `block`, required, batches of up to 4096.
+    pub fn new(name: impl Into<String>) -> Self {
+        SinkOptions {
+            name: name.into(),
+            queue: 8192,
+            overflow: Overflow::Block,
+            required: true,
+            max_batch: 4096,
+        }
+    }
+
+    /// Sets the queue capacity (at least 1).
+    pub fn queue(mut self, records: usize) -> Self {
+        self.queue = records.max(1);
+        self
+    }
+
+    /// Sets the overflow policy.
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// Sets whether the sink is required.
+    pub fn required(mut self, required: bool) -> Self {
+        self.required = required;
+        self
+    }
+
+    /// Sets the largest batch (at least 1).
+    pub fn max_batch(mut self, records: usize) -> Self {
+        self.max_batch = records.max(1);
+        self
+    }
+}
+
+/// Builds a [`Dispatcher`].
+pub struct DispatcherBuilder {
+    sinks: Vec<(SinkOptions, Box<dyn Sink>)>,
+    filter: Option<Arc<dyn PayloadFilter>>,
+    max_record_bytes: usize,
+}
+
+impl Default for DispatcherBuilder {
+    fn default() -> Self {
+        DispatcherBuilder {
+            sinks: Vec::new(),
+            filter: None,
+            max_record_bytes: 1 << 20,
+        }
+    }
+}
+
+impl DispatcherBuilder {
+    /// Adds a sink.
+    pub fn sink(mut self, options: SinkOptions, sink: impl Sink) -> Self {
+        self.sinks.push((options, Box::new(sink)));
+        self
+    }
+
+    /// Adds a boxed sink (as built from configuration).
+    pub fn boxed_sink(mut self, options: SinkOptions, sink: Box<dyn Sink>) -> Self {
+        self.sinks.push((options, sink));
+        self
+    }
+
+    /// Runs `filter` over every payload before fan-out (redaction).
+    pub fn filter(mut self, filter: Arc<dyn PayloadFilter>) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Largest serialised record accepted; bigger ones fail
+    /// [`EmitError::TooLarge`] rather than being truncated. Default 1 MiB.
+    pub fn max_record_bytes(mut self, bytes: usize) -> Self {
+        self.max_record_bytes = bytes;
+        self
+    }
+
+    /// Opens every sink, continues the seq after the highest one they hold,
+    /// starts the workers and writes a gap record for any damage reported.
+    pub async fn start(self) -> Result<Dispatcher, StartError> {
+        let mut last_seq = 0u64;
+        let mut opened = Vec::new();
+        let mut notices = Vec::new();
+        for (options, mut sink) in self.sinks {
+            if opened.iter().any(|(o, _): &(SinkOptions, _)| o.name == options.name) {
+                return Err(StartError::DuplicateName { sink: options.name });
+            }
+            let open = sink.open().map_err(|source| StartError::Open {
+                sink: options.name.clone(),
+                source,
+            })?;
+            last_seq = last_seq.max(open.last_seq.unwrap_or(0));
+            for n in open.notices {
+                notices.push((options.name.clone(), n));
+            }
+            opened.push((options, sink));
+        }
+        let slots: Vec<Arc<SinkSlot>> = opened
+            .into_iter()
+            .map(|(options, sink)| SinkSlot::spawn(options, sink))
+            .collect::<Result<_, _>>()?;
+        let shared = Arc::new(Shared {
+            order: tokio::sync::Mutex::new(Order {
+                next_seq: last_seq + 1,
+            }),
+            sinks: slots,
+            filter: self.filter,
+            max_record_bytes: self.max_record_bytes,
+            closed: AtomicBool::new(false),
+            shut_down: AtomicBool::new(false),
+            trace_id: TraceId::random(),
+        });
+        let d = Dispatcher { shared };
+        for (sink, notice) in notices {
+            let payload = serde_json::json!({"reason": "sink_notice", "sink": sink, "detail": notice});
+            d.emit_internal(EventType::AuditGap, payload).await?;
+        }
+        Ok(d)
+    }
+}
+
+/// Fans records out to sinks. Cheap to clone; every clone is the same
+/// dispatcher. Call [`Dispatcher::shutdown`] before exit: dropping the last
+/// handle only drains for a few seconds and warns on stderr.
+#[derive(Clone)]
+pub struct Dispatcher {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("sinks", &self.shared.sinks.len())
+            .finish()
+    }
+}
+
+struct Shared {
+    order: tokio::sync::Mutex<Order>,
+    sinks: Vec<Arc<SinkSlot>>,
+    filter: Option<Arc<dyn PayloadFilter>>,
+    max_record_bytes: usize,
+    closed: AtomicBool,
+    shut_down: AtomicBool,
+    trace_id: TraceId,
+}
+
+struct Order {
+    next_seq: u64,
+}
+
+/// A record body serialised on the emitting thread.
+pub(crate) struct Draft {
+    pub(crate) meta: RecordMeta,
+    pub(crate) body: Box<str>,
+    pub(crate) payload_at: usize,
+}
+
+impl Dispatcher {
+    /// A builder.
+    pub fn builder() -> DispatcherBuilder {
+        DispatcherBuilder::default()
+    }
+
+    pub(crate) fn filter(&self) -> Option<&Arc<dyn PayloadFilter>> {
+        self.shared.filter.as_ref()
+    }
+
+    pub(crate) fn max_record_bytes(&self) -> usize {
+        self.shared.max_record_bytes
+    }
+
+    /// The seq the next record will get.
+    pub async fn next_seq(&self) -> u64 {
+        self.shared.order.lock().await.next_seq
+    }
+
+    /// Assigns the next seq and queues the record on every sink. Returns once
+    /// every sink has it queued (or dropped it by policy).
+    pub(crate) async fn submit(&self, draft: Draft) -> Result<u64, EmitError> {
+        let shared = &self.shared;
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(EmitError::Closed);
+        }
+        shared.check_required()?;
+        let mut order = shared.order.lock().await;
+        if shared.closed.load(Ordering::Acquire) {
+            return Err(EmitError::Closed);
+        }
+        shared.flush_gaps(&mut order, false).await;
+        for s in &shared.sinks {
+            if s.options.overflow == Overflow::Block {
+                s.wait_for_room().await;
+            } else if s.options.overflow == Overflow::FailClosed && s.is_full() {
+                s.dropped_or_refused.fetch_add(1, Ordering::Relaxed);
+                return Err(EmitError::QueueFull {
+                    sink: s.options.name.clone(),
+                });
+            }
+        }
+        let seq = order.next_seq;
+        order.next_seq += 1;
+        let record = Arc::new(Record::from_parts(
+            seq,
+            Timestamp::now(),
+            draft.meta,
+            draft.body,
+            draft.payload_at,
+        ));
+        let mut dropped_required = None;
+        for s in &shared.sinks {
+            if !s.push(record.clone(), false) && s.options.required {
+                dropped_required = Some(s.options.name.clone());
+            }
+        }
+        drop(order);
+        match dropped_required {
+            Some(sink) => Err(EmitError::Dropped { sink, seq }),
+            None => Ok(seq),
+        }
+    }
+
+    async fn emit_internal(
+        &self,
+        event_type: EventType,
+        payload: serde_json::Value,
+    ) -> Result<u64, EmitError> {
+        let draft = self.shared.internal_draft(event_type, &payload);
+        self.submit(draft).await
+    }
+
+    /// Waits until record `seq` reached `level` on every sink that can reach
+    /// it (a sink that cannot settles for its highest level), or failed.
+    /// A failure of a required sink is an error; others are listed in the
+    /// receipt.
+    pub async fn wait(&self, seq: u64, level: AckLevel) -> Result<Receipt, EmitError> {
+        let mut reached = AckLevel::Exported;
+        let mut failed = Vec::new();
+        for s in &self.shared.sinks {
+            match s.wait(seq, level).await {
+                Ok(l) => reached = reached.min(l),
+                Err(error) => {
+                    if s.options.required {
+                        return Err(EmitError::SinkFailed {
+                            sink: s.options.name.clone(),
+                            error,
+                        });
+                    }
+                    failed.push(SinkFailure {
+                        sink: s.options.name.clone(),
+                        error,
+                    });
+                }
+            }
+        }
+        if self.shared.sinks.is_empty() {
+            reached = level;
+        }
+        Ok(Receipt {
+            seq,
+            level: reached,
+            failed,
+        })
+    }
+
+    /// Counters per sink, right now.
+    pub fn health(&self) -> Health {
+        Health {
+            sinks: self.shared.sinks.iter().map(|s| s.health()).collect(),
+        }
+    }
+
+    /// Stops accepting records, writes pending gap records, drains every
+    /// queue until `timeout` has passed and reports per sink what happened.
+    pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        let deadline = Instant::now() + timeout;
+        let shared = &self.shared;
+        {
+            let mut order = shared.order.lock().await;
+            if !shared.closed.swap(true, Ordering::AcqRel) {
+                shared.flush_gaps(&mut order, true).await;
+            }
+            for s in &shared.sinks {
+                s.close_queue(Some(deadline));
+            }
+        }
+        // A timer thread wakes us at the deadline even if a sink is stuck in
+        // a write, so shutdown never outlives its deadline by much.
+        let wake = Arc::new(Notify::new());
+        {
+            let wake = wake.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(timeout + Duration::from_millis(50));
+                wake.notify_one();
+            });
+        }
+        for s in &shared.sinks {
+            loop {
+                let notified = s.finished_notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let woke = wake.notified();
+                tokio::pin!(woke);
+                woke.as_mut().enable();
+                if s.finished.load(Ordering::Acquire) || Instant::now() >= deadline {
+                    break;
+                }
+                tokio::select! {
+                    _ = notified => {}
+                    _ = woke => { wake.notify_one(); }
+                }
+            }
+        }
+        shared.shut_down.store(true, Ordering::Release);
+        ShutdownReport {
+            sinks: shared
+                .sinks
+                .iter()
+                .map(|s| {
+                    let h = s.health();
+                    SinkReport {
+                        finished: s.finished.load(Ordering::Acquire),
+                        undelivered: h.queued + s.abandoned.load(Ordering::Relaxed),
+                        health: h,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if self.shut_down.load(Ordering::Acquire) {
+            return;
+        }
+        let queued: u64 = self.sinks.iter().map(|s| s.len() as u64).sum();
+        eprintln!(
+            "agent-audit: dispatcher dropped without shutdown(); draining {queued} queued record(s) for up to 5 s"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for s in &self.sinks {
+            s.close_queue(Some(deadline));
+        }
+        for s in &self.sinks {
+            s.wait_finished_blocking(deadline);
+        }
+    }
+}
+
+impl Shared {
+    fn check_required(&self) -> Result<(), EmitError> {
+        for s in &self.sinks {
+            if s.options.required
+                && let Some(error) = s.broken()
+            {
+                return Err(EmitError::SinkFailed {
+                    sink: s.options.name.clone(),
+                    error: DeliveryError::Failed(error),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn internal_draft(&self, event_type: EventType, payload: &serde_json::Value) -> Draft {
+        let meta = RecordMeta {
+            event_type,
+            request_id: None,
+            correlation_id: None,
+            trace_id: self.trace_id,
+            span_id: SpanId::random(),
+            parent_span_id: None,
+            agent: Some(Arc::from("agent-audit")),
+        };
+        crate::auditor::serialize_draft(meta, payload)
+            .unwrap_or_else(|_| crate::auditor::empty_draft(self.trace_id))
+    }
+
+    /// Turns pending drops and failures into `audit_gap` records.
+    async fn flush_gaps(&self, order: &mut Order, force: bool) {
+        for (i, s) in self.sinks.iter().enumerate() {
+            let gaps = s.take_gaps(force);
+            for gap in gaps {
+                let payload = serde_json::json!({
+                    "reason": gap.reason,
+                    "sink": s.options.name,
+                    "from_seq": gap.from,
+                    "to_seq": gap.to,
+                    "lost": gap.count,
+                    "ranges": gap.ranges,
+                    "error": gap.error,
+                });
+                let draft = self.internal_draft(EventType::AuditGap, &payload);
+                let seq = order.next_seq;
+                order.next_seq += 1;
+                let record = Arc::new(Record::from_parts(
+                    seq,
+                    Timestamp::now(),
+                    draft.meta,
+                    draft.body,
+                    draft.payload_at,
+                ));
+                for (j, other) in self.sinks.iter().enumerate() {
+                    if j == i {
+                        // The sink that lost records gets the note even when
+                        // it is full; a sink that failed to write is not
+                        // asked to write a note about its own failure.
+                        if gap.reason == "queue_full" {
+                            other.push(record.clone(), true);
+                        }
+                    } else {
+                        if other.options.overflow == Overflow::Block && !force {
+                            other.wait_for_room().await;
+                        }
+                        other.push(record.clone(), force);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The outcome of waiting for a record: the level it reached on every sink
+/// that took it, and the non-required sinks that failed it.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    /// The record's seq.
+    pub seq: u64,
+    /// Lowest level reached over the sinks that did not fail.
+    pub level: AckLevel,
+    /// Non-required sinks that dropped or failed the record.
+    pub failed: Vec<SinkFailure>,
+}
+
+/// A sink that did not deliver a record.
+#[derive(Debug, Clone)]
+pub struct SinkFailure {
+    /// Sink name.
+    pub sink: String,
+    /// Why.
+    pub error: DeliveryError,
+}
+
+/// Why one sink did not deliver one record.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DeliveryError {
+    /// The queue was full under `drop_newest`.
+    #[error("dropped: queue full")]
+    Dropped,
+    /// The sink's write failed.
+    #[error(transparent)]
+    Failed(#[from] SinkError),
+    /// The dispatcher shut down before the sink wrote the record.
+    #[error("not written before shutdown")]
+    Abandoned,
+}
+
+/// Counters for every sink.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Health {
+    /// One entry per sink, in configuration order.
+    pub sinks: Vec<SinkHealth>,
+}
+
+impl Health {
+    /// Whether nothing was dropped or failed anywhere.
+    pub fn is_clean(&self) -> bool {
+        self.sinks
+            .iter()
+            .all(|s| s.dropped == 0 && s.failed == 0 && s.last_error.is_none())
+    }
+}
+
+/// Counters for one sink.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SinkHealth {
+    /// Sink name.
+    pub name: String,
+    /// Whether its failure fails `emit`.
+    pub required: bool,
+    /// Records the sink acknowledged.
+    pub delivered: u64,
+    /// Records whose write failed.
+    pub failed: u64,
+    /// Records dropped (`drop_newest`) or refused (`fail_closed`) because
+    /// the queue was full.
+    pub dropped: u64,
+    /// Records waiting in the queue.
+    pub queued: u64,
+    /// Highest level the sink can reach.
+    pub max_level: AckLevel,
+    /// The most recent failure.
+    pub last_error: Option<String>,
+}
+
+/// What [`Dispatcher::shutdown`] found, per sink.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ShutdownReport {
+    /// One entry per sink.
+    pub sinks: Vec<SinkReport>,
+}
+
+impl ShutdownReport {
+    /// Whether every sink finished and nothing was lost.
+    pub fn is_clean(&self) -> bool {
+        self.sinks.iter().all(|s| {
+            s.finished && s.undelivered == 0 && s.health.failed == 0 && s.health.dropped == 0
+        })
+    }
+}
+
+impl std::fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for s in &self.sinks {
+            let h = &s.health;
+            write!(
+                f,
+                "sink {}: delivered {}, failed {}, dropped {}, undelivered {}",
+                h.name, h.delivered, h.failed, h.dropped, s.undelivered
+            )?;
+            if !s.finished {
+                write!(f, " (still writing at the deadline)")?;
+            }
+            if let Some(e) = &h.last_error {
+                write!(f, "; last error: {e}")?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+/// One sink's part of a [`ShutdownReport`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SinkReport {
+    /// Final counters.
+    #[serde(flatten)]
+    pub health: SinkHealth,
+    /// Records still queued when the deadline passed.
+    pub undelivered: u64,
+    /// Whether the worker finished before the deadline.
+    pub finished: bool,
+}
+
+// ---------------------------------------------------------------- per sink
+
+struct Queue {
+    items: VecDeque<Arc<Record>>,
+    closing: bool,
+    deadline: Option<Instant>,
+    worker_sleeping: bool,
+}
+
+struct Gap {
+    reason: &'static str,
+    from: u64,
+    to: u64,
+    count: u64,
+    ranges: Vec<(u64, u64)>,
+    error: Option<String>,
+}
+
+#[derive(Default)]
+struct Outcomes {
+    /// Seq ranges that failed or were dropped, oldest first, bounded.
+    bad: VecDeque<(u64, u64, DeliveryError)>,
+    pending_drop: Vec<(u64, u64)>,
+    pending_fail: Option<(u64, u64, u64, String)>,
+    last_fail_note: Option<Instant>,
+    broken: Option<SinkError>,
+    last_error: Option<String>,
+}
+
+const BAD_RANGES_KEPT: usize = 4096;
+
+struct SinkSlot {
+    options: SinkOptions,
+    max_level: AckLevel,
+    queue: Mutex<Queue>,
+    not_empty: Condvar,
+    room: Notify,
+    /// Per level (Written, Durable, Exported): every seq below it reached
+    /// that level or is listed in `outcomes.bad`.
+    through: [AtomicU64; 3],
+    /// Every seq below it was processed, whatever the outcome.
+    done: AtomicU64,
+    progress: Notify,
+    outcomes: Mutex<Outcomes>,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    dropped_or_refused: AtomicU64,
+    abandoned: AtomicU64,
+    finished: AtomicBool,
+    finished_notify: Notify,
+    finished_cv: (Mutex<bool>, Condvar),
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn level_index(level: AckLevel) -> Option<usize> {
+    match level {
+        AckLevel::Accepted => None,
+        AckLevel::Written => Some(0),
+        AckLevel::Durable => Some(1),
+        AckLevel::Exported => Some(2),
+    }
+}
+
+impl SinkSlot {
+    fn spawn(options: SinkOptions, sink: Box<dyn Sink>) -> Result<Arc<SinkSlot>, StartError> {
+        let slot = Arc::new(SinkSlot {
+            max_level: sink.max_level(),
+            queue: Mutex::new(Queue {
+                items: VecDeque::with_capacity(options.queue.min(1 << 16)),
+                closing: false,
+                deadline: None,
+                worker_sleeping: false,
+            }),
+            options,
+            not_empty: Condvar::new(),
+            room: Notify::new(),
+            through: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+            done: AtomicU64::new(0),
+            progress: Notify::new(),
+            outcomes: Mutex::new(Outcomes::default()),
+            delivered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            dropped_or_refused: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
+            finished: AtomicBool::new(false),
+            finished_notify: Notify::new(),
+            finished_cv: (Mutex::new(false), Condvar::new()),
+        });
+        let worker = slot.clone();
+        std::thread::Builder::new()
+            .name(format!("audit-sink-{}", slot.options.name))
+            .spawn(move || worker.run(sink))
+            .map_err(|source| StartError::Thread {
+                sink: slot.options.name.clone(),
+                source,
+            })?;
+        Ok(slot)
+    }
+
+    fn len(&self) -> usize {
+        lock(&self.queue).items.len()
+    }
+
+    fn is_full(&self) -> bool {
+        self.len() >= self.options.queue
+    }
+
+    fn broken(&self) -> Option<SinkError> {
+        lock(&self.outcomes).broken.clone()
+    }
+
+    async fn wait_for_room(&self) {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let q = lock(&self.queue);
+                if q.items.len() < self.options.queue || q.closing {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Queues a record; `force` ignores capacity. Returns false when the
+    /// record was dropped.
+    fn push(&self, record: Arc<Record>, force: bool) -> bool {
+        let mut q = lock(&self.queue);
+        if q.closing || (!force && q.items.len() >= self.options.queue) {
+            drop(q);
+            self.note_drop(record.seq);
+            return false;
+        }
+        q.items.push_back(record);
+        if q.worker_sleeping {
+            q.worker_sleeping = false;
+            self.not_empty.notify_one();
+        }
+        true
+    }
+
+    fn note_drop(&self, seq: u64) {
+        self.dropped_or_refused.fetch_add(1, Ordering::Relaxed);
+        let mut o = lock(&self.outcomes);
+        match o.pending_drop.last_mut() {
+            Some((_, to)) if *to + 1 == seq => *to = seq,
+            _ => o.pending_drop.push((seq, seq)),
+        }
+        push_bad(&mut o.bad, seq, seq, DeliveryError::Dropped);
+        drop(o);
+        self.progress.notify_waiters();
+    }
+
+    fn take_gaps(&self, force: bool) -> Vec<Gap> {
+        let mut o = lock(&self.outcomes);
+        let mut out = Vec::new();
+        if !o.pending_drop.is_empty() && (force || !self.is_full()) {
+            let ranges = std::mem::take(&mut o.pending_drop);
+            out.push(Gap {
+                reason: "queue_full",
+                from: ranges[0].0,
+                to: ranges[ranges.len() - 1].1,
+                count: ranges.iter().map(|(a, b)| b - a + 1).sum(),
+                ranges,
+                error: None,
+            });
+        }
+        let due = force
+            || o
+                .last_fail_note
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if due && let Some((from, to, count, error)) = o.pending_fail.take() {
+            o.last_fail_note = Some(Instant::now());
+            out.push(Gap {
+                reason: "sink_failed",
+                from,
+                to,
+                count,
+                ranges: vec![(from, to)],
+                error: Some(error),
+            });
+        }
+        out
+    }
+
+    fn close_queue(&self, deadline: Option<Instant>) {
+        let mut q = lock(&self.queue);
+        q.closing = true;
+        q.deadline = deadline;
+        self.not_empty.notify_one();
+        drop(q);
+        self.room.notify_waiters();
+    }
+
+    fn wait_finished_blocking(&self, deadline: Instant) {
+        let (m, cv) = &self.finished_cv;
+        let mut done = lock(m);
+        while !*done {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            done = cv
+                .wait_timeout(done, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+
+    async fn wait(&self, seq: u64, level: AckLevel) -> Result<AckLevel, DeliveryError> {
+        let target = level.min(self.max_level);
+        loop {
+            let notified = self.progress.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(e) = self.bad_outcome(seq) {
+                return Err(e);
+            }
+            let reached = self.reached(seq);
+            if reached >= target {
+                return Ok(reached);
+            }
+            if self.finished.load(Ordering::Acquire) {
+                return if reached > AckLevel::Accepted {
+                    Ok(reached)
+                } else {
+                    Err(DeliveryError::Abandoned)
+                };
+            }
+            notified.await;
+        }
+    }
+
+    fn reached(&self, seq: u64) -> AckLevel {
+        for level in [AckLevel::Exported, AckLevel::Durable, AckLevel::Written] {
+            if let Some(i) = level_index(level)
+                && self.through[i].load(Ordering::Acquire) > seq
+            {
+                return level;
+            }
+        }
+        AckLevel::Accepted
+    }
+
+    fn bad_outcome(&self, seq: u64) -> Option<DeliveryError> {
+        let o = lock(&self.outcomes);
+        o.bad
+            .iter()
+            .rev()
+            .find(|(from, to, _)| (*from..=*to).contains(&seq))
+            .map(|(_, _, e)| e.clone())
+    }
+
+    fn health(&self) -> SinkHealth {
+        let o = lock(&self.outcomes);
+        SinkHealth {
+            name: self.options.name.clone(),
+            required: self.options.required,
+            delivered: self.delivered.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            dropped: self.dropped_or_refused.load(Ordering::Relaxed),
+            queued: self.len() as u64,
+            max_level: self.max_level,
+            last_error: o.last_error.clone(),
+        }
+    }
+
+    fn advance(&self, upto: u64, level: AckLevel) {
+        if let Some(i) = level_index(level) {
+            for t in &self.through[..=i] {
+                t.fetch_max(upto, Ordering::AcqRel);
+            }
+        }
+    }
+
+    fn complete(&self, batch: &[Arc<Record>], result: Result<AckLevel, SinkError>) {
+        let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+            return;
+        };
+        let (first, last) = (first.seq, last.seq);
+        match result {
+            Ok(level) => {
+                self.delivered
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.advance(last + 1, level);
+            }
+            Err(e) => {
+                let failed = e.records_failed(batch.len());
+                self.failed.fetch_add(failed, Ordering::Relaxed);
+                self.delivered
+                    .fetch_add(batch.len() as u64 - failed, Ordering::Relaxed);
+                let mut o = lock(&self.outcomes);
+                let msg = e.to_string();
+                o.last_error = Some(msg.clone());
+                match &mut o.pending_fail {
+                    Some((_, to, n, m)) => {
+                        *to = last;
+                        *n += failed;
+                        *m = msg;
+                    }
+                    None => o.pending_fail = Some((first, last, failed, msg)),
+                }
+                if self.options.required {
+                    o.broken = Some(e.clone());
+                }
+                push_bad(&mut o.bad, first, last, DeliveryError::Failed(e));
+            }
+        }
+        self.done.fetch_max(last + 1, Ordering::AcqRel);
+        self.progress.notify_waiters();
+    }
+
+    fn run(self: Arc<Self>, mut sink: Box<dyn Sink>) {
+        let tick_every = sink.tick_interval();
+        let mut last_tick = Instant::now();
+        let mut batch: Vec<Arc<Record>> = Vec::with_capacity(self.options.max_batch);
+        loop {
+            let deadline;
+            {
+                let mut q = lock(&self.queue);
+                loop {
+                    if !q.items.is_empty() || q.closing {
+                        break;
+                    }
+                    let wait = tick_every
+                        .map(|t| t.saturating_sub(last_tick.elapsed()))
+                        .unwrap_or(Duration::from_secs(3600));
+                    if wait.is_zero() {
+                        break;
+                    }
+                    q.worker_sleeping = true;
+                    q = self
+                        .not_empty
+                        .wait_timeout(q, wait)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                    q.worker_sleeping = false;
+                }
+                let n = q.items.len().min(self.options.max_batch);
+                batch.extend(q.items.drain(..n));
+                deadline = q.deadline;
+                if batch.is_empty() && q.closing {
+                    break;
+                }
+            }
+            self.room.notify_waiters();
+            if let Some(d) = deadline
+                && Instant::now() >= d
+            {
+                let left = batch.len() as u64 + lock(&self.queue).items.drain(..).count() as u64;
+                self.abandoned.fetch_add(left, Ordering::Relaxed);
+                let mut o = lock(&self.outcomes);
+                if let (Some(first), true) = (batch.first(), left > 0) {
+                    push_bad(&mut o.bad, first.seq, u64::MAX, DeliveryError::Abandoned);
+                }
+                drop(o);
+                batch.clear();
+                break;
+            }
+            if !batch.is_empty() {
+                let result = catch_unwind(AssertUnwindSafe(|| {
+                    sink.write(&Batch {
+                        records: &batch,
+                        deadline,
+                    })
+                }))
+                .unwrap_or_else(|_| Err(SinkError::permanent(Panicked("write"))));
+                self.complete(&batch, result);
+                batch.clear();
+            }
+            if let Some(every) = tick_every
+                && last_tick.elapsed() >= every
+            {
+                last_tick = Instant::now();
+                self.run_hook(&mut sink, |s| s.tick());
+            }
+        }
+        self.run_hook(&mut sink, |s| s.close());
+        self.finished.store(true, Ordering::Release);
+        let (m, cv) = &self.finished_cv;
+        *lock(m) = true;
+        cv.notify_all();
+        self.finished_notify.notify_waiters();
+        self.progress.notify_waiters();
+    }
+
+    fn run_hook(
+        &self,
+        sink: &mut Box<dyn Sink>,
+        hook: impl FnOnce(&mut Box<dyn Sink>) -> Result<Option<AckLevel>, SinkError>,
+    ) {
+        let result = catch_unwind(AssertUnwindSafe(|| hook(sink)))
+            .unwrap_or_else(|_| Err(SinkError::permanent(Panicked("tick/close"))));
+        let upto = self.done.load(Ordering::Acquire);
+        match result {
+            Ok(Some(level)) => {
+                self.advance(upto, level);
+                self.progress.notify_waiters();
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let mut o = lock(&self.outcomes);
+                o.last_error = Some(e.to_string());
+                if self.options.required {
+                    o.broken = Some(e);
+                }
+                drop(o);
+                self.progress.notify_waiters();
+            }
+        }
+    }
+}
+
+fn push_bad(bad: &mut VecDeque<(u64, u64, DeliveryError)>, from: u64, to: u64, e: DeliveryError) {
+    if let Some((_, last_to, DeliveryError::Dropped)) = bad.back_mut()
+        && matches!(e, DeliveryError::Dropped)
+        && *last_to + 1 == from
+    {
+        *last_to = to;
+        return;
+    }
+    if bad.len() >= BAD_RANGES_KEPT {
+        bad.pop_front();
+    }
+    bad.push_back((from, to, e));
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the sink panicked in {0}")]
+struct Panicked(&'static str);

@@ -1,0 +1,87 @@
+//! Errors. Each operation's error type lists only what that operation can
+//! return.
+
+use crate::dispatcher::DeliveryError;
+use crate::sink::SinkError;
+
+/// Why [`crate::DispatcherBuilder::start`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A sink could not open its storage.
+    #[error("sink `{sink}` failed to open: {source}")]
+    Open {
+        /// Sink name.
+        sink: String,
+        /// Cause.
+        #[source]
+        source: SinkError,
+    },
+    /// Two sinks share a name, so health and errors could not tell them apart.
+    #[error("two sinks are named `{sink}`; names must be unique")]
+    DuplicateName {
+        /// The repeated name.
+        sink: String,
+    },
+    /// The worker thread could not be started.
+    #[error("could not start the worker thread of sink `{sink}`: {source}")]
+    Thread {
+        /// Sink name.
+        sink: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing the start-up notice records failed.
+    #[error("could not record a sink's start-up notice: {0}")]
+    Notice(#[from] EmitError),
+}
+
+/// Why an emit failed. Nothing was lost silently: the record either has a
+/// seq and the error says which sink did not take it, or it was refused
+/// before a seq was assigned.
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    /// A required sink failed (now or earlier); the agent must not act.
+    #[error("required sink `{sink}` failed: {error}")]
+    SinkFailed {
+        /// Sink name.
+        sink: String,
+        /// Cause.
+        #[source]
+        error: DeliveryError,
+    },
+    /// A `fail_closed` sink's queue is full; no seq was assigned.
+    #[error("sink `{sink}` refused the record: queue full (overflow = \"fail_closed\")")]
+    QueueFull {
+        /// Sink name.
+        sink: String,
+    },
+    /// A required sink's queue was full under `drop_newest`.
+    #[error("required sink `{sink}` dropped record seq {seq}: queue full")]
+    Dropped {
+        /// Sink name.
+        sink: String,
+        /// The dropped record's seq.
+        seq: u64,
+    },
+    /// The payload could not be serialised.
+    #[error("payload could not be serialised: {0}")]
+    Serialize(#[from] serde_json::Error),
+    /// The payload is not a JSON object.
+    #[error("payload must be a JSON object, got {found}")]
+    PayloadNotObject {
+        /// What it was instead.
+        found: &'static str,
+    },
+    /// The serialised record exceeds `max_record_bytes`.
+    #[error("record of {size} bytes exceeds max_record_bytes = {max}; it was not written (nor truncated)")]
+    TooLarge {
+        /// Serialised size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The dispatcher was shut down.
+    #[error("the dispatcher is shut down")]
+    Closed,
+}

@@ -1,0 +1,61 @@
+//! # agent-audit-core
+//!
+//! The small, stable heart of agent-audit: the schema v1 [`Record`], the
+//! [`Sink`] trait every backend implements, the [`Dispatcher`] that numbers
+//! records and fans them out with acknowledgements, and the [`Auditor`]
+//! handle agents emit through. It does no file or network I/O; sinks live in
+//! their own crates (`agent-audit-jsonl`, `-stdout`, `-otlp`).
+//!
+//! Data flows one way: agent -> [`Auditor`] -> [`Dispatcher`] -> sinks.
+//!
+//! ```
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use agent_audit_core::{AckLevel, Auditor, Dispatcher, EventType, MemorySink, Overflow, SinkOptions};
+//!
+//! let memory = MemorySink::new();
+//! let dispatcher = Dispatcher::builder()
+//!     .sink(SinkOptions::new("memory").queue(1024).overflow(Overflow::Block), memory.clone())
+//!     .start()
+//!     .await?;
+//! let auditor = Auditor::new(dispatcher.clone()).for_request(None).with_agent("assistant");
+//! // Audit before act: the tool runs only once its call is durable.
+//! let receipt = auditor
+//!     .emit_wait(EventType::ToolCall, &serde_json::json!({"tool": "get_account_balance"}), AckLevel::Durable)
+//!     .await?;
+//! assert_eq!(receipt.level, AckLevel::Durable);
+//! let report = dispatcher.shutdown(Duration::from_secs(5)).await;
+//! assert!(report.is_clean());
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo()).unwrap();
+//! ```
+//!
+//! ## Feature flags
+//!
+//! - `testing`: the sink conformance suite ([`conformance`]).
+
+mod auditor;
+mod dispatcher;
+mod error;
+pub mod ids;
+mod memory;
+mod record;
+mod redact;
+mod sink;
+mod time;
+
+#[cfg(feature = "testing")]
+pub mod conformance;
+
+pub use auditor::{Auditor, Scope};
+pub use dispatcher::{
+    DeliveryError, Dispatcher, DispatcherBuilder, Health, Overflow, Receipt, ShutdownReport,
+    SinkFailure, SinkHealth, SinkOptions, SinkReport,
+};
+pub use error::{EmitError, StartError};
+pub use ids::{SpanId, TraceId};
+pub use memory::{MemorySink, MemorySinkError};
+pub use record::{EventType, Record, SCHEMA_VERSION, StoredRecord};
+pub use redact::PayloadFilter;
+pub use sink::{AckLevel, Batch, FailureKind, Sink, SinkError, SinkOpen};
+pub use time::Timestamp;

@@ -1,0 +1,310 @@
+//! The schema v1 record: what every sink receives and what every reader parses.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{SpanId, TraceId};
+use crate::time::Timestamp;
+
+/// Schema version written in the `v` key of every record.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What happened. The tutorial's six names are kept verbatim so its reader
+/// works unchanged; any other name is allowed as [`EventType::Custom`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum EventType {
+    /// A user asked something.
+    UserRequest,
+    /// Messages sent to the model.
+    AssistantInput,
+    /// What the model answered.
+    AssistantOutput,
+    /// A tool is about to run.
+    ToolCall,
+    /// A tool returned.
+    ToolResult,
+    /// The answer given back to the user.
+    FinalResult,
+    /// A tool failed or got invalid arguments.
+    ToolError,
+    /// The model call failed.
+    ModelError,
+    /// One agent addressed another.
+    AgentMessage,
+    /// An audited session began.
+    SessionStart,
+    /// An audited session ended.
+    SessionEnd,
+    /// Records were lost or a sink failed; the payload names the seq range.
+    AuditGap,
+    /// A signed integrity checkpoint.
+    Checkpoint,
+    /// Any other name chosen by the application.
+    Custom(Arc<str>),
+}
+
+impl EventType {
+    /// Every built-in event type, in schema order.
+    pub const BUILT_IN: [EventType; 13] = [
+        EventType::UserRequest,
+        EventType::AssistantInput,
+        EventType::AssistantOutput,
+        EventType::ToolCall,
+        EventType::ToolResult,
+        EventType::FinalResult,
+        EventType::ToolError,
+        EventType::ModelError,
+        EventType::AgentMessage,
+        EventType::SessionStart,
+        EventType::SessionEnd,
+        EventType::AuditGap,
+        EventType::Checkpoint,
+    ];
+
+    /// The name written in the `event_type` key.
+    pub fn as_str(&self) -> &str {
+        match self {
+            EventType::UserRequest => "user_request",
+            EventType::AssistantInput => "assistant_input",
+            EventType::AssistantOutput => "assistant_output",
+            EventType::ToolCall => "tool_call",
+            EventType::ToolResult => "tool_result",
+            EventType::FinalResult => "final_result",
+            EventType::ToolError => "tool_error",
+            EventType::ModelError => "model_error",
+            EventType::AgentMessage => "agent_message",
+            EventType::SessionStart => "session_start",
+            EventType::SessionEnd => "session_end",
+            EventType::AuditGap => "audit_gap",
+            EventType::Checkpoint => "checkpoint",
+            EventType::Custom(name) => name,
+        }
+    }
+
+    /// Parses a name; unknown names become [`EventType::Custom`].
+    pub fn from_name(name: &str) -> EventType {
+        EventType::BUILT_IN
+            .iter()
+            .find(|t| t.as_str() == name)
+            .cloned()
+            .unwrap_or_else(|| EventType::Custom(Arc::from(name)))
+    }
+
+    /// Whether the event reports a failure (`*_error` and `audit_gap`).
+    pub fn is_error(&self) -> bool {
+        matches!(self, EventType::AuditGap) || self.as_str().ends_with("_error")
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for EventType {
+    fn from(name: &str) -> Self {
+        EventType::from_name(name)
+    }
+}
+
+impl Serialize for EventType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(EventType::from_name(&name))
+    }
+}
+
+/// One audit record as the dispatcher hands it to sinks.
+///
+/// The keys between `event_type` and `payload` are serialised once, on the
+/// emitting thread, into [`Record::body`]; sinks that write JSON copy those
+/// bytes instead of serialising again, and sinks that need structure use the
+/// typed fields or [`Record::payload_value`].
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Position in the dispatcher's sequence; a gap means loss.
+    pub seq: u64,
+    /// When the dispatcher accepted the record.
+    pub ts: Timestamp,
+    /// What happened.
+    pub event_type: EventType,
+    /// One user request.
+    pub request_id: Option<Arc<str>>,
+    /// One conversation across agents.
+    pub correlation_id: Option<Arc<str>>,
+    /// W3C trace id.
+    pub trace_id: TraceId,
+    /// W3C span id of the step that emitted the record.
+    pub span_id: SpanId,
+    /// The step that caused this one.
+    pub parent_span_id: Option<SpanId>,
+    /// Name of the emitting agent.
+    pub agent: Option<Arc<str>>,
+    body: Box<str>,
+    payload_at: usize,
+}
+
+impl Record {
+    /// Assembles a record from an already serialised body (see
+    /// [`Record::body`]); `payload_at` is the byte offset of the payload value.
+    pub(crate) fn from_parts(
+        seq: u64,
+        ts: Timestamp,
+        meta: RecordMeta,
+        body: Box<str>,
+        payload_at: usize,
+    ) -> Record {
+        Record {
+            seq,
+            ts,
+            event_type: meta.event_type,
+            request_id: meta.request_id,
+            correlation_id: meta.correlation_id,
+            trace_id: meta.trace_id,
+            span_id: meta.span_id,
+            parent_span_id: meta.parent_span_id,
+            agent: meta.agent,
+            body,
+            payload_at,
+        }
+    }
+
+    /// The exact JSON of the keys from `event_type` to `payload`, without
+    /// surrounding braces: `"event_type":"…",…,"payload":{…}`.
+    pub fn body(&self) -> &str {
+        &self.body
+    }
+
+    /// The payload's exact JSON text.
+    pub fn payload_json(&self) -> &str {
+        &self.body[self.payload_at..]
+    }
+
+    /// The payload parsed into a JSON value.
+    pub fn payload_value(&self) -> serde_json::Value {
+        // The body was produced by serde_json from a valid value, so this
+        // cannot fail; an empty object keeps library code free of panics.
+        serde_json::from_str(self.payload_json())
+            .unwrap_or_else(|_| serde_json::Value::Object(Default::default()))
+    }
+
+    /// Appends the record's line (without newline) with the given `prev`
+    /// chain value: `{"v":1,"seq":…,"ts":"…",<body>,"prev":"…"}`.
+    pub fn encode_line(&self, prev: &str, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"v\":1,\"seq\":");
+        push_u64(out, self.seq);
+        out.extend_from_slice(b",\"ts\":\"");
+        out.extend_from_slice(self.ts.as_str().as_bytes());
+        out.extend_from_slice(b"\",");
+        out.extend_from_slice(self.body.as_bytes());
+        out.extend_from_slice(b",\"prev\":\"");
+        out.extend_from_slice(prev.as_bytes());
+        out.extend_from_slice(b"\"}");
+    }
+
+    /// The record as a [`StoredRecord`] with the given `prev`.
+    pub fn to_stored(&self, prev: &str) -> StoredRecord {
+        StoredRecord {
+            v: SCHEMA_VERSION,
+            seq: self.seq,
+            ts: self.ts.as_str().to_string(),
+            event_type: self.event_type.clone(),
+            request_id: self.request_id.as_deref().map(str::to_string),
+            correlation_id: self.correlation_id.as_deref().map(str::to_string),
+            trace_id: Some(self.trace_id.to_string()),
+            span_id: Some(self.span_id.to_string()),
+            parent_span_id: self.parent_span_id.map(|s| s.to_string()),
+            agent: self.agent.as_deref().map(str::to_string),
+            payload: self.payload_value(),
+            prev: prev.to_string(),
+        }
+    }
+}
+
+/// Appends the decimal digits of `n` without allocating.
+pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Everything about a record except its seq, time and payload.
+#[derive(Debug, Clone)]
+pub struct RecordMeta {
+    /// What happened.
+    pub event_type: EventType,
+    /// One user request.
+    pub request_id: Option<Arc<str>>,
+    /// One conversation across agents.
+    pub correlation_id: Option<Arc<str>>,
+    /// W3C trace id.
+    pub trace_id: TraceId,
+    /// W3C span id.
+    pub span_id: SpanId,
+    /// Parent span id.
+    pub parent_span_id: Option<SpanId>,
+    /// Emitting agent.
+    pub agent: Option<Arc<str>>,
+}
+
+/// A record as read back from storage: every schema v1 key, owned.
+///
+/// Serialising it writes the keys in schema order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredRecord {
+    /// Schema version.
+    pub v: u32,
+    /// Sequence number.
+    pub seq: u64,
+    /// RFC 3339 UTC time with nanoseconds.
+    pub ts: String,
+    /// What happened.
+    pub event_type: EventType,
+    /// One user request.
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// One conversation across agents.
+    #[serde(default)]
+    pub correlation_id: Option<String>,
+    /// W3C trace id (32 hex).
+    #[serde(default)]
+    pub trace_id: Option<String>,
+    /// W3C span id (16 hex).
+    #[serde(default)]
+    pub span_id: Option<String>,
+    /// Parent span id.
+    #[serde(default)]
+    pub parent_span_id: Option<String>,
+    /// Emitting agent.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// The event's content.
+    pub payload: serde_json::Value,
+    /// Chain value of the previous line.
+    pub prev: String,
+}
+
+impl StoredRecord {
+    /// The record's time, parsed.
+    pub fn timestamp(&self) -> Option<Timestamp> {
+        Timestamp::parse(&self.ts)
+    }
+}

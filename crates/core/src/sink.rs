@@ -1,0 +1,170 @@
+//! The one trait every backend implements.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::record::Record;
+
+/// How far a record got. Ordered: a fan-out's level is the lowest of its
+/// sinks'.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckLevel {
+    /// In every sink's queue.
+    Accepted,
+    /// Handed to the operating system (or printed).
+    Written,
+    /// On stable storage (fsynced).
+    Durable,
+    /// A collector answered that it took the record.
+    Exported,
+}
+
+impl fmt::Display for AckLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AckLevel::Accepted => "accepted",
+            AckLevel::Written => "written",
+            AckLevel::Durable => "durable",
+            AckLevel::Exported => "exported",
+        })
+    }
+}
+
+/// What a sink found when it opened its storage.
+#[derive(Debug, Default, Clone)]
+pub struct SinkOpen {
+    /// The highest seq the sink already holds, so numbering continues.
+    pub last_seq: Option<u64>,
+    /// Damage found and repaired around (a torn last line, say); each becomes
+    /// an `audit_gap` record so it is never silent.
+    pub notices: Vec<String>,
+}
+
+/// Whether retrying a failed write could succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Retrying later may succeed (connection refused, timeout).
+    Transient,
+    /// It will not (disk full, permission denied, a bad request).
+    Permanent,
+}
+
+/// A sink's failure, with its cause kept as the error source.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{source}")]
+pub struct SinkError {
+    kind: FailureKind,
+    /// Records of the batch the destination refused, when it said how many
+    /// (an OTLP `partial_success`); `None` means the whole batch failed.
+    rejected: Option<u64>,
+    #[source]
+    source: Arc<dyn std::error::Error + Send + Sync>,
+}
+
+impl SinkError {
+    /// A failure of the given kind caused by `source`.
+    pub fn new(kind: FailureKind, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        SinkError {
+            kind,
+            rejected: None,
+            source: Arc::new(source),
+        }
+    }
+
+    /// A permanent failure.
+    pub fn permanent(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        SinkError::new(FailureKind::Permanent, source)
+    }
+
+    /// The destination took the batch but refused `count` of its records.
+    pub fn rejected(count: u64, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        SinkError {
+            kind: FailureKind::Permanent,
+            rejected: Some(count),
+            source: Arc::new(source),
+        }
+    }
+
+    /// Whether a retry could help.
+    pub fn kind(&self) -> FailureKind {
+        self.kind
+    }
+
+    /// How many records of a batch of `batch_len` this error failed.
+    pub fn records_failed(&self, batch_len: usize) -> u64 {
+        self.rejected
+            .map_or(batch_len as u64, |n| n.min(batch_len as u64))
+    }
+}
+
+/// A batch handed to [`Sink::write`]: records in seq order, and the time by
+/// which a shutting-down dispatcher needs an answer.
+#[derive(Debug)]
+pub struct Batch<'a> {
+    /// The records, ascending seq.
+    pub records: &'a [Arc<Record>],
+    /// Give up retrying after this instant (set during shutdown).
+    pub deadline: Option<Instant>,
+}
+
+/// A destination for records.
+///
+/// The dispatcher gives each sink its own worker thread and calls these
+/// methods from it, one at a time, so an implementation may block (an fsync,
+/// a retry with backoff) without holding up emitters or other sinks. Only
+/// [`Sink::write`] is required; the hooks have defaults that suit a sink
+/// without buffering.
+pub trait Sink: Send + 'static {
+    /// The highest level a successful [`Sink::write`] or [`Sink::tick`] can
+    /// reach: receipts waiting for more from this sink settle for this.
+    fn max_level(&self) -> AckLevel;
+
+    /// Opens storage and reports the last seq it holds. Called once, before
+    /// the first write.
+    fn open(&mut self) -> Result<SinkOpen, SinkError> {
+        Ok(SinkOpen::default())
+    }
+
+    /// Writes a batch and returns the level every record of it reached.
+    fn write(&mut self, batch: &Batch<'_>) -> Result<AckLevel, SinkError>;
+
+    /// Called when the queue is idle at least every [`Sink::tick_interval`];
+    /// a sink that makes records durable later (`fsync = "interval"`)
+    /// returns the level everything written so far has now reached.
+    fn tick(&mut self) -> Result<Option<AckLevel>, SinkError> {
+        Ok(None)
+    }
+
+    /// How often [`Sink::tick`] runs when nothing is written.
+    fn tick_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Flushes and releases resources; the last call the sink gets.
+    fn close(&mut self) -> Result<Option<AckLevel>, SinkError> {
+        Ok(None)
+    }
+}
+
+impl<S: Sink + ?Sized> Sink for Box<S> {
+    fn max_level(&self) -> AckLevel {
+        (**self).max_level()
+    }
+    fn open(&mut self) -> Result<SinkOpen, SinkError> {
+        (**self).open()
+    }
+    fn write(&mut self, batch: &Batch<'_>) -> Result<AckLevel, SinkError> {
+        (**self).write(batch)
+    }
+    fn tick(&mut self) -> Result<Option<AckLevel>, SinkError> {
+        (**self).tick()
+    }
+    fn tick_interval(&self) -> Option<std::time::Duration> {
+        (**self).tick_interval()
+    }
+    fn close(&mut self) -> Result<Option<AckLevel>, SinkError> {
+        (**self).close()
+    }
+}
