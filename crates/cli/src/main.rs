@@ -1,1 +1,67 @@
-fn main() {}
+//! `agent-audit`: run an audited agent; read, filter, verify and summarise
+//! audit logs.
+//!
+//! Exit codes: 0 success, 1 a runtime or audit failure, 2 bad usage or
+//! configuration.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod error;
+
+use error::CliError;
+
+#[derive(Parser)]
+#[command(name = "agent-audit", version, about = "Audit trails for LLM agents", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the tutorial's audited agent on a prompt.
+    Run(cmd::run::Args),
+    /// Print records readably, filtered.
+    Show(cmd::show::Args),
+    /// Push records through the configured sinks and report throughput.
+    Bench(cmd::bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("agent-audit: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(a) => cmd::run::run(a).await,
+            Command::Show(a) => cmd::show::run(a),
+            Command::Bench(a) => cmd::bench::run(a).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("agent-audit: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -369,7 +369,9 @@ impl Dispatcher {
                     let h = s.health();
                     SinkReport {
                         finished: s.finished.load(Ordering::Acquire),
-                        undelivered: h.queued + s.abandoned.load(Ordering::Relaxed),
+                        undelivered: h.queued
+                            + s.abandoned.load(Ordering::Relaxed)
+                            + s.in_flight.load(Ordering::Acquire),
                         health: h,
                     }
                 })
@@ -640,6 +642,7 @@ struct SinkSlot {
     failed: AtomicU64,
     dropped_or_refused: AtomicU64,
     abandoned: AtomicU64,
+    in_flight: AtomicU64,
     finished: AtomicBool,
     finished_notify: Notify,
     finished_cv: (Mutex<bool>, Condvar),
@@ -679,6 +682,7 @@ impl SinkSlot {
             failed: AtomicU64::new(0),
             dropped_or_refused: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
             finished: AtomicBool::new(false),
             finished_notify: Notify::new(),
             finished_cv: (Mutex::new(false), Condvar::new()),
@@ -957,6 +961,7 @@ impl SinkSlot {
                 break;
             }
             if !batch.is_empty() {
+                self.in_flight.store(batch.len() as u64, Ordering::Release);
                 let result = catch_unwind(AssertUnwindSafe(|| {
                     sink.write(&Batch {
                         records: &batch,
@@ -965,6 +970,7 @@ impl SinkSlot {
                 }))
                 .unwrap_or_else(|_| Err(SinkError::permanent(Panicked("write"))));
                 self.complete(&batch, result);
+                self.in_flight.store(0, Ordering::Release);
                 batch.clear();
             }
             if let Some(every) = tick_every

@@ -1,0 +1,593 @@
+//! `audit.toml`: configuration to a running [`Dispatcher`].
+//!
+//! ```toml
+//! [service]
+//! name = "bank-assistant"
+//!
+//! [[sinks]]
+//! type = "jsonl"
+//! path = "audit-log.jsonl"
+//! fsync = "batch"        # never | interval | batch | every
+//! required = true
+//! overflow = "block"     # block | drop_newest | fail_closed
+//! queue = 8192
+//!
+//! [[sinks]]
+//! type = "stdout"
+//! format = "pretty"      # pretty | json
+//! ```
+//!
+//! Unknown keys, wrong types and unknown sink types are errors that name the
+//! file, line and key. With no file, [`Config::default`] applies: a JSONL file
+//! `audit-log.jsonl` in the working directory plus stdout.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use agent_audit_core::{Dispatcher, DispatcherBuilder, Overflow, SinkOptions, StartError};
+
+/// Largest configuration file read; anything bigger is refused unread.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The environment variable naming the configuration file.
+pub const CONFIG_ENV: &str = "AGENT_AUDIT_CONFIG";
+
+/// A whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from (`<default>` when built in).
+    pub source: String,
+    /// `[service]`.
+    pub service: ServiceConfig,
+    /// `[[sinks]]`, in order.
+    pub sinks: Vec<SinkConfig>,
+    /// `[limits]`.
+    pub limits: LimitsConfig,
+    /// `[redaction]`; `None` means the secret-shaped defaults.
+    #[cfg(feature = "redact")]
+    pub redaction: Option<agent_audit_redact::RedactionConfig>,
+    /// `[model]`.
+    #[cfg(feature = "agents")]
+    pub model: Option<agent_audit_agents::ModelConfig>,
+}
+
+/// `[service]`: who is emitting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Service name, sent as OTLP `service.name`.
+    #[serde(default = "default_service_name")]
+    pub name: String,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            name: default_service_name(),
+        }
+    }
+}
+
+fn default_service_name() -> String {
+    "agent-audit".to_string()
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest serialised record; bigger records are refused, never
+    /// truncated. Default 1 MiB.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_record_bytes: default_max_record_bytes(),
+        }
+    }
+}
+
+fn default_max_record_bytes() -> usize {
+    1 << 20
+}
+
+/// One `[[sinks]]` entry: the keys every sink has, and its own options.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// Unique name (default: the type, numbered when repeated).
+    pub name: String,
+    /// Whether its failure fails `emit` (default: true for `jsonl`, false
+    /// otherwise).
+    pub required: bool,
+    /// Queue-full policy (default `block`).
+    pub overflow: Overflow,
+    /// Queue capacity in records (default 8192).
+    pub queue: usize,
+    /// The type and its options.
+    pub kind: SinkKind,
+    /// Line of the entry in the file, for later errors.
+    pub line: usize,
+}
+
+/// A sink type with its options.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SinkKind {
+    /// `type = "jsonl"`.
+    #[cfg(feature = "jsonl")]
+    Jsonl(agent_audit_jsonl::JsonlOptions),
+    /// `type = "stdout"`.
+    #[cfg(feature = "stdout")]
+    Stdout(agent_audit_stdout::StdoutOptions),
+    /// `type = "otlp"`.
+    #[cfg(feature = "otlp")]
+    Otlp(agent_audit_otlp::OtlpConfig),
+}
+
+impl SinkKind {
+    /// The `type` value.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            #[cfg(feature = "jsonl")]
+            SinkKind::Jsonl(_) => "jsonl",
+            #[cfg(feature = "stdout")]
+            SinkKind::Stdout(_) => "stdout",
+            #[cfg(feature = "otlp")]
+            SinkKind::Otlp(_) => "otlp",
+        }
+    }
+}
+
+/// Sink types this build knows.
+pub const SINK_TYPES: &[&str] = &[
+    #[cfg(feature = "jsonl")]
+    "jsonl",
+    #[cfg(feature = "stdout")]
+    "stdout",
+    #[cfg(feature = "otlp")]
+    "otlp",
+];
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read configuration: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is larger than [`MAX_CONFIG_BYTES`].
+    #[error("{path}: configuration is {size} bytes; the limit is {max} bytes")]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The file is not UTF-8 text.
+    #[error("{path}:{line}: configuration is not UTF-8 text (binary file?)")]
+    NotUtf8 {
+        /// The file.
+        path: String,
+        /// First line with an invalid byte.
+        line: usize,
+    },
+    /// A syntax error, unknown key, wrong type or bad value.
+    #[error("{}", format_parse(path, *line, *column, key.as_deref(), message))]
+    Parse {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// The offending key, dotted (`sinks[1].fsync`), when known.
+        key: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn format_parse(path: &str, line: usize, column: usize, key: Option<&str>, message: &str) -> String {
+    match key {
+        Some(k) => format!("{path}:{line}:{column}: key `{k}`: {message}"),
+        None => format!("{path}:{line}:{column}: {message}"),
+    }
+}
+
+/// Why a configuration could not be turned into a running dispatcher.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A sink's options are unusable (a missing key file, say).
+    #[error("{source_file}: sink `{sink}` (line {line}): {message}")]
+    Sink {
+        /// Configuration file.
+        source_file: String,
+        /// Sink name.
+        sink: String,
+        /// Line of its entry.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// The redaction rules are unusable.
+    #[cfg(feature = "redact")]
+    #[error("{source_file}: [redaction]: {source}")]
+    Redaction {
+        /// Configuration file.
+        source_file: String,
+        /// Cause.
+        #[source]
+        source: agent_audit_redact::RedactError,
+    },
+    /// A sink failed to open, or the dispatcher could not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    service: ServiceConfig,
+    #[serde(default)]
+    sinks: Option<Vec<toml::Spanned<toml::Table>>>,
+    #[serde(default)]
+    limits: LimitsConfig,
+    #[cfg(feature = "redact")]
+    #[serde(default)]
+    redaction: Option<agent_audit_redact::RedactionConfig>,
+    #[cfg(feature = "agents")]
+    #[serde(default)]
+    model: Option<agent_audit_agents::ModelConfig>,
+}
+
+impl Default for Config {
+    /// A JSONL file `audit-log.jsonl` in the working directory (fsync per
+    /// batch, required) plus readable lines on stdout.
+    fn default() -> Self {
+        let mut sinks = Vec::new();
+        #[cfg(feature = "jsonl")]
+        sinks.push(SinkConfig {
+            name: "jsonl".into(),
+            required: true,
+            overflow: Overflow::Block,
+            queue: 8192,
+            kind: SinkKind::Jsonl(agent_audit_jsonl::JsonlOptions::new("audit-log.jsonl")),
+            line: 0,
+        });
+        #[cfg(feature = "stdout")]
+        sinks.push(SinkConfig {
+            name: "stdout".into(),
+            required: false,
+            overflow: Overflow::Block,
+            queue: 8192,
+            kind: SinkKind::Stdout(agent_audit_stdout::StdoutOptions::default()),
+            line: 0,
+        });
+        Config {
+            source: "<default>".into(),
+            service: ServiceConfig::default(),
+            sinks,
+            limits: LimitsConfig::default(),
+            #[cfg(feature = "redact")]
+            redaction: None,
+            #[cfg(feature = "agents")]
+            model: None,
+        }
+    }
+}
+
+impl Config {
+    /// Loads `explicit`, else the file named by `AGENT_AUDIT_CONFIG`, else
+    /// the default.
+    pub fn discover(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        match explicit {
+            Some(p) => Config::load(p),
+            None => match std::env::var_os(CONFIG_ENV) {
+                Some(p) if !p.is_empty() => Config::load(Path::new(&p)),
+                _ => Ok(Config::default()),
+            },
+        }
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let read_err = |source| ConfigError::Read {
+            path: name.clone(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(read_err)?;
+        if meta.is_dir() {
+            return Err(read_err(std::io::Error::new(
+                std::io::ErrorKind::IsADirectory,
+                "is a directory",
+            )));
+        }
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge {
+                path: name,
+                size: meta.len(),
+                max: MAX_CONFIG_BYTES,
+            });
+        }
+        let bytes = std::fs::read(path).map_err(read_err)?;
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
+                return Err(ConfigError::NotUtf8 { path: name, line });
+            }
+        };
+        Config::parse(&text, &name)
+    }
+
+    /// Parses configuration text; `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
+        if let Some(pos) = text.find('\0') {
+            let (line, _) = line_col(text, pos);
+            return Err(ConfigError::NotUtf8 {
+                path: source.into(),
+                line,
+            });
+        }
+        let de = toml::Deserializer::new(text);
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = path_string(e.path());
+            let inner = e.into_inner();
+            let (line, column) = inner.span().map_or((1, 1), |s| line_col(text, s.start));
+            ConfigError::Parse {
+                path: source.into(),
+                line,
+                column,
+                key,
+                message: inner.message().trim().to_string(),
+            }
+        })?;
+        let mut sinks = Vec::new();
+        match raw.sinks {
+            None => sinks = Config::default().sinks,
+            Some(tables) => {
+                for (i, table) in tables.into_iter().enumerate() {
+                    sinks.push(parse_sink(text, source, i, table)?);
+                }
+            }
+        }
+        for i in 0..sinks.len() {
+            if sinks[..i].iter().any(|s| s.name == sinks[i].name) {
+                let base = sinks[i].name.clone();
+                if sinks[i].name == sinks[i].kind.type_name() {
+                    sinks[i].name = format!("{base}-{}", i + 1);
+                } else {
+                    return Err(ConfigError::Parse {
+                        path: source.into(),
+                        line: sinks[i].line,
+                        column: 1,
+                        key: Some(format!("sinks[{i}].name")),
+                        message: format!("sink name `{base}` is used twice"),
+                    });
+                }
+            }
+        }
+        Ok(Config {
+            source: source.into(),
+            service: raw.service,
+            sinks,
+            limits: raw.limits,
+            #[cfg(feature = "redact")]
+            redaction: raw.redaction,
+            #[cfg(feature = "agents")]
+            model: raw.model,
+        })
+    }
+
+    /// Opens every sink and starts the dispatcher.
+    pub async fn start(&self) -> Result<Dispatcher, BuildError> {
+        Ok(self.builder()?.start().await?)
+    }
+
+    /// A dispatcher builder with every configured sink and the redaction
+    /// filter, for callers that add sinks of their own.
+    pub fn builder(&self) -> Result<DispatcherBuilder, BuildError> {
+        let mut b = Dispatcher::builder().max_record_bytes(self.limits.max_record_bytes);
+        #[cfg(feature = "redact")]
+        {
+            let cfg = self.redaction.clone().unwrap_or_default();
+            let redactor = agent_audit_redact::Redactor::from_config(&cfg).map_err(|source| {
+                BuildError::Redaction {
+                    source_file: self.source.clone(),
+                    source,
+                }
+            })?;
+            b = b.filter(std::sync::Arc::new(redactor));
+        }
+        for s in &self.sinks {
+            let options = SinkOptions::new(s.name.clone())
+                .queue(s.queue)
+                .overflow(s.overflow)
+                .required(s.required);
+            let sink: Box<dyn agent_audit_core::Sink> = match &s.kind {
+                #[cfg(feature = "jsonl")]
+                SinkKind::Jsonl(o) => Box::new(agent_audit_jsonl::JsonlSink::new(o.clone())),
+                #[cfg(feature = "stdout")]
+                SinkKind::Stdout(o) => Box::new(agent_audit_stdout::StdoutSink::stdout(o.clone())),
+                #[cfg(feature = "otlp")]
+                SinkKind::Otlp(o) => Box::new(
+                    agent_audit_otlp::OtlpSink::new(o.clone(), &self.service.name).map_err(
+                        |e| BuildError::Sink {
+                            source_file: self.source.clone(),
+                            sink: s.name.clone(),
+                            line: s.line,
+                            message: e.to_string(),
+                        },
+                    )?,
+                ),
+            };
+            b = b.boxed_sink(options, sink);
+        }
+        Ok(b)
+    }
+}
+
+fn path_string(path: &serde_path_to_error::Path) -> Option<String> {
+    let s = path.to_string();
+    (s != "." && !s.is_empty()).then_some(s)
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text.as_bytes()[..offset];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let col = offset - before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
+    (line, col)
+}
+
+/// The line of `key = ...` inside the table spanning `span`, else the
+/// table's first line.
+fn key_line(text: &str, span: std::ops::Range<usize>, key: &str) -> usize {
+    let start = span.start.min(text.len());
+    let end = span.end.min(text.len());
+    let mut offset = start;
+    for line in text[start..end].split_inclusive('\n') {
+        let t = line.trim_start();
+        let t = t.strip_prefix('"').unwrap_or(t);
+        if let Some(rest) = t.strip_prefix(key)
+            && rest.trim_start_matches('"').trim_start().starts_with('=')
+        {
+            return line_col(text, offset).0;
+        }
+        offset += line.len();
+    }
+    line_col(text, start).0
+}
+
+fn parse_sink(
+    text: &str,
+    source: &str,
+    index: usize,
+    table: toml::Spanned<toml::Table>,
+) -> Result<SinkConfig, ConfigError> {
+    let span = table.span();
+    let mut t = table.into_inner();
+    let err = |key: &str, message: String| ConfigError::Parse {
+        path: source.into(),
+        line: key_line(text, span.clone(), key),
+        column: 1,
+        key: Some(format!("sinks[{index}].{key}")),
+        message,
+    };
+    let ty = match t.remove("type") {
+        Some(toml::Value::String(s)) => s,
+        Some(other) => {
+            return Err(err(
+                "type",
+                format!("expected a string, found {}", other.type_str()),
+            ));
+        }
+        None => {
+            return Err(ConfigError::Parse {
+                path: source.into(),
+                line: line_col(text, span.start).0,
+                column: 1,
+                key: Some(format!("sinks[{index}].type")),
+                message: format!("missing `type` (one of {})", SINK_TYPES.join(", ")),
+            });
+        }
+    };
+    fn take<T: DeserializeOwned>(
+        t: &mut toml::Table,
+        key: &str,
+        err: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<Option<T>, ConfigError> {
+        match t.remove(key) {
+            None => Ok(None),
+            Some(v) => v
+                .try_into::<T>()
+                .map(Some)
+                .map_err(|e| err(key, e.message().trim().to_string())),
+        }
+    }
+    let name: Option<String> = take(&mut t, "name", &err)?;
+    let required: Option<bool> = take(&mut t, "required", &err)?;
+    let overflow: Option<Overflow> = take(&mut t, "overflow", &err)?;
+    let queue: Option<i64> = take(&mut t, "queue", &err)?;
+    let queue = match queue {
+        None => 8192,
+        Some(q) if (1..=10_000_000).contains(&q) => q as usize,
+        Some(q) => return Err(err("queue", format!("must be between 1 and 10000000, got {q}"))),
+    };
+    fn options<T: DeserializeOwned>(
+        t: toml::Table,
+        err: &dyn Fn(&str, String) -> ConfigError,
+    ) -> Result<T, ConfigError> {
+        serde_path_to_error::deserialize(toml::Value::Table(t)).map_err(|e| {
+            let msg = e.inner().message().trim().to_string();
+            let key = e.path().to_string();
+            let key = if key == "." {
+                unknown_field(&msg).unwrap_or_default()
+            } else {
+                key
+            };
+            err(&key, msg)
+        })
+    }
+    let kind = match ty.as_str() {
+        #[cfg(feature = "jsonl")]
+        "jsonl" => SinkKind::Jsonl(options(t, &err)?),
+        #[cfg(feature = "stdout")]
+        "stdout" => SinkKind::Stdout(options(t, &err)?),
+        #[cfg(feature = "otlp")]
+        "otlp" => SinkKind::Otlp(options(t, &err)?),
+        other => {
+            return Err(err(
+                "type",
+                format!(
+                    "unknown sink type `{other}` (this build knows {})",
+                    SINK_TYPES.join(", ")
+                ),
+            ));
+        }
+    };
+    Ok(SinkConfig {
+        name: name.unwrap_or_else(|| ty.clone()),
+        required: required.unwrap_or(ty == "jsonl"),
+        overflow: overflow.unwrap_or_default(),
+        queue,
+        kind,
+        line: line_col(text, span.start).0,
+    })
+}
+
+/// The field named by serde's "unknown field `x`" message.
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+impl fmt::Display for SinkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}, required = {}, overflow = {:?}, queue = {})",
+            self.name,
+            self.kind.type_name(),
+            self.required,
+            self.overflow,
+            self.queue
+        )
+    }
+}
