@@ -244,7 +244,9 @@ pub(crate) fn serialize_draft<P: Serialize + ?Sized>(
         });
     }
     // serde_json writes valid UTF-8 only.
-    let body = String::from_utf8(out).map_err(|_| EmitError::PayloadNotObject { found: "invalid UTF-8" })?;
+    let body = String::from_utf8(out).map_err(|_| EmitError::PayloadNotObject {
+        found: "invalid UTF-8",
+    })?;
     Ok(Draft {
         meta,
         body: body.into_boxed_str(),

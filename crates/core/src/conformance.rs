@@ -40,7 +40,10 @@ fn fail(check: &'static str, detail: impl Into<String>) -> Failure {
 
 async fn start(target: &dyn Target) -> Result<Dispatcher, Failure> {
     Dispatcher::builder()
-        .sink(SinkOptions::new("under-test").queue(64).max_batch(16), target.make())
+        .sink(
+            SinkOptions::new("under-test").queue(64).max_batch(16),
+            target.make(),
+        )
         .start()
         .await
         .map_err(|e| fail("open", e.to_string()))
@@ -50,7 +53,9 @@ async fn start(target: &dyn Target) -> Result<Dispatcher, Failure> {
 pub async fn run_all(target: &dyn Target) -> Result<(), Failure> {
     let d = start(target).await?;
     let max = d.health().sinks[0].max_level;
-    let a = Auditor::new(d.clone()).for_request(Some("conformance")).with_agent("suite");
+    let a = Auditor::new(d.clone())
+        .for_request(Some("conformance"))
+        .with_agent("suite");
     let mut seqs = Vec::new();
     for i in 0..200u32 {
         let payload = serde_json::json!({"i": i, "text": "line\nbreak \"quoted\" \u{1F600}"});
@@ -66,7 +71,13 @@ pub async fn run_all(target: &dyn Target) -> Result<(), Failure> {
         .await
         .map_err(|e| fail("ack", e.to_string()))?;
     if r.level != max {
-        return Err(fail("ack", format!("waited for the highest level, got {} (sink max {})", r.level, max)));
+        return Err(fail(
+            "ack",
+            format!(
+                "waited for the highest level, got {} (sink max {})",
+                r.level, max
+            ),
+        ));
     }
     if seqs.windows(2).any(|w| w[1] != w[0] + 1) {
         return Err(fail("seq", "seqs are not contiguous"));
@@ -78,13 +89,18 @@ pub async fn run_all(target: &dyn Target) -> Result<(), Failure> {
     if let Some(stored) = target.read_back() {
         let got: Vec<&StoredRecord> = stored.iter().filter(|r| seqs.contains(&r.seq)).collect();
         if got.len() != seqs.len() {
-            return Err(fail("read_back", format!("stored {} of {} records", got.len(), seqs.len())));
+            return Err(fail(
+                "read_back",
+                format!("stored {} of {} records", got.len(), seqs.len()),
+            ));
         }
         for (i, rec) in got.iter().enumerate() {
             if rec.payload["i"] != i as u64 || rec.event_type != EventType::ToolCall {
                 return Err(fail("read_back", format!("record {i} differs: {rec:?}")));
             }
-            if rec.request_id.as_deref() != Some("conformance") || rec.agent.as_deref() != Some("suite") {
+            if rec.request_id.as_deref() != Some("conformance")
+                || rec.agent.as_deref() != Some("suite")
+            {
                 return Err(fail("read_back", format!("scope lost in record {i}")));
             }
         }
@@ -93,10 +109,17 @@ pub async fn run_all(target: &dyn Target) -> Result<(), Failure> {
         let d = start(target).await?;
         let next = d.next_seq().await;
         if next != last + 1 {
-            return Err(fail("reopen", format!("seq continues at {next}, expected {}", last + 1)));
+            return Err(fail(
+                "reopen",
+                format!("seq continues at {next}, expected {}", last + 1),
+            ));
         }
         let r = Auditor::new(d.clone())
-            .emit_wait(EventType::SessionStart, &serde_json::json!({}), AckLevel::Written)
+            .emit_wait(
+                EventType::SessionStart,
+                &serde_json::json!({}),
+                AckLevel::Written,
+            )
             .await
             .map_err(|e| fail("reopen", e.to_string()))?;
         if r.seq != last + 1 {

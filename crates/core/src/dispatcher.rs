@@ -131,7 +131,10 @@ impl DispatcherBuilder {
         let mut opened = Vec::new();
         let mut notices = Vec::new();
         for (options, mut sink) in self.sinks {
-            if opened.iter().any(|(o, _): &(SinkOptions, _)| o.name == options.name) {
+            if opened
+                .iter()
+                .any(|(o, _): &(SinkOptions, _)| o.name == options.name)
+            {
                 return Err(StartError::DuplicateName { sink: options.name });
             }
             let open = sink.open().map_err(|source| StartError::Open {
@@ -161,7 +164,8 @@ impl DispatcherBuilder {
         });
         let d = Dispatcher { shared };
         for (sink, notice) in notices {
-            let payload = serde_json::json!({"reason": "sink_notice", "sink": sink, "detail": notice});
+            let payload =
+                serde_json::json!({"reason": "sink_notice", "sink": sink, "detail": notice});
             d.emit_internal(EventType::AuditGap, payload).await?;
         }
         Ok(d)
@@ -769,8 +773,7 @@ impl SinkSlot {
             });
         }
         let due = force
-            || o
-                .last_fail_note
+            || o.last_fail_note
                 .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
         if due && let Some((from, to, count, error)) = o.pending_fail.take() {
             o.last_fail_note = Some(Instant::now());

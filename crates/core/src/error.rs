@@ -74,7 +74,9 @@ pub enum EmitError {
         found: &'static str,
     },
     /// The serialised record exceeds `max_record_bytes`.
-    #[error("record of {size} bytes exceeds max_record_bytes = {max}; it was not written (nor truncated)")]
+    #[error(
+        "record of {size} bytes exceeds max_record_bytes = {max}; it was not written (nor truncated)"
+    )]
     TooLarge {
         /// Serialised size.
         size: usize,

@@ -115,8 +115,18 @@ macro_rules! w3c_id {
     };
 }
 
-w3c_id!(TraceId, 16, "trace id", "A W3C trace id: 16 random bytes, 32 hex digits.");
-w3c_id!(SpanId, 8, "span id", "A W3C span id: 8 random bytes, 16 hex digits.");
+w3c_id!(
+    TraceId,
+    16,
+    "trace id",
+    "A W3C trace id: 16 random bytes, 32 hex digits."
+);
+w3c_id!(
+    SpanId,
+    8,
+    "span id",
+    "A W3C span id: 8 random bytes, 16 hex digits."
+);
 
 /// A new random request or correlation id in UUID v4 form.
 pub fn new_request_id() -> String {
@@ -124,7 +134,14 @@ pub fn new_request_id() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h = format!("{}", TraceId(b));
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 #[cfg(test)]
@@ -143,7 +160,9 @@ mod tests {
 
     #[test]
     fn bad_ids_are_rejected_with_what_was_expected() {
-        let e = "00000000000000000000000000000000".parse::<TraceId>().unwrap_err();
+        let e = "00000000000000000000000000000000"
+            .parse::<TraceId>()
+            .unwrap_err();
         assert!(e.to_string().contains("32 hex digits"), "{e}");
         assert!("xyz".parse::<SpanId>().is_err());
     }

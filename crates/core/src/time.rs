@@ -111,7 +111,12 @@ mod tests {
             let theirs = ::time::OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap();
             let back = Timestamp::parse(ours.as_str()).unwrap();
             assert_eq!(back.unix_nanos(), nanos, "{ours}");
-            assert_eq!(ours.as_str()[..19], theirs.format(&::time::format_description::well_known::Rfc3339).unwrap()[..19]);
+            assert_eq!(
+                ours.as_str()[..19],
+                theirs
+                    .format(&::time::format_description::well_known::Rfc3339)
+                    .unwrap()[..19]
+            );
         }
     }
 

@@ -25,7 +25,9 @@ async fn seq_is_contiguous_and_every_sink_gets_every_record() {
         .unwrap();
     let aud = Auditor::new(d.clone()).for_request(Some("r1"));
     for i in 0..1000 {
-        aud.emit(EventType::ToolCall, &json!({"i": i})).await.unwrap();
+        aud.emit(EventType::ToolCall, &json!({"i": i}))
+            .await
+            .unwrap();
     }
     let report = d.shutdown(Duration::from_secs(10)).await;
     assert!(report.is_clean(), "{report}");
@@ -59,7 +61,10 @@ async fn drop_newest_counts_exactly_and_gap_records_name_every_lost_seq() {
     }
     let report = d.shutdown(Duration::from_secs(30)).await;
     let slow_h = &report.sinks[0].health;
-    assert!(slow_h.dropped > 0, "the slow sink should have dropped: {report}");
+    assert!(
+        slow_h.dropped > 0,
+        "the slow sink should have dropped: {report}"
+    );
 
     let fast_recs = payloads(&fast);
     let fast_user: BTreeSet<u64> = fast_recs
@@ -67,7 +72,10 @@ async fn drop_newest_counts_exactly_and_gap_records_name_every_lost_seq() {
         .filter(|r| r.event_type.as_str() == "burst")
         .map(|r| r.seq)
         .collect();
-    assert_eq!(fast_user, user_seqs, "the fast sink must receive all 10,000");
+    assert_eq!(
+        fast_user, user_seqs,
+        "the fast sink must receive all 10,000"
+    );
 
     let slow_recs = payloads(&slow);
     let got: BTreeSet<u64> = slow_recs
@@ -76,7 +84,10 @@ async fn drop_newest_counts_exactly_and_gap_records_name_every_lost_seq() {
         .map(|r| r.seq)
         .collect();
     let mut named = BTreeSet::new();
-    for gap in fast_recs.iter().filter(|r| r.event_type == EventType::AuditGap) {
+    for gap in fast_recs
+        .iter()
+        .filter(|r| r.event_type == EventType::AuditGap)
+    {
         assert_eq!(gap.payload["sink"], "slow");
         for range in gap.payload["ranges"].as_array().unwrap() {
             let (from, to) = (range[0].as_u64().unwrap(), range[1].as_u64().unwrap());
@@ -85,11 +96,18 @@ async fn drop_newest_counts_exactly_and_gap_records_name_every_lost_seq() {
     }
     let lost: BTreeSet<u64> = user_seqs.difference(&got).copied().collect();
     let lost_user_named: BTreeSet<u64> = named.intersection(&user_seqs).copied().collect();
-    assert_eq!(lost_user_named, lost, "gap records must name exactly the lost seqs");
+    assert_eq!(
+        lost_user_named, lost,
+        "gap records must name exactly the lost seqs"
+    );
     // Dropped counts every record the sink lost, gap notes included.
     assert_eq!(slow_h.dropped as usize, named.len());
     // The slow sink also holds the gap notes about itself.
-    assert!(slow_recs.iter().any(|r| r.event_type == EventType::AuditGap));
+    assert!(
+        slow_recs
+            .iter()
+            .any(|r| r.event_type == EventType::AuditGap)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,11 +132,22 @@ async fn a_failing_optional_sink_is_counted_and_the_others_stay_complete() {
     }
     let h = d.health();
     assert_eq!(h.sinks[0].failed, 50);
-    assert!(h.sinks[0].last_error.as_deref().unwrap().contains("disk on fire"));
+    assert!(
+        h.sinks[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("disk on fire")
+    );
     let report = d.shutdown(Duration::from_secs(5)).await;
     assert!(!report.is_clean());
     let recs = payloads(&good);
-    assert_eq!(recs.iter().filter(|r| r.event_type == EventType::ToolResult).count(), 50);
+    assert_eq!(
+        recs.iter()
+            .filter(|r| r.event_type == EventType::ToolResult)
+            .count(),
+        50
+    );
     let gap = recs
         .iter()
         .find(|r| r.event_type == EventType::AuditGap)
@@ -143,7 +172,10 @@ async fn a_failing_required_sink_fails_emit_naming_the_sink_and_cause() {
         .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, EmitError::SinkFailed { .. }), "{msg}");
-    assert!(msg.contains("audit-file") && msg.contains("no space left"), "{msg}");
+    assert!(
+        msg.contains("audit-file") && msg.contains("no space left"),
+        "{msg}"
+    );
     // Later emits refuse at once: the agent must not act without its audit.
     let err = aud.emit(EventType::ToolCall, &json!({})).await.unwrap_err();
     assert!(err.to_string().contains("audit-file"));
@@ -155,7 +187,10 @@ async fn fail_closed_refuses_without_using_a_seq() {
     let slow = MemorySink::new().with_delay(Duration::from_millis(200));
     let d = Dispatcher::builder()
         .sink(
-            SinkOptions::new("slow").queue(2).max_batch(1).overflow(Overflow::FailClosed),
+            SinkOptions::new("slow")
+                .queue(2)
+                .max_batch(1)
+                .overflow(Overflow::FailClosed),
             slow.clone(),
         )
         .start()
@@ -175,7 +210,11 @@ async fn fail_closed_refuses_without_using_a_seq() {
         }
     }
     assert!(refused > 0);
-    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "no seq is burnt by a refusal");
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "no seq is burnt by a refusal"
+    );
     let report = d.shutdown(Duration::from_secs(10)).await;
     assert_eq!(report.sinks[0].health.dropped, refused);
     assert_eq!(slow.len(), seqs.len());
@@ -208,7 +247,13 @@ async fn seq_continues_after_the_highest_seq_a_sink_holds() {
 async fn block_under_a_stalled_sink_ends_at_the_shutdown_deadline_with_exact_counts() {
     let stalled = MemorySink::new().with_delay(Duration::from_millis(300));
     let d = Dispatcher::builder()
-        .sink(SinkOptions::new("stalled").queue(4).max_batch(1).required(false), stalled.clone())
+        .sink(
+            SinkOptions::new("stalled")
+                .queue(4)
+                .max_batch(1)
+                .required(false),
+            stalled.clone(),
+        )
         .start()
         .await
         .unwrap();
@@ -220,7 +265,10 @@ async fn block_under_a_stalled_sink_ends_at_the_shutdown_deadline_with_exact_cou
     let s = &report.sinks[0];
     assert_eq!(s.health.delivered + s.undelivered, 5, "{report}");
     assert!(s.undelivered > 0, "{report}");
-    assert!(matches!(aud.emit("x", &json!({})).await, Err(EmitError::Closed)));
+    assert!(matches!(
+        aud.emit("x", &json!({})).await,
+        Err(EmitError::Closed)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,8 +299,14 @@ async fn scopes_carry_request_correlation_agent_and_span_parents() {
     let root = Auditor::new(d.clone()).for_request(Some("req-1"));
     let triage = root.with_agent("triage").child_span();
     let specialist = triage.with_agent("specialist").child_span();
-    triage.emit(EventType::AgentMessage, &json!({})).await.unwrap();
-    specialist.emit(EventType::FinalResult, &json!({"answer": "ok"})).await.unwrap();
+    triage
+        .emit(EventType::AgentMessage, &json!({}))
+        .await
+        .unwrap();
+    specialist
+        .emit(EventType::FinalResult, &json!({"answer": "ok"}))
+        .await
+        .unwrap();
     d.shutdown(Duration::from_secs(5)).await;
     let recs = payloads(&m);
     assert_eq!(recs[0].request_id.as_deref(), Some("req-1"));
