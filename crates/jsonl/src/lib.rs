@@ -1,1 +1,134 @@
-//! Placeholder.
+//! # agent-audit-jsonl
+//!
+//! The JSONL file sink of agent-audit: one schema v1 record per line,
+//! appended to a locked file with a hash chain, synced by policy, rotated by
+//! size; plus a streaming [`Reader`] and the ordered list of a log's files
+//! ([`files::list`]).
+//!
+//! ```
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use agent_audit_core::{AckLevel, Auditor, Dispatcher, EventType, SinkOptions};
+//! use agent_audit_jsonl::{FsyncPolicy, JsonlOptions, JsonlSink, Reader};
+//!
+//! # let dir = std::env::temp_dir().join(format!("agent-audit-jsonl-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir)?;
+//! let path = dir.join("audit-log.jsonl");
+//! let sink = JsonlSink::new(JsonlOptions::new(&path).fsync(FsyncPolicy::Batch))?;
+//! let dispatcher = Dispatcher::builder()
+//!     .sink(SinkOptions::new("jsonl"), sink)
+//!     .start()
+//!     .await?;
+//! let auditor = Auditor::new(dispatcher.clone()).for_request(Some("r1")).with_agent("assistant");
+//! // Audit before act: the tool runs once its call is on disk.
+//! let receipt = auditor
+//!     .emit_wait(EventType::ToolCall, &serde_json::json!({"tool": "get_account_balance"}), AckLevel::Durable)
+//!     .await?;
+//! assert_eq!(receipt.level, AckLevel::Durable);
+//! assert!(dispatcher.shutdown(Duration::from_secs(5)).await.is_clean());
+//!
+//! let lines: Vec<_> = Reader::open(&path)?.collect::<Result<_, _>>()?;
+//! assert_eq!(lines[0].record.event_type, EventType::ToolCall);
+//! assert_eq!(lines[0].record.prev, agent_audit_jsonl::chain::GENESIS);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo()).unwrap();
+//! ```
+//!
+//! ## The file
+//!
+//! Each line is `{"v":1,"seq":…,"ts":"…",…,"payload":{…},"prev":"…"}` and a
+//! newline. `prev` is the [`chain`] value of the previous line's exact bytes
+//! (without its newline): SHA-256, or HMAC-SHA256 with
+//! [`JsonlOptions::chain_key`]. The first line of a log has
+//! `prev` = [`chain::GENESIS`] (64 zeros). Python's `json.loads` per line
+//! reads every line.
+//!
+//! ## Opening
+//!
+//! [`Sink::open`](agent_audit_core::Sink::open) opens the file append-only
+//! with `O_NOFOLLOW` (a symlink planted at the path is refused), creating it
+//! with mode 0600 (an existing file keeps its mode), and takes an exclusive
+//! lock (`flock`, released by the kernel when the process exits, even on
+//! SIGKILL). A second writer, in this process or another, gets
+//! [`JsonlError::InUse`] naming the path instead of interleaving the chain.
+//! Devices such as `/dev/null` or `/dev/full` are written to but not locked,
+//! scanned or rotated. With any fsync policy but `never`, the directory is
+//! synced so a new file's name survives a power loss.
+//!
+//! It then reads the file from its end to the last whole record: its seq
+//! becomes [`SinkOpen::last_seq`](agent_audit_core::SinkOpen) (the
+//! dispatcher continues after it) and its chain value the `prev` of the next
+//! line. If the active file holds no record (say, a crash right after a
+//! rotation), the chain and seq continue from the newest rotated file.
+//!
+//! ## Torn lines: kept, terminated, reported
+//!
+//! A crash in the middle of a write can leave a last line without a newline.
+//! Evidence is never deleted: on open such a **torn line is left byte for
+//! byte and terminated with a newline**, and a notice is returned in
+//! [`SinkOpen::notices`](agent_audit_core::SinkOpen) naming the file, the
+//! byte offset, the length and, when its prefix shows it, the seq it was
+//! being written for. The dispatcher turns each notice into an `audit_gap`
+//! record, which becomes the next line of the file. The chain resumes from
+//! the last whole record, so in the file:
+//!
+//! ```text
+//! line n     {"v":1,"seq":41,…,"prev":"…"}          last whole record, hash H
+//! line n+1   {"v":1,"seq":42,"ts":"2026-…          torn: not a record
+//! line n+2   {"v":1,"seq":43,…"audit_gap"…,"prev":"H"}   names the torn line
+//! ```
+//!
+//! A verifier reports line n+1 as a torn line, finds the chain intact from
+//! line n to line n+2, and the seq gap explained. The torn line's seq is
+//! never handed out again, since it may have reached another sink. Lines
+//! after the last record that are not records (a torn line terminated by an
+//! earlier open that crashed before writing its notice) are reported the
+//! same way; more than 64 of them, and the file is refused as not an audit
+//! log ([`JsonlError::NotAnAuditLog`]). A last line that lacks only its
+//! newline but is a whole record is a record: it gets its newline and the
+//! chain continues from it, with no notice.
+//!
+//! ## Writing
+//!
+//! Each batch from the dispatcher is encoded (the record's pre-serialised
+//! body is copied, not re-serialised), chained and appended with one
+//! `write` call. The fsync policy ([`FsyncPolicy`]) decides the ack level:
+//!
+//! | `fsync` | a write returns | then |
+//! |---|---|---|
+//! | `never` | `Written` | |
+//! | `interval` | `Written` | `Durable` at the next tick (`fsync_interval_ms`) |
+//! | `batch` | `Durable` (one `fdatasync` per batch: group commit) | |
+//! | `every` | `Durable` (one `fdatasync` per record) | |
+//!
+//! A failed write or sync is a permanent error naming the file and the
+//! operation. The failed batch's bytes were never acknowledged, so before the
+//! next write they are cut off (the file never holds half a line followed by
+//! more records) and the chain is rewound to the last written line.
+//!
+//! ## Rotation
+//!
+//! With `rotate_bytes`, when the next line would take the active file past
+//! that size, the file is synced (unless `fsync = "never"`), renamed to
+//! `<stem>.<first_seq>-<last_seq>.<ext>` (12-digit zero-padded seqs, see
+//! [`files`]) and a fresh file is created and locked. The chain carries on:
+//! the new file's first `prev` is the hash of the old file's last line.
+//! [`files::list`] returns a log's files in chain order.
+//!
+//! ## Feature flags
+//!
+//! None. The sink has no optional parts.
+
+pub mod chain;
+mod error;
+pub mod files;
+mod options;
+mod reader;
+mod sink;
+mod tail;
+
+pub use error::{JsonlError, ReadError};
+pub use options::{ChainKey, FsyncPolicy, JsonlOptions};
+pub use reader::{DEFAULT_MAX_LINE, Line, RawLine, Reader};
+pub use sink::JsonlSink;

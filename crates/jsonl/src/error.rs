@@ -1,0 +1,232 @@
+//! Errors of the sink and the reader. Each names the file and the operation.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Why the sink could not open, write, sync or rotate its file.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonlError {
+    /// An option has a value serde accepts but the sink cannot use.
+    #[error("JSONL sink for {path}: option `{field}` {reason}")]
+    InvalidOption {
+        /// The configured path.
+        path: PathBuf,
+        /// The option.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The file could not be opened or created.
+    #[error("cannot open audit log {path}: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The path names a directory.
+    #[error(
+        "cannot open audit log {path}: it is a directory; give a file path such as {path}/audit-log.jsonl"
+    )]
+    IsDirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The path is a symbolic link; the sink opens with `O_NOFOLLOW` so a
+    /// planted link cannot redirect the audit trail.
+    #[error(
+        "refusing to open audit log {path}: it is a symbolic link (opened with O_NOFOLLOW); point the configuration at the real file"
+    )]
+    Symlink {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Another writer (this process or another) holds the file's lock.
+    #[error(
+        "audit log {path} is in use: another writer holds its lock; two writers would interleave the chain, so only one may append at a time"
+    )]
+    InUse {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Taking the lock failed for another reason.
+    #[error("cannot lock audit log {path}: {source}")]
+    Lock {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading the existing file (its tail, on open) failed.
+    #[error("cannot read audit log {path} on open: {source}")]
+    ReadTail {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The existing file does not end in audit records.
+    #[error(
+        "audit log {path} does not end in agent-audit records: the last {lines} lines are not records; refusing to append to it (move it aside or run `agent-audit verify`)"
+    )]
+    NotAnAuditLog {
+        /// The file.
+        path: PathBuf,
+        /// How many trailing lines were examined.
+        lines: usize,
+    },
+    /// Appending failed (disk full, I/O error, file too large).
+    #[error("cannot write to audit log {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Undoing a failed write's partial bytes before the next write failed.
+    #[error("cannot cut the partial write off audit log {path} at byte {len}: {source}")]
+    Truncate {
+        /// The file.
+        path: PathBuf,
+        /// The length it was cut back to.
+        len: u64,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+    /// `fdatasync` of the file (or `fsync` of its directory) failed.
+    #[error("cannot fsync {path}: {source}")]
+    Fsync {
+        /// The file or directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Rotation could not rename the full file.
+    #[error("cannot rotate audit log {from} to {to}: {source}")]
+    Rename {
+        /// The active file.
+        from: PathBuf,
+        /// The rotated name.
+        to: PathBuf,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Listing the rotated files failed.
+    #[error("cannot list the rotated files of {path} in {dir}: {source}")]
+    List {
+        /// The active file.
+        path: PathBuf,
+        /// The directory listed.
+        dir: PathBuf,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A write was attempted before `open` or after `close`.
+    #[error("audit log {path} is not open (write before open or after close)")]
+    NotOpen {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// Why a line could not be read as a record.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file could not be opened.
+    #[error("cannot open {path}: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Reading failed; the reader stops.
+    #[error("{path}:{line}: read error: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The line being read (1-based).
+        line: u64,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The line is not UTF-8.
+    #[error(
+        "{path}:{line}: not UTF-8 (invalid byte at column {column}, byte offset {offset} of the file)"
+    )]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// Line number (1-based).
+        line: u64,
+        /// Byte offset of the line in the file.
+        offset: u64,
+        /// 1-based column of the first invalid byte.
+        column: usize,
+    },
+    /// The line is not a schema v1 record (bad JSON, a missing or unknown
+    /// key, a wrong type, an empty line).
+    #[error("{path}:{line}: not a valid record: {source}")]
+    BadRecord {
+        /// The file.
+        path: PathBuf,
+        /// Line number (1-based).
+        line: u64,
+        /// Byte offset of the line in the file.
+        offset: u64,
+        /// What serde_json found.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The last line has no newline and is not a whole record: a write cut
+    /// short (crash, power loss, full disk).
+    #[error(
+        "{path}:{line}: torn final line ({len} bytes at byte offset {offset}, no newline): a write was cut short"
+    )]
+    TornFinalLine {
+        /// The file.
+        path: PathBuf,
+        /// Line number (1-based).
+        line: u64,
+        /// Byte offset of the line in the file.
+        offset: u64,
+        /// Its length in bytes.
+        len: u64,
+    },
+    /// The line is longer than the reader's limit; it was skipped.
+    #[error("{path}:{line}: line longer than {max} bytes at byte offset {offset}; skipped")]
+    TooLong {
+        /// The file.
+        path: PathBuf,
+        /// Line number (1-based).
+        line: u64,
+        /// Byte offset of the line in the file.
+        offset: u64,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl ReadError {
+    /// The 1-based line number the error is about, if any.
+    pub fn line(&self) -> Option<u64> {
+        match self {
+            ReadError::Open { .. } => None,
+            ReadError::Io { line, .. }
+            | ReadError::NotUtf8 { line, .. }
+            | ReadError::BadRecord { line, .. }
+            | ReadError::TornFinalLine { line, .. }
+            | ReadError::TooLong { line, .. } => Some(*line),
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! A streaming reader of JSONL audit files.
+//!
+//! It yields every line with its number, byte offset, exact bytes (what the
+//! chain hashes) and parsed [`StoredRecord`], or a typed error naming the
+//! line and why it is not a record; reading continues after a bad line, so
+//! one damaged line does not hide the rest of the file.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use agent_audit_jsonl::{ReadError, Reader};
+//!
+//! let text = concat!(
+//!     r#"{"v":1,"seq":1,"ts":"2026-11-25T23:32:22.000000000Z","event_type":"user_request","request_id":"r1","correlation_id":"r1","trace_id":null,"span_id":null,"parent_span_id":null,"agent":"user","payload":{"text":"hi"},"prev":"0000000000000000000000000000000000000000000000000000000000000000"}"#,
+//!     "\nnot json\n",
+//!     r#"{"v":1,"seq":2"#,
+//! );
+//! let mut reader = Reader::new("example.jsonl", text.as_bytes());
+//! let first = reader.next().unwrap()?;
+//! assert_eq!((first.number, first.record.seq), (1, 1));
+//! assert!(matches!(reader.next(), Some(Err(ReadError::BadRecord { line: 2, .. }))));
+//! assert!(matches!(reader.next(), Some(Err(ReadError::TornFinalLine { line: 3, .. }))));
+//! assert!(reader.next().is_none());
+//! # Ok(()) }
+//! ```
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, ErrorKind};
+use std::path::{Path, PathBuf};
+
+use agent_audit_core::StoredRecord;
+
+use crate::error::ReadError;
+
+/// Default longest line the reader accepts: 16 MiB, well above the
+/// dispatcher's default record limit of 1 MiB.
+pub const DEFAULT_MAX_LINE: usize = 16 << 20;
+
+/// One line as bytes, before parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawLine {
+    /// 1-based line number.
+    pub number: u64,
+    /// Byte offset of the line's first byte in the file.
+    pub offset: u64,
+    /// The line's exact bytes without the newline (empty when too long).
+    pub bytes: Vec<u8>,
+    /// Whether a newline ended it; only the last line of a file can lack one.
+    pub terminated: bool,
+    /// Whether it exceeded the reader's limit (its bytes were not kept).
+    pub too_long: bool,
+    /// Its full length in bytes, without the newline.
+    pub len: u64,
+}
+
+/// One record line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// 1-based line number.
+    pub number: u64,
+    /// Byte offset of the line's first byte in the file.
+    pub offset: u64,
+    /// The exact bytes without the newline: what the chain hashes.
+    pub bytes: Vec<u8>,
+    /// The parsed record.
+    pub record: StoredRecord,
+    /// Whether a newline ended it. A whole record without one is the last
+    /// line of a file whose writer stopped between the record and its
+    /// newline; it is still a record.
+    pub terminated: bool,
+}
+
+/// Reads a JSONL audit file line by line. See the [module docs](self).
+#[derive(Debug)]
+pub struct Reader<R = BufReader<File>> {
+    path: PathBuf,
+    src: R,
+    number: u64,
+    offset: u64,
+    max_line: usize,
+    done: bool,
+}
+
+impl Reader<BufReader<File>> {
+    /// Opens `path` for reading.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, ReadError> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|source| ReadError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Reader::new(path, BufReader::with_capacity(256 << 10, file)))
+    }
+}
+
+impl<R: BufRead> Reader<R> {
+    /// Reads from `src`; `path` names the source in errors.
+    pub fn new(path: impl Into<PathBuf>, src: R) -> Self {
+        Reader {
+            path: path.into(),
+            src,
+            number: 0,
+            offset: 0,
+            max_line: DEFAULT_MAX_LINE,
+            done: false,
+        }
+    }
+
+    /// Sets the longest line accepted; longer lines are skipped and
+    /// reported as [`ReadError::TooLong`].
+    pub fn max_line(mut self, bytes: usize) -> Self {
+        self.max_line = bytes;
+        self
+    }
+
+    /// The path given when the reader was made.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The next line's bytes, unparsed; `None` at the end. An `Err` is an
+    /// I/O failure, after which the reader stops.
+    pub fn next_raw(&mut self) -> Option<Result<RawLine, ReadError>> {
+        if self.done {
+            return None;
+        }
+        let offset = self.offset;
+        let mut bytes = Vec::new();
+        let mut len = 0u64;
+        let mut too_long = false;
+        let mut terminated = false;
+        let mut any = false;
+        loop {
+            let buf = match self.src.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    self.done = true;
+                    return Some(Err(ReadError::Io {
+                        path: self.path.clone(),
+                        line: self.number + 1,
+                        source,
+                    }));
+                }
+            };
+            if buf.is_empty() {
+                break;
+            }
+            any = true;
+            let (content, take) = match buf.iter().position(|&b| b == b'\n') {
+                Some(i) => {
+                    terminated = true;
+                    (&buf[..i], i + 1)
+                }
+                None => (buf, buf.len()),
+            };
+            len += content.len() as u64;
+            if !too_long {
+                if bytes.len() + content.len() > self.max_line {
+                    too_long = true;
+                    bytes = Vec::new();
+                } else {
+                    bytes.extend_from_slice(content);
+                }
+            }
+            self.src.consume(take);
+            self.offset += take as u64;
+            if terminated {
+                break;
+            }
+        }
+        if !any {
+            self.done = true;
+            return None;
+        }
+        self.number += 1;
+        Some(Ok(RawLine {
+            number: self.number,
+            offset,
+            bytes,
+            terminated,
+            too_long,
+            len,
+        }))
+    }
+
+    /// Parses a raw line into a record, or says why it is not one.
+    pub fn parse(&self, raw: RawLine) -> Result<Line, ReadError> {
+        let torn = || ReadError::TornFinalLine {
+            path: self.path.clone(),
+            line: raw.number,
+            offset: raw.offset,
+            len: raw.len,
+        };
+        if raw.too_long {
+            return Err(ReadError::TooLong {
+                path: self.path.clone(),
+                line: raw.number,
+                offset: raw.offset,
+                max: self.max_line,
+            });
+        }
+        let text = match std::str::from_utf8(&raw.bytes) {
+            Ok(t) => t,
+            Err(_) if !raw.terminated => return Err(torn()),
+            Err(e) => {
+                return Err(ReadError::NotUtf8 {
+                    path: self.path.clone(),
+                    line: raw.number,
+                    offset: raw.offset,
+                    column: e.valid_up_to() + 1,
+                });
+            }
+        };
+        match serde_json::from_str::<StoredRecord>(text) {
+            Ok(record) => Ok(Line {
+                number: raw.number,
+                offset: raw.offset,
+                bytes: raw.bytes,
+                record,
+                terminated: raw.terminated,
+            }),
+            Err(_) if !raw.terminated => Err(torn()),
+            Err(source) => Err(ReadError::BadRecord {
+                path: self.path.clone(),
+                line: raw.number,
+                offset: raw.offset,
+                source,
+            }),
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for Reader<R> {
+    type Item = Result<Line, ReadError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        Some(match self.next_raw()? {
+            Ok(raw) => self.parse(raw),
+            Err(e) => Err(e),
+        })
+    }
+}
+
+/// Whether `bytes` is a whole schema v1 record; its seq if so.
+pub(crate) fn record_seq(bytes: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<StoredRecord>(bytes)
+        .ok()
+        .map(|r| r.seq)
+}
+
+/// The seq a damaged line was written for, when its prefix shows it whole:
+/// `{"v":1,"seq":<digits>,` (the comma proves the digits are complete).
+pub(crate) fn seq_hint(bytes: &[u8]) -> Option<u64> {
+    let rest = bytes.strip_prefix(br#"{"v":1,"seq":"#)?;
+    let end = rest.iter().position(|b| !b.is_ascii_digit())?;
+    if end == 0 || rest[end] != b',' {
+        return None;
+    }
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_hint_needs_complete_digits() {
+        assert_eq!(seq_hint(br#"{"v":1,"seq":123,"ts":"#), Some(123));
+        assert_eq!(seq_hint(br#"{"v":1,"seq":123"#), None);
+        assert_eq!(seq_hint(br#"{"v":1,"se"#), None);
+        assert_eq!(seq_hint(b"garbage"), None);
+    }
+
+    #[test]
+    fn not_utf8_and_too_long_lines_are_reported_and_reading_continues() {
+        let mut data = b"\xff\xfe\n".to_vec();
+        data.extend_from_slice(&[b'x'; 100]);
+        data.extend_from_slice(b"\n\n");
+        let mut r = Reader::new("t.jsonl", &data[..]).max_line(10);
+        assert!(matches!(
+            r.next(),
+            Some(Err(ReadError::NotUtf8 {
+                line: 1,
+                column: 1,
+                ..
+            }))
+        ));
+        assert!(matches!(
+            r.next(),
+            Some(Err(ReadError::TooLong {
+                line: 2,
+                offset: 3,
+                ..
+            }))
+        ));
+        // An empty line is not a record either.
+        let e = r.next().unwrap().unwrap_err();
+        assert_eq!(e.line(), Some(3));
+        assert!(
+            e.to_string().starts_with("t.jsonl:3: not a valid record"),
+            "{e}"
+        );
+        assert!(r.next().is_none());
+    }
+}

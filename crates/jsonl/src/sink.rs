@@ -1,0 +1,632 @@
+//! The JSONL file sink.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_audit_core::{AckLevel, Batch, Record, Sink, SinkError, SinkOpen};
+
+use crate::chain::Chain;
+use crate::error::JsonlError;
+use crate::files;
+use crate::options::{FsyncPolicy, JsonlOptions};
+use crate::tail::{self, ScanError};
+
+/// The active file and what is known about its content.
+struct Active {
+    file: File,
+    /// A regular file (not `/dev/null` or `/dev/full`): locked, scanned,
+    /// rotated, truncated after a failed write.
+    regular: bool,
+    len: u64,
+    first_seq: Option<u64>,
+    last_seq: Option<u64>,
+    unsynced: bool,
+}
+
+/// The state after the last successful write, restored after a failed one.
+#[derive(Clone)]
+struct Mark {
+    len: u64,
+    head: [u8; 64],
+    first_seq: Option<u64>,
+    last_seq: Option<u64>,
+}
+
+/// Appends records to a JSONL file with a hash chain. See the
+/// [crate docs](crate) for the file format, locking, torn lines and rotation.
+pub struct JsonlSink {
+    options: JsonlOptions,
+    chain: Chain,
+    active: Option<Active>,
+    opened: bool,
+    buf: Vec<u8>,
+    committed: Mark,
+    /// A write failed after `committed`: its partial bytes are cut off and
+    /// the chain rewound before anything else is written.
+    dirty: bool,
+}
+
+impl std::fmt::Debug for JsonlSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonlSink")
+            .field("path", &self.options.path)
+            .field("fsync", &self.options.fsync)
+            .field("chain", &self.chain)
+            .field("open", &self.active.is_some())
+            .finish()
+    }
+}
+
+fn open_error(path: &Path, source: io::Error) -> JsonlError {
+    match source.raw_os_error() {
+        Some(libc::ELOOP) => JsonlError::Symlink {
+            path: path.to_path_buf(),
+        },
+        Some(libc::EISDIR) => JsonlError::IsDirectory {
+            path: path.to_path_buf(),
+        },
+        _ => JsonlError::Open {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
+fn dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Opens (or with `create_new`, creates) the active file: append-only,
+/// mode 0600 when created, never through a symlink; then locks it.
+fn open_active(path: &Path, create_new: bool) -> Result<(File, bool), JsonlError> {
+    let mut opts = OpenOptions::new();
+    opts.read(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW);
+    if create_new {
+        opts.create_new(true);
+    } else {
+        opts.create(true);
+    }
+    let file = opts.open(path).map_err(|e| open_error(path, e))?;
+    let meta = file.metadata().map_err(|e| open_error(path, e))?;
+    if meta.is_dir() {
+        return Err(JsonlError::IsDirectory {
+            path: path.to_path_buf(),
+        });
+    }
+    let regular = meta.is_file();
+    // Devices such as /dev/null are shared by every process: locking them
+    // would make unrelated writers collide, and there is no chain to keep.
+    if regular {
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(JsonlError::InUse {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(JsonlError::Lock {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok((file, regular))
+}
+
+fn sync_dir(path: &Path) -> Result<(), JsonlError> {
+    let dir = dir_of(path);
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| JsonlError::Fsync { path: dir, source })
+}
+
+impl JsonlSink {
+    /// A sink for `options`; nothing is opened until [`Sink::open`] (or
+    /// [`JsonlSink::open_file`]). Fails only on invalid options.
+    pub fn new(options: JsonlOptions) -> Result<JsonlSink, JsonlError> {
+        options.validate()?;
+        let chain = match options.key() {
+            Some(key) => Chain::keyed(key.bytes()),
+            None => Chain::plain(),
+        };
+        Ok(JsonlSink {
+            committed: Mark {
+                len: 0,
+                head: chain.head_raw(),
+                first_seq: None,
+                last_seq: None,
+            },
+            options,
+            chain,
+            active: None,
+            opened: false,
+            buf: Vec::with_capacity(1 << 20),
+            dirty: false,
+        })
+    }
+
+    /// The active file's path.
+    pub fn path(&self) -> &Path {
+        &self.options.path
+    }
+
+    /// The options the sink was made with.
+    pub fn options(&self) -> &JsonlOptions {
+        &self.options
+    }
+
+    /// The chain head: the `prev` the next line will carry.
+    pub fn chain_head(&self) -> &str {
+        self.chain.head()
+    }
+
+    /// [`Sink::open`] with the typed error: opens and locks the file, finds
+    /// the last whole record (its seq and chain value) and reports damage
+    /// after it.
+    pub fn open_file(&mut self) -> Result<SinkOpen, JsonlError> {
+        let path = self.options.path.clone();
+        let (mut file, regular) = open_active(&path, false)?;
+        let mut notices = Vec::new();
+        let mut len = 0;
+        let mut first_seq = None;
+        let mut last_seq = None;
+        let mut seq_floor = None;
+        if regular {
+            len = file
+                .metadata()
+                .map_err(|source| JsonlError::ReadTail {
+                    path: path.clone(),
+                    source,
+                })?
+                .len();
+            let tail = match tail::scan(&file, len) {
+                Ok(t) => t,
+                Err(ScanError::Io(source)) => {
+                    return Err(JsonlError::ReadTail { path, source });
+                }
+                Err(ScanError::TooManyBad) => {
+                    return Err(JsonlError::NotAnAuditLog {
+                        path,
+                        lines: tail::MAX_BAD + 1,
+                    });
+                }
+            };
+            if tail.needs_newline {
+                // The torn bytes stay as evidence; the newline makes sure the
+                // next record starts on a line of its own.
+                file.write_all(b"\n").map_err(|source| JsonlError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+                len += 1;
+            }
+            let resume = match &tail.last {
+                Some(last) => {
+                    self.chain.next(&last.bytes);
+                    last_seq = Some(last.seq);
+                    first_seq = tail::first_seq(&file).map_err(|source| JsonlError::ReadTail {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    format!(
+                        "the last whole record (seq {}, ending at byte {})",
+                        last.seq, last.end
+                    )
+                }
+                None => self.resume_from_rotated(&mut last_seq)?,
+            };
+            for bad in &tail.bad {
+                let lost = bad
+                    .seq_hint
+                    .map(|s| format!(", it was seq {s}"))
+                    .unwrap_or_default();
+                seq_floor = seq_floor.max(bad.seq_hint);
+                notices.push(if bad.terminated {
+                    format!(
+                        "line at byte offset {} of {} ({} bytes) is not a record (left by an earlier crash or edit{lost}); kept as is; the chain resumes from {resume}",
+                        bad.offset,
+                        path.display(),
+                        bad.len
+                    )
+                } else {
+                    format!(
+                        "torn final line at byte offset {} of {} ({} bytes, no newline: a write cut short{lost}); kept as is and terminated with a newline; the chain resumes from {resume}",
+                        bad.offset,
+                        path.display(),
+                        bad.len
+                    )
+                });
+            }
+            if self.options.fsync != FsyncPolicy::Never {
+                // A newly created file must survive a power loss along with
+                // the records it will hold.
+                sync_dir(&path)?;
+            }
+        }
+        self.committed = Mark {
+            len,
+            head: self.chain.head_raw(),
+            first_seq,
+            last_seq,
+        };
+        self.active = Some(Active {
+            file,
+            regular,
+            len,
+            first_seq,
+            last_seq,
+            unsynced: false,
+        });
+        self.opened = true;
+        Ok(SinkOpen {
+            // A damaged line's seq may have reached another sink before the
+            // crash: never hand it out again.
+            last_seq: last_seq.max(seq_floor),
+            notices,
+        })
+    }
+
+    /// With no record in the active file, the chain and seq continue from
+    /// the newest rotated file. Returns where it resumed, for notices.
+    fn resume_from_rotated(&mut self, last_seq: &mut Option<u64>) -> Result<String, JsonlError> {
+        let path = &self.options.path;
+        let list = files::list(path)?;
+        for f in list.iter().rev().filter(|f| !f.active) {
+            let file = File::open(&f.path).map_err(|source| JsonlError::ReadTail {
+                path: f.path.clone(),
+                source,
+            })?;
+            let len = file
+                .metadata()
+                .map_err(|source| JsonlError::ReadTail {
+                    path: f.path.clone(),
+                    source,
+                })?
+                .len();
+            match tail::scan(&file, len) {
+                Ok(tail::Tail {
+                    last: Some(last), ..
+                }) => {
+                    self.chain.next(&last.bytes);
+                    *last_seq = Some(last.seq);
+                    return Ok(format!(
+                        "the last record of {} (seq {})",
+                        f.path.display(),
+                        last.seq
+                    ));
+                }
+                Ok(_) | Err(ScanError::TooManyBad) => continue,
+                Err(ScanError::Io(source)) => {
+                    return Err(JsonlError::ReadTail {
+                        path: f.path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok("the start of the log (no earlier record)".to_string())
+    }
+
+    fn not_open(&self) -> JsonlError {
+        JsonlError::NotOpen {
+            path: self.options.path.clone(),
+        }
+    }
+
+    /// Cuts a failed write's partial bytes off and rewinds the chain, so the
+    /// file never holds half a line followed by more records.
+    fn recover(&mut self) -> Result<(), JsonlError> {
+        if self.active.is_none() && self.opened {
+            // A rotation renamed the old file but could not create the new.
+            let (file, regular) = open_active(&self.options.path, false)?;
+            let len = if regular {
+                file.metadata()
+                    .map_err(|source| JsonlError::ReadTail {
+                        path: self.options.path.clone(),
+                        source,
+                    })?
+                    .len()
+            } else {
+                0
+            };
+            self.committed.len = len;
+            self.active = Some(Active {
+                file,
+                regular,
+                len,
+                first_seq: None,
+                last_seq: None,
+                unsynced: false,
+            });
+            self.dirty = true;
+        }
+        if !self.dirty {
+            return Ok(());
+        }
+        let path = self.options.path.clone();
+        let Some(active) = self.active.as_mut() else {
+            return Err(self.not_open());
+        };
+        if active.regular {
+            active
+                .file
+                .set_len(self.committed.len)
+                .map_err(|source| JsonlError::Truncate {
+                    path,
+                    len: self.committed.len,
+                    source,
+                })?;
+        }
+        active.len = self.committed.len;
+        active.first_seq = self.committed.first_seq;
+        active.last_seq = self.committed.last_seq;
+        self.chain.set_head_raw(self.committed.head);
+        self.dirty = false;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), JsonlError> {
+        let path = &self.options.path;
+        let active = self
+            .active
+            .as_mut()
+            .ok_or_else(|| JsonlError::NotOpen { path: path.clone() })?;
+        active
+            .file
+            .sync_data()
+            .map_err(|source| JsonlError::Fsync {
+                path: path.clone(),
+                source,
+            })?;
+        active.unsynced = false;
+        Ok(())
+    }
+
+    /// Encodes, chains and appends `records`, rotating between lines when
+    /// the file would exceed `rotate_bytes`.
+    fn append(&mut self, records: &[Arc<Record>]) -> Result<(), JsonlError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let result = self.append_with(records, &mut buf);
+        // Keep the allocation, but not a huge one after a giant batch.
+        if buf.capacity() <= 16 << 20 {
+            self.buf = buf;
+        }
+        result
+    }
+
+    fn append_with(
+        &mut self,
+        records: &[Arc<Record>],
+        buf: &mut Vec<u8>,
+    ) -> Result<(), JsonlError> {
+        let limit = self.options.rotate_bytes;
+        let mut seg_start = 0usize;
+        let mut seg_seqs: Option<(u64, u64)> = None;
+        for r in records {
+            let line_start = buf.len();
+            let prev_head = self.chain.head_raw();
+            r.encode_line(self.chain.head(), buf);
+            self.chain.next(&buf[line_start..]);
+            buf.push(b'\n');
+            if let Some(limit) = limit {
+                let active = self.active.as_ref().ok_or_else(|| self.not_open())?;
+                let before = active.len + (line_start - seg_start) as u64;
+                let has_record = active.first_seq.is_some() || seg_seqs.is_some();
+                if active.regular && has_record && before + (buf.len() - line_start) as u64 > limit
+                {
+                    self.write_segment(&buf[seg_start..line_start], seg_seqs, prev_head)?;
+                    self.rotate()?;
+                    seg_start = line_start;
+                    seg_seqs = None;
+                }
+            }
+            seg_seqs = Some(match seg_seqs {
+                Some((first, _)) => (first, r.seq),
+                None => (r.seq, r.seq),
+            });
+        }
+        let head = self.chain.head_raw();
+        self.write_segment(&buf[seg_start..], seg_seqs, head)
+    }
+
+    fn write_segment(
+        &mut self,
+        bytes: &[u8],
+        seqs: Option<(u64, u64)>,
+        head_after: [u8; 64],
+    ) -> Result<(), JsonlError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let path = &self.options.path;
+        let active = self
+            .active
+            .as_mut()
+            .ok_or_else(|| JsonlError::NotOpen { path: path.clone() })?;
+        if let Err(source) = active.file.write_all(bytes) {
+            // Some bytes may have gone out; recover() cuts them off.
+            self.dirty = true;
+            return Err(JsonlError::Write {
+                path: path.clone(),
+                source,
+            });
+        }
+        active.len += bytes.len() as u64;
+        active.unsynced = true;
+        if let Some((first, last)) = seqs {
+            active.first_seq = active.first_seq.or(Some(first));
+            active.last_seq = Some(last);
+        }
+        self.committed = Mark {
+            len: active.len,
+            head: head_after,
+            first_seq: active.first_seq,
+            last_seq: active.last_seq,
+        };
+        Ok(())
+    }
+
+    /// Renames the full file to its seq range and starts a fresh one.
+    fn rotate(&mut self) -> Result<(), JsonlError> {
+        let path = self.options.path.clone();
+        let Some(active) = self.active.as_ref() else {
+            return Err(self.not_open());
+        };
+        let (Some(first), Some(last)) = (active.first_seq, active.last_seq) else {
+            return Ok(());
+        };
+        if self.options.fsync != FsyncPolicy::Never && active.unsynced {
+            self.sync()?;
+        }
+        let to = files::rotated_name(&path, first, last);
+        let rename_err = |source| JsonlError::Rename {
+            from: path.clone(),
+            to: to.clone(),
+            source,
+        };
+        if std::fs::symlink_metadata(&to).is_ok() {
+            return Err(rename_err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a file with the rotated name already exists; not overwriting it",
+            )));
+        }
+        std::fs::rename(&path, &to).map_err(rename_err)?;
+        // From here on the old file is complete under its new name.
+        self.active = None;
+        self.committed = Mark {
+            len: 0,
+            head: self.committed.head,
+            first_seq: None,
+            last_seq: None,
+        };
+        let (file, regular) = open_active(&path, true).map_err(|e| match e {
+            JsonlError::Open { path, source } if source.kind() == io::ErrorKind::AlreadyExists => {
+                JsonlError::Open {
+                    source: io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "another process created the file during rotation",
+                    ),
+                    path,
+                }
+            }
+            e => e,
+        })?;
+        self.active = Some(Active {
+            file,
+            regular,
+            len: 0,
+            first_seq: None,
+            last_seq: None,
+            unsynced: false,
+        });
+        if self.options.fsync != FsyncPolicy::Never {
+            sync_dir(&path)?;
+        }
+        Ok(())
+    }
+
+    /// [`Sink::write`] with the typed error.
+    pub fn write_records(&mut self, records: &[Arc<Record>]) -> Result<AckLevel, JsonlError> {
+        if !self.opened {
+            return Err(self.not_open());
+        }
+        self.recover()?;
+        match self.options.fsync {
+            FsyncPolicy::Every => {
+                for r in records {
+                    self.append(std::slice::from_ref(r))?;
+                    self.sync()?;
+                }
+                Ok(AckLevel::Durable)
+            }
+            FsyncPolicy::Batch => {
+                self.append(records)?;
+                self.sync()?;
+                Ok(AckLevel::Durable)
+            }
+            FsyncPolicy::Never | FsyncPolicy::Interval => {
+                self.append(records)?;
+                Ok(AckLevel::Written)
+            }
+        }
+    }
+
+    /// Cuts off a failed write, syncs what is unsynced (unless
+    /// `fsync = "never"`) and releases the file and its lock.
+    pub fn close_file(&mut self) -> Result<Option<AckLevel>, JsonlError> {
+        if self.active.is_none() {
+            return Ok(None);
+        }
+        let result = self.recover().and_then(|()| {
+            let unsynced = self.active.as_ref().is_some_and(|a| a.unsynced);
+            match self.options.fsync {
+                FsyncPolicy::Never => Ok(None),
+                _ if unsynced => self.sync().map(|()| Some(AckLevel::Durable)),
+                _ => Ok(Some(AckLevel::Durable)),
+            }
+        });
+        self.active = None;
+        self.opened = false;
+        result
+    }
+
+    /// The mode bits of the active file (for tests and diagnostics).
+    pub fn file_mode(&self) -> Option<u32> {
+        let active = self.active.as_ref()?;
+        active
+            .file
+            .metadata()
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777)
+    }
+}
+
+impl Sink for JsonlSink {
+    fn max_level(&self) -> AckLevel {
+        match self.options.fsync {
+            FsyncPolicy::Never => AckLevel::Written,
+            _ => AckLevel::Durable,
+        }
+    }
+
+    fn open(&mut self) -> Result<SinkOpen, SinkError> {
+        self.open_file().map_err(SinkError::permanent)
+    }
+
+    fn write(&mut self, batch: &Batch<'_>) -> Result<AckLevel, SinkError> {
+        self.write_records(batch.records)
+            .map_err(SinkError::permanent)
+    }
+
+    fn tick(&mut self) -> Result<Option<AckLevel>, SinkError> {
+        if self.options.fsync != FsyncPolicy::Interval || self.active.is_none() || self.dirty {
+            return Ok(None);
+        }
+        if self.active.as_ref().is_some_and(|a| a.unsynced) {
+            self.sync().map_err(SinkError::permanent)?;
+        }
+        Ok(Some(AckLevel::Durable))
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        (self.options.fsync == FsyncPolicy::Interval)
+            .then(|| Duration::from_millis(self.options.fsync_interval_ms))
+    }
+
+    fn close(&mut self) -> Result<Option<AckLevel>, SinkError> {
+        self.close_file().map_err(SinkError::permanent)
+    }
+}

@@ -1,0 +1,166 @@
+//! Finding where an existing file's chain ends, reading from its end.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::FileExt;
+
+use crate::reader::{Reader, record_seq, seq_hint};
+
+const CHUNK: u64 = 64 << 10;
+/// A line longer than this is not parsed when scanning (it cannot be one of
+/// ours: the dispatcher's record limit is far lower).
+const MAX_LINE: u64 = 64 << 20;
+/// How many non-record lines may follow the last record before the file is
+/// judged not to be an audit log.
+pub(crate) const MAX_BAD: usize = 64;
+
+/// The last whole record of a file.
+#[derive(Debug)]
+pub(crate) struct LastRecord {
+    pub seq: u64,
+    /// Exact bytes, without the newline.
+    pub bytes: Vec<u8>,
+    /// Byte offset just past it (and its newline, if any).
+    pub end: u64,
+}
+
+/// A line after the last record that is not a record.
+#[derive(Debug)]
+pub(crate) struct BadLine {
+    pub offset: u64,
+    pub len: u64,
+    pub terminated: bool,
+    /// The seq it was being written for, if its prefix shows it.
+    pub seq_hint: Option<u64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Tail {
+    pub last: Option<LastRecord>,
+    /// Lines after `last`, in file order.
+    pub bad: Vec<BadLine>,
+    /// The file does not end with a newline.
+    pub needs_newline: bool,
+}
+
+pub(crate) enum ScanError {
+    Io(io::Error),
+    TooManyBad,
+}
+
+impl From<io::Error> for ScanError {
+    fn from(e: io::Error) -> Self {
+        ScanError::Io(e)
+    }
+}
+
+/// Offset of the last `\n` in `[0, before)`.
+fn prev_newline(file: &File, before: u64) -> io::Result<Option<u64>> {
+    let mut end = before;
+    let mut buf = vec![0u8; CHUNK as usize];
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.read_exact_at(chunk, start)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(Some(start + i as u64));
+        }
+        end = start;
+    }
+    Ok(None)
+}
+
+fn read_line(file: &File, start: u64, end: u64) -> io::Result<Option<Vec<u8>>> {
+    if end - start > MAX_LINE {
+        return Ok(None);
+    }
+    let mut bytes = vec![0u8; (end - start) as usize];
+    file.read_exact_at(&mut bytes, start)?;
+    Ok(Some(bytes))
+}
+
+/// Scans `file` (of length `len`) backwards to its last whole record.
+pub(crate) fn scan(file: &File, len: u64) -> Result<Tail, ScanError> {
+    let mut tail = Tail {
+        last: None,
+        bad: Vec::new(),
+        needs_newline: false,
+    };
+    if len == 0 {
+        return Ok(tail);
+    }
+    let mut last_byte = [0u8; 1];
+    file.read_exact_at(&mut last_byte, len - 1)?;
+    // `end` is where the line under examination stops (exclusive, without
+    // its newline); `next` is the offset just past it.
+    let (mut end, mut terminated) = if last_byte[0] == b'\n' {
+        (len - 1, true)
+    } else {
+        tail.needs_newline = true;
+        (len, false)
+    };
+    loop {
+        let start = prev_newline(file, end)?.map_or(0, |i| i + 1);
+        let bytes = read_line(file, start, end)?;
+        match bytes.as_deref().and_then(record_seq) {
+            Some(seq) => {
+                tail.last = Some(LastRecord {
+                    seq,
+                    bytes: bytes.unwrap_or_default(),
+                    end: if terminated { end + 1 } else { end },
+                });
+                break;
+            }
+            None => {
+                tail.bad.push(BadLine {
+                    offset: start,
+                    len: end - start,
+                    terminated,
+                    seq_hint: bytes.as_deref().and_then(seq_hint),
+                });
+                if tail.bad.len() > MAX_BAD {
+                    return Err(ScanError::TooManyBad);
+                }
+            }
+        }
+        if start == 0 {
+            break;
+        }
+        end = start - 1;
+        terminated = true;
+    }
+    tail.bad.reverse();
+    Ok(tail)
+}
+
+/// Reads a file through `pread`, leaving the file position alone.
+struct At<'a> {
+    file: &'a File,
+    pos: u64,
+}
+
+impl Read for At<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// The seq of the first record among the first lines of `file`.
+pub(crate) fn first_seq(file: &File) -> io::Result<Option<u64>> {
+    let mut reader = Reader::new("", BufReader::new(At { file, pos: 0 }));
+    for _ in 0..MAX_BAD {
+        match reader.next_raw() {
+            None => return Ok(None),
+            Some(Err(crate::ReadError::Io { source, .. })) => return Err(source),
+            Some(Err(_)) => return Ok(None),
+            Some(Ok(raw)) => {
+                if let Some(seq) = record_seq(&raw.bytes) {
+                    return Ok(Some(seq));
+                }
+            }
+        }
+    }
+    Ok(None)
+}

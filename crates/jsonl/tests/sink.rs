@@ -1,0 +1,649 @@
+//! The JSONL sink on the real file system, through the real dispatcher.
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use agent_audit_core::conformance::{Target, run_all};
+use agent_audit_core::{
+    AckLevel, Auditor, Dispatcher, EventType, Sink, SinkOptions, StartError, StoredRecord,
+};
+use agent_audit_jsonl::{
+    FsyncPolicy, JsonlError, JsonlOptions, JsonlSink, ReadError, Reader, chain::GENESIS, files,
+};
+use common::*;
+use hmac::{Hmac, Mac};
+
+struct JsonlTarget {
+    opts: JsonlOptions,
+}
+
+impl Target for JsonlTarget {
+    fn make(&self) -> Box<dyn Sink> {
+        Box::new(JsonlSink::new(self.opts.clone()).unwrap())
+    }
+    fn read_back(&self) -> Option<Vec<StoredRecord>> {
+        Some(stored(&log_records(&self.opts.path)))
+    }
+    fn persistent(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_under_every_fsync_policy_and_with_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let variants = [
+        ("batch", JsonlOptions::new(dir.path().join("batch.jsonl"))),
+        (
+            "never",
+            JsonlOptions::new(dir.path().join("never.jsonl")).fsync(FsyncPolicy::Never),
+        ),
+        (
+            "every",
+            JsonlOptions::new(dir.path().join("every.jsonl")).fsync(FsyncPolicy::Every),
+        ),
+        (
+            "interval",
+            JsonlOptions::new(dir.path().join("interval.jsonl"))
+                .fsync(FsyncPolicy::Interval)
+                .fsync_interval(std::time::Duration::from_millis(20)),
+        ),
+        (
+            "rotating",
+            JsonlOptions::new(dir.path().join("rot.jsonl")).rotate_bytes(4096),
+        ),
+        (
+            "keyed",
+            JsonlOptions::new(dir.path().join("keyed.jsonl")).chain_key(b"k"),
+        ),
+    ];
+    for (name, opts) in variants {
+        let target = JsonlTarget { opts: opts.clone() };
+        run_all(&target)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        if name != "keyed" {
+            assert_chain(&log_records(&opts.path));
+        }
+    }
+    assert!(files::list(&dir.path().join("rot.jsonl")).unwrap().len() > 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_chain_is_sha256_of_each_previous_line_and_survives_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    for run in 0..3u64 {
+        let d = start(JsonlOptions::new(&path)).await;
+        let a = Auditor::new(d.clone())
+            .for_request(Some("r"))
+            .with_agent("assistant");
+        for i in 0..100 {
+            a.emit(EventType::ToolCall, &tool_call(i)).await.unwrap();
+        }
+        assert!(d.shutdown(SHUTDOWN).await.is_clean());
+        let lines = records(&path);
+        assert_eq!(lines.len() as u64, 100 * (run + 1));
+        assert_chain(&lines);
+    }
+    // Each line is what Python's json.loads-per-line reader expects.
+    let text = std::fs::read_to_string(&path).unwrap();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["event_type"], "tool_call");
+        assert_eq!(v["payload"]["arguments"]["account_id"], "12345");
+    }
+    assert!(text.ends_with('\n'));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_chain_is_hmac_sha256_under_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    let d = start(JsonlOptions::new(&path).chain_key(b"chain-key")).await;
+    let a = Auditor::new(d.clone());
+    for i in 0..20 {
+        a.emit(EventType::ToolCall, &tool_call(i)).await.unwrap();
+    }
+    assert!(d.shutdown(SHUTDOWN).await.is_clean());
+    let lines = records(&path);
+    let mut head = GENESIS.to_string();
+    for l in &lines {
+        assert_eq!(l.record.prev, head);
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"chain-key").unwrap();
+        mac.update(&l.bytes);
+        head = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_ne!(head, sha256_hex(&l.bytes));
+    }
+    // Reopening with the key continues the keyed chain.
+    let mut sink = JsonlSink::new(JsonlOptions::new(&path).chain_key(b"chain-key")).unwrap();
+    sink.open_file().unwrap();
+    assert_eq!(sink.chain_head(), head);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_is_created_0600_and_rotated_files_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    let d = start(JsonlOptions::new(&path).rotate_bytes(1000)).await;
+    let a = Auditor::new(d.clone());
+    for i in 0..20 {
+        a.emit(EventType::ToolCall, &tool_call(i)).await.unwrap();
+    }
+    assert!(d.shutdown(SHUTDOWN).await.is_clean());
+    let list = files::list(&path).unwrap();
+    assert!(list.len() > 3, "{list:?}");
+    for f in list {
+        let mode = std::fs::metadata(&f.path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.path.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_carries_the_chain_and_names_files_by_their_seqs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    let opts = JsonlOptions::new(&path).rotate_bytes(2000);
+    let d = start(opts.clone()).await;
+    let a = Auditor::new(d.clone()).for_request(Some("r"));
+    for i in 0..60 {
+        a.emit(EventType::ToolCall, &tool_call(i)).await.unwrap();
+    }
+    assert!(d.shutdown(SHUTDOWN).await.is_clean());
+    let list = files::list(&path).unwrap();
+    assert!(list.len() >= 10, "{list:?}");
+    assert!(list.last().unwrap().active);
+    for f in &list {
+        let size = std::fs::metadata(&f.path).unwrap().len();
+        assert!(size <= 2000, "{} is {size} bytes", f.path.display());
+        let lines = records(&f.path);
+        assert!(!lines.is_empty());
+        if let Some((first, last)) = f.seqs {
+            assert_eq!(
+                lines.first().unwrap().record.seq,
+                first,
+                "{}",
+                f.path.display()
+            );
+            assert_eq!(
+                lines.last().unwrap().record.seq,
+                last,
+                "{}",
+                f.path.display()
+            );
+        }
+    }
+    let all = log_records(&path);
+    assert_eq!(all.len(), 60);
+    assert_chain(&all);
+
+    // A crash between renaming the full file and creating the next one
+    // leaves no active file: the chain and seq continue from the newest
+    // rotated file.
+    let active = records(&path);
+    let to = files::rotated_name(
+        &path,
+        active.first().unwrap().record.seq,
+        active.last().unwrap().record.seq,
+    );
+    std::fs::rename(&path, &to).unwrap();
+    let d = start(opts).await;
+    let r = Auditor::new(d.clone())
+        .emit_wait(
+            EventType::SessionStart,
+            &serde_json::json!({}),
+            AckLevel::Durable,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.seq, 61);
+    assert!(d.shutdown(SHUTDOWN).await.is_clean());
+    let all = log_records(&path);
+    assert_eq!(all.len(), 61);
+    assert_chain(&all);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_bigger_than_rotate_bytes_gets_a_file_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    let d = start(JsonlOptions::new(&path).rotate_bytes(100)).await;
+    let a = Auditor::new(d.clone());
+    for i in 0..5 {
+        a.emit(EventType::ToolCall, &tool_call(i)).await.unwrap();
+    }
+    assert!(d.shutdown(SHUTDOWN).await.is_clean());
+    let list = files::list(&path).unwrap();
+    assert_eq!(list.len(), 5, "{list:?}");
+    for f in &list {
+        assert_eq!(records(&f.path).len(), 1);
+    }
+    assert_chain(&log_records(&path));
+}
+
+/// Writes `n` records with a fresh dispatcher and shuts it down.
+async fn write_n(path: &Path, n: u64) {
+    let d = start(JsonlOptions::new(path)).await;
+    let a = Auditor::new(d.clone());
+    for i in 0..n {
+        a.emit(EventType::ToolCall, &tool_call(i)).await.unwrap();
+    }
+    assert!(d.shutdown(SHUTDOWN).await.is_clean());
+}
+
+fn append_raw(path: &Path, bytes: &[u8]) {
+    OpenOptions::new()
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torn_tail_is_kept_reported_and_the_chain_resumes_from_the_last_whole_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    write_n(&path, 5).await;
+    let before = std::fs::read(&path).unwrap();
+    let torn = br#"{"v":1,"seq":6,"ts":"2026-11-25T23:32:22.1"#;
+    append_raw(&path, torn);
+
+    // Before reopening, the reader sees exactly one torn final line.
+    let read_now = read(&path);
+    assert_eq!(read_now.len(), 6);
+    match &read_now[5] {
+        Err(ReadError::TornFinalLine {
+            line: 6,
+            offset,
+            len,
+            ..
+        }) => {
+            assert_eq!(*offset, before.len() as u64);
+            assert_eq!(*len, torn.len() as u64);
+        }
+        other => panic!("expected a torn final line, got {other:?}"),
+    }
+
+    // The sink reports it, with the path, offset, length and lost seq.
+    let mut sink = JsonlSink::new(JsonlOptions::new(&path)).unwrap();
+    let open = sink.open_file().unwrap();
+    assert_eq!(
+        open.last_seq,
+        Some(6),
+        "seq 6 may have reached another sink: not reused"
+    );
+    assert_eq!(open.notices.len(), 1);
+    let notice = &open.notices[0];
+    for part in [
+        format!("byte offset {}", before.len()),
+        path.display().to_string(),
+        format!("{} bytes", torn.len()),
+        "seq 6".to_string(),
+        "torn".to_string(),
+    ] {
+        assert!(notice.contains(&part), "notice lacks `{part}`: {notice}");
+    }
+    sink.close_file().unwrap();
+
+    // Through the dispatcher the notice becomes an audit_gap record right
+    // after the torn line, chained to the last whole record.
+    let d = start(JsonlOptions::new(&path)).await;
+    let r = Auditor::new(d.clone())
+        .emit_wait(EventType::ToolCall, &tool_call(99), AckLevel::Durable)
+        .await
+        .unwrap();
+    assert!(d.shutdown(SHUTDOWN).await.is_clean());
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(
+        &bytes[..before.len()],
+        &before[..],
+        "earlier lines untouched"
+    );
+    assert_eq!(
+        &bytes[before.len()..before.len() + torn.len()],
+        torn,
+        "torn bytes kept"
+    );
+    assert_eq!(
+        bytes[before.len() + torn.len()],
+        b'\n',
+        "torn line terminated"
+    );
+    let lines = read(&path);
+    assert!(matches!(
+        lines[5],
+        Err(ReadError::BadRecord { line: 6, .. })
+    ));
+    let gap = lines[6].as_ref().unwrap();
+    let last_whole = lines[4].as_ref().unwrap();
+    assert_eq!(gap.record.event_type, EventType::AuditGap);
+    assert_eq!(gap.record.seq, 7);
+    assert_eq!(gap.record.prev, sha256_hex(&last_whole.bytes));
+    assert!(
+        gap.record.payload["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("byte offset {}", before.len()))
+    );
+    let next = lines[7].as_ref().unwrap();
+    assert_eq!((next.record.seq, r.seq), (8, 8));
+    assert_eq!(next.record.prev, sha256_hex(&gap.bytes));
+    assert_eq!(lines.len(), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torn_tail_without_a_readable_seq_and_a_file_that_is_only_a_torn_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    write_n(&path, 3).await;
+    append_raw(&path, br#"{"v":1,"se"#);
+    let mut sink = JsonlSink::new(JsonlOptions::new(&path)).unwrap();
+    let open = sink.open_file().unwrap();
+    assert_eq!(open.last_seq, Some(3));
+    assert_eq!(open.notices.len(), 1);
+    assert!(
+        !open.notices[0].contains("it was seq"),
+        "{}",
+        open.notices[0]
+    );
+    sink.close_file().unwrap();
+
+    let only = dir.path().join("only-torn.jsonl");
+    std::fs::write(&only, br#"{"v":1,"seq":1,"t"#).unwrap();
+    let mut sink = JsonlSink::new(JsonlOptions::new(&only)).unwrap();
+    let open = sink.open_file().unwrap();
+    assert_eq!(open.last_seq, Some(1));
+    assert_eq!(open.notices.len(), 1);
+    assert!(
+        open.notices[0].contains("start of the log"),
+        "{}",
+        open.notices[0]
+    );
+    assert_eq!(sink.chain_head(), GENESIS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_last_record_missing_only_its_newline_is_kept_without_a_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    write_n(&path, 3).await;
+    let len = std::fs::metadata(&path).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 1)
+        .unwrap();
+    let last = read(&path).pop().unwrap().unwrap();
+    assert!(!last.terminated);
+    let mut sink = JsonlSink::new(JsonlOptions::new(&path)).unwrap();
+    let open = sink.open_file().unwrap();
+    assert_eq!(open.last_seq, Some(3));
+    assert!(open.notices.is_empty(), "{:?}", open.notices);
+    assert_eq!(sink.chain_head(), sha256_hex(&last.bytes));
+    sink.close_file().unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
+    write_n(&path, 2).await;
+    assert_chain(&records(&path));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_bad_line_left_by_an_earlier_crash_is_reported_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    write_n(&path, 2).await;
+    // An earlier open terminated a torn line and crashed before writing its
+    // notice.
+    append_raw(&path, b"{\"v\":1,\"seq\":3,\"ts\":\"20\n");
+    let mut sink = JsonlSink::new(JsonlOptions::new(&path)).unwrap();
+    let open = sink.open_file().unwrap();
+    assert_eq!(open.last_seq, Some(3));
+    assert_eq!(open.notices.len(), 1);
+    assert!(
+        open.notices[0].contains("is not a record"),
+        "{}",
+        open.notices[0]
+    );
+}
+
+#[test]
+fn a_file_that_does_not_end_in_records_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    std::fs::write(&path, "some text\n".repeat(100)).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let err = JsonlSink::new(JsonlOptions::new(&path))
+        .unwrap()
+        .open_file()
+        .unwrap_err();
+    assert!(matches!(err, JsonlError::NotAnAuditLog { .. }), "{err}");
+    assert!(err.to_string().contains(&path.display().to_string()));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "refused file untouched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_writer_in_the_same_process_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    let d = start(JsonlOptions::new(&path)).await;
+    let err = JsonlSink::new(JsonlOptions::new(&path))
+        .unwrap()
+        .open_file()
+        .unwrap_err();
+    assert!(matches!(err, JsonlError::InUse { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&path.display().to_string()) && msg.contains("in use"),
+        "{msg}"
+    );
+    let err = Dispatcher::builder()
+        .sink(
+            SinkOptions::new("second"),
+            JsonlSink::new(JsonlOptions::new(&path)).unwrap(),
+        )
+        .start()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StartError::Open { .. }));
+    assert!(err.to_string().contains("in use"), "{err}");
+    // Once the first writer is gone, the file opens again.
+    assert!(d.shutdown(SHUTDOWN).await.is_clean());
+    let mut sink = JsonlSink::new(JsonlOptions::new(&path)).unwrap();
+    sink.open_file().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_full_fails_the_emit_with_the_path_and_cause() {
+    let path = PathBuf::from("/dev/full");
+    assert!(
+        path.exists(),
+        "/dev/full is missing: this test needs a Linux /dev"
+    );
+    let mut sink = JsonlSink::new(JsonlOptions::new(&path)).unwrap();
+    sink.open_file().unwrap();
+    drop(sink);
+    let d = start(JsonlOptions::new(&path)).await;
+    let err = Auditor::new(d.clone())
+        .emit_wait(EventType::ToolCall, &tool_call(1), AckLevel::Durable)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("/dev/full") && msg.contains("cannot write"),
+        "{msg}"
+    );
+    assert!(
+        std::error::Error::source(&err)
+            .map(|s| format!("{s}"))
+            .unwrap_or_default()
+            .contains("No space left"),
+        "{err:?}"
+    );
+    // The sink is broken: the next emit fails at once.
+    assert!(
+        Auditor::new(d.clone())
+            .emit(EventType::ToolCall, &tool_call(2))
+            .await
+            .is_err()
+    );
+    let report = d.shutdown(SHUTDOWN).await;
+    assert_eq!(report.sinks[0].health.failed, 1);
+}
+
+#[test]
+fn a_directory_as_the_path_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = JsonlSink::new(JsonlOptions::new(dir.path()))
+        .unwrap()
+        .open_file()
+        .unwrap_err();
+    assert!(matches!(err, JsonlError::IsDirectory { .. }), "{err:?}");
+    assert!(err.to_string().contains(&dir.path().display().to_string()));
+}
+
+#[test]
+fn a_path_under_a_regular_file_is_a_clear_error() {
+    // Root ignores directory permissions, so this is the case that fails
+    // for every user; the read-only directory case runs as `nobody` in
+    // tests/processes.rs.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"").unwrap();
+    let path = file.join("audit-log.jsonl");
+    let err = JsonlSink::new(JsonlOptions::new(&path))
+        .unwrap()
+        .open_file()
+        .unwrap_err();
+    match &err {
+        JsonlError::Open { source, .. } => assert_eq!(source.raw_os_error(), Some(libc::ENOTDIR)),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_symlink_at_the_path_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("elsewhere.jsonl");
+    std::fs::write(&target, b"").unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+    let err = JsonlSink::new(JsonlOptions::new(&path))
+        .unwrap()
+        .open_file()
+        .unwrap_err();
+    assert!(matches!(err, JsonlError::Symlink { .. }), "{err:?}");
+    assert!(err.to_string().contains("symbolic link"));
+}
+
+#[test]
+fn invalid_options_are_rejected_by_name() {
+    for (opts, field) in [
+        (JsonlOptions::new("a.jsonl").rotate_bytes(0), "rotate_bytes"),
+        (
+            JsonlOptions::new("a.jsonl").fsync_interval(std::time::Duration::ZERO),
+            "fsync_interval_ms",
+        ),
+        (JsonlOptions::new(""), "path"),
+        (JsonlOptions::new("a.jsonl").chain_key(b""), "chain_key"),
+    ] {
+        let err = JsonlSink::new(opts).unwrap_err();
+        assert!(err.to_string().contains(field), "{err}");
+    }
+    let err =
+        serde_json::from_str::<JsonlOptions>(r#"{"path":"a","fsync":"sometimes"}"#).unwrap_err();
+    assert!(err.to_string().contains("sometimes"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_levels_follow_the_fsync_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    for (policy, max) in [
+        (FsyncPolicy::Never, AckLevel::Written),
+        (FsyncPolicy::Interval, AckLevel::Durable),
+        (FsyncPolicy::Batch, AckLevel::Durable),
+        (FsyncPolicy::Every, AckLevel::Durable),
+    ] {
+        let path = dir.path().join(format!("{policy}.jsonl"));
+        let d = start(
+            JsonlOptions::new(&path)
+                .fsync(policy)
+                .fsync_interval(std::time::Duration::from_millis(10)),
+        )
+        .await;
+        assert_eq!(d.health().sinks[0].max_level, max, "{policy}");
+        let a = Auditor::new(d.clone());
+        let written = a
+            .emit_wait(EventType::ToolCall, &tool_call(1), AckLevel::Written)
+            .await
+            .unwrap();
+        assert!(written.level >= AckLevel::Written, "{policy}");
+        let durable = a
+            .emit_wait(EventType::ToolCall, &tool_call(2), AckLevel::Durable)
+            .await
+            .unwrap();
+        assert_eq!(durable.level, max, "{policy}");
+        assert!(d.shutdown(SHUTDOWN).await.is_clean());
+        assert_eq!(records(&path).len(), 2);
+    }
+}
+
+#[test]
+fn reader_reports_bad_lines_with_their_numbers_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mixed.jsonl");
+    let good = r#"{"v":1,"seq":1,"ts":"2026-11-25T23:32:22.000000000Z","event_type":"user_request","request_id":null,"correlation_id":null,"trace_id":null,"span_id":null,"parent_span_id":null,"agent":null,"payload":{},"prev":"x"}"#;
+    let extra_key = good.replace(r#""v":1"#, r#""v":1,"extra":true"#);
+    let mut text = format!("{good}\n{{not json\n{extra_key}\n");
+    text.push_str(good);
+    text.push('\n');
+    let mut bytes = text.into_bytes();
+    bytes.extend_from_slice(b"\xc3\x28\n");
+    bytes.extend_from_slice(&good.as_bytes()[..50]);
+    std::fs::write(&path, &bytes).unwrap();
+    let got: Vec<_> = Reader::open(&path).unwrap().collect();
+    assert_eq!(got.len(), 6);
+    assert_eq!(got[0].as_ref().unwrap().number, 1);
+    assert!(matches!(got[1], Err(ReadError::BadRecord { line: 2, .. })));
+    let e = got[2].as_ref().unwrap_err();
+    assert!(
+        e.to_string().contains(":3:") && e.to_string().contains("extra"),
+        "{e}"
+    );
+    assert_eq!(got[3].as_ref().unwrap().number, 4);
+    assert!(matches!(
+        got[4],
+        Err(ReadError::NotUtf8 {
+            line: 5,
+            column: 1,
+            ..
+        })
+    ));
+    assert!(matches!(
+        got[5],
+        Err(ReadError::TornFinalLine {
+            line: 6,
+            len: 50,
+            ..
+        })
+    ));
+    let missing = Reader::open(dir.path().join("missing.jsonl")).unwrap_err();
+    assert!(missing.to_string().contains("missing.jsonl"));
+}
