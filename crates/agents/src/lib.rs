@@ -1,1 +1,75 @@
-//! Placeholder.
+//! # agent-audit-agents
+//!
+//! A small agent runtime that audits every step by construction: an
+//! OpenAI-compatible model client ([`OpenAiClient`]), a deterministic
+//! [`OfflineModel`] used when no model is configured, typed [`Tool`]s whose
+//! JSON Schema is derived from their argument type, an [`AssistantAgent`]
+//! and a [`UserProxyAgent`] that converse through an
+//! [`agent_audit_core::Auditor`].
+//!
+//! What the records guarantee:
+//!
+//! - the tutorial's sequence `user_request`, `assistant_input`,
+//!   `assistant_output`, `tool_call`, `tool_result`, ..., `final_result`,
+//!   plus `tool_error`, `model_error` and `agent_message` when they happen;
+//! - audit before act: a tool runs only after its `tool_call` record is
+//!   Durable on every required sink; otherwise the conversation stops with
+//!   [`AgentError::AuditBeforeAct`] and the tool never runs;
+//! - every record names its agent, each agent turn is its own span whose
+//!   parent is the turn that caused it, and all agents of a conversation
+//!   share the auditor's correlation id;
+//! - the API key never appears in a record, a log line or an error.
+//!
+//! ```
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use agent_audit_agents::{ModelConfig, build_model, tutorial};
+//! use agent_audit_core::{Auditor, Dispatcher, MemorySink, SinkOptions};
+//!
+//! let sink = MemorySink::new();
+//! let dispatcher = Dispatcher::builder()
+//!     .sink(SinkOptions::new("memory"), sink.clone())
+//!     .start()
+//!     .await?;
+//! let model = build_model(&ModelConfig::default())?; // the offline model
+//! let auditor = Auditor::new(dispatcher.clone()).for_request(Some("req-1"));
+//! let answer = tutorial::run(&auditor, model, "What is the balance of account 12345?").await?;
+//! assert!(answer.contains("12345"));
+//! dispatcher.shutdown(Duration::from_secs(5)).await;
+//! let events: Vec<String> = sink.records().iter().map(|r| r.event_type.to_string()).collect();
+//! assert_eq!(events, [
+//!     "user_request", "assistant_input", "assistant_output", "tool_call",
+//!     "tool_result", "assistant_input", "assistant_output", "final_result",
+//! ]);
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+//! ```
+//!
+//! ## Feature flags
+//!
+//! None. The HTTP client (reqwest with rustls) is always built: a runtime
+//! without a model client would not be one a team ships.
+
+pub mod agent;
+pub mod config;
+pub mod input;
+pub mod model;
+pub mod multi;
+pub mod offline;
+pub mod openai;
+pub mod schema;
+pub mod tool;
+pub mod tutorial;
+
+pub use agent::{
+    AgentError, AssistantAgent, ChatResult, EndReason, HumanInputMode, UserProxyAgent,
+};
+pub use config::{ModelConfig, ModelConfigError, Provider, build_model, build_model_with_env};
+pub use input::{InputError, InputProvider, ScriptedInput, TerminalInput};
+pub use model::{
+    BoxFuture, ChatModel, ChatRequest, ChatResponse, Message, ModelError, ModelErrorKind, ToolCall,
+    ToolChoice, ToolSpec, Usage,
+};
+pub use offline::OfflineModel;
+pub use openai::{ApiKey, ClientBuildError, OpenAiClient, OpenAiClientBuilder, RetryPolicy};
+pub use tool::{FnTool, Tool, ToolError, schema_for};
