@@ -200,10 +200,42 @@ pub enum ConfigError {
     },
 }
 
-fn format_parse(path: &str, line: usize, column: usize, key: Option<&str>, message: &str) -> String {
+fn format_parse(
+    path: &str,
+    line: usize,
+    column: usize,
+    key: Option<&str>,
+    message: &str,
+) -> String {
     match key {
         Some(k) => format!("{path}:{line}:{column}: key `{k}`: {message}"),
         None => format!("{path}:{line}:{column}: {message}"),
+    }
+}
+
+/// Why the `[model]` section could not become a model.
+#[cfg(feature = "agents")]
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {source}")]
+pub struct ModelError {
+    /// Configuration file.
+    pub path: String,
+    /// Cause, naming the key.
+    #[source]
+    pub source: agent_audit_agents::ModelConfigError,
+}
+
+#[cfg(feature = "agents")]
+impl Config {
+    /// The configured model, or the deterministic offline model when there
+    /// is no `[model]` section.
+    pub fn model(&self) -> Result<std::sync::Arc<dyn agent_audit_agents::ChatModel>, ModelError> {
+        agent_audit_agents::build_model(&self.model.clone().unwrap_or_default()).map_err(|source| {
+            ModelError {
+                path: self.source.clone(),
+                source,
+            }
+        })
     }
 }
 
@@ -422,24 +454,30 @@ impl Config {
                 .required(s.required);
             let sink: Box<dyn agent_audit_core::Sink> = match &s.kind {
                 #[cfg(feature = "jsonl")]
-                SinkKind::Jsonl(o) => Box::new(agent_audit_jsonl::JsonlSink::new(o.clone())),
+                SinkKind::Jsonl(o) => Box::new(
+                    agent_audit_jsonl::JsonlSink::new(o.clone())
+                        .map_err(|e| sink_error(self, s, e))?,
+                ),
                 #[cfg(feature = "stdout")]
                 SinkKind::Stdout(o) => Box::new(agent_audit_stdout::StdoutSink::stdout(o.clone())),
                 #[cfg(feature = "otlp")]
                 SinkKind::Otlp(o) => Box::new(
-                    agent_audit_otlp::OtlpSink::new(o.clone(), &self.service.name).map_err(
-                        |e| BuildError::Sink {
-                            source_file: self.source.clone(),
-                            sink: s.name.clone(),
-                            line: s.line,
-                            message: e.to_string(),
-                        },
-                    )?,
+                    agent_audit_otlp::OtlpSink::new(o.clone(), &self.service.name)
+                        .map_err(|e| sink_error(self, s, e))?,
                 ),
             };
             b = b.boxed_sink(options, sink);
         }
         Ok(b)
+    }
+}
+
+fn sink_error(config: &Config, sink: &SinkConfig, e: impl fmt::Display) -> BuildError {
+    BuildError::Sink {
+        source_file: config.source.clone(),
+        sink: sink.name.clone(),
+        line: sink.line,
+        message: e.to_string(),
     }
 }
 
@@ -452,7 +490,12 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text.as_bytes()[..offset];
     let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-    let col = offset - before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
+    let col = offset
+        - before
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |p| p + 1)
+        + 1;
     (line, col)
 }
 
@@ -528,7 +571,12 @@ fn parse_sink(
     let queue = match queue {
         None => 8192,
         Some(q) if (1..=10_000_000).contains(&q) => q as usize,
-        Some(q) => return Err(err("queue", format!("must be between 1 and 10000000, got {q}"))),
+        Some(q) => {
+            return Err(err(
+                "queue",
+                format!("must be between 1 and 10000000, got {q}"),
+            ));
+        }
     };
     fn options<T: DeserializeOwned>(
         t: toml::Table,

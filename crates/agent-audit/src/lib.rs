@@ -46,13 +46,13 @@ pub use agent_audit_core::*;
 
 pub mod config;
 
+#[cfg(feature = "agents")]
+pub use agent_audit_agents as agents;
 #[cfg(feature = "jsonl")]
 pub use agent_audit_jsonl as jsonl;
-#[cfg(feature = "stdout")]
-pub use agent_audit_stdout as stdout;
 #[cfg(feature = "otlp")]
 pub use agent_audit_otlp as otlp;
 #[cfg(feature = "redact")]
 pub use agent_audit_redact as redact;
-#[cfg(feature = "agents")]
-pub use agent_audit_agents as agents;
+#[cfg(feature = "stdout")]
+pub use agent_audit_stdout as stdout;

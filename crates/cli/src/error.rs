@@ -1,6 +1,6 @@
 //! The CLI's error and its exit codes.
 
-use agent_audit::config::{BuildError, ConfigError};
+use agent_audit::config::{BuildError, ConfigError, ModelError};
 
 /// Everything a command can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -8,6 +8,9 @@ pub enum CliError {
     /// Bad configuration: exit 2.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A `[model]` section that cannot become a model: exit 2.
+    #[error(transparent)]
+    Model(#[from] ModelError),
     /// Bad usage: exit 2.
     #[error("{0}")]
     Usage(String),
@@ -26,7 +29,7 @@ impl CliError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Config(_) | CliError::Usage(_) => 2,
+            CliError::Config(_) | CliError::Model(_) | CliError::Usage(_) => 2,
             _ => 1,
         }
     }

@@ -11,8 +11,6 @@ use clap::{Parser, Subcommand};
 mod cmd;
 mod error;
 
-use error::CliError;
-
 #[derive(Parser)]
 #[command(name = "agent-audit", version, about = "Audit trails for LLM agents", long_about = None)]
 struct Cli {

@@ -60,7 +60,9 @@ struct BenchResult {
 /// Pushes the records, drains, and prints the figures.
 pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     if args.records == 0 || args.tasks == 0 {
-        return Err(CliError::Usage("--records and --tasks must be at least 1".into()));
+        return Err(CliError::Usage(
+            "--records and --tasks must be at least 1".into(),
+        ));
     }
     let config = Config::discover(args.config.as_deref())?;
     let bytes_before = file_bytes(&config).unwrap_or(0);
@@ -137,7 +139,10 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         println!("emit p50         {:.2} us", result.emit_p50_us);
         println!("emit p99         {:.2} us", result.emit_p99_us);
         println!("records lost     {}", result.lost);
-        println!("peak RSS         {:.1} MiB", result.peak_rss_bytes as f64 / 1048576.0);
+        println!(
+            "peak RSS         {:.1} MiB",
+            result.peak_rss_bytes as f64 / 1048576.0
+        );
     }
     if lost > 0 {
         eprint!("agent-audit: records were lost:\n{report}");

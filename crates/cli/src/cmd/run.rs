@@ -30,14 +30,7 @@ pub struct Args {
 /// Runs the agent, prints its answer, and drains the sinks.
 pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     let config = Config::discover(args.config.as_deref())?;
-    let model = agents::build_model(config.model.as_ref())
-        .map_err(|e| CliError::Config(agent_audit::config::ConfigError::Parse {
-            path: config.source.clone(),
-            line: 1,
-            column: 1,
-            key: Some("model".into()),
-            message: e.to_string(),
-        }))?;
+    let model = config.model()?;
     if model.name() == "offline" {
         eprintln!(
             "agent-audit: no [model] configured; using the deterministic offline model (answers are canned, records say model = \"offline\")"
@@ -46,7 +39,9 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     let dispatcher = config.start().await?;
     let auditor = Auditor::new(dispatcher.clone()).for_request(args.request_id.as_deref());
     let outcome = agents::tutorial::run(&auditor, model, &args.prompt).await;
-    let report = dispatcher.shutdown(Duration::from_secs(args.drain_secs)).await;
+    let report = dispatcher
+        .shutdown(Duration::from_secs(args.drain_secs))
+        .await;
     if !report.is_clean() {
         eprint!("agent-audit: delivery report:\n{report}");
     }
@@ -55,7 +50,9 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     let failed_required: Vec<_> = report
         .sinks
         .iter()
-        .filter(|s| s.health.required && (s.health.failed > 0 || s.undelivered > 0 || s.health.dropped > 0))
+        .filter(|s| {
+            s.health.required && (s.health.failed > 0 || s.undelivered > 0 || s.health.dropped > 0)
+        })
         .map(|s| s.health.name.clone())
         .collect();
     if !failed_required.is_empty() {

@@ -27,8 +27,7 @@ pub struct Args {
 
 /// Prints matching records; a bad line is reported with its line number.
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
-    let reader = Reader::open(&args.file)
-        .map_err(|e| CliError::Runtime(e.to_string()))?;
+    let reader = Reader::open(&args.file).map_err(|e| CliError::Runtime(e.to_string()))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut bad = 0usize;
@@ -43,10 +42,18 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
             }
         };
         let r = &line.record;
-        if args.request_id.as_deref().is_some_and(|id| r.request_id.as_deref() != Some(id)) {
+        if args
+            .request_id
+            .as_deref()
+            .is_some_and(|id| r.request_id.as_deref() != Some(id))
+        {
             continue;
         }
-        if args.event_type.as_deref().is_some_and(|t| r.event_type.as_str() != t) {
+        if args
+            .event_type
+            .as_deref()
+            .is_some_and(|t| r.event_type.as_str() != t)
+        {
             continue;
         }
         buf.clear();

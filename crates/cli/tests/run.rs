@@ -1,0 +1,367 @@
+//! `agent-audit run` end to end: the real binary, the real file system, the
+//! tutorial's Python reader.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+const PROMPT: &str = "What is the balance of account 12345?";
+
+fn agent_audit(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_agent-audit"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("AGENT_AUDIT_CONFIG")
+        .env_remove("OPENAI_API_KEY")
+        .output()
+        .expect("the agent-audit binary runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn json(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).unwrap()
+}
+
+/// The top-level keys of a JSON object in the order they are written.
+fn top_level_keys(line: &str) -> Vec<String> {
+    struct Keys(Vec<String>);
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut m: A,
+                ) -> Result<Keys, A::Error> {
+                    let mut keys = Vec::new();
+                    while let Some((k, _)) = m.next_entry::<String, serde::de::IgnoredAny>()? {
+                        keys.push(k);
+                    }
+                    Ok(Keys(keys))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    serde_json::from_str::<Keys>(line).unwrap().0
+}
+
+const TUTORIAL_SEQUENCE: [&str; 8] = [
+    "user_request",
+    "assistant_input",
+    "assistant_output",
+    "tool_call",
+    "tool_result",
+    "assistant_input",
+    "assistant_output",
+    "final_result",
+];
+
+#[test]
+fn run_in_an_empty_directory_writes_the_tutorial_sequence_as_a_valid_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = agent_audit(dir.path(), &["run", "--request-id", "req-42", PROMPT]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("offline"),
+        "says it uses the offline model"
+    );
+    assert!(
+        text(&out.stdout).contains("12345"),
+        "prints the answer: {}",
+        text(&out.stdout)
+    );
+
+    let log = dir.path().join("audit-log.jsonl");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&log).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let lines = lines(&log);
+    let records: Vec<serde_json::Value> = lines.iter().map(|l| json(l)).collect();
+    let audited: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| TUTORIAL_SEQUENCE.contains(&r["event_type"].as_str().unwrap()))
+        .collect();
+    let types: Vec<&str> = audited
+        .iter()
+        .map(|r| r["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, TUTORIAL_SEQUENCE);
+    for r in &audited {
+        assert_eq!(r["request_id"], "req-42");
+        assert_eq!(r["correlation_id"], audited[0]["correlation_id"]);
+        assert!(r["correlation_id"].is_string());
+    }
+    let call = audited[3];
+    assert_eq!(call["payload"]["tool"], "get_account_balance");
+    assert_eq!(
+        call["payload"]["arguments"],
+        serde_json::json!({"account_id": "12345"})
+    );
+    assert_eq!(audited[4]["payload"]["call_id"], call["payload"]["call_id"]);
+
+    // Keys in schema order, seq contiguous, ts RFC 3339 UTC, chain intact.
+    let mut prev: Option<String> = None;
+    for (i, (line, r)) in lines.iter().zip(&records).enumerate() {
+        let keys = top_level_keys(line);
+        assert_eq!(
+            keys,
+            [
+                "v",
+                "seq",
+                "ts",
+                "event_type",
+                "request_id",
+                "correlation_id",
+                "trace_id",
+                "span_id",
+                "parent_span_id",
+                "agent",
+                "payload",
+                "prev"
+            ],
+            "line {}",
+            i + 1
+        );
+        assert!(line.starts_with("{\"v\":1,\"seq\":"));
+        assert_eq!(
+            r["seq"].as_u64().unwrap(),
+            records[0]["seq"].as_u64().unwrap() + i as u64
+        );
+        let ts = r["ts"].as_str().unwrap();
+        assert!(ts.ends_with('Z') && ts.len() == 30, "{ts}");
+        time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).unwrap();
+        if let Some(p) = &prev {
+            assert_eq!(r["prev"].as_str().unwrap(), p, "line {}", i + 1);
+        }
+        prev = Some(hex::encode(Sha256::digest(line.as_bytes())));
+    }
+
+    // The tutorial's own reader, unchanged.
+    let reader = "import json\nn=0\nfor line in open('audit-log.jsonl'):\n    r=json.loads(line)\n    r['event_type']; r['payload']; n+=1\nprint(n)\n";
+    let py = Command::new("python3")
+        .arg("-c")
+        .arg(reader)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", text(&py.stderr));
+    assert_eq!(text(&py.stdout).trim(), lines.len().to_string());
+}
+
+#[test]
+fn two_runs_on_one_file_form_one_chain_with_seq_continuing() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let out = agent_audit(dir.path(), &["run", PROMPT]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let lines = lines(&dir.path().join("audit-log.jsonl"));
+    let mut seqs = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let r = json(l);
+        seqs.push(r["seq"].as_u64().unwrap());
+        if i > 0 {
+            assert_eq!(
+                r["prev"].as_str().unwrap(),
+                hex::encode(Sha256::digest(lines[i - 1].as_bytes()))
+            );
+        }
+    }
+    let expected: Vec<u64> = (seqs[0]..seqs[0] + seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "seq continues without a duplicate");
+    let requests: std::collections::BTreeSet<String> = lines
+        .iter()
+        .filter_map(|l| json(l)["request_id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(requests.len(), 2);
+}
+
+fn write_config(dir: &Path, body: &str) -> String {
+    let p = dir.join("audit.toml");
+    std::fs::write(&p, body).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn configuration_errors_name_file_line_and_key_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[service]\nname = \"x\"\n\n[[sinks]]\ntype = \"jsonl\"\npath = \"a.jsonl\"\nfsyncc = \"batch\"\n",
+            7,
+            "fsyncc",
+        ),
+        (
+            "[[sinks]]\ntype = \"jsonl\"\npath = \"a.jsonl\"\nrequired = \"yes\"\n",
+            4,
+            "required",
+        ),
+        (
+            "[[sinks]]\ntype = \"jsonl\"\npath = \"a.jsonl\"\nqueue = \"big\"\n",
+            4,
+            "queue",
+        ),
+        (
+            "[[sinks]]\ntype = \"jsonl\"\npath = \"a.jsonl\"\nfsync = \"sometimes\"\n",
+            4,
+            "fsync",
+        ),
+        (
+            "[service]\nname = \"x\"\n\n[[sinks]]\ntype = \"kafka\"\n",
+            5,
+            "type",
+        ),
+        ("[service]\nnmae = \"x\"\n", 2, "nmae"),
+    ];
+    for (body, line, key) in cases {
+        let cfg = write_config(dir.path(), body);
+        let out = agent_audit(dir.path(), &["run", "--config", &cfg, PROMPT]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{body}\n{err}");
+        assert!(
+            err.contains(&format!("audit.toml:{line}:")),
+            "line {line} in: {err}"
+        );
+        assert!(err.contains(key), "key {key} in: {err}");
+    }
+    let out = agent_audit(
+        dir.path(),
+        &["run", "--config", "/nonexistent/audit.toml", PROMPT],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("/nonexistent/audit.toml"));
+}
+
+#[test]
+fn an_unwritable_log_path_fails_clearly_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("a-directory")).unwrap();
+    std::fs::write(dir.path().join("a-file"), b"").unwrap();
+    for path in ["/dev/full", "a-directory", "a-file/below-a-file.jsonl"] {
+        let cfg = write_config(
+            dir.path(),
+            &format!("[[sinks]]\ntype = \"jsonl\"\npath = \"{path}\"\nfsync = \"batch\"\n"),
+        );
+        let out = agent_audit(dir.path(), &["run", "--config", &cfg, PROMPT]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{path}: {err}");
+        assert!(err.contains(path) || err.contains("jsonl"), "{path}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn a_failing_optional_sink_is_reported_and_a_failing_required_one_stops_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let optional = write_config(
+        dir.path(),
+        "[[sinks]]\ntype = \"jsonl\"\npath = \"good.jsonl\"\n\n[[sinks]]\nname = \"full-disk\"\ntype = \"jsonl\"\npath = \"/dev/full\"\nrequired = false\n",
+    );
+    let out = agent_audit(dir.path(), &["run", "--config", &optional, PROMPT]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("full-disk"), "the failure is reported: {err}");
+    let good = lines(&dir.path().join("good.jsonl"));
+    let types: Vec<String> = good
+        .iter()
+        .map(|l| json(l)["event_type"].as_str().unwrap().to_string())
+        .collect();
+    for t in TUTORIAL_SEQUENCE {
+        assert!(
+            types.iter().any(|x| x == t),
+            "{t} missing from the good file"
+        );
+    }
+    assert!(
+        types.iter().any(|t| t == "audit_gap"),
+        "the failure is written to the surviving sink"
+    );
+
+    let required = write_config(
+        dir.path(),
+        "[[sinks]]\ntype = \"jsonl\"\npath = \"good2.jsonl\"\n\n[[sinks]]\nname = \"full-disk\"\ntype = \"jsonl\"\npath = \"/dev/full\"\nrequired = true\n",
+    );
+    let out = agent_audit(dir.path(), &["run", "--config", &required, PROMPT]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("full-disk"), "names the sink: {err}");
+    assert!(
+        err.to_lowercase().contains("no space"),
+        "names the cause: {err}"
+    );
+}
+
+#[test]
+fn bench_reports_its_figures_as_json_on_the_last_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "[[sinks]]\ntype = \"jsonl\"\npath = \"bench.jsonl\"\nfsync = \"batch\"\n",
+    );
+    let out = agent_audit(
+        dir.path(),
+        &["bench", "--config", &cfg, "--records", "20000", "--json"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let last = stdout.lines().last().unwrap();
+    let v = json(last);
+    for key in [
+        "records",
+        "records_per_sec",
+        "mb_per_sec",
+        "emit_p50_us",
+        "emit_p99_us",
+        "lost",
+        "peak_rss_bytes",
+    ] {
+        assert!(v.get(key).is_some(), "{key} missing from {last}");
+    }
+    assert_eq!(v["records"], 20000);
+    assert_eq!(v["lost"], 0);
+    assert_eq!(lines(&dir.path().join("bench.jsonl")).len(), 20000);
+}
+
+#[test]
+fn a_second_process_on_a_file_in_use_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "[[sinks]]\ntype = \"jsonl\"\npath = \"shared.jsonl\"\nfsync = \"never\"\n",
+    );
+    let mut writer = Command::new(env!("CARGO_BIN_EXE_agent-audit"))
+        .args(["bench", "--config", &cfg, "--records", "50000000"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = dir.path().join("shared.jsonl");
+    while std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) == 0 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = agent_audit(dir.path(), &["run", "--config", &cfg, PROMPT]);
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("shared.jsonl"), "{err}");
+    assert!(err.contains("in use") || err.contains("locked"), "{err}");
+}
