@@ -1,0 +1,152 @@
+//! Emit throughput through `Auditor` -> `Dispatcher` -> `MemorySink` with
+//! the default redaction rules, beside the same run without a filter
+//! (issue 5's goal: redaction costs at most 30 % of throughput).
+//!
+//! `cargo bench -p agent-audit-redact --bench redact_throughput [-- RECORDS]`
+//!
+//! Also shown: an empty redactor (what core's `Value` round trip for a
+//! filter costs by itself), every detector on, and the cost of
+//! `Redactor::redact` alone per payload.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent_audit_core::{
+    AckLevel, Auditor, Dispatcher, EventType, MemorySink, PayloadFilter, SinkOptions,
+};
+use agent_audit_redact::{RedactionConfig, Redactor};
+use serde_json::{Value, json};
+
+/// The tutorial's records, about 400 bytes a line.
+fn payloads() -> Vec<(EventType, Value)> {
+    vec![
+        (
+            EventType::UserRequest,
+            json!({"text": "What is the balance of my account 12345? I need it for the rent transfer due tomorrow morning."}),
+        ),
+        (
+            EventType::AssistantInput,
+            json!({"model": "gpt-4o-mini", "messages": [
+                {"role": "system", "content": "You are a helpful bank assistant. Use tools to look up balances."},
+                {"role": "user", "content": "What is the balance of my account 12345?"}
+            ]}),
+        ),
+        (
+            EventType::AssistantOutput,
+            json!({"tool_calls": [{"id": "call_7f3a", "name": "get_account_balance", "arguments": {"account_id": "12345"}}],
+                   "usage": {"prompt_tokens": 112, "completion_tokens": 18, "total_tokens": 130}}),
+        ),
+        (
+            EventType::ToolCall,
+            json!({"tool": "get_account_balance", "call_id": "call_7f3a", "arguments": {"account_id": "12345"},
+                   "description": "Look up the current balance of a customer account by its five digit id."}),
+        ),
+        (
+            EventType::ToolResult,
+            json!({"tool": "get_account_balance", "call_id": "call_7f3a", "duration_ms": 12,
+                   "result": {"account_id": "12345", "balance": "1024.50", "currency": "EUR", "as_of": "2026-11-25T10:00:00Z"}}),
+        ),
+        (
+            EventType::FinalResult,
+            json!({"answer": "The balance of account 12345 is 1,024.50 EUR as of this morning. Anything else I can help with?",
+                   "turns": 2}),
+        ),
+    ]
+}
+
+fn run(
+    records: usize,
+    filter: Option<Arc<dyn PayloadFilter>>,
+    rt: &tokio::runtime::Runtime,
+) -> f64 {
+    rt.block_on(async {
+        let memory = MemorySink::new();
+        let mut builder =
+            Dispatcher::builder().sink(SinkOptions::new("memory").queue(8192), memory.clone());
+        if let Some(f) = filter {
+            builder = builder.filter(f);
+        }
+        let d = builder.start().await.expect("dispatcher starts");
+        let a = Auditor::new(d.clone())
+            .for_request(Some("bench"))
+            .with_agent("assistant");
+        let payloads = payloads();
+        let start = Instant::now();
+        let mut last = 0;
+        for i in 0..records {
+            let (t, p) = &payloads[i % payloads.len()];
+            last = a.emit(t.clone(), p).await.expect("emit").seq;
+        }
+        d.wait(last, AckLevel::Durable).await.expect("delivered");
+        let secs = start.elapsed().as_secs_f64();
+        let report = d.shutdown(Duration::from_secs(30)).await;
+        assert!(report.is_clean(), "{report}");
+        assert_eq!(memory.len(), records, "records lost");
+        records as f64 / secs
+    })
+}
+
+fn main() {
+    let records: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(200_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // No `hash` rule, so no key is needed.
+    let default: Arc<dyn PayloadFilter> = Arc::new(
+        Redactor::from_config(&RedactionConfig::default()).expect("default rules compile"),
+    );
+    let empty: Arc<dyn PayloadFilter> =
+        Arc::new(Redactor::from_config(&RedactionConfig::none()).expect("empty"));
+    let all: Arc<dyn PayloadFilter> = Arc::new(
+        Redactor::from_config(&RedactionConfig::all_detectors()).expect("all detectors compile"),
+    );
+
+    // Warm up, then alternate the variants and keep each one's best round,
+    // so another process's burst on this shared machine hurts none of them
+    // more than the others.
+    run(records / 10, None, &rt);
+    let variants: [(&str, Option<Arc<dyn PayloadFilter>>); 4] = [
+        ("no filter", None),
+        ("empty redactor (Value round trip only)", Some(empty)),
+        ("default rules", Some(default.clone())),
+        ("every detector", Some(all.clone())),
+    ];
+    let mut best = [0f64; 4];
+    for _round in 0..3 {
+        for (i, (_, f)) in variants.iter().enumerate() {
+            best[i] = best[i].max(run(records, f.clone(), &rt));
+        }
+    }
+    println!(
+        "emit throughput, {records} tutorial records, Auditor -> Dispatcher -> MemorySink (best of 3):"
+    );
+    for (i, (name, _)) in variants.iter().enumerate() {
+        println!(
+            "  {name:<40} {:>10.0} records/s   {:.2}x of no filter",
+            best[i],
+            best[i] / best[0]
+        );
+    }
+
+    // The redactor alone, per payload.
+    let payloads = payloads();
+    for (name, f) in [("default rules", &default), ("every detector", &all)] {
+        let n = 200_000;
+        let mut copies: Vec<Value> = (0..n)
+            .map(|i| payloads[i % payloads.len()].1.clone())
+            .collect();
+        let start = Instant::now();
+        let mut fired = 0;
+        for p in &mut copies {
+            fired += f.apply(p).len();
+        }
+        let ns = start.elapsed().as_nanos() as f64 / n as f64;
+        println!(
+            "  Redactor::redact alone, {name:<16} {ns:>8.0} ns/payload ({fired} rule firings)"
+        );
+    }
+}

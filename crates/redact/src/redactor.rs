@@ -1,0 +1,567 @@
+//! The compiled rules and the walk over a payload.
+
+use agent_audit_core::PayloadFilter;
+use hmac::{Hmac, Mac};
+use regex::Regex;
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+use crate::config::{Action, Detector, RedactionConfig};
+use crate::detect::{self, Span};
+use crate::error::RedactError;
+
+/// Deepest nesting scanned. serde_json refuses deeper JSON text, so only a
+/// value built in code can exceed it; what lies below is masked whole.
+pub const MAX_DEPTH: usize = 128;
+
+/// Rule name reported when a value could not be scanned and was masked
+/// whole (nesting deeper than [`MAX_DEPTH`]).
+pub const UNSCANNABLE: &str = "unscannable";
+
+/// Shortest accepted `hash` key, in bytes.
+pub const MIN_KEY_BYTES: usize = 16;
+
+const UNSCANNABLE_ID: usize = usize::MAX;
+
+/// How matched text is normalised before hashing, so that one value written
+/// two ways gets one pseudonym.
+#[derive(Clone, Copy, Debug)]
+enum Norm {
+    /// As matched.
+    Exact,
+    /// Lower case (e-mail addresses).
+    Lower,
+    /// Digits only (card numbers).
+    Digits,
+    /// Letters and digits, upper case (IBANs).
+    AlnumUpper,
+}
+
+#[derive(Debug)]
+struct Rule {
+    name: String,
+    action: Action,
+    mask: String,
+    norm: Norm,
+}
+
+#[derive(Debug)]
+struct FieldRule {
+    /// Lower case, without `_` and `-`.
+    name: Vec<u8>,
+    rule: usize,
+}
+
+/// Applies a [`RedactionConfig`] to payloads. Build it once at start with
+/// [`Redactor::from_config`] and hand it to the dispatcher as its
+/// [`PayloadFilter`]; it is `Send + Sync` and shares nothing mutable.
+///
+/// For each object member, in order: a field rule whose name matches the
+/// key redacts the whole value; otherwise the key is scanned (a key can be
+/// an e-mail address) and the value walked. Strings, and numbers as their
+/// JSON text, are scanned by the pattern rules and detectors; overlapping
+/// matches are merged and take the strongest action of the rules involved
+/// (`drop` over `mask` over `hash`).
+pub struct Redactor {
+    rules: Vec<Rule>,
+    fields: Vec<FieldRule>,
+    regexes: Vec<(usize, Regex)>,
+    /// All of `regexes` in one alternation: one pass tells whether any can
+    /// match, and its literal prefilter skips most strings without a scan.
+    any: Option<Regex>,
+    card: Option<usize>,
+    iban: Option<usize>,
+    key: Option<Hmac<Sha256>>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("Redactor")
+            .field("rules", &self.rule_names())
+            .field("hash_key", &self.key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+enum Scan {
+    Unchanged,
+    Replaced(String),
+    Drop,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+fn normalize_field(field: &str) -> Result<Vec<u8>, RedactError> {
+    let n: Vec<u8> = field
+        .to_lowercase()
+        .bytes()
+        .filter(|b| !matches!(b, b'_' | b'-'))
+        .collect();
+    if n.is_empty() {
+        return Err(RedactError::BadField {
+            field: field.to_string(),
+        });
+    }
+    Ok(n)
+}
+
+/// Whether `key`, ASCII-lower-cased without `_` and `-`, ends with `name`.
+fn key_matches(key: &str, name: &[u8]) -> bool {
+    let mut want = name.iter().rev();
+    let mut next = want.next();
+    for &b in key.as_bytes().iter().rev() {
+        let Some(&w) = next else { return true };
+        if b == b'_' || b == b'-' {
+            continue;
+        }
+        if b.to_ascii_lowercase() != w {
+            return false;
+        }
+        next = want.next();
+    }
+    next.is_none()
+}
+
+impl Redactor {
+    /// Compiles `config`, reading the `hash` key (when some rule hashes)
+    /// from the environment variable `config.key_env()`.
+    pub fn from_config(config: &RedactionConfig) -> Result<Redactor, RedactError> {
+        Redactor::from_config_with_env(config, |name| std::env::var_os(name))
+    }
+
+    /// Like [`Redactor::from_config`], with `env` standing in for the
+    /// process environment (tests, or a secret store).
+    pub fn from_config_with_env(
+        config: &RedactionConfig,
+        env: impl Fn(&str) -> Option<std::ffi::OsString>,
+    ) -> Result<Redactor, RedactError> {
+        let mut rules: Vec<Rule> = Vec::new();
+        let mut fields = Vec::new();
+        let mut regexes = Vec::new();
+        let mut card = None;
+        let mut iban = None;
+        let mut seen = std::collections::HashSet::new();
+        let add = |rules: &mut Vec<Rule>, name: &str, action: Action, norm: Norm| {
+            rules.push(Rule {
+                name: name.to_string(),
+                action,
+                mask: format!("[REDACTED:{name}]"),
+                norm,
+            });
+            rules.len() - 1
+        };
+
+        // Custom rules first: a user's rule wins over a built-in on the same key.
+        for r in &config.rules {
+            if !valid_name(&r.name) {
+                return Err(RedactError::BadName {
+                    rule: r.name.clone(),
+                    problem: "use letters, digits, `_`, `-` or `.` only",
+                });
+            }
+            if Detector::ALL.iter().any(|d| d.name() == r.name) || !seen.insert(r.name.clone()) {
+                return Err(RedactError::BadName {
+                    rule: r.name.clone(),
+                    problem: "used twice (detector names included)",
+                });
+            }
+            let action = r.action.unwrap_or(config.action);
+            match (&r.pattern, &r.fields) {
+                (Some(pattern), None) => {
+                    let re = Regex::new(pattern).map_err(|e| RedactError::BadPattern {
+                        rule: r.name.clone(),
+                        source: Box::new(e),
+                    })?;
+                    let id = add(&mut rules, &r.name, action, Norm::Exact);
+                    regexes.push((id, re));
+                }
+                (None, Some(names)) => {
+                    if names.is_empty() {
+                        return Err(RedactError::RuleShape {
+                            rule: r.name.clone(),
+                            problem: "`fields` is empty",
+                        });
+                    }
+                    let id = add(&mut rules, &r.name, action, Norm::Exact);
+                    for f in names {
+                        fields.push(FieldRule {
+                            name: normalize_field(f)?,
+                            rule: id,
+                        });
+                    }
+                }
+                (Some(_), Some(_)) => {
+                    return Err(RedactError::RuleShape {
+                        rule: r.name.clone(),
+                        problem: "has both `pattern` and `fields`; give one",
+                    });
+                }
+                (None, None) => {
+                    return Err(RedactError::RuleShape {
+                        rule: r.name.clone(),
+                        problem: "needs `pattern` or `fields`",
+                    });
+                }
+            }
+        }
+        let mut global_fields: Vec<Vec<u8>> = Vec::new();
+        for f in &config.fields {
+            let name = normalize_field(f)?;
+            if global_fields.contains(&name) {
+                continue;
+            }
+            global_fields.push(name.clone());
+            let id = add(&mut rules, f, config.action, Norm::Exact);
+            fields.push(FieldRule { name, rule: id });
+        }
+        let mut detectors: Vec<Detector> = Vec::new();
+        for d in &config.detectors {
+            if !detectors.contains(d) {
+                detectors.push(*d);
+            }
+        }
+        for d in detectors {
+            let (pattern, norm) = match d {
+                Detector::Email => (Some(detect::EMAIL), Norm::Lower),
+                Detector::ApiKey => (Some(detect::API_KEY), Norm::Exact),
+                Detector::BearerToken => (Some(detect::BEARER_TOKEN), Norm::Exact),
+                Detector::PaymentCard => (None, Norm::Digits),
+                Detector::Iban => (None, Norm::AlnumUpper),
+            };
+            let id = add(&mut rules, d.name(), config.action, norm);
+            match (d, pattern) {
+                (_, Some(p)) => {
+                    let re = Regex::new(p).map_err(|e| RedactError::BadPattern {
+                        rule: d.name().to_string(),
+                        source: Box::new(e),
+                    })?;
+                    regexes.push((id, re));
+                }
+                (Detector::PaymentCard, None) => card = Some(id),
+                (_, None) => iban = Some(id),
+            }
+        }
+
+        // One alternation for the common "nothing here" answer. If it is too
+        // big to compile, every regex runs on every string instead: slower,
+        // never weaker.
+        let any = match regexes.len() {
+            0 => None,
+            1 => Some(regexes[0].1.clone()),
+            _ => {
+                let joined = regexes
+                    .iter()
+                    .map(|(_, re)| format!("(?:{})", re.as_str()))
+                    .collect::<Vec<_>>()
+                    .join("|");
+                Regex::new(&joined).ok()
+            }
+        };
+
+        let hashing: Vec<String> = rules
+            .iter()
+            .filter(|r| r.action == Action::Hash)
+            .map(|r| r.name.clone())
+            .collect();
+        let key = if hashing.is_empty() {
+            None
+        } else {
+            let var = config.key_env().to_string();
+            let bytes = env(&var)
+                .map(|v| v.into_encoded_bytes())
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| RedactError::MissingKey {
+                    var: var.clone(),
+                    rules: hashing,
+                })?;
+            if bytes.len() < MIN_KEY_BYTES {
+                return Err(RedactError::KeyTooShort {
+                    var,
+                    len: bytes.len(),
+                    min: MIN_KEY_BYTES,
+                });
+            }
+            // HMAC takes keys of any length; this cannot fail.
+            Hmac::<Sha256>::new_from_slice(&bytes).ok()
+        };
+
+        Ok(Redactor {
+            rules,
+            fields,
+            regexes,
+            any,
+            card,
+            iban,
+            key,
+        })
+    }
+
+    /// Names of every rule, in the order they are tried.
+    pub fn rule_names(&self) -> Vec<&str> {
+        self.rules.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    /// Whether no rule is configured (`fields = []`, `detectors = []`, no
+    /// rules): the dispatcher can then run without a filter.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Redacts `payload` in place and returns the names of the rules that
+    /// fired, in rule order, each once. Same as [`PayloadFilter::apply`].
+    pub fn redact(&self, payload: &mut Value) -> Vec<String> {
+        let mut fired: Vec<usize> = Vec::new();
+        if !self.walk(payload, 0, &mut fired) {
+            *payload = Value::Null;
+        }
+        fired.sort_unstable();
+        let mut names: Vec<String> = Vec::with_capacity(fired.len());
+        for id in fired {
+            let name = self.rules.get(id).map_or(UNSCANNABLE, |r| r.name.as_str());
+            // A field rule and a detector may share a name (`api_key`).
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+        names
+    }
+
+    /// The pseudonym `hash` writes for `text` under rule `rule`'s
+    /// normalisation; `None` without a key.
+    fn pseudonym(&self, text: &str, norm: Norm) -> Option<String> {
+        let mut mac = self.key.clone()?;
+        match norm {
+            Norm::Exact => mac.update(text.as_bytes()),
+            Norm::Lower => mac.update(text.to_lowercase().as_bytes()),
+            Norm::Digits => {
+                let d: Vec<u8> = text.bytes().filter(u8::is_ascii_digit).collect();
+                mac.update(&d);
+            }
+            Norm::AlnumUpper => {
+                let d: Vec<u8> = text
+                    .bytes()
+                    .filter(u8::is_ascii_alphanumeric)
+                    .map(|b| b.to_ascii_uppercase())
+                    .collect();
+                mac.update(&d);
+            }
+        }
+        let tag = mac.finalize().into_bytes();
+        let mut out = String::with_capacity(21);
+        out.push_str("hmac:");
+        out.push_str(&hex::encode(&tag[..8]));
+        Some(out)
+    }
+
+    /// What replaces a whole value under `rule` (mask or hash; `drop` is
+    /// handled by the caller). Without a key, masks: never fail open.
+    fn replace_whole(&self, rule: usize, value: &Value) -> Value {
+        let r = &self.rules[rule];
+        if r.action == Action::Hash {
+            let text = match value {
+                Value::String(s) => Some(s.clone()),
+                other => serde_json::to_string(other).ok(),
+            };
+            if let Some(p) = text.and_then(|t| self.pseudonym(&t, r.norm)) {
+                return Value::String(p);
+            }
+        }
+        Value::String(r.mask.clone())
+    }
+
+    fn field_rule(&self, key: &str) -> Option<usize> {
+        self.fields
+            .iter()
+            .find(|f| key_matches(key, &f.name))
+            .map(|f| f.rule)
+    }
+
+    /// Returns false when the value must be dropped by its parent.
+    fn walk(&self, v: &mut Value, depth: usize, fired: &mut Vec<usize>) -> bool {
+        match v {
+            Value::String(s) => match self.scan(s, fired) {
+                Scan::Unchanged => true,
+                Scan::Replaced(new) => {
+                    *s = new;
+                    true
+                }
+                Scan::Drop => false,
+            },
+            Value::Number(n) => {
+                if self.regexes.is_empty() && self.card.is_none() && self.iban.is_none() {
+                    return true;
+                }
+                let text = n.to_string();
+                match self.scan(&text, fired) {
+                    Scan::Unchanged => true,
+                    Scan::Replaced(new) => {
+                        *v = Value::String(new);
+                        true
+                    }
+                    Scan::Drop => false,
+                }
+            }
+            Value::Array(items) => {
+                if depth >= MAX_DEPTH {
+                    return self.unscannable(v, fired);
+                }
+                for item in items.iter_mut() {
+                    if !self.walk(item, depth + 1, fired) {
+                        // Keep positions: a dropped element becomes null.
+                        *item = Value::Null;
+                    }
+                }
+                true
+            }
+            Value::Object(map) => {
+                if depth >= MAX_DEPTH {
+                    return self.unscannable(v, fired);
+                }
+                self.walk_object(map, depth, fired);
+                true
+            }
+            Value::Null | Value::Bool(_) => true,
+        }
+    }
+
+    fn unscannable(&self, v: &mut Value, fired: &mut Vec<usize>) -> bool {
+        note(fired, UNSCANNABLE_ID);
+        *v = Value::String(format!("[REDACTED:{UNSCANNABLE}]"));
+        true
+    }
+
+    fn walk_object(&self, map: &mut Map<String, Value>, depth: usize, fired: &mut Vec<usize>) {
+        let mut renames: Vec<(String, String)> = Vec::new();
+        map.retain(|key, value| {
+            if let Some(rule) = self.field_rule(key) {
+                if value.is_null() {
+                    // Nothing to hide; a mask would suggest a secret existed.
+                    return true;
+                }
+                note(fired, rule);
+                if self.rules[rule].action == Action::Drop {
+                    return false;
+                }
+                *value = self.replace_whole(rule, value);
+                return true;
+            }
+            match self.scan(key, fired) {
+                Scan::Unchanged => {}
+                Scan::Drop => return false,
+                Scan::Replaced(new) => renames.push((key.clone(), new)),
+            }
+            self.walk(value, depth + 1, fired)
+        });
+        for (old, new) in renames {
+            if let Some(value) = map.remove(&old) {
+                let mut name = new.clone();
+                let mut n = 2;
+                while map.contains_key(&name) {
+                    name = format!("{new}#{n}");
+                    n += 1;
+                }
+                map.insert(name, value);
+            }
+        }
+    }
+
+    /// Finds every match in `s` and builds the redacted text.
+    fn scan(&self, s: &str, fired: &mut Vec<usize>) -> Scan {
+        let mut spans: Vec<Span> = Vec::new();
+        let any = match &self.any {
+            Some(any) => any.is_match(s),
+            None => !self.regexes.is_empty(),
+        };
+        if any {
+            for (rule, re) in &self.regexes {
+                for m in re.find_iter(s) {
+                    if !m.is_empty() {
+                        spans.push(Span {
+                            start: m.start(),
+                            end: m.end(),
+                            rule: *rule,
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(rule) = self.card
+            && s.len() >= 13
+            && s.bytes().filter(u8::is_ascii_digit).count() >= 13
+        {
+            detect::cards(s, rule, &mut spans);
+        }
+        if let Some(rule) = self.iban
+            && s.len() >= 15
+        {
+            detect::ibans(s, rule, &mut spans);
+        }
+        if spans.is_empty() {
+            return Scan::Unchanged;
+        }
+        spans.sort_unstable_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
+
+        // Merge overlaps so no part of any match survives, keeping the
+        // strongest action of the rules involved.
+        let mut merged: Vec<(Span, Action)> = Vec::with_capacity(spans.len());
+        for sp in spans {
+            note(fired, sp.rule);
+            let action = self.rules[sp.rule].action;
+            match merged.last_mut() {
+                Some((last, act)) if sp.start < last.end => {
+                    last.end = last.end.max(sp.end);
+                    if strength(action) > strength(*act) {
+                        *act = action;
+                    }
+                }
+                _ => merged.push((sp, action)),
+            }
+        }
+        if merged.iter().any(|(_, a)| *a == Action::Drop) {
+            return Scan::Drop;
+        }
+        let mut out = String::with_capacity(s.len() + 16 * merged.len());
+        let mut at = 0;
+        for (sp, action) in merged {
+            out.push_str(&s[at..sp.start]);
+            let rule = &self.rules[sp.rule];
+            let pseudonym = match action {
+                Action::Hash => self.pseudonym(&s[sp.start..sp.end], rule.norm),
+                _ => None,
+            };
+            match pseudonym {
+                Some(p) => out.push_str(&p),
+                None => out.push_str(&rule.mask),
+            }
+            at = sp.end;
+        }
+        out.push_str(&s[at..]);
+        Scan::Replaced(out)
+    }
+}
+
+fn strength(a: Action) -> u8 {
+    match a {
+        Action::Hash => 0,
+        Action::Mask => 1,
+        Action::Drop => 2,
+    }
+}
+
+fn note(fired: &mut Vec<usize>, rule: usize) {
+    if !fired.contains(&rule) {
+        fired.push(rule);
+    }
+}
+
+impl PayloadFilter for Redactor {
+    fn apply(&self, payload: &mut Value) -> Vec<String> {
+        self.redact(payload)
+    }
+}
