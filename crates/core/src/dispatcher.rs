@@ -432,20 +432,29 @@ impl Shared {
             .unwrap_or_else(|_| crate::auditor::empty_draft(self.trace_id))
     }
 
-    /// Turns pending drops and failures into `audit_gap` records.
+    /// Turns pending drops, failures and sink notices into `audit_gap`
+    /// records.
     async fn flush_gaps(&self, order: &mut Order, force: bool) {
         for (i, s) in self.sinks.iter().enumerate() {
             let gaps = s.take_gaps(force);
             for gap in gaps {
-                let payload = serde_json::json!({
-                    "reason": gap.reason,
-                    "sink": s.options.name,
-                    "from_seq": gap.from,
-                    "to_seq": gap.to,
-                    "lost": gap.count,
-                    "ranges": gap.ranges,
-                    "error": gap.error,
-                });
+                let payload = if gap.reason == "sink_notice" {
+                    serde_json::json!({
+                        "reason": gap.reason,
+                        "sink": s.options.name,
+                        "detail": gap.error,
+                    })
+                } else {
+                    serde_json::json!({
+                        "reason": gap.reason,
+                        "sink": s.options.name,
+                        "from_seq": gap.from,
+                        "to_seq": gap.to,
+                        "lost": gap.count,
+                        "ranges": gap.ranges,
+                        "error": gap.error,
+                    })
+                };
                 let draft = self.internal_draft(EventType::AuditGap, &payload);
                 let seq = order.next_seq;
                 order.next_seq += 1;
@@ -461,7 +470,7 @@ impl Shared {
                         // The sink that lost records gets the note even when
                         // it is full; a sink that failed to write is not
                         // asked to write a note about its own failure.
-                        if gap.reason == "queue_full" {
+                        if gap.reason != "sink_failed" {
                             other.push(record.clone(), true);
                         }
                     } else {
@@ -547,6 +556,10 @@ pub struct SinkHealth {
     pub max_level: AckLevel,
     /// The most recent failure.
     pub last_error: Option<String>,
+    /// Notices the sink raised while running (see [`Sink::take_notices`]).
+    pub notices: u64,
+    /// The most recent notice.
+    pub last_notice: Option<String>,
 }
 
 /// What [`Dispatcher::shutdown`] found, per sink.
@@ -623,6 +636,9 @@ struct Outcomes {
     pending_drop: Vec<(u64, u64)>,
     pending_fail: Option<(u64, u64, u64, String)>,
     last_fail_note: Option<Instant>,
+    pending_notices: Vec<String>,
+    notices: u64,
+    last_notice: Option<String>,
     broken: Option<SinkError>,
     last_error: Option<String>,
 }
@@ -772,6 +788,16 @@ impl SinkSlot {
                 error: None,
             });
         }
+        for notice in o.pending_notices.drain(..) {
+            out.push(Gap {
+                reason: "sink_notice",
+                from: 0,
+                to: 0,
+                count: 0,
+                ranges: Vec::new(),
+                error: Some(notice),
+            });
+        }
         let due = force
             || o.last_fail_note
                 .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
@@ -868,6 +894,8 @@ impl SinkSlot {
             queued: self.len() as u64,
             max_level: self.max_level,
             last_error: o.last_error.clone(),
+            notices: o.notices,
+            last_notice: o.last_notice.clone(),
         }
     }
 
@@ -975,12 +1003,14 @@ impl SinkSlot {
                 self.complete(&batch, result);
                 self.in_flight.store(0, Ordering::Release);
                 batch.clear();
+                self.collect_notices(&mut sink);
             }
             if let Some(every) = tick_every
                 && last_tick.elapsed() >= every
             {
                 last_tick = Instant::now();
                 self.run_hook(&mut sink, |s| s.tick());
+                self.collect_notices(&mut sink);
             }
         }
         self.run_hook(&mut sink, |s| s.close());
@@ -990,6 +1020,17 @@ impl SinkSlot {
         cv.notify_all();
         self.finished_notify.notify_waiters();
         self.progress.notify_waiters();
+    }
+
+    fn collect_notices(&self, sink: &mut Box<dyn Sink>) {
+        let notices = catch_unwind(AssertUnwindSafe(|| sink.take_notices())).unwrap_or_default();
+        if notices.is_empty() {
+            return;
+        }
+        let mut o = lock(&self.outcomes);
+        o.notices += notices.len() as u64;
+        o.last_notice = notices.last().cloned();
+        o.pending_notices.extend(notices);
     }
 
     fn run_hook(

@@ -142,6 +142,14 @@ pub trait Sink: Send + 'static {
         None
     }
 
+    /// Things the sink noticed and worked around while running (its file was
+    /// moved away and it reopened the path, say). The dispatcher asks after
+    /// every write and tick and turns each into an `audit_gap` record with
+    /// reason `sink_notice`, so nothing is handled silently.
+    fn take_notices(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Flushes and releases resources; the last call the sink gets.
     fn close(&mut self) -> Result<Option<AckLevel>, SinkError> {
         Ok(None)
@@ -163,6 +171,9 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
     fn tick_interval(&self) -> Option<std::time::Duration> {
         (**self).tick_interval()
+    }
+    fn take_notices(&mut self) -> Vec<String> {
+        (**self).take_notices()
     }
     fn close(&mut self) -> Result<Option<AckLevel>, SinkError> {
         (**self).close()

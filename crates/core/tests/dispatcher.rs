@@ -323,3 +323,70 @@ async fn scopes_carry_request_correlation_agent_and_span_parents() {
     let back: StoredRecord = serde_json::from_str(&text).unwrap();
     assert_eq!(back.payload["answer"], "ok");
 }
+
+/// A sink that reports one notice after its first write.
+struct NoticingSink {
+    told: bool,
+    inner: MemorySink,
+}
+
+impl agent_audit_core::Sink for NoticingSink {
+    fn max_level(&self) -> AckLevel {
+        AckLevel::Written
+    }
+    fn write(
+        &mut self,
+        batch: &agent_audit_core::Batch<'_>,
+    ) -> Result<AckLevel, agent_audit_core::SinkError> {
+        agent_audit_core::Sink::write(&mut self.inner, batch)?;
+        Ok(AckLevel::Written)
+    }
+    fn take_notices(&mut self) -> Vec<String> {
+        if self.told {
+            return Vec::new();
+        }
+        self.told = true;
+        vec!["log file was moved away; reopened the path".into()]
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_notices_become_records_in_every_sink_and_show_in_health() {
+    let seen = MemorySink::new();
+    let other = MemorySink::new();
+    let d = Dispatcher::builder()
+        .sink(
+            SinkOptions::new("noticing"),
+            NoticingSink {
+                told: false,
+                inner: seen.clone(),
+            },
+        )
+        .sink(SinkOptions::new("other"), other.clone())
+        .start()
+        .await
+        .unwrap();
+    let aud = Auditor::new(d.clone());
+    aud.emit_wait("x", &json!({}), AckLevel::Written)
+        .await
+        .unwrap();
+    aud.emit("y", &json!({})).await.unwrap();
+    let h = d.health();
+    assert_eq!(h.sinks[0].notices, 1);
+    assert!(
+        h.sinks[0]
+            .last_notice
+            .as_deref()
+            .unwrap()
+            .contains("moved away")
+    );
+    d.shutdown(Duration::from_secs(5)).await;
+    for s in [&seen, &other] {
+        let note = payloads(s)
+            .into_iter()
+            .find(|r| r.event_type == EventType::AuditGap)
+            .expect("the notice is a record");
+        assert_eq!(note.payload["reason"], "sink_notice");
+        assert_eq!(note.payload["sink"], "noticing");
+    }
+}
