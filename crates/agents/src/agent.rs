@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::input::{InputError, InputProvider, TerminalInput};
 use crate::model::{ChatModel, ChatRequest, ChatResponse, Message, ModelError, ToolCall, ToolSpec};
+use crate::payload;
 use crate::tool::{Tool, ToolError};
 
 /// Why a conversation stopped with an error. The records written up to that
@@ -247,45 +248,44 @@ impl AssistantAgent {
         emit(
             &turn,
             EventType::AssistantInput,
-            &json!({
-                "model": self.model.name(),
-                "messages": &request.messages,
-                "tools": tool_names,
-            }),
+            &payload::AssistantInput {
+                model: self.model.name(),
+                messages: &request.messages,
+                tools: tool_names,
+            },
         )
         .await?;
         let started = Instant::now();
         let result = self.model.complete(&request).await;
-        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let latency_ms = payload::millis(started.elapsed());
         match result {
             Ok(response) => {
-                let calls: Vec<Value> = response.tool_calls.iter().map(call_for_record).collect();
                 emit(
                     &turn,
                     EventType::AssistantOutput,
-                    &json!({
-                        "content": response.content,
-                        "tool_calls": calls,
-                        "model": response.model,
-                        "usage": response.usage,
-                        "latency_ms": latency_ms,
-                        "finish_reason": response.finish_reason,
-                        "attempts": response.attempts,
-                    }),
+                    &payload::AssistantOutput {
+                        content: response.content.as_deref(),
+                        tool_calls: response.tool_calls.iter().map(Into::into).collect(),
+                        model: &response.model,
+                        finish_reason: response.finish_reason.as_deref(),
+                        usage: response.usage,
+                        latency_ms,
+                        attempts: response.attempts,
+                    },
                 )
                 .await?;
                 Ok(response)
             }
             Err(error) => {
-                let payload = json!({
-                    "kind": error.kind().as_str(),
-                    "status": error.status(),
-                    "message": error.to_string(),
-                    "model": self.model.name(),
-                    "attempts": error.attempts(),
-                    "latency_ms": latency_ms,
-                });
-                if let Err(e) = turn.emit(EventType::ModelError, &payload).await {
+                let record = payload::ModelErrorRecord {
+                    kind: error.kind().as_str(),
+                    status: error.status(),
+                    message: error.to_string(),
+                    model: self.model.name(),
+                    attempts: error.attempts(),
+                    latency_ms,
+                };
+                if let Err(e) = turn.emit(EventType::ModelError, &record).await {
                     return Err(AgentError::Audit {
                         agent: self.name.clone(),
                         event: "model_error".into(),
@@ -300,10 +300,6 @@ impl AssistantAgent {
             }
         }
     }
-}
-
-fn call_for_record(call: &ToolCall) -> Value {
-    json!({"id": call.id, "name": call.name, "arguments": call.arguments_for_record()})
 }
 
 /// When the user proxy asks the human.
@@ -459,7 +455,11 @@ impl UserProxyAgent {
         emit(
             &first,
             EventType::UserRequest,
-            &json!({"content": message, "recipient": entry.name()}),
+            &payload::UserRequest {
+                content: message,
+                recipient: entry.name(),
+                source: None,
+            },
         )
         .await?;
         let mut transcript = vec![Message::user(message)];
@@ -633,7 +633,13 @@ impl UserProxyAgent {
             emit(
                 &proxy_turn,
                 EventType::AgentMessage,
-                &json!({"from": self.name, "to": active.name(), "content": self.default_auto_reply, "auto_reply": true}),
+                &payload::AgentMessage {
+                    from: &self.name,
+                    to: active.name(),
+                    kind: "auto_reply",
+                    content: Some(&self.default_auto_reply),
+                    reason: None,
+                },
             )
             .await?;
             let m = Message::user(self.default_auto_reply.clone());
@@ -672,7 +678,11 @@ impl UserProxyAgent {
         emit(
             turn,
             EventType::UserRequest,
-            &json!({"content": text, "recipient": to.name(), "source": "human_input"}),
+            &payload::UserRequest {
+                content: text,
+                recipient: to.name(),
+                source: Some("human_input"),
+            },
         )
         .await?;
         transcript.push(Message::user(text));
@@ -700,7 +710,11 @@ impl UserProxyAgent {
         emit(
             turn,
             EventType::FinalResult,
-            &json!({"answer": answer, "answered_by": answered_by, "end": end}),
+            &payload::FinalResult {
+                answer: &answer,
+                answered_by,
+                end,
+            },
         )
         .await?;
         Ok(ChatResult {
@@ -724,7 +738,11 @@ impl UserProxyAgent {
         let arguments = call.arguments_for_record();
         turn.emit_wait(
             EventType::ToolCall,
-            &json!({"tool": call.name, "call_id": call.id, "arguments": arguments}),
+            &payload::ToolCallRecord {
+                tool: &call.name,
+                call_id: &call.id,
+                arguments: &arguments,
+            },
             AckLevel::Durable,
         )
         .await
@@ -757,13 +775,18 @@ impl UserProxyAgent {
                 },
             },
         };
-        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let duration_ms = payload::millis(started.elapsed());
         match outcome {
             Ok(result) => {
                 emit(
                     turn,
                     EventType::ToolResult,
-                    &json!({"tool": call.name, "call_id": call.id, "result": result, "duration_ms": duration_ms}),
+                    &payload::ToolResultRecord {
+                        tool: &call.name,
+                        call_id: &call.id,
+                        result: &result,
+                        duration_ms,
+                    },
                 )
                 .await?;
                 Ok(match result {
@@ -775,14 +798,14 @@ impl UserProxyAgent {
                 emit(
                     turn,
                     EventType::ToolError,
-                    &json!({
-                        "tool": call.name,
-                        "call_id": call.id,
-                        "arguments": arguments,
-                        "kind": error.kind(),
-                        "error": error.to_string(),
-                        "duration_ms": duration_ms,
-                    }),
+                    &payload::ToolErrorRecord {
+                        tool: &call.name,
+                        call_id: &call.id,
+                        arguments: &arguments,
+                        kind: error.kind(),
+                        error: error.to_string(),
+                        duration_ms,
+                    },
                 )
                 .await?;
                 Ok(json!({"error": error.to_string()}).to_string())
@@ -822,7 +845,11 @@ impl UserProxyAgent {
         let arguments = call.arguments_for_record();
         turn.emit_wait(
             EventType::ToolCall,
-            &json!({"tool": call.name, "call_id": call.id, "arguments": arguments}),
+            &payload::ToolCallRecord {
+                tool: &call.name,
+                call_id: &call.id,
+                arguments: &arguments,
+            },
             AckLevel::Durable,
         )
         .await
@@ -839,14 +866,25 @@ impl UserProxyAgent {
         emit(
             &turn,
             EventType::AgentMessage,
-            &json!({"from": active.name(), "to": target.name(), "kind": "handoff", "reason": reason}),
+            &payload::AgentMessage {
+                from: active.name(),
+                to: target.name(),
+                kind: "handoff",
+                content: None,
+                reason: reason.as_deref(),
+            },
         )
         .await?;
         let result = json!({"handed_over_to": target.name()});
         emit(
             &turn,
             EventType::ToolResult,
-            &json!({"tool": call.name, "call_id": call.id, "result": result, "duration_ms": 0.0}),
+            &payload::ToolResultRecord {
+                tool: &call.name,
+                call_id: &call.id,
+                result: &result,
+                duration_ms: 0.0,
+            },
         )
         .await?;
         transcript.push(Message::tool(call.id.clone(), result.to_string()));

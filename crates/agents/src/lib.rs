@@ -57,6 +57,7 @@ pub mod model;
 pub mod multi;
 pub mod offline;
 pub mod openai;
+pub mod payload;
 pub mod schema;
 pub mod tool;
 pub mod tutorial;

@@ -181,5 +181,5 @@ async fn a_custom_termination_test_keeps_the_conversation_going() {
     );
     let auto = &of_type(&sink.records(), "agent_message")[0];
     assert_eq!(auto["content"], "Go on.");
-    assert_eq!(auto["auto_reply"], true);
+    assert_eq!(auto["kind"], "auto_reply");
 }
