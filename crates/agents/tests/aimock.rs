@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +19,6 @@ struct Aimock {
     child: tokio::process::Child,
     port: u16,
     _dir: tempfile::TempDir,
-    log: PathBuf,
 }
 
 impl Aimock {
@@ -35,54 +33,61 @@ impl Aimock {
         let file = dir.path().join("fixtures.json");
         std::fs::write(&file, fixtures.to_string()).unwrap();
         let log = dir.path().join("aimock.log");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut cmd = tokio::process::Command::new(&bin);
-        cmd.args(["-p", &port.to_string(), "-h", "127.0.0.1", "-f"])
-            .arg(&file)
-            .args(["--log-level", "warn"])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(dir.path().join("aimock.err")).unwrap())
-            .kill_on_drop(true);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap_or_else(|e| {
-            panic!(
-                "could not start aimock ({}): {e}; is Node.js installed? run `bash .ci/setup.d/aimock.sh`",
-                bin.display()
-            )
-        });
+        let err_path = dir.path().join("aimock.err");
         let http = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let err =
-                    std::fs::read_to_string(dir.path().join("aimock.err")).unwrap_or_default();
-                panic!("aimock exited at start-up ({status}): {err}");
+        // The port is taken free and handed over; if another process grabs
+        // it in between, aimock exits and we try another one.
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut cmd = tokio::process::Command::new(&bin);
+            cmd.args(["-p", &port.to_string(), "-h", "127.0.0.1", "-f"])
+                .arg(&file)
+                .args(["--log-level", "warn"])
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&log).unwrap())
+                .stderr(std::fs::File::create(&err_path).unwrap())
+                .kill_on_drop(true);
+            for (k, v) in env {
+                cmd.env(k, v);
             }
-            let url = format!("http://127.0.0.1:{port}/__aimock/journal");
-            // Any HTTP answer means it is up (with AIMOCK_API_KEYS set, the
-            // control API answers 401 to a request without a key).
-            if http.get(&url).send().await.is_ok() {
-                break;
+            let mut child = cmd.spawn().unwrap_or_else(|e| {
+                panic!(
+                    "could not start aimock ({}): {e}; is Node.js installed? run `bash .ci/setup.d/aimock.sh`",
+                    bin.display()
+                )
+            });
+            let started = Instant::now();
+            loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    last_error = format!(
+                        "aimock exited at start-up ({status}): {}",
+                        std::fs::read_to_string(&err_path).unwrap_or_default()
+                    );
+                    break;
+                }
+                // Any HTTP answer means it is up (with AIMOCK_API_KEYS set,
+                // the control API answers 401 to a request without a key).
+                let url = format!("http://127.0.0.1:{port}/__aimock/journal");
+                if http.get(&url).send().await.is_ok() {
+                    return Aimock {
+                        child,
+                        port,
+                        _dir: dir,
+                    };
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "aimock did not answer on port {port} within 30 s"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "aimock did not answer on port {port} within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Aimock {
-            child,
-            port,
-            _dir: dir,
-            log,
-        }
+        panic!("{last_error}");
     }
 
     fn base_url(&self) -> String {
@@ -128,7 +133,6 @@ impl Aimock {
 impl Drop for Aimock {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
-        let _ = &self.log;
     }
 }
 
