@@ -672,3 +672,35 @@ async fn sampling_options_are_sent() {
     assert_eq!(body["max_tokens"], 64);
     assert!(body.get("tools").is_none(), "no tools, no `tools` key");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_timeout_and_conflict_are_retried_other_client_errors_are_not() {
+    let server = ChatServer::scripted(vec![
+        Reply::error(408, "request timeout", "timeout", Value::Null),
+        Reply::error(409, "conflict", "conflict", Value::Null),
+        Reply::completion(Some("Third time lucky."), &[]),
+    ])
+    .await;
+    let (result, _) = run_tutorial(&server, None, 2, Duration::from_secs(10)).await;
+    assert_eq!(result.unwrap(), "Third time lucky.");
+    assert_eq!(server.requests().len(), 3);
+
+    let server = ChatServer::scripted(vec![Reply::error(
+        400,
+        "Invalid schema for function 'get_account_balance'",
+        "invalid_request_error",
+        json!("invalid_function_parameters"),
+    )])
+    .await;
+    let (result, records) = run_tutorial(&server, None, 3, Duration::from_secs(10)).await;
+    match model_error_of(result) {
+        ModelError::Http {
+            status: 400,
+            message,
+            ..
+        } => assert!(message.contains("Invalid schema"), "{message}"),
+        other => panic!("expected Http 400, got {other:?}"),
+    }
+    assert_eq!(server.requests().len(), 1);
+    assert_eq!(of_type(&records, "model_error")[0]["kind"], "http");
+}
