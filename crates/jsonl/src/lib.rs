@@ -132,3 +132,12 @@ pub use error::{JsonlError, ReadError};
 pub use options::{ChainKey, FsyncPolicy, JsonlOptions};
 pub use reader::{DEFAULT_MAX_LINE, Line, RawLine, Reader};
 pub use sink::JsonlSink;
+
+// Integrity: verification, keyed chains, signed checkpoints (see docs/integrity.md).
+pub mod checkpoint;
+mod head;
+pub mod integrity;
+pub mod keys;
+pub mod verify;
+
+pub use head::{ChainHead, HeadHandle};

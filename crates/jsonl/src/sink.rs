@@ -12,6 +12,7 @@ use agent_audit_core::{AckLevel, Batch, Record, Sink, SinkError, SinkOpen};
 use crate::chain::Chain;
 use crate::error::JsonlError;
 use crate::files;
+use crate::head::HeadHandle;
 use crate::options::{FsyncPolicy, JsonlOptions};
 use crate::tail::{self, ScanError};
 
@@ -48,6 +49,8 @@ pub struct JsonlSink {
     /// A write failed after `committed`: its partial bytes are cut off and
     /// the chain rewound before anything else is written.
     dirty: bool,
+    /// Where the committed head is published for checkpoints.
+    published: HeadHandle,
 }
 
 impl std::fmt::Debug for JsonlSink {
@@ -154,6 +157,7 @@ impl JsonlSink {
             opened: false,
             buf: Vec::with_capacity(1 << 20),
             dirty: false,
+            published: HeadHandle::new(),
         })
     }
 
@@ -170,6 +174,13 @@ impl JsonlSink {
     /// The chain head: the `prev` the next line will carry.
     pub fn chain_head(&self) -> &str {
         self.chain.head()
+    }
+
+    /// A live view of the committed chain head (seq and hash of the last
+    /// line in the file), for [`crate::checkpoint::Checkpointer`]. Take it
+    /// before the sink moves into the dispatcher.
+    pub fn head_handle(&self) -> HeadHandle {
+        self.published.clone()
     }
 
     /// [`Sink::open`] with the typed error: opens and locks the file, finds
@@ -270,6 +281,8 @@ impl JsonlSink {
             unsynced: false,
         });
         self.opened = true;
+        self.published
+            .opened(&path, self.chain.is_keyed(), last_seq, self.chain.head());
         Ok(SinkOpen {
             // A damaged line's seq may have reached another sink before the
             // crash: never hand it out again.
@@ -476,6 +489,10 @@ impl JsonlSink {
             first_seq: active.first_seq,
             last_seq: active.last_seq,
         };
+        if let Some((_, last)) = seqs {
+            let lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+            self.published.advanced(last, &head_after, lines);
+        }
         Ok(())
     }
 
@@ -504,6 +521,7 @@ impl JsonlSink {
             )));
         }
         std::fs::rename(&path, &to).map_err(rename_err)?;
+        self.published.rotated();
         // From here on the old file is complete under its new name.
         self.active = None;
         self.committed = Mark {

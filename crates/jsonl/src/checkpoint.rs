@@ -1,0 +1,659 @@
+//! Signed checkpoints: Ed25519 signatures over the chain head, emitted as
+//! ordinary `checkpoint` records so every sink (and so a host other than
+//! the writer's, through the OTLP sink) keeps a copy.
+//!
+//! A checkpoint says "the line with seq `upto_seq` of log `log` has chain
+//! value `head`, and this writer appended `records` lines after seq
+//! `from_seq` up to it", signed by a key the writer holds. Since each line's
+//! `prev` pins the line before it, the head pins every line up to
+//! `upto_seq`: whoever rewrites any of them (even recomputing a plain
+//! chain) must also forge the signature. Kept off the host, checkpoints
+//! also expose a file cut short or a tail rewritten after them.
+//!
+//! ## The payload
+//!
+//! ```json
+//! {"log":"audit-log.jsonl","chain":"sha256","from_seq":0,"upto_seq":1000,
+//!  "records":1000,"head":"<64 hex>","reason":"count",
+//!  "signed_at":"2026-11-25T23:32:22.123456789Z","alg":"ed25519",
+//!  "key_id":"<16 hex>","signature":"<128 hex>"}
+//! ```
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `log` | the log's name: its active file's name |
+//! | `chain` | `sha256` (plain chain) or `hmac-sha256` (keyed chain) |
+//! | `from_seq` | the previous checkpoint's `upto_seq` from the same writer, or the last seq already in the log when the writer opened it (0 for a new log) |
+//! | `upto_seq` | the seq of the last line covered |
+//! | `records` | lines in the log with a seq in `(from_seq, upto_seq]` |
+//! | `head` | the chain value of line `upto_seq` (what the next line's `prev` holds) |
+//! | `reason` | `count`, `interval`, `rotation`, `shutdown` or `manual` |
+//! | `signed_at` | when it was signed (RFC 3339 UTC) |
+//! | `alg` | `ed25519` |
+//! | `key_id` | first 16 hex digits of SHA-256 of the raw public key |
+//! | `signature` | Ed25519 signature (hex) of the canonical message |
+//!
+//! ## The canonical message
+//!
+//! The signature covers these bytes, UTF-8, each line ending in `\n`, in
+//! this order and nothing else (the `log` value JSON-quoted, so no name can
+//! forge a line break):
+//!
+//! ```text
+//! agent-audit-checkpoint-v1
+//! log="audit-log.jsonl"
+//! chain=sha256
+//! from_seq=0
+//! upto_seq=1000
+//! records=1000
+//! head=<64 hex>
+//! reason=count
+//! signed_at=2026-11-25T23:32:22.123456789Z
+//! alg=ed25519
+//! key_id=<16 hex>
+//! ```
+//!
+//! The record around the payload (its own seq, ts, ids) is not signed: the
+//! chain covers it, and the next checkpoint covers that.
+//!
+//! ```
+//! use agent_audit_jsonl::checkpoint::{ChainAlgorithm, CheckpointPayload, CheckpointReason};
+//! use agent_audit_jsonl::keys::Signer;
+//!
+//! let signer = Signer::generate();
+//! let cp = CheckpointPayload::sign(
+//!     &signer, "audit-log.jsonl", ChainAlgorithm::Sha256, 0, 3, 3,
+//!     &"ab".repeat(32), CheckpointReason::Manual,
+//! );
+//! assert!(cp.verify(&signer.public_key()).is_ok());
+//! let mut forged = cp.clone();
+//! forged.head = "cd".repeat(32);
+//! assert!(forged.verify(&signer.public_key()).is_err());
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent_audit_core::{AckLevel, Auditor, EmitError, EventType, Receipt, Timestamp};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::head::{ChainHead, HeadHandle};
+use crate::keys::{PublicKey, Signer};
+
+/// First line of the canonical message.
+pub const MESSAGE_VERSION: &str = "agent-audit-checkpoint-v1";
+/// The signature algorithm named in the `alg` key.
+pub const ALGORITHM: &str = "ed25519";
+
+/// Default of `checkpoint_every`: a checkpoint after this many records.
+pub const DEFAULT_EVERY: u64 = 1000;
+/// Default of `checkpoint_interval_secs`.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The chain's hash function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChainAlgorithm {
+    /// Plain SHA-256 of the previous line.
+    #[serde(rename = "sha256")]
+    Sha256,
+    /// HMAC-SHA256 of the previous line under the chain key.
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256,
+}
+
+impl ChainAlgorithm {
+    /// The name written in payloads and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChainAlgorithm::Sha256 => "sha256",
+            ChainAlgorithm::HmacSha256 => "hmac-sha256",
+        }
+    }
+
+    /// The algorithm of a chain that is (or is not) keyed.
+    pub fn of(keyed: bool) -> ChainAlgorithm {
+        if keyed {
+            ChainAlgorithm::HmacSha256
+        } else {
+            ChainAlgorithm::Sha256
+        }
+    }
+}
+
+impl fmt::Display for ChainAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a checkpoint was emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointReason {
+    /// `checkpoint_every` records since the last one.
+    Count,
+    /// `checkpoint_interval_secs` passed with records uncovered.
+    Interval,
+    /// The sink rotated its file.
+    Rotation,
+    /// [`Checkpointer::finish`].
+    Shutdown,
+    /// [`Checkpointer::checkpoint_now`] or a direct [`CheckpointPayload::sign`].
+    Manual,
+}
+
+impl CheckpointReason {
+    /// The name written in the payload.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckpointReason::Count => "count",
+            CheckpointReason::Interval => "interval",
+            CheckpointReason::Rotation => "rotation",
+            CheckpointReason::Shutdown => "shutdown",
+            CheckpointReason::Manual => "manual",
+        }
+    }
+}
+
+/// The payload of a `checkpoint` record. See the [module docs](self).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointPayload {
+    /// The log's name (its active file's name).
+    pub log: String,
+    /// The chain's hash function.
+    pub chain: ChainAlgorithm,
+    /// Coverage starts after this seq.
+    pub from_seq: u64,
+    /// The seq of the last line covered.
+    pub upto_seq: u64,
+    /// Lines with a seq in `(from_seq, upto_seq]`.
+    pub records: u64,
+    /// The chain value of line `upto_seq`.
+    pub head: String,
+    /// Why it was emitted.
+    pub reason: CheckpointReason,
+    /// When it was signed (RFC 3339 UTC).
+    pub signed_at: String,
+    /// `ed25519`.
+    pub alg: String,
+    /// Id of the signing key.
+    pub key_id: String,
+    /// Hex Ed25519 signature of [`CheckpointPayload::canonical_message`].
+    pub signature: String,
+}
+
+/// Why a checkpoint's signature does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// `alg` is not `ed25519`.
+    #[error("unsupported signature algorithm {0:?} (only \"ed25519\")")]
+    Algorithm(String),
+    /// Signed by a key whose id differs from the public key's.
+    #[error("signed by key {found}, not by the given public key {expected}")]
+    OtherKey {
+        /// Id in the checkpoint.
+        found: String,
+        /// Id of the public key given.
+        expected: String,
+    },
+    /// `signature` is not 128 hex digits.
+    #[error("signature is not 128 hex digits")]
+    Malformed,
+    /// The signature does not verify: the payload was changed after
+    /// signing, or it was never signed by this key.
+    #[error("signature does not verify: the checkpoint was altered after signing, or forged")]
+    Invalid,
+}
+
+impl CheckpointPayload {
+    /// Builds and signs a checkpoint, stamped now.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sign(
+        signer: &Signer,
+        log: &str,
+        chain: ChainAlgorithm,
+        from_seq: u64,
+        upto_seq: u64,
+        records: u64,
+        head: &str,
+        reason: CheckpointReason,
+    ) -> CheckpointPayload {
+        let mut cp = CheckpointPayload {
+            log: log.to_string(),
+            chain,
+            from_seq,
+            upto_seq,
+            records,
+            head: head.to_string(),
+            reason,
+            signed_at: Timestamp::now().as_str().to_string(),
+            alg: ALGORITHM.to_string(),
+            key_id: signer.key_id().to_string(),
+            signature: String::new(),
+        };
+        cp.signature = hex::encode(signer.sign(&cp.canonical_message()));
+        cp
+    }
+
+    /// The bytes the signature covers. See the [module docs](self).
+    pub fn canonical_message(&self) -> Vec<u8> {
+        // A JSON string literal has no raw newline, so the quoted name
+        // cannot fake a following line.
+        let log = serde_json::to_string(&self.log).unwrap_or_default();
+        format!(
+            "{MESSAGE_VERSION}\nlog={log}\nchain={}\nfrom_seq={}\nupto_seq={}\nrecords={}\nhead={}\nreason={}\nsigned_at={}\nalg={}\nkey_id={}\n",
+            self.chain,
+            self.from_seq,
+            self.upto_seq,
+            self.records,
+            self.head,
+            self.reason.as_str(),
+            self.signed_at,
+            self.alg,
+            self.key_id,
+        )
+        .into_bytes()
+    }
+
+    /// Checks the signature with `key`.
+    pub fn verify(&self, key: &PublicKey) -> Result<(), SignatureError> {
+        if self.alg != ALGORITHM {
+            return Err(SignatureError::Algorithm(self.alg.clone()));
+        }
+        if self.key_id != key.key_id() {
+            return Err(SignatureError::OtherKey {
+                found: self.key_id.clone(),
+                expected: key.key_id().to_string(),
+            });
+        }
+        let mut sig = [0u8; 64];
+        hex::decode_to_slice(&self.signature, &mut sig).map_err(|_| SignatureError::Malformed)?;
+        if key.verify(&self.canonical_message(), &sig) {
+            Ok(())
+        } else {
+            Err(SignatureError::Invalid)
+        }
+    }
+
+    /// Reads a checkpoint payload from a record's payload value. Fails with
+    /// a reason naming the key at fault.
+    pub fn from_value(value: &serde_json::Value) -> Result<CheckpointPayload, String> {
+        if let Some(rules) = value.get("_redacted") {
+            return Err(format!(
+                "redaction rules {rules} rewrote it, so its signature cannot hold; checkpoints must not be redacted"
+            ));
+        }
+        CheckpointPayload::deserialize(value).map_err(|e| e.to_string())
+    }
+}
+
+/// How often a [`Checkpointer`] signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointOptions {
+    /// A checkpoint once this many records were written since the last one
+    /// (at least 1).
+    pub every: u64,
+    /// A checkpoint once this long has passed since the last one while
+    /// records were written since.
+    pub interval: Duration,
+}
+
+impl Default for CheckpointOptions {
+    fn default() -> Self {
+        CheckpointOptions {
+            every: DEFAULT_EVERY,
+            interval: DEFAULT_INTERVAL,
+        }
+    }
+}
+
+/// Why checkpointing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Emitting a checkpoint record failed.
+    #[error("cannot emit a checkpoint record covering seq {upto_seq}: {source}")]
+    Emit {
+        /// The seq it would have covered.
+        upto_seq: u64,
+        /// Cause.
+        #[source]
+        source: EmitError,
+    },
+    /// The background task ended abnormally (it panicked).
+    #[error("the checkpoint task ended abnormally: {0}")]
+    Task(String),
+}
+
+/// What a [`Checkpointer`] did.
+#[derive(Debug, Default)]
+pub struct CheckpointSummary {
+    /// Checkpoints emitted (including the final one).
+    pub emitted: u64,
+    /// Emits that failed (the first error is returned by
+    /// [`Checkpointer::finish`]).
+    pub failed: u64,
+    /// The last checkpoint emitted.
+    pub last: Option<CheckpointPayload>,
+    /// The receipt of the final (shutdown) checkpoint, once written.
+    pub final_receipt: Option<Receipt>,
+}
+
+struct State {
+    /// `written` of the sink's head when the last checkpoint was taken.
+    written_at_last: u64,
+    /// The last checkpoint's `upto_seq` (the next one's `from_seq`).
+    upto_last: Option<u64>,
+    /// Seq of our last checkpoint record while the sink has not written it.
+    own_pending: Option<u64>,
+    /// Lines since `written_at_last` that are our own checkpoint records
+    /// (they do not make the log need another checkpoint).
+    own_lines: u64,
+    rotations: u64,
+    last_at: Instant,
+    summary: CheckpointSummary,
+    first_error: Option<CheckpointError>,
+}
+
+struct Shared {
+    auditor: Auditor,
+    head: HeadHandle,
+    signer: Signer,
+    options: CheckpointOptions,
+    state: Mutex<State>,
+    stop: Notify,
+}
+
+/// Emits signed `checkpoint` records for one [`JsonlSink`](crate::JsonlSink)'s
+/// chain: every `every` records, every `interval` while records flow, after
+/// each rotation and, through [`Checkpointer::finish`], at shutdown.
+///
+/// ```
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use agent_audit_core::{Auditor, Dispatcher, EventType, SinkOptions};
+/// use agent_audit_jsonl::checkpoint::{CheckpointOptions, Checkpointer};
+/// use agent_audit_jsonl::keys::Signer;
+/// use agent_audit_jsonl::{JsonlOptions, JsonlSink, verify};
+///
+/// # let dir = std::env::temp_dir().join(format!("agent-audit-cp-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("audit-log.jsonl");
+/// let sink = JsonlSink::new(JsonlOptions::new(&path))?;
+/// let head = sink.head_handle(); // before the sink moves into the dispatcher
+/// let dispatcher = Dispatcher::builder().sink(SinkOptions::new("jsonl"), sink).start().await?;
+/// let signer = Signer::generate();
+/// let public = signer.public_key();
+/// let checkpointer = Checkpointer::start(
+///     Auditor::new(dispatcher.clone()).with_agent("agent-audit"),
+///     head,
+///     signer,
+///     CheckpointOptions { every: 2, interval: Duration::from_secs(60) },
+/// );
+/// let audit = Auditor::new(dispatcher.clone()).for_request(None);
+/// for i in 0..5 {
+///     audit.emit(EventType::ToolCall, &serde_json::json!({"i": i})).await?;
+/// }
+/// let summary = checkpointer.finish().await?; // before shutdown
+/// assert!(summary.emitted >= 1);
+/// dispatcher.shutdown(Duration::from_secs(5)).await;
+///
+/// let options = verify::VerifyOptions { public_keys: vec![public], ..Default::default() };
+/// let report = verify::verify(&[&path], &options, &mut |_| {})?;
+/// assert!(report.intact, "{report}");
+/// assert!(report.checkpoints.signatures_verified >= 1);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+/// ```
+pub struct Checkpointer {
+    shared: Arc<Shared>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Checkpointer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Checkpointer")
+            .field("key_id", &self.shared.signer.key_id())
+            .field("options", &self.shared.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Checkpointer {
+    /// Starts checkpointing the chain behind `head` (from
+    /// [`JsonlSink::head_handle`](crate::JsonlSink::head_handle)), emitting
+    /// through `auditor`. Spawns a task on the current Tokio runtime, so
+    /// call it from within one, after the dispatcher has started.
+    pub fn start(
+        auditor: Auditor,
+        head: HeadHandle,
+        signer: Signer,
+        options: CheckpointOptions,
+    ) -> Checkpointer {
+        let options = CheckpointOptions {
+            every: options.every.max(1),
+            interval: options.interval.max(Duration::from_millis(1)),
+        };
+        let rotations = head.get().rotations;
+        let shared = Arc::new(Shared {
+            auditor,
+            head,
+            signer,
+            options,
+            state: Mutex::new(State {
+                written_at_last: 0,
+                upto_last: None,
+                own_pending: None,
+                own_lines: 0,
+                rotations,
+                last_at: Instant::now(),
+                summary: CheckpointSummary::default(),
+                first_error: None,
+            }),
+            stop: Notify::new(),
+        });
+        let task = tokio::spawn(run(shared.clone()));
+        Checkpointer {
+            shared,
+            task: Some(task),
+        }
+    }
+
+    /// Emits a checkpoint now if lines were written since the last one;
+    /// returns it.
+    pub async fn checkpoint_now(&self) -> Result<Option<CheckpointPayload>, CheckpointError> {
+        let mut state = self.shared.state.lock().await;
+        let head = self.shared.head.get();
+        if pending_lines(&mut state, &head) == 0 {
+            return Ok(None);
+        }
+        let (cp, result) = self
+            .shared
+            .emit(&mut state, &head, CheckpointReason::Manual, false)
+            .await;
+        result.map(|_| Some(cp))
+    }
+
+    /// Stops the periodic checkpoints, waits until every record emitted so
+    /// far is in the file, and emits a final checkpoint covering it (unless
+    /// the last checkpoint already does), waiting until it is written.
+    /// Call it when the application has stopped emitting and before
+    /// [`Dispatcher::shutdown`](agent_audit_core::Dispatcher::shutdown).
+    ///
+    /// Returns what was emitted, or the first error any checkpoint met.
+    pub async fn finish(mut self) -> Result<CheckpointSummary, CheckpointError> {
+        self.shared.stop.notify_one();
+        if let Some(task) = self.task.take()
+            && let Err(e) = task.await
+        {
+            return Err(CheckpointError::Task(e.to_string()));
+        }
+        let shared = &self.shared;
+        let dispatcher = shared.auditor.dispatcher();
+        let last = dispatcher.next_seq().await.saturating_sub(1);
+        if last > 0 {
+            // Either the sink publishes that it wrote `last` (or later), or
+            // every sink has settled on it (written, or failed and dropped).
+            let wait = dispatcher.wait(last, AckLevel::Written);
+            tokio::pin!(wait);
+            loop {
+                let changed = shared.head.changed();
+                if shared.head.get().seq >= last {
+                    break;
+                }
+                tokio::select! {
+                    _ = changed => {}
+                    _ = &mut wait => break,
+                }
+            }
+        }
+        let mut state = shared.state.lock().await;
+        let head = shared.head.get();
+        if head.opened && pending_lines(&mut state, &head) > 0 {
+            let (_, result) = shared
+                .emit(&mut state, &head, CheckpointReason::Shutdown, true)
+                .await;
+            if let Err(e) = result {
+                state.first_error.get_or_insert(e);
+            }
+        }
+        match state.first_error.take() {
+            Some(e) => Err(e),
+            None => Ok(std::mem::take(&mut state.summary)),
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Lines written since the last checkpoint that are not our own checkpoint
+/// records.
+fn pending_lines(state: &mut State, head: &ChainHead) -> u64 {
+    if let Some(own) = state.own_pending
+        && head.seq >= own
+    {
+        state.own_lines += 1;
+        state.own_pending = None;
+    }
+    head.written
+        .saturating_sub(state.written_at_last)
+        .saturating_sub(state.own_lines)
+}
+
+impl Shared {
+    /// Signs the state in `head` and emits it. Returns the payload and the
+    /// outcome; on failure the state is left so the next attempt covers the
+    /// same lines.
+    async fn emit(
+        &self,
+        state: &mut State,
+        head: &ChainHead,
+        reason: CheckpointReason,
+        wait: bool,
+    ) -> (CheckpointPayload, Result<u64, CheckpointError>) {
+        let from_seq = state.upto_last.unwrap_or(head.opened_after_seq);
+        let cp = CheckpointPayload::sign(
+            &self.signer,
+            &head.log,
+            ChainAlgorithm::of(head.keyed),
+            from_seq,
+            head.seq,
+            head.written - state.written_at_last.min(head.written),
+            &head.head,
+            reason,
+        );
+        let result = if wait {
+            self.auditor
+                .emit_wait(EventType::Checkpoint, &cp, AckLevel::Written)
+                .await
+        } else {
+            self.auditor.emit(EventType::Checkpoint, &cp).await
+        };
+        state.last_at = Instant::now();
+        match result {
+            Ok(receipt) => {
+                let seq = receipt.seq;
+                state.written_at_last = head.written;
+                state.upto_last = Some(head.seq);
+                state.own_pending = Some(seq);
+                state.own_lines = 0;
+                state.rotations = head.rotations;
+                state.summary.emitted += 1;
+                state.summary.last = Some(cp.clone());
+                if wait {
+                    state.summary.final_receipt = Some(receipt);
+                }
+                (cp, Ok(seq))
+            }
+            Err(source) => {
+                state.summary.failed += 1;
+                let upto_seq = head.seq;
+                (cp, Err(CheckpointError::Emit { upto_seq, source }))
+            }
+        }
+    }
+}
+
+async fn run(shared: Arc<Shared>) {
+    loop {
+        let changed = shared.head.changed();
+        let stop = shared.stop.notified();
+        let deadline = {
+            let mut state = shared.state.lock().await;
+            let head = shared.head.get();
+            let pending = if head.opened {
+                pending_lines(&mut state, &head)
+            } else {
+                0
+            };
+            let reason = if pending == 0 {
+                None
+            } else if head.rotations != state.rotations {
+                Some(CheckpointReason::Rotation)
+            } else if pending >= shared.options.every {
+                Some(CheckpointReason::Count)
+            } else if state.last_at.elapsed() >= shared.options.interval {
+                Some(CheckpointReason::Interval)
+            } else {
+                None
+            };
+            match reason {
+                Some(reason) => {
+                    let (_, result) = shared.emit(&mut state, &head, reason, false).await;
+                    if let Err(e) = result {
+                        state.first_error.get_or_insert(e);
+                    }
+                    // Our own record is the only line since: nothing to
+                    // wait for until more are written.
+                    None
+                }
+                // With nothing uncovered there is no reason to wake by time:
+                // the next line wakes us.
+                None if pending == 0 => None,
+                None => Some(state.last_at + shared.options.interval),
+            }
+        };
+        let timer = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = stop => return,
+            _ = changed => {}
+            _ = timer => {}
+        }
+    }
+}
