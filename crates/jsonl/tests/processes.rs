@@ -1,0 +1,392 @@
+//! The JSONL sink across real processes: a lock held by another process, a
+//! read-only directory for an unprivileged user, and writers killed with
+//! SIGKILL mid-write.
+//!
+//! Child processes are this test binary run again with
+//! `AGENT_AUDIT_JSONL_CHILD` set, which makes `child_process_entry_point`
+//! play the child's part.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use agent_audit_core::{AckLevel, Auditor, Dispatcher, EventType, SinkOptions};
+use agent_audit_jsonl::{FsyncPolicy, JsonlError, JsonlOptions, JsonlSink, ReadError, Reader};
+use common::*;
+use rand::Rng;
+
+const CHILD_ENV: &str = "AGENT_AUDIT_JSONL_CHILD";
+
+/// Not a test: the entry point of the child processes the tests below
+/// spawn. Without the environment variable it does nothing.
+#[test]
+fn child_process_entry_point() {
+    let Ok(role) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (role, path) = role.split_once('=').expect("ROLE=PATH");
+    let path = PathBuf::from(path);
+    match role {
+        "hold" => hold_lock(&path),
+        "readonly" => open_in_readonly_dir(&path),
+        "crash" => write_until_killed(&path),
+        other => panic!("unknown child role {other}"),
+    }
+}
+
+fn spawn_child(role: &str, path: &Path, configure: impl FnOnce(&mut Command)) -> Child {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--exact",
+        "child_process_entry_point",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ])
+    .env(CHILD_ENV, format!("{role}={}", path.display()))
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    configure(&mut cmd);
+    cmd.spawn().expect("spawn the test binary as a child")
+}
+
+// ------------------------------------------------------------ lock
+
+fn hold_lock(path: &Path) {
+    let mut sink = JsonlSink::new(JsonlOptions::new(path)).unwrap();
+    sink.open_file().unwrap();
+    println!("LOCKED");
+    std::io::stdout().flush().unwrap();
+    // Hold the lock until the parent closes stdin or kills us.
+    let mut line = String::new();
+    while std::io::stdin()
+        .read_line(&mut line)
+        .map(|n| n > 0)
+        .unwrap_or(false)
+    {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_opening_a_file_in_use_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    let mut child = spawn_child("hold", &path, |_| {});
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    // libtest prints its own lines first.
+    let mut line = String::new();
+    while line.trim() != "LOCKED" {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "child exited without taking the lock"
+        );
+    }
+
+    let err = JsonlSink::new(JsonlOptions::new(&path))
+        .unwrap()
+        .open_file()
+        .unwrap_err();
+    assert!(matches!(err, JsonlError::InUse { .. }), "{err:?}");
+    let err = Dispatcher::builder()
+        .sink(
+            SinkOptions::new("jsonl"),
+            JsonlSink::new(JsonlOptions::new(&path)).unwrap(),
+        )
+        .start()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&path.display().to_string()) && err.contains("in use"),
+        "{err}"
+    );
+
+    // The kernel releases the lock when the holder dies, even by SIGKILL.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    JsonlSink::new(JsonlOptions::new(&path))
+        .unwrap()
+        .open_file()
+        .unwrap();
+}
+
+// ------------------------------------------------------------ read-only directory
+
+fn open_in_readonly_dir(path: &Path) {
+    let err = JsonlSink::new(JsonlOptions::new(path))
+        .unwrap()
+        .open_file()
+        .unwrap_err();
+    match &err {
+        JsonlError::Open { source, .. } => {
+            assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied, "{err}")
+        }
+        other => panic!("expected a permission error, got {other:?}"),
+    }
+    println!("REFUSED {err}");
+}
+
+#[test]
+fn a_read_only_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ro = dir.path().join("read-only");
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let path = ro.join("audit-log.jsonl");
+    let root = std::fs::metadata("/proc/self").unwrap().uid() == 0;
+    if !root {
+        open_in_readonly_dir(&path);
+        return;
+    }
+    // Root ignores directory permissions, so the check runs in a child
+    // process as `nobody` (uid/gid 65534), for whom the directory is
+    // read-only as it would be for a service account.
+    let child = spawn_child("readonly", &path, |cmd| {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(65534).gid(65534);
+    });
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child failed: {stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("REFUSED "))
+        .unwrap_or_else(|| panic!("child printed no error: {stdout}"));
+    assert!(line.contains(&path.display().to_string()), "{line}");
+    assert!(line.contains("Permission denied"), "{line}");
+    assert!(!path.exists());
+}
+
+// ------------------------------------------------------------ SIGKILL
+
+fn write_until_killed(path: &Path) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sink = JsonlSink::new(JsonlOptions::new(path).fsync(FsyncPolicy::Batch)).unwrap();
+        let d = Dispatcher::builder()
+            .sink(SinkOptions::new("jsonl").queue(4096), sink)
+            .start()
+            .await
+            .unwrap();
+        let pid = std::process::id();
+        let a = Auditor::new(d.clone())
+            .for_request(Some("crash"))
+            .with_agent("child");
+        // Audit-before-act callers, each printing a seq only once its
+        // receipt says Durable.
+        for task in 0..6 {
+            let a = a.clone();
+            tokio::spawn(async move {
+                for i in 0u64.. {
+                    let mut payload = tool_call(i);
+                    payload["call_id"] = format!("{pid}-{task}-{i}").into();
+                    let r = a
+                        .emit_wait(EventType::ToolCall, &payload, AckLevel::Durable)
+                        .await
+                        .unwrap();
+                    assert_eq!(r.level, AckLevel::Durable);
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "DURABLE {} {pid}-{task}-{i}", r.seq).unwrap();
+                    out.flush().unwrap();
+                }
+            });
+        }
+        // One emitter at full speed, so batches are large and a kill can
+        // land in the middle of a big write.
+        let a2 = a.clone();
+        tokio::spawn(async move {
+            for i in 0u64.. {
+                a2.emit(EventType::ToolResult, &tool_call(i)).await.unwrap();
+            }
+        });
+        std::future::pending::<()>().await;
+    });
+}
+
+/// The seq a damaged line was being written for, when its prefix shows it.
+fn hinted_seq(bytes: &[u8]) -> Option<u64> {
+    let rest = bytes.strip_prefix(br#"{"v":1,"seq":"#)?;
+    let end = rest.iter().position(|b| !b.is_ascii_digit())?;
+    (end > 0 && rest[end] == b',')
+        .then(|| std::str::from_utf8(&rest[..end]).unwrap().parse().unwrap())
+}
+
+/// Checks a log file as a verifier would, incrementally: one chain over the
+/// record lines; every damaged line followed by audit_gap records naming its
+/// byte offset (unless it is the torn final line not yet reopened); seqs
+/// contiguous except for a seq a damaged line held.
+#[derive(Default)]
+struct Verifier {
+    /// Where the next pass starts: just past the last terminated record.
+    resume_at: u64,
+    head: String,
+    last_seq: u64,
+    /// call_id of each record by seq.
+    seqs: HashMap<u64, String>,
+    torn_final: bool,
+    damaged: usize,
+}
+
+impl Verifier {
+    fn new() -> Verifier {
+        Verifier {
+            head: agent_audit_jsonl::chain::GENESIS.to_string(),
+            ..Verifier::default()
+        }
+    }
+
+    fn pass(&mut self, path: &Path) {
+        let mut file = std::fs::File::open(path).unwrap();
+        let base = self.resume_at;
+        file.seek(SeekFrom::Start(base)).unwrap();
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).unwrap();
+        let mut reader = Reader::new(path, &bytes[..]);
+        let (mut head, mut last_seq) = (self.head.clone(), self.last_seq);
+        let mut pending: Vec<(u64, Option<u64>)> = Vec::new();
+        let mut gaps_to_see = 0usize;
+        self.torn_final = false;
+        while let Some(raw) = reader.next_raw() {
+            let raw = raw.unwrap();
+            let (offset, terminated, len) = (base + raw.offset, raw.terminated, raw.len);
+            let hint = hinted_seq(&raw.bytes);
+            match reader.parse(raw) {
+                Ok(line) => {
+                    let r = &line.record;
+                    assert_eq!(r.prev, head, "chain broken at byte {offset}");
+                    if !pending.is_empty() {
+                        // The first records after damage are its notices.
+                        let floor = pending.iter().filter_map(|(_, h)| *h).max().unwrap_or(0);
+                        assert_eq!(
+                            r.seq,
+                            last_seq.max(floor) + 1,
+                            "seq after damage at byte {offset}"
+                        );
+                        gaps_to_see = pending.len();
+                        let text = String::from_utf8_lossy(&bytes[(offset - base) as usize..]);
+                        let notices: String = text.lines().take(pending.len()).collect();
+                        for (o, _) in pending.drain(..) {
+                            assert!(
+                                notices.contains(&format!("byte offset {o} ")),
+                                "no notice for damage at byte {o}: {notices}"
+                            );
+                        }
+                    } else {
+                        assert_eq!(r.seq, last_seq + 1, "seq at byte {offset}");
+                    }
+                    if gaps_to_see > 0 {
+                        assert_eq!(r.event_type, EventType::AuditGap, "byte {offset}");
+                        gaps_to_see -= 1;
+                    }
+                    last_seq = r.seq;
+                    head = sha256_hex(&line.bytes);
+                    if let Some(id) = r.payload["call_id"].as_str() {
+                        self.seqs.insert(r.seq, id.to_string());
+                    }
+                    if terminated && gaps_to_see == 0 {
+                        self.resume_at = offset + len + 1;
+                        self.head = head.clone();
+                        self.last_seq = last_seq;
+                    }
+                }
+                Err(ReadError::TornFinalLine { .. }) => {
+                    assert!(!terminated);
+                    self.torn_final = true;
+                    self.damaged += 1;
+                }
+                Err(ReadError::BadRecord { .. } | ReadError::NotUtf8 { .. }) => {
+                    pending.push((offset, hint));
+                    self.damaged += 1;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // Only the final torn line (or one a crashed open terminated but had
+        // no time to report) may still await its notice.
+        assert!(
+            pending.len() + usize::from(self.torn_final) <= 2,
+            "{} unreported damaged lines",
+            pending.len()
+        );
+    }
+}
+
+#[test]
+fn records_acknowledged_durable_survive_sigkill_and_the_chain_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    let mut rng = rand::thread_rng();
+    let mut durable_total = 0usize;
+    let mut torn_seen = 0usize;
+    let mut verifier = Verifier::new();
+    for round in 0..20 {
+        let mut child = spawn_child("crash", &path, |_| {});
+        let out = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            BufReader::new(out)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| {
+                    let mut parts = l.strip_prefix("DURABLE ")?.split(' ');
+                    Some((
+                        parts.next()?.parse::<u64>().ok()?,
+                        parts.next()?.to_string(),
+                    ))
+                })
+                .collect::<Vec<_>>()
+        });
+        std::thread::sleep(Duration::from_millis(rng.gen_range(50..400)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let durable = reader.join().unwrap();
+        verifier.pass(&path);
+        for (seq, id) in &durable {
+            assert_eq!(
+                verifier.seqs.get(seq),
+                Some(id),
+                "round {round}: seq {seq} was Durable but is not in the file as written"
+            );
+        }
+        durable_total += durable.len();
+        torn_seen += usize::from(verifier.torn_final);
+    }
+    // The file reopens: seq and chain continue after everything it holds.
+    let before = verifier.last_seq;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let d = start(JsonlOptions::new(&path)).await;
+        let r = Auditor::new(d.clone())
+            .emit_wait(
+                EventType::SessionStart,
+                &serde_json::json!({}),
+                AckLevel::Durable,
+            )
+            .await
+            .unwrap();
+        assert!(r.seq > before);
+        assert!(d.shutdown(SHUTDOWN).await.is_clean());
+    });
+    verifier.pass(&path);
+    assert!(!verifier.torn_final);
+    assert!(verifier.last_seq > before);
+    assert!(durable_total > 0, "no child reported a durable record");
+    eprintln!(
+        "20 SIGKILLs: {durable_total} durable receipts checked, {} records in the file, {torn_seen} torn tails seen, {} damaged lines in total",
+        verifier.last_seq, verifier.damaged
+    );
+}
