@@ -31,7 +31,7 @@ pub struct Args {
 pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     let config = Config::discover(args.config.as_deref())?;
     let model = config.model()?;
-    if model.name() == "offline" {
+    if model.is_offline() {
         eprintln!(
             "agent-audit: no [model] configured; using the deterministic offline model (answers are canned, records say model = \"offline\")"
         );
