@@ -1078,7 +1078,7 @@ impl<'a> Walk<'a> {
                 ),
             );
         }
-        if let Some((p_seq, p_line)) = self.ring.back().map(|p| (p.seq, p.line)) {
+        if let Some((p_seq, p_line, p_hash)) = self.ring.back().map(|p| (p.seq, p.line, p.hash)) {
             if e.seq <= p_seq {
                 let ahead = self.lookahead(progress)?;
                 let single_break = match ahead.as_slice() {
@@ -1086,7 +1086,13 @@ impl<'a> Walk<'a> {
                     [n1] => !n1.links_to(&e.hash),
                     [] => false,
                 };
-                if single_break {
+                if ahead.first().is_some_and(|n1| n1.links_to(&p_hash)) {
+                    let msg = format!(
+                        "this line was inserted: its prev fits line {p_line}, but the next line continues the chain from line {p_line} too, and its seq {} does not follow seq {p_seq}",
+                        e.seq
+                    );
+                    self.problem(ProblemKind::Inserted, e.file, e.line, Some(e.seq), msg);
+                } else if single_break {
                     let msg = format!(
                         "this line was changed after it was written: its hash no longer matches the prev of the next line, and its seq {} does not follow seq {}",
                         e.seq, p_seq
@@ -1096,7 +1102,7 @@ impl<'a> Walk<'a> {
                     let msg = format!(
                         "seq {} appears twice ({} and this line) although the chain links: a line was inserted and the chain recomputed after it (anyone can recompute a plain chain: use a chain key or signed checkpoints)",
                         e.seq,
-                        format!("line {p_line}")
+                        format_args!("line {p_line}")
                     );
                     self.problem(ProblemKind::Inserted, e.file, e.line, Some(e.seq), msg);
                 } else {
