@@ -105,7 +105,7 @@ pub enum IntegrityError {
     },
     /// The chain key variable is not set.
     #[error(
-        "[integrity] key_env: environment variable {var} is not set; export the chain key in it (e.g. `export {var}=$(openssl rand -hex 32)`), or remove key_env for a plain chain"
+        "chain key variable {var} is not set: export the chain key in it (e.g. `export {var}=$(openssl rand -hex 32)`), or drop key_env for a plain chain"
     )]
     KeyNotSet {
         /// The variable.
@@ -113,7 +113,7 @@ pub enum IntegrityError {
     },
     /// The chain key is too short.
     #[error(
-        "[integrity] key_env: the key in {var} is {len} bytes; at least {min} are required (e.g. `openssl rand -hex 32`)"
+        "chain key variable {var} holds {len} bytes; at least {min} are required (e.g. `openssl rand -hex 32`)"
     )]
     KeyTooShort {
         /// The variable.

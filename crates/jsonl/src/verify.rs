@@ -325,7 +325,8 @@ pub struct FileReport {
     pub path: PathBuf,
     /// Its size in bytes.
     pub bytes: u64,
-    /// Lines read (up to the problem, if it is in this file).
+    /// Lines read: all of them, or on a problem those up to it and the
+    /// few read past it to tell its kind.
     pub lines: u64,
     /// Record lines among them.
     pub records: u64,
@@ -955,6 +956,12 @@ impl<'a> Walk<'a> {
         });
     }
 
+    fn set_hint(&mut self, hint: &str) {
+        if let Some(p) = self.problem.as_mut() {
+            p.hint = Some(hint.to_string());
+        }
+    }
+
     fn notice(&mut self, file: usize, line: u64, message: String) {
         self.notices.push(Notice {
             file: self.path(file),
@@ -1048,11 +1055,7 @@ impl<'a> Walk<'a> {
                 e.seq
             );
             self.problem(ProblemKind::Truncated, e.file, e.line, Some(e.seq), message);
-            self.problem.as_mut().map(|p| {
-                p.hint = Some(
-                    "if older files were removed on purpose (retention), pass --partial".into(),
-                )
-            });
+            self.set_hint("if older files were removed on purpose (retention), pass --partial");
             return Ok(());
         }
         if !linked {
@@ -1288,12 +1291,10 @@ impl<'a> Walk<'a> {
                     cp.chain, mode
                 );
                 self.problem(ProblemKind::KeyMismatch, e.file, e.line, Some(e.seq), msg);
-                self.problem.as_mut().map(|p| {
-                    p.hint = Some(if cp.chain == ChainAlgorithm::HmacSha256 {
-                        "give the chain key with --key-env VAR".into()
-                    } else {
-                        "this log was written without a chain key: verify without --key-env".into()
-                    })
+                self.set_hint(if cp.chain == ChainAlgorithm::HmacSha256 {
+                    "give the chain key with --key-env VAR"
+                } else {
+                    "this log was written without a chain key: verify without --key-env"
                 });
                 return false;
             }
@@ -1488,9 +1489,7 @@ impl<'a> Walk<'a> {
                 broken
             );
             self.problem(ProblemKind::KeyMismatch, e.file, e.line, Some(e.seq), msg);
-            self.problem
-                .as_mut()
-                .map(|p| p.hint = Some(hint.to_string()));
+            self.set_hint(hint);
             return;
         }
         let msg = if broken == 2 {
@@ -1588,6 +1587,25 @@ impl<'a> Walk<'a> {
                 file,
                 line,
                 format!("{n} record(s) after seq {c} are not covered by a checkpoint yet (the writer is running, crashed, or the log was cut after its last checkpoint: compare with an off-host copy)"),
+            );
+        }
+        if !self.options.public_keys.is_empty() && self.cps.in_file == 0 {
+            let f = last.as_ref().map_or(self.src.files.len() - 1, |l| l.file);
+            self.notice(
+                f,
+                0,
+                "no checkpoint record in the log: the public key had nothing to check (is [integrity] signing_key_file set on the writer?)".to_string(),
+            );
+        }
+        if self.options.public_keys.is_empty() && self.cps.in_file > 0 {
+            let f = last.as_ref().map_or(self.src.files.len() - 1, |l| l.file);
+            self.notice(
+                f,
+                0,
+                format!(
+                    "{} checkpoint(s) found; their heads were compared but their signatures not checked: pass --public-key",
+                    self.cps.in_file
+                ),
             );
         }
         if last.is_none() {
