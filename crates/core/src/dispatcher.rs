@@ -323,29 +323,65 @@ impl Dispatcher {
         }
     }
 
-    /// Stops accepting records, writes pending gap records, drains every
-    /// queue until `timeout` has passed and reports per sink what happened.
+    /// Stops accepting records, lets every queue drain with its sink still
+    /// open, writes gap records for everything dropped or failed (during
+    /// the drain too) to the surviving sinks, closes them and reports per
+    /// sink what happened; all within `timeout`, of which the last tenth
+    /// is kept for those final gap records when a sink is stuck.
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         let deadline = Instant::now() + timeout;
+        let drain_until = deadline - timeout / 10;
         let shared = &self.shared;
+        // A timer thread wakes us at the deadline even if a sink is stuck in
+        // a write, so shutdown never outlives its deadline by much.
+        let wake = Arc::new(Notify::new());
+        let drain_wake = Arc::new(Notify::new());
+        {
+            let (wake, drain_wake) = (wake.clone(), drain_wake.clone());
+            std::thread::spawn(move || {
+                std::thread::sleep(timeout - timeout / 10);
+                drain_wake.notify_one();
+                std::thread::sleep(timeout / 10 + Duration::from_millis(50));
+                wake.notify_one();
+            });
+        }
+        let first = {
+            let _order = shared.order.lock().await;
+            !shared.closed.swap(true, Ordering::AcqRel)
+        };
+        if first {
+            // Drain while the sinks are still open, so that failures and
+            // drops during the drain become audit_gap records in the
+            // surviving sinks below, like any other.
+            for s in &shared.sinks {
+                loop {
+                    let notified = s.progress.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
+                    let woke = drain_wake.notified();
+                    tokio::pin!(woke);
+                    woke.as_mut().enable();
+                    if s.is_drained()
+                        || s.finished.load(Ordering::Acquire)
+                        || Instant::now() >= drain_until
+                    {
+                        break;
+                    }
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = woke => { drain_wake.notify_one(); }
+                    }
+                }
+            }
+        }
         {
             let mut order = shared.order.lock().await;
-            if !shared.closed.swap(true, Ordering::AcqRel) {
+            if first {
                 shared.flush_gaps(&mut order, true).await;
             }
             for s in &shared.sinks {
                 s.close_queue(Some(deadline));
             }
-        }
-        // A timer thread wakes us at the deadline even if a sink is stuck in
-        // a write, so shutdown never outlives its deadline by much.
-        let wake = Arc::new(Notify::new());
-        {
-            let wake = wake.clone();
-            std::thread::spawn(move || {
-                std::thread::sleep(timeout + Duration::from_millis(50));
-                wake.notify_one();
-            });
         }
         for s in &shared.sinks {
             loop {
@@ -656,6 +692,8 @@ struct SinkSlot {
     through: [AtomicU64; 3],
     /// Every seq below it was processed, whatever the outcome.
     done: AtomicU64,
+    /// One past the highest seq queued.
+    pushed: AtomicU64,
     progress: Notify,
     outcomes: Mutex<Outcomes>,
     delivered: AtomicU64,
@@ -696,6 +734,7 @@ impl SinkSlot {
             room: Notify::new(),
             through: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
             done: AtomicU64::new(0),
+            pushed: AtomicU64::new(0),
             progress: Notify::new(),
             outcomes: Mutex::new(Outcomes::default()),
             delivered: AtomicU64::new(0),
@@ -720,6 +759,11 @@ impl SinkSlot {
 
     fn len(&self) -> usize {
         lock(&self.queue).items.len()
+    }
+
+    /// Whether every record queued so far was processed (written or failed).
+    fn is_drained(&self) -> bool {
+        self.done.load(Ordering::Acquire) >= self.pushed.load(Ordering::Acquire)
     }
 
     fn is_full(&self) -> bool {
@@ -754,6 +798,7 @@ impl SinkSlot {
             self.note_drop(record.seq);
             return false;
         }
+        self.pushed.fetch_max(record.seq + 1, Ordering::AcqRel);
         q.items.push_back(record);
         if q.worker_sleeping {
             q.worker_sleeping = false;

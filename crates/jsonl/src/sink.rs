@@ -2,7 +2,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +44,9 @@ pub struct JsonlSink {
     chain: Chain,
     active: Option<Active>,
     opened: bool,
+    /// What the sink worked around while running (its file moved away or
+    /// deleted), for [`Sink::take_notices`].
+    notices: Vec<String>,
     buf: Vec<u8>,
     committed: Mark,
     /// A write failed after `committed`: its partial bytes are cut off and
@@ -155,6 +158,7 @@ impl JsonlSink {
             chain,
             active: None,
             opened: false,
+            notices: Vec::new(),
             buf: Vec::with_capacity(1 << 20),
             dirty: false,
             published: HeadHandle::new(),
@@ -556,12 +560,92 @@ impl JsonlSink {
         Ok(())
     }
 
+    /// Makes sure the next line goes to the file at the configured path.
+    ///
+    /// logrotate (without `copytruncate`), an operator's `mv` or `rm`, or a
+    /// cleanup job can move or delete the active file while it is open;
+    /// writing on through the old descriptor would send records to a file
+    /// nobody reads, or to no name at all. Before each write the open
+    /// file's device and inode are compared with the path's; on a mismatch
+    /// the path is opened again (created 0600, `O_NOFOLLOW`, locked), the
+    /// chain continues from the last line written (the new file's first
+    /// `prev` is the old file's last hash) and a notice says what happened.
+    fn follow_path(&mut self) -> Result<(), JsonlError> {
+        let path = self.options.path.clone();
+        let Some(active) = self.active.as_ref() else {
+            return Err(self.not_open());
+        };
+        if !active.regular {
+            return Ok(());
+        }
+        let open_err = |source| JsonlError::Open {
+            path: path.clone(),
+            source,
+        };
+        let held = active.file.metadata().map_err(open_err)?;
+        let at_path = match std::fs::symlink_metadata(&path) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(source) => return Err(open_err(source)),
+        };
+        if at_path
+            .as_ref()
+            .is_some_and(|m| m.dev() == held.dev() && m.ino() == held.ino())
+        {
+            return Ok(());
+        }
+        let what = if held.nlink() == 0 {
+            "was deleted while open"
+        } else if at_path.is_none() {
+            "was moved away while open (nothing is at the path now)"
+        } else {
+            "was moved away while open and another file is at the path now"
+        };
+        let last = active
+            .last_seq
+            .map_or_else(|| "no record yet".to_string(), |s| format!("last seq {s}"));
+        // Drop the old descriptor (and its lock) only once the new file is
+        // open and locked, so a failure leaves the sink as it was.
+        let (file, regular) = open_active(&path, false)?;
+        let len = file.metadata().map_err(open_err)?.len();
+        if self.options.fsync != FsyncPolicy::Never {
+            sync_dir(&path)?;
+        }
+        self.active = Some(Active {
+            file,
+            regular,
+            len,
+            first_seq: None,
+            last_seq: None,
+            unsynced: false,
+        });
+        self.committed = Mark {
+            len,
+            head: self.chain.head_raw(),
+            first_seq: None,
+            last_seq: None,
+        };
+        let found = if len == 0 {
+            String::new()
+        } else {
+            format!(" (it already held {len} bytes not written by this sink; they are left as they are)")
+        };
+        self.notices.push(format!(
+            "audit log {} {what} ({last} in the old file); reopened {}{found} and continued the chain from its last line (prev {})",
+            path.display(),
+            path.display(),
+            self.chain.head()
+        ));
+        Ok(())
+    }
+
     /// [`Sink::write`] with the typed error.
     pub fn write_records(&mut self, records: &[Arc<Record>]) -> Result<AckLevel, JsonlError> {
         if !self.opened {
             return Err(self.not_open());
         }
         self.recover()?;
+        self.follow_path()?;
         match self.options.fsync {
             FsyncPolicy::Every => {
                 for r in records {
@@ -642,6 +726,10 @@ impl Sink for JsonlSink {
     fn tick_interval(&self) -> Option<Duration> {
         (self.options.fsync == FsyncPolicy::Interval)
             .then(|| Duration::from_millis(self.options.fsync_interval_ms))
+    }
+
+    fn take_notices(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notices)
     }
 
     fn close(&mut self) -> Result<Option<AckLevel>, SinkError> {
