@@ -1,84 +1,149 @@
-//! `agent-audit show`: records, readably, filtered.
+//! `agent-audit show FILE...`: records, readably, filtered.
+//!
+//! Also holds what the other reading commands share: the filter flags and
+//! the mapping of review errors to exit codes.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agent_audit::jsonl::Reader;
 use agent_audit::stdout::format_pretty_stored;
+use agent_audit_review::{Filter, ReviewError, Source, SourceOptions};
 
 use crate::error::CliError;
+
+/// Filter flags shared by `show`, `stats`, `timeline` and `report`; every
+/// flag given must hold.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Only records of this request.
+    #[arg(long, value_name = "ID")]
+    pub request_id: Option<String>,
+    /// Only records of this conversation (shared by every agent of it).
+    #[arg(long, value_name = "ID")]
+    pub correlation_id: Option<String>,
+    /// Only records of this event type; repeat or separate with commas
+    /// for several (`--event-type tool_call,tool_result`).
+    #[arg(long, value_name = "T", value_delimiter = ',')]
+    pub event_type: Vec<String>,
+    /// Only records of this agent; repeat or separate with commas for
+    /// several.
+    #[arg(long, value_name = "A", value_delimiter = ',')]
+    pub agent: Vec<String>,
+    /// Only records at or after this RFC 3339 time (2026-11-25T23:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only records at or before this RFC 3339 time.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+}
+
+impl FilterArgs {
+    /// The filter these flags describe; a bad time is a usage error.
+    pub fn to_filter(&self) -> Result<Filter, CliError> {
+        let mut f = Filter::new();
+        f.request_id = self.request_id.clone();
+        f.correlation_id = self.correlation_id.clone();
+        f.event_types = self.event_type.clone();
+        f.agents = self.agent.clone();
+        if let Some(s) = &self.since {
+            f = f.since(s).map_err(review_err)?;
+        }
+        if let Some(u) = &self.until {
+            f = f.until(u).map_err(review_err)?;
+        }
+        Ok(f)
+    }
+}
+
+/// Maps a review error to the CLI's: bad flags exit 2, the rest 1.
+pub fn review_err(e: ReviewError) -> CliError {
+    match e {
+        ReviewError::BadTime { .. } | ReviewError::EmptyRange { .. } | ReviewError::NoFiles => {
+            CliError::Usage(e.to_string())
+        }
+        other => CliError::Runtime(other.to_string()),
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) ends the command quietly.
+pub fn write_out(out: &mut impl Write, bytes: &[u8]) -> Result<bool, CliError> {
+    match out.write_all(bytes) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(CliError::Runtime(format!("writing to stdout: {e}"))),
+    }
+}
+
+/// Flushes stdout, tolerating a closed pipe.
+pub fn flush_out(out: &mut impl Write) -> Result<(), CliError> {
+    match out.flush() {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CliError::Runtime(format!("writing to stdout: {e}"))),
+    }
+}
 
 /// Arguments of `show`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// JSONL audit file.
-    file: PathBuf,
-    /// Only records of this request.
-    #[arg(long, value_name = "ID")]
-    request_id: Option<String>,
-    /// Only records of this event type.
-    #[arg(long, value_name = "T")]
-    event_type: Option<String>,
-    /// Print the records' JSON lines instead of readable lines.
+    /// JSONL audit files; each is read after its rotated files
+    /// (`audit-log.000000000001-000000004096.jsonl`), oldest first.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// Print the records' exact JSON lines instead of readable lines.
     #[arg(long)]
     json: bool,
+    /// Read only the files named, not their rotated files.
+    #[arg(long)]
+    no_rotated: bool,
 }
 
-/// Prints matching records; a bad line is reported with its line number.
+/// Prints matching records, one aligned line each (time, seq, agent,
+/// type, summary); a line that is not a record is reported on stderr with
+/// its file and line, and the command then exits 1.
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
-    let reader = Reader::open(&args.file).map_err(|e| CliError::Runtime(e.to_string()))?;
+    let filter = args.filter.to_filter()?;
+    let source = Source::open(
+        &args.files,
+        SourceOptions {
+            include_rotated: !args.no_rotated,
+        },
+    )
+    .map_err(review_err)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut bad = 0usize;
     let mut buf = Vec::new();
-    for item in reader {
-        let line = match item {
-            Ok(l) => l,
+    for item in source {
+        let entry = match item {
+            Ok(e) => e,
             Err(e) => {
                 bad += 1;
                 eprintln!("agent-audit: {e}");
                 continue;
             }
         };
-        let r = &line.record;
-        if args
-            .request_id
-            .as_deref()
-            .is_some_and(|id| r.request_id.as_deref() != Some(id))
-        {
-            continue;
-        }
-        if args
-            .event_type
-            .as_deref()
-            .is_some_and(|t| r.event_type.as_str() != t)
-        {
+        if !filter.matches(&entry.record) {
             continue;
         }
         buf.clear();
         if args.json {
-            buf.extend_from_slice(&line.bytes);
+            buf.extend_from_slice(&entry.bytes);
         } else {
-            format_pretty_stored(r, &mut buf);
+            format_pretty_stored(&entry.record, &mut buf);
         }
         buf.push(b'\n');
-        if let Err(e) = out.write_all(&buf) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                return Ok(ExitCode::SUCCESS);
-            }
-            return Err(CliError::Runtime(format!("writing to stdout: {e}")));
+        if !write_out(&mut out, &buf)? {
+            return Ok(ExitCode::SUCCESS);
         }
     }
-    if let Err(e) = out.flush()
-        && e.kind() != std::io::ErrorKind::BrokenPipe
-    {
-        return Err(CliError::Runtime(format!("writing to stdout: {e}")));
-    }
+    flush_out(&mut out)?;
     if bad > 0 {
         return Err(CliError::Runtime(format!(
-            "{}: {bad} line(s) could not be read (see above)",
-            args.file.display()
+            "{bad} line(s) could not be read as records (see above)"
         )));
     }
     Ok(ExitCode::SUCCESS)

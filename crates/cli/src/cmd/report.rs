@@ -1,0 +1,53 @@
+//! `agent-audit report --request-id ID --html OUT FILE...`: one
+//! self-contained HTML page of a request (waterfall timeline, every record
+//! expandable), for a ticket or an auditor.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agent_audit_review::{Timeline, html};
+
+use super::show::review_err;
+use super::timeline::load_request;
+use crate::error::CliError;
+
+/// Arguments of `report`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The request to report on.
+    #[arg(long, value_name = "ID")]
+    request_id: String,
+    /// Where to write the HTML file (replaced if it exists).
+    #[arg(long, value_name = "OUT")]
+    html: PathBuf,
+    /// JSONL audit files; each is read after its rotated files, oldest
+    /// first.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Read only the files named, not their rotated files.
+    #[arg(long)]
+    no_rotated: bool,
+}
+
+/// Writes the report and says where on stderr.
+pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    let (entries, files) = load_request(&args.files, &args.request_id, !args.no_rotated)?;
+    let timeline = Timeline::build(&args.request_id, &entries).map_err(|e| match e {
+        agent_audit_review::ReviewError::NoSuchRequest { request_id, .. } => {
+            CliError::Runtime(format!(
+                "request `{request_id}` has no records in {}",
+                files.join(", ")
+            ))
+        }
+        other => review_err(other),
+    })?;
+    let page = html::render(&timeline, &entries);
+    html::write_report(&args.html, &page).map_err(review_err)?;
+    eprintln!(
+        "agent-audit: wrote {} ({} records of request {})",
+        args.html.display(),
+        timeline.records,
+        args.request_id
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,91 @@
+//! `agent-audit tail [-f] FILE`: the last records, and with `-f` every
+//! record appended after, across rotation (like `tail -F`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agent_audit::stdout::format_pretty_stored;
+use agent_audit_review::{FollowEvent, Follower, StartAt};
+
+use super::show::{flush_out, review_err, write_out};
+use crate::error::CliError;
+
+/// Arguments of `tail`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The active JSONL audit file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Keep printing records as they are appended; when the file is
+    /// rotated or replaced, read the old one to its end, then the new one.
+    /// Stop with Ctrl-C.
+    #[arg(short, long)]
+    follow: bool,
+    /// How many of the last records to print first.
+    #[arg(short = 'n', long, default_value_t = 10, value_name = "N")]
+    lines: usize,
+    /// Print the records' exact JSON lines instead of readable lines.
+    #[arg(long)]
+    json: bool,
+    /// With -f, how often to look for new records, in milliseconds.
+    #[arg(long, default_value_t = 200, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    interval_ms: u64,
+}
+
+/// Prints the last records; with `-f`, follows until interrupted or until
+/// stdout closes.
+pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    let mut follower = Follower::open(&args.file, StartAt::Last(args.lines)).map_err(review_err)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut bad = 0usize;
+    let mut buf = Vec::new();
+    loop {
+        let events = follower.poll().map_err(review_err)?;
+        for event in events {
+            match event {
+                FollowEvent::Record(entry) => {
+                    buf.clear();
+                    if args.json {
+                        buf.extend_from_slice(&entry.bytes);
+                    } else {
+                        format_pretty_stored(&entry.record, &mut buf);
+                    }
+                    buf.push(b'\n');
+                    if !write_out(&mut out, &buf)? {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+                FollowEvent::Bad(e) => {
+                    bad += 1;
+                    eprintln!("agent-audit: {e}");
+                }
+                FollowEvent::Rotated { caught_up } => {
+                    for p in caught_up {
+                        eprintln!("agent-audit: read rotated file {}", p.display());
+                    }
+                    eprintln!(
+                        "agent-audit: {} was rotated; following the new file",
+                        args.file.display()
+                    );
+                }
+                FollowEvent::Truncated { len } => eprintln!(
+                    "agent-audit: {} was truncated to {len} bytes; reading it from the start",
+                    args.file.display()
+                ),
+            }
+        }
+        flush_out(&mut out)?;
+        if !args.follow {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(args.interval_ms));
+    }
+    if bad > 0 {
+        return Err(CliError::Runtime(format!(
+            "{bad} line(s) could not be read as records (see above)"
+        )));
+    }
+    Ok(ExitCode::SUCCESS)
+}

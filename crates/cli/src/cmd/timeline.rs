@@ -1,0 +1,84 @@
+//! `agent-audit timeline --request-id ID FILE...`: one request as a tree of
+//! agent turns, model calls and tool calls, with durations.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agent_audit_review::progress::Progress;
+use agent_audit_review::{Entry, Source, SourceOptions, Timeline};
+
+use super::show::{flush_out, review_err, write_out};
+use crate::error::CliError;
+
+/// Arguments of `timeline`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The request to draw.
+    #[arg(long, value_name = "ID")]
+    request_id: String,
+    /// JSONL audit files; each is read after its rotated files, oldest
+    /// first.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+    /// Print the tree as JSON (spans with their steps) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Read only the files named, not their rotated files.
+    #[arg(long)]
+    no_rotated: bool,
+}
+
+/// Reads the records of `request_id` from `files`, with a progress bar on
+/// a terminal; unreadable lines are reported on stderr and skipped.
+pub fn load_request(
+    files: &[PathBuf],
+    request_id: &str,
+    include_rotated: bool,
+) -> Result<(Vec<Entry>, Vec<String>), CliError> {
+    let mut source = Source::open(files, SourceOptions { include_rotated }).map_err(review_err)?;
+    let names = source
+        .files()
+        .iter()
+        .map(|f| f.path.display().to_string())
+        .collect();
+    let mut progress = Progress::new(source.total_bytes(), "reading");
+    let mut entries = Vec::new();
+    while let Some(item) = source.next() {
+        match item {
+            Ok(e) if e.record.request_id.as_deref() == Some(request_id) => entries.push(e),
+            Ok(_) => {}
+            Err(e) => eprintln!("agent-audit: {e} (skipped)"),
+        }
+        progress.set(source.bytes_read());
+    }
+    progress.finish();
+    Ok((entries, names))
+}
+
+/// Prints the request's tree.
+pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    let (entries, files) = load_request(&args.files, &args.request_id, !args.no_rotated)?;
+    let timeline = Timeline::build(&args.request_id, &entries).map_err(|e| match e {
+        agent_audit_review::ReviewError::NoSuchRequest { request_id, .. } => {
+            CliError::Runtime(format!(
+                "request `{request_id}` has no records in {}",
+                files.join(", ")
+            ))
+        }
+        other => review_err(other),
+    })?;
+    let text = if args.json {
+        let mut s = serde_json::to_string(&timeline)
+            .map_err(|e| CliError::Runtime(format!("encoding the timeline as JSON: {e}")))?;
+        s.push('\n');
+        s
+    } else {
+        timeline.render_text()
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if write_out(&mut out, text.as_bytes())? {
+        flush_out(&mut out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

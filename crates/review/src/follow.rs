@@ -1,0 +1,360 @@
+//! Following a log as it grows, across rotation, like `tail -F`.
+//!
+//! A [`Follower`] holds the file open and remembers how far it has read.
+//! Each [`Follower::poll`] reads what was appended since, then looks at the
+//! path again:
+//!
+//! - the path names another file (its inode changed: the sink rotated, or
+//!   a tool moved the file away and created a new one): the old file is
+//!   read to its end, then every rotated file of the log that appeared
+//!   meanwhile (the sink may rotate several times between two polls; their
+//!   names carry their seq range, see [`agent_audit_jsonl::files`]), oldest
+//!   first, then the new file from its start;
+//! - the file is shorter than what was read (truncated in place, as
+//!   `copytruncate` does): it is read again from its start;
+//! - the path is missing (between a rename and the new file's creation):
+//!   the next poll looks again.
+//!
+//! A line is only parsed once its newline has arrived, so a record being
+//! written is never reported as torn; a line left without a newline when
+//! its file is rotated away is.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use agent_audit_review::follow::{FollowEvent, Follower, StartAt};
+//! # let dir = tempfile::tempdir()?;
+//! # let line = |seq: u64| format!(r#"{{"v":1,"seq":{seq},"ts":"2026-11-25T23:32:22.000000000Z","event_type":"user_request","request_id":"r1","correlation_id":"r1","trace_id":null,"span_id":null,"parent_span_id":null,"agent":"user_proxy","payload":{{}},"prev":""}}"#) + "\n";
+//! let path = dir.path().join("audit-log.jsonl");
+//! std::fs::write(&path, line(1))?;
+//! let mut follower = Follower::open(&path, StartAt::Beginning)?;
+//! assert_eq!(follower.poll()?.len(), 1);
+//! // Rotation: the file is renamed away and a new one takes its name.
+//! std::fs::OpenOptions::new().append(true).open(&path)?.write_all(line(2).as_bytes())?;
+//! std::fs::rename(&path, dir.path().join("audit-log.000000000001-000000000002.jsonl"))?;
+//! std::fs::write(&path, line(3))?;
+//! let seqs: Vec<u64> = follower.poll()?.into_iter().filter_map(|e| match e {
+//!     FollowEvent::Record(entry) => Some(entry.record.seq),
+//!     _ => None,
+//! }).collect();
+//! assert_eq!(seqs, [2, 3]);
+//! # use std::io::Write;
+//! # Ok(()) }
+//! ```
+
+use std::collections::{HashSet, VecDeque};
+use std::fs::File;
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use agent_audit_core::StoredRecord;
+use agent_audit_jsonl::{DEFAULT_MAX_LINE, ReadError, Reader, files};
+
+use crate::error::ReviewError;
+use crate::source::Entry;
+
+/// Where a [`Follower`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// Every record of the file (not its rotated predecessors).
+    Beginning,
+    /// Only records appended after it opened.
+    End,
+    /// The last `n` records of the file, then what is appended.
+    Last(usize),
+}
+
+/// What [`Follower::poll`] found.
+#[derive(Debug)]
+pub enum FollowEvent {
+    /// A record (boxed: records are large and most polls return few).
+    Record(Box<Entry>),
+    /// A line that is not a record.
+    Bad(ReadError),
+    /// The path now names a new file; the old one was read to its end.
+    Rotated {
+        /// The rotated files read in between (oldest first).
+        caught_up: Vec<PathBuf>,
+    },
+    /// The file got shorter than what had been read; reading restarts at
+    /// its beginning.
+    Truncated {
+        /// Its new length.
+        len: u64,
+    },
+}
+
+type FileId = (u64, u64);
+
+fn id_of(meta: &std::fs::Metadata) -> FileId {
+    (meta.dev(), meta.ino())
+}
+
+/// Follows one log file. See the [module docs](self).
+#[derive(Debug)]
+pub struct Follower {
+    path: PathBuf,
+    name: Arc<Path>,
+    file: Option<(File, FileId)>,
+    offset: u64,
+    line: u64,
+    partial: Vec<u8>,
+    last_seq: Option<u64>,
+    /// Rotated files already read or older than the start.
+    known: HashSet<FileId>,
+    pending: VecDeque<FollowEvent>,
+}
+
+impl Follower {
+    /// Opens `path` (which must exist) and reads up to where `start` says.
+    pub fn open(path: impl AsRef<Path>, start: StartAt) -> Result<Follower, ReviewError> {
+        let path = path.as_ref().to_path_buf();
+        if path.is_dir() {
+            return Err(ReviewError::IsDirectory { path });
+        }
+        let mut known = HashSet::new();
+        for f in files::list(&path)? {
+            if !f.active
+                && let Ok(m) = std::fs::metadata(&f.path)
+            {
+                known.insert(id_of(&m));
+            }
+        }
+        let mut follower = Follower {
+            name: Arc::from(path.as_path()),
+            path,
+            file: None,
+            offset: 0,
+            line: 0,
+            partial: Vec::new(),
+            last_seq: None,
+            known,
+            pending: VecDeque::new(),
+        };
+        if !follower.reopen()? {
+            return Err(ReviewError::NotFound {
+                path: follower.path,
+            });
+        }
+        let mut first = Vec::new();
+        follower.drain(&mut first)?;
+        match start {
+            StartAt::Beginning => follower.pending.extend(first),
+            StartAt::End => {}
+            StartAt::Last(n) => {
+                let records: Vec<FollowEvent> = first
+                    .into_iter()
+                    .filter(|e| matches!(e, FollowEvent::Record(_)))
+                    .collect();
+                let skip = records.len().saturating_sub(n);
+                follower.pending.extend(records.into_iter().skip(skip));
+            }
+        }
+        Ok(follower)
+    }
+
+    /// The path followed.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The seq of the last record read.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.last_seq
+    }
+
+    /// Opens the path afresh; false if it does not exist.
+    fn reopen(&mut self) -> Result<bool, ReviewError> {
+        match File::open(&self.path) {
+            Ok(f) => {
+                let meta = f.metadata().map_err(|source| ReviewError::Stat {
+                    path: self.path.clone(),
+                    source,
+                })?;
+                self.file = Some((f, id_of(&meta)));
+                self.offset = 0;
+                self.line = 0;
+                self.partial.clear();
+                Ok(true)
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(ReadError::Open {
+                path: self.path.clone(),
+                source,
+            }
+            .into()),
+        }
+    }
+
+    /// Everything new since the last poll, in order.
+    pub fn poll(&mut self) -> Result<Vec<FollowEvent>, ReviewError> {
+        let mut out: Vec<FollowEvent> = self.pending.drain(..).collect();
+        // Look at the path before draining: whatever the old file received
+        // before a rename is then read in full below.
+        let now = match std::fs::metadata(&self.path) {
+            Ok(m) => Some(m),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(ReviewError::Stat {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        self.drain(&mut out)?;
+        let current = self.file.as_ref().map(|(_, id)| *id);
+        match (now, current) {
+            (Some(m), Some(id)) if id_of(&m) != id => {
+                self.finish_torn(&mut out);
+                self.known.insert(id);
+                let caught_up = self.catch_up(&mut out)?;
+                out.push(FollowEvent::Rotated { caught_up });
+                if self.reopen()? {
+                    self.drain(&mut out)?;
+                }
+            }
+            (Some(m), Some(_)) if m.len() < self.offset => {
+                out.push(FollowEvent::Truncated { len: m.len() });
+                if self.reopen()? {
+                    self.drain(&mut out)?;
+                }
+            }
+            (Some(_), None) if self.reopen()? => self.drain(&mut out)?,
+            _ => {}
+        }
+        Ok(out)
+    }
+
+    /// Reads rotated files of the log that appeared since the old file was
+    /// left, oldest first.
+    fn catch_up(&mut self, out: &mut Vec<FollowEvent>) -> Result<Vec<PathBuf>, ReviewError> {
+        let mut read = Vec::new();
+        for f in files::list(&self.path)? {
+            if f.active {
+                continue;
+            }
+            let Ok(meta) = std::fs::metadata(&f.path) else {
+                continue;
+            };
+            let id = id_of(&meta);
+            let newer = match (f.seqs, self.last_seq) {
+                (Some((first, _)), Some(last)) => first > last,
+                _ => true,
+            };
+            if self.known.contains(&id) || !newer {
+                continue;
+            }
+            self.known.insert(id);
+            let name: Arc<Path> = Arc::from(f.path.as_path());
+            let reader = Reader::open(&f.path)?;
+            for item in reader {
+                out.push(match item {
+                    Ok(line) => {
+                        self.last_seq = Some(line.record.seq);
+                        FollowEvent::Record(Box::new(Entry {
+                            file: name.clone(),
+                            line: line.number,
+                            offset: line.offset,
+                            log: 0,
+                            bytes: line.bytes,
+                            record: line.record,
+                        }))
+                    }
+                    Err(e) => FollowEvent::Bad(e),
+                });
+            }
+            read.push(f.path);
+        }
+        Ok(read)
+    }
+
+    /// A line still without newline when its file is left is torn.
+    fn finish_torn(&mut self, out: &mut Vec<FollowEvent>) {
+        if !self.partial.is_empty() {
+            let len = self.partial.len() as u64;
+            out.push(FollowEvent::Bad(ReadError::TornFinalLine {
+                path: self.path.clone(),
+                line: self.line + 1,
+                offset: self.offset - len,
+                len,
+            }));
+            self.partial.clear();
+        }
+    }
+
+    /// Reads the open file to its current end, emitting whole lines.
+    fn drain(&mut self, out: &mut Vec<FollowEvent>) -> Result<(), ReviewError> {
+        let Some((file, _)) = self.file.as_mut() else {
+            return Ok(());
+        };
+        file.seek(SeekFrom::Start(self.offset))
+            .map_err(|source| ReadError::Io {
+                path: self.path.clone(),
+                line: self.line + 1,
+                source,
+            })?;
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(ReadError::Io {
+                        path: self.path.clone(),
+                        line: self.line + 1,
+                        source,
+                    }
+                    .into());
+                }
+            };
+            let mut chunk = &buf[..n];
+            self.offset += n as u64;
+            while let Some(i) = chunk.iter().position(|&b| b == b'\n') {
+                let start = self.offset - (chunk.len() as u64) - self.partial.len() as u64;
+                self.partial.extend_from_slice(&chunk[..i]);
+                chunk = &chunk[i + 1..];
+                self.line += 1;
+                let bytes = std::mem::take(&mut self.partial);
+                let event = parse_line(&self.path, &self.name, self.line, bytes, start);
+                if let FollowEvent::Record(e) = &event {
+                    self.last_seq = Some(e.record.seq);
+                }
+                out.push(event);
+            }
+            if self.partial.len() + chunk.len() > DEFAULT_MAX_LINE {
+                // Keep memory bounded: an endless line is reported once its
+                // newline arrives, without its bytes.
+                self.partial.clear();
+            }
+            self.partial.extend_from_slice(chunk);
+        }
+        Ok(())
+    }
+}
+
+fn parse_line(
+    path: &Path,
+    name: &Arc<Path>,
+    line: u64,
+    bytes: Vec<u8>,
+    offset: u64,
+) -> FollowEvent {
+    match serde_json::from_slice::<StoredRecord>(&bytes) {
+        Ok(record) => FollowEvent::Record(Box::new(Entry {
+            file: name.clone(),
+            line,
+            offset,
+            log: 0,
+            bytes,
+            record,
+        })),
+        Err(source) => FollowEvent::Bad(ReadError::BadRecord {
+            path: path.to_path_buf(),
+            line,
+            offset,
+            source,
+        }),
+    }
+}
