@@ -92,8 +92,9 @@
 //! ## Writing
 //!
 //! Each batch from the dispatcher is encoded (the record's pre-serialised
-//! body is copied, not re-serialised), chained and appended with one
-//! `write` call. The fsync policy ([`FsyncPolicy`]) decides the ack level:
+//! body is copied, not re-serialised), chained and appended in `write`
+//! calls of about 128 KiB (still in the CPU cache when the kernel copies
+//! them). The fsync policy ([`FsyncPolicy`]) decides the ack level:
 //!
 //! | `fsync` | a write returns | then |
 //! |---|---|---|

@@ -16,6 +16,11 @@ use crate::head::HeadHandle;
 use crate::options::{FsyncPolicy, JsonlOptions};
 use crate::tail::{self, ScanError};
 
+/// Encoded bytes handed to the kernel at a time: small enough to still be in
+/// the CPU cache when `write` copies them into the page cache (one write of
+/// a whole 4096-record batch measured markedly slower).
+const CHUNK: usize = 128 << 10;
+
 /// The active file and what is known about its content.
 struct Active {
     file: File,
@@ -159,7 +164,7 @@ impl JsonlSink {
             active: None,
             opened: false,
             notices: Vec::new(),
-            buf: Vec::with_capacity(1 << 20),
+            buf: Vec::with_capacity(2 * CHUNK),
             dirty: false,
             published: HeadHandle::new(),
         })
@@ -417,8 +422,8 @@ impl JsonlSink {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         let result = self.append_with(records, &mut buf);
-        // Keep the allocation, but not a huge one after a giant batch.
-        if buf.capacity() <= 16 << 20 {
+        // Keep the allocation, but not a huge one after a giant record.
+        if buf.capacity() <= 4 * CHUNK {
             self.buf = buf;
         }
         result
@@ -430,8 +435,10 @@ impl JsonlSink {
         buf: &mut Vec<u8>,
     ) -> Result<(), JsonlError> {
         let limit = self.options.rotate_bytes;
-        let mut seg_start = 0usize;
-        let mut seg_seqs: Option<(u64, u64)> = None;
+        // Seqs of the lines in `buf`, not yet handed to the kernel.
+        let mut pending: Option<(u64, u64)> = None;
+        // Lines written since the last commit.
+        let mut lines = 0u64;
         for r in records {
             let line_start = buf.len();
             let prev_head = self.chain.head_raw();
@@ -440,31 +447,37 @@ impl JsonlSink {
             buf.push(b'\n');
             if let Some(limit) = limit {
                 let active = self.active.as_ref().ok_or_else(|| self.not_open())?;
-                let before = active.len + (line_start - seg_start) as u64;
-                let has_record = active.first_seq.is_some() || seg_seqs.is_some();
+                let before = active.len + line_start as u64;
+                let has_record = active.first_seq.is_some() || pending.is_some();
                 if active.regular && has_record && before + (buf.len() - line_start) as u64 > limit
                 {
-                    self.write_segment(&buf[seg_start..line_start], seg_seqs, prev_head)?;
+                    self.write_chunk(&buf[..line_start], pending.take())?;
+                    self.commit(prev_head, lines);
+                    lines = 0;
                     self.rotate()?;
-                    seg_start = line_start;
-                    seg_seqs = None;
+                    buf.drain(..line_start);
                 }
             }
-            seg_seqs = Some(match seg_seqs {
+            pending = Some(match pending {
                 Some((first, _)) => (first, r.seq),
                 None => (r.seq, r.seq),
             });
+            lines += 1;
+            if buf.len() >= CHUNK {
+                self.write_chunk(buf, pending.take())?;
+                buf.clear();
+            }
         }
-        let head = self.chain.head_raw();
-        self.write_segment(&buf[seg_start..], seg_seqs, head)
+        self.write_chunk(buf, pending.take())?;
+        self.commit(self.chain.head_raw(), lines);
+        Ok(())
     }
 
-    fn write_segment(
-        &mut self,
-        bytes: &[u8],
-        seqs: Option<(u64, u64)>,
-        head_after: [u8; 64],
-    ) -> Result<(), JsonlError> {
+    /// Appends whole lines. On failure the sink is marked dirty: before the
+    /// next write, [`JsonlSink::recover`] cuts the file back to the last
+    /// commit (the start of the batch, or its last rotation), so a failed
+    /// batch leaves neither half a line nor its records behind.
+    fn write_chunk(&mut self, bytes: &[u8], seqs: Option<(u64, u64)>) -> Result<(), JsonlError> {
         if bytes.is_empty() {
             return Ok(());
         }
@@ -474,7 +487,6 @@ impl JsonlSink {
             .as_mut()
             .ok_or_else(|| JsonlError::NotOpen { path: path.clone() })?;
         if let Err(source) = active.file.write_all(bytes) {
-            // Some bytes may have gone out; recover() cuts them off.
             self.dirty = true;
             return Err(JsonlError::Write {
                 path: path.clone(),
@@ -487,17 +499,25 @@ impl JsonlSink {
             active.first_seq = active.first_seq.or(Some(first));
             active.last_seq = Some(last);
         }
+        Ok(())
+    }
+
+    /// Records that everything written so far, ending with a line whose
+    /// chain value is `head`, is in the file: the point a failed write
+    /// rewinds to, and what checkpoints may name.
+    fn commit(&mut self, head: [u8; 64], lines: u64) {
+        let Some(active) = self.active.as_ref() else {
+            return;
+        };
         self.committed = Mark {
             len: active.len,
-            head: head_after,
+            head,
             first_seq: active.first_seq,
             last_seq: active.last_seq,
         };
-        if let Some((_, last)) = seqs {
-            let lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
-            self.published.advanced(last, &head_after, lines);
+        if let (Some(last), true) = (active.last_seq, lines > 0) {
+            self.published.advanced(last, &head, lines);
         }
-        Ok(())
     }
 
     /// Renames the full file to its seq range and starts a fresh one.

@@ -35,6 +35,7 @@ fn child_process_entry_point() {
         "hold" => hold_lock(&path),
         "readonly" => open_in_readonly_dir(&path),
         "crash" => write_until_killed(&path),
+        "fsize" => write_past_the_file_size_limit(&path),
         other => panic!("unknown child role {other}"),
     }
 }
@@ -389,4 +390,102 @@ fn records_acknowledged_durable_survive_sigkill_and_the_chain_continues() {
         "20 SIGKILLs: {durable_total} durable receipts checked, {} records in the file, {torn_seen} torn tails seen, {} damaged lines in total",
         verifier.last_seq, verifier.damaged
     );
+}
+
+// ------------------------------------------------------------ a failed write
+
+fn write_past_the_file_size_limit(path: &Path) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let sink = JsonlSink::new(JsonlOptions::new(path).fsync(FsyncPolicy::Never)).unwrap();
+        let d = Dispatcher::builder()
+            .sink(SinkOptions::new("jsonl").required(false).queue(1024), sink)
+            .start()
+            .await
+            .unwrap();
+        let a = Auditor::new(d.clone());
+        for i in 0..20 {
+            let r = a
+                .emit_wait(EventType::ToolCall, &tool_call(i), AckLevel::Written)
+                .await
+                .unwrap();
+            assert!(r.failed.is_empty());
+        }
+        // Then a burst that crosses the limit somewhere inside a batch.
+        let mut last = 0;
+        for i in 20..400 {
+            last = a
+                .emit(EventType::ToolCall, &tool_call(i))
+                .await
+                .unwrap()
+                .seq;
+        }
+        d.wait(last, AckLevel::Written).await.unwrap();
+        let report = d.shutdown(SHUTDOWN).await;
+        let h = &report.sinks[0].health;
+        let msg = h
+            .last_error
+            .clone()
+            .expect("the write past the limit did not fail");
+        assert!(
+            msg.contains("cannot write") && msg.contains(&path.display().to_string()),
+            "{msg}"
+        );
+        assert!(msg.contains("File too large"), "{msg}");
+        println!("FAILED {} DELIVERED {}", h.failed, h.delivered);
+    });
+}
+
+#[test]
+fn a_write_cut_short_by_the_file_size_limit_leaves_only_whole_chained_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    let limit = 64 * 1024;
+    // RLIMIT_FSIZE makes write() stop at the limit with EFBIG, part way
+    // through a batch; SIGXFSZ is ignored (inherited through exec) so the
+    // error reaches the sink instead of killing the process.
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; exec prlimit --fsize={limit} \"$0\" --exact child_process_entry_point --nocapture --test-threads=1 -q"
+        ))
+        .arg(&exe)
+        .env(CHILD_ENV, format!("fsize={}", path.display()))
+        .output()
+        .expect("sh and prlimit (util-linux) are needed for this test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let counts = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("FAILED "))
+        .unwrap_or_else(|| panic!("no counts from the child: {stdout}"));
+    let (failed, delivered) = counts.split_once(" DELIVERED ").unwrap();
+    let (failed, delivered): (u64, u64) = (failed.parse().unwrap(), delivered.parse().unwrap());
+    assert!(failed > 0 && delivered >= 20, "{counts}");
+    // (The dispatcher does not ask a sink to record its own failure.)
+    assert_eq!(failed + delivered, 400, "every record counted once");
+
+    // The failed batches' partial bytes were cut off: the file is whole
+    // lines, one chain, and holds exactly the delivered records.
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() <= limit && bytes.ends_with(b"\n"));
+    let lines = records(&path);
+    assert_eq!(lines.len() as u64, delivered);
+    let mut head = agent_audit_jsonl::chain::GENESIS.to_string();
+    let mut last = 0;
+    for l in &lines {
+        assert_eq!(l.record.prev, head, "line {}", l.number);
+        assert!(l.record.seq > last);
+        last = l.record.seq;
+        head = sha256_hex(&l.bytes);
+    }
 }

@@ -647,3 +647,31 @@ fn reader_reports_bad_lines_with_their_numbers_and_goes_on() {
     let missing = Reader::open(dir.path().join("missing.jsonl")).unwrap_err();
     assert!(missing.to_string().contains("missing.jsonl"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_batches_are_written_in_chunks_and_rotate_mid_batch_with_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    let sink = JsonlSink::new(JsonlOptions::new(&path).rotate_bytes(300_000)).unwrap();
+    let d = Dispatcher::builder()
+        .sink(SinkOptions::new("jsonl").queue(8192).max_batch(4096), sink)
+        .start()
+        .await
+        .unwrap();
+    let a = Auditor::new(d.clone()).for_request(Some("r"));
+    // Emitted without waiting, so batches hold hundreds of records: more
+    // than one 128 KiB chunk, and a rotation inside a batch.
+    for i in 0..5000 {
+        a.emit(EventType::ToolCall, &tool_call(i)).await.unwrap();
+    }
+    let report = d.shutdown(SHUTDOWN).await;
+    assert!(report.is_clean(), "{report}");
+    let list = files::list(&path).unwrap();
+    assert!(list.len() >= 5, "{list:?}");
+    for f in &list {
+        assert!(std::fs::metadata(&f.path).unwrap().len() <= 300_000);
+    }
+    let all = log_records(&path);
+    assert_eq!(all.len(), 5000);
+    assert_chain(&all);
+}
