@@ -176,14 +176,21 @@ impl Auditor {
         };
         let draft = match self.dispatcher.filter() {
             Some(filter) => {
-                let mut value = serde_json::to_value(payload)?;
-                let fired = filter.apply(&mut value);
-                if !fired.is_empty()
-                    && let serde_json::Value::Object(map) = &mut value
-                {
-                    map.insert("_redacted".into(), fired.into());
+                // Most payloads hold nothing to redact: a filter that can
+                // tell so from the text spares the Value round trip.
+                let draft = serialize_draft(meta, payload)?;
+                if filter.may_apply(&draft.body[draft.payload_at..]) {
+                    let mut value = serde_json::to_value(payload)?;
+                    let fired = filter.apply(&mut value);
+                    if !fired.is_empty()
+                        && let serde_json::Value::Object(map) = &mut value
+                    {
+                        map.insert("_redacted".into(), fired.into());
+                    }
+                    serialize_draft(draft.meta, &value)?
+                } else {
+                    draft
                 }
-                serialize_draft(meta, &value)?
             }
             None => serialize_draft(meta, payload)?,
         };
