@@ -26,8 +26,7 @@ pub(crate) const API_KEY: &str = concat!(
 );
 
 /// `Bearer <token>`, any case of `bearer`; the token alphabet of RFC 6750.
-pub(crate) const BEARER_TOKEN: &str =
-    r"(?-u:\b)(?:[Bb][Ee][Aa][Rr][Ee][Rr])[ \t]+[A-Za-z0-9\-._~+/]{8,}=*";
+pub(crate) const BEARER_TOKEN: &str = r"(?-u:\b)(?i:bearer)[ \t]+[A-Za-z0-9\-._~+/]{8,}=*";
 
 /// A matched region of a string, in bytes, and the rule that matched it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

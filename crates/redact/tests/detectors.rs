@@ -451,3 +451,36 @@ fn toml_keys_of_issue_5_and_defaults() {
         assert!(e.contains(word), "{bad}: {e}");
     }
 }
+
+#[test]
+fn may_redact_rules_out_clean_text_and_never_a_firing_one() {
+    let r = Redactor::from_config(&RedactionConfig::all_detectors()).unwrap();
+    let clean = json!({"tool": "get_account_balance", "arguments": {"account_id": "12345"}, "tokens": 12, "text": "line\none \"quoted\""});
+    assert!(!r.may_redact(&clean.to_string()));
+    for firing in [
+        json!({"Client-Secret": 1}),
+        json!({"a": "x\tBearer abcdefgh12345678"}),
+        json!({"a": "\"alice@example.com\""}),
+        json!({"n": 4111111111111111u64}),
+        json!({"alice@example.com": true}),
+    ] {
+        let text = firing.to_string();
+        assert!(r.may_redact(&text), "{text}");
+        assert!(!r.redact(&mut firing.clone()).is_empty(), "{text}");
+    }
+    // Deeper than MAX_DEPTH: it cannot tell from the text, so it says maybe.
+    let mut deep = json!(1);
+    for _ in 0..=agent_audit_redact::MAX_DEPTH {
+        deep = json!([deep]);
+    }
+    assert!(r.may_redact(&json!({ "d": deep }).to_string()));
+    // An anchored custom pattern matches a whole string, never inside the
+    // JSON text, so every payload is a maybe.
+    let anchored = with_rules(vec![rule("whole", Some("^[0-9]{5}$"), None, None)]).unwrap();
+    assert!(anchored.may_redact(r#"{"a":"nothing"}"#));
+    let mut p = json!({"a": "12345"});
+    assert_eq!(anchored.redact(&mut p), ["whole"]);
+    // Nothing configured: nothing to do.
+    let none = Redactor::from_config(&RedactionConfig::none()).unwrap();
+    assert!(!none.may_redact(r#"{"password":"x"}"#));
+}
