@@ -243,7 +243,11 @@ impl Dispatcher {
         shared.flush_gaps(&mut order, false).await;
         for s in &shared.sinks {
             if s.options.overflow == Overflow::Block {
-                s.wait_for_room().await;
+                s.wait_for_room(&shared.closed).await;
+                if shared.closed.load(Ordering::Acquire) {
+                    // Shutdown released us while we waited: no seq is used.
+                    return Err(EmitError::Closed);
+                }
             } else if s.options.overflow == Overflow::FailClosed && s.is_full() {
                 s.dropped_or_refused.fetch_add(1, Ordering::Relaxed);
                 return Err(EmitError::QueueFull {
@@ -345,10 +349,14 @@ impl Dispatcher {
                 wake.notify_one();
             });
         }
-        let first = {
-            let _order = shared.order.lock().await;
-            !shared.closed.swap(true, Ordering::AcqRel)
-        };
+        // Set before taking the order lock: an emitter holding it while it
+        // waits for room in a stalled sink's queue (`block`) is released by
+        // this and returns `Closed`, so shutdown cannot deadlock on it.
+        let first = !shared.closed.swap(true, Ordering::AcqRel);
+        for s in &shared.sinks {
+            s.room.notify_waiters();
+        }
+        drop(shared.order.lock().await);
         if first {
             // Drain while the sinks are still open, so that failures and
             // drops during the drain become audit_gap records in the
@@ -511,7 +519,7 @@ impl Shared {
                         }
                     } else {
                         if other.options.overflow == Overflow::Block && !force {
-                            other.wait_for_room().await;
+                            other.wait_for_room(&self.closed).await;
                         }
                         other.push(record.clone(), force);
                     }
@@ -774,14 +782,17 @@ impl SinkSlot {
         lock(&self.outcomes).broken.clone()
     }
 
-    async fn wait_for_room(&self) {
+    /// Waits until the queue has room, it closes, or `closed` (the
+    /// dispatcher is shutting down) is set.
+    async fn wait_for_room(&self, closed: &AtomicBool) {
         loop {
             let notified = self.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
                 let q = lock(&self.queue);
-                if q.items.len() < self.options.queue || q.closing {
+                if q.items.len() < self.options.queue || q.closing || closed.load(Ordering::Acquire)
+                {
                     return;
                 }
             }
