@@ -15,6 +15,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use agent_audit::jsonl::verify::{self, ProblemKind, VerifyOptions, VerifyReport};
 use agent_audit::jsonl::{ReadError, Reader};
 use agent_audit_tests::chain::{ChainChecker, check_file};
 use agent_audit_tests::crash_payload;
@@ -44,6 +45,11 @@ fn durable_records_survive_sigkill_at_random_moments_and_the_next_writer_continu
     let mut torn_tails = 0u64;
     let mut gap_notices = 0u64;
     let mut highest_durable = 0u64;
+    // Offset of the last whole record line checked: verification of the
+    // next round's bytes starts there, so the link into them is checked.
+    let mut last_record_at: Option<u64> = None;
+    let mut verified_bytes = 0u64;
+    let region_file = dir.path().join("region.jsonl");
     let started = Instant::now();
 
     for round in 0..kills {
@@ -178,17 +184,58 @@ fn durable_records_survive_sigkill_at_random_moments_and_the_next_writer_continu
             checker.torn_tail(&bytes).is_some(),
             "round {round}: the reader and the checker disagree about a torn tail"
         );
+        // The verifier (agent-audit-jsonl's `verify`), on the same part of
+        // the file plus the last record before it: intact, apart from a
+        // reported torn tail. What came before was verified in an earlier
+        // round and is unchanged (checked above).
+        let from = last_record_at.unwrap_or(0) as usize;
+        std::fs::write(&region_file, &bytes[from..]).unwrap();
+        verified_bytes += (bytes.len() - from) as u64;
+        let report = verify::verify(
+            &[&region_file],
+            &VerifyOptions {
+                partial: last_record_at.is_some(),
+                ..VerifyOptions::default()
+            },
+            &mut |_| {},
+        )
+        .unwrap_or_else(|e| panic!("round {round}: verify: {e}"));
+        assert_torn_tail_at_most(&report, checker.torn_tail(&bytes).is_some(), round);
+        if let Some(last) = new.last() {
+            last_record_at = Some(last.offset);
+        }
         before = bytes;
     }
 
-    // Once more from scratch, over the whole file.
+    // Once more from scratch, over the whole file, with both checkers.
     let summary = check_file(&path, None).unwrap();
+    let report = verify::verify(&[&path], &VerifyOptions::default(), &mut |_| {}).unwrap();
+    assert_torn_tail_at_most(&report, summary.torn_tail.is_some(), kills);
+    assert_eq!(report.records, summary.records.len() as u64);
+    assert_eq!(report.last_seq, summary.records.last().map(|r| r.seq));
     assert_eq!(summary.records.len() as u64, checker.records);
     assert!(summary.records.len() as u64 >= durable_confirmed.min(1));
     eprintln!(
-        "crash loop: {kills} SIGKILLs survived in {:.1?}; {} records checked (chain, seq, payload), {durable_confirmed} Durable receipts confirmed in the file, {torn_tails} torn tails kept and reported, {gap_notices} audit_gap notices, {} bytes",
+        "crash loop: {kills} SIGKILLs survived in {:.1?}; {} records checked (chain, seq, payload), {durable_confirmed} Durable receipts confirmed in the file, {torn_tails} torn tails kept and reported, {gap_notices} audit_gap notices, {} bytes; verify run {} times over {verified_bytes} bytes",
         started.elapsed(),
         summary.records.len(),
-        before.len()
+        before.len(),
+        kills + 1
     );
+}
+
+/// `verify` found nothing, or only the torn final line the kill left.
+fn assert_torn_tail_at_most(report: &VerifyReport, torn: bool, round: usize) {
+    match &report.problem {
+        None => assert!(!torn, "round {round}: verify missed the torn tail"),
+        Some(p) => {
+            assert!(
+                torn && p.kind == ProblemKind::TornTail,
+                "round {round}: verify found {:?} at line {}: {}",
+                p.kind,
+                p.line,
+                p.message
+            );
+        }
+    }
 }
