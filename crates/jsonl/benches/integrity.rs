@@ -4,8 +4,9 @@
 //! `cargo bench -p agent-audit-jsonl --bench integrity [-- --records N --rounds R]`
 //! (defaults 200,000 records, 5 rounds).
 //!
-//! Each round runs every scenario once, in turn, so background load on a
-//! shared machine hits them alike; the median round of each is reported.
+//! Each round runs every scenario once, in turn (starting with a different
+//! one each round), so background load on a shared machine hits them
+//! alike; the median round of each is reported.
 //! A scenario pushes N tutorial-sized `tool_call` records through
 //! `Auditor` -> `Dispatcher` -> `JsonlSink` with `fsync = "never"` (so the
 //! chain's CPU cost is not hidden behind disk syncs) and times from the
@@ -127,7 +128,11 @@ fn main() {
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); scenarios.len()];
     let mut verify_rates = [Vec::new(), Vec::new()];
     for round in 0..rounds {
-        for (i, &s) in scenarios.iter().enumerate() {
+        // Each round starts with another scenario, so none always runs
+        // first (cold caches) or last.
+        let start = round as usize % scenarios.len();
+        for i in (0..scenarios.len()).map(|k| (k + start) % scenarios.len()) {
+            let s = scenarios[i];
             let path = dir.path().join(format!("{}-{round}.jsonl", s.name()));
             let t = rt.block_on(write(&path, n, s));
             rates[i].push(n as f64 / t.as_secs_f64());
@@ -156,6 +161,33 @@ fn main() {
             100.0 * r / plain
         );
     }
+    // The chain alone, on one real line, to show the intrinsic cost of
+    // HMAC over SHA-256 apart from everything else a write does.
+    let line = serde_json::to_vec(
+        &serde_json::json!({"v": 1, "seq": 1, "payload": tool_call(1), "prev": "0".repeat(64)}),
+    )
+    .expect("line");
+    let mut chain_rates = [0.0f64; 2];
+    for (k, rate) in chain_rates.iter_mut().enumerate() {
+        let mut chain = if k == 0 {
+            agent_audit_jsonl::chain::Chain::plain()
+        } else {
+            agent_audit_jsonl::chain::Chain::keyed(KEY)
+        };
+        let reps = 1_000_000u64;
+        let start = Instant::now();
+        for _ in 0..reps {
+            std::hint::black_box(chain.next(std::hint::black_box(&line)));
+        }
+        *rate = reps as f64 / start.elapsed().as_secs_f64();
+    }
+    println!(
+        "  chain only, {}-byte line: plain {:.0} lines/s, keyed {:.0} lines/s ({:.1} % of plain)",
+        line.len(),
+        chain_rates[0],
+        chain_rates[1],
+        100.0 * chain_rates[1] / chain_rates[0]
+    );
     let vp = median(&mut verify_rates[0]);
     let vk = median(&mut verify_rates[1]);
     println!("  verify plain             {vp:>10.0} records/s");
