@@ -1,0 +1,205 @@
+//! `agent-audit verify` and `agent-audit keygen` as a user runs them: the
+//! real binary on logs written by the real sink, exit codes and output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use agent_audit::jsonl::checkpoint::{CheckpointOptions, Checkpointer};
+use agent_audit::jsonl::keys::Signer;
+use agent_audit::jsonl::{JsonlOptions, JsonlSink};
+use agent_audit::{AckLevel, Auditor, Dispatcher, EventType, SinkOptions};
+
+const KEY: &str = "7f3a9c1e5b2d8f4a6c0e9b3d7a1f5c2e8b4d0a6f3c9e1b7d5a2f8c4e0b6d3a9f";
+
+fn agent_audit(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agent-audit"));
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run agent-audit");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("unrecognized subcommand"),
+        "`agent-audit {}` is not wired into the CLI: add `Verify(cmd::verify::Args)` and `Keygen(cmd::keygen::Args)` to the subcommand enum in main.rs and `pub mod verify; pub mod keygen;` to cmd/mod.rs\n{err}",
+        args[0]
+    );
+    out
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exit code")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Writes `n` records through the real sink, optionally keyed and with a
+/// checkpointer signing with `signer`; a second sink stands for the
+/// collector's copy.
+async fn write_log(dir: &Path, n: u64, key: bool, signer: Option<Signer>) -> (PathBuf, PathBuf) {
+    let path = dir.join("audit-log.jsonl");
+    let copy = dir.join("copy").join("collector.jsonl");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    let mut opts = JsonlOptions::new(&path);
+    if key {
+        opts = opts.chain_key(KEY);
+    }
+    let sink = JsonlSink::new(opts).unwrap();
+    let head = sink.head_handle();
+    let d = Dispatcher::builder()
+        .sink(SinkOptions::new("jsonl"), sink)
+        .sink(
+            SinkOptions::new("collector"),
+            JsonlSink::new(JsonlOptions::new(&copy)).unwrap(),
+        )
+        .start()
+        .await
+        .unwrap();
+    let cp = signer.map(|s| {
+        Checkpointer::start(
+            Auditor::new(d.clone()),
+            head,
+            s,
+            CheckpointOptions {
+                every: 5,
+                interval: Duration::from_secs(3600),
+            },
+        )
+    });
+    let a = Auditor::new(d.clone()).for_request(Some("r1"));
+    for i in 0..n {
+        a.emit_wait(
+            EventType::ToolCall,
+            &serde_json::json!({"i": i}),
+            AckLevel::Written,
+        )
+        .await
+        .unwrap();
+    }
+    if let Some(cp) = cp {
+        cp.finish().await.unwrap();
+    }
+    assert!(d.shutdown(Duration::from_secs(10)).await.is_clean());
+    (path, copy)
+}
+
+fn edit_line(path: &Path, index: usize, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    assert!(lines[index].contains(from));
+    lines[index] = lines[index].replacen(from, to, 1);
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_exits_0_1_2_and_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = write_log(dir.path(), 8, false, None).await;
+    let p = path.to_str().unwrap();
+
+    let o = agent_audit(&["verify", p], &[]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).starts_with("intact: 8 records"),
+        "{}",
+        stdout(&o)
+    );
+    // Not a terminal: no progress bar on stderr.
+    assert_eq!(stderr(&o), "");
+
+    edit_line(&path, 2, "\"i\":2", "\"i\":9");
+    let o = agent_audit(&["verify", p], &[]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stdout(&o).contains(&format!("{p}:3: edited")),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = agent_audit(&["verify", "--json", p], &[]);
+    assert_eq!(code(&o), 1);
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["problem"]["kind"], "edited");
+    assert_eq!(report["problem"]["line"], 3);
+
+    let missing = dir.path().join("missing.jsonl");
+    let o = agent_audit(&["verify", missing.to_str().unwrap()], &[]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("missing.jsonl"), "{}", stderr(&o));
+    let o = agent_audit(&["verify", "--json", missing.to_str().unwrap()], &[]);
+    assert_eq!(code(&o), 2);
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(report["error"].as_str().unwrap().contains("missing.jsonl"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_takes_the_chain_key_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = write_log(dir.path(), 6, true, None).await;
+    let p = path.to_str().unwrap();
+    let o = agent_audit(&["verify", "--key-env", "CHAIN_K", p], &[("CHAIN_K", KEY)]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    assert!(stdout(&o).contains("chain hmac-sha256"));
+
+    let o = agent_audit(&["verify", p], &[]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stdout(&o).contains("key_mismatch") && stdout(&o).contains("--key-env"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = agent_audit(&["verify", "--key-env", "CHAIN_K_UNSET", p], &[]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("CHAIN_K_UNSET is not set"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keygen_then_signed_checkpoints_verify_and_truncation_is_caught_off_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let o = agent_audit(&["keygen", "--out", keys.to_str().unwrap()], &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stdout(&o).contains("signing_key_file = "), "{}", stdout(&o));
+    let private = keys.join("audit-signing-key.pem");
+    let public = keys.join("audit-signing-key.pub.pem");
+    let o = agent_audit(&["keygen", "--out", keys.to_str().unwrap()], &[]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("refusing to overwrite"),
+        "{}",
+        stderr(&o)
+    );
+
+    let signer = Signer::load(&private).unwrap();
+    let (path, copy) = write_log(dir.path(), 12, false, Some(signer)).await;
+    let (p, pk, c) = (
+        path.to_str().unwrap(),
+        public.to_str().unwrap(),
+        copy.to_str().unwrap(),
+    );
+    let o = agent_audit(&["verify", "--public-key", pk, "--checkpoints", c, p], &[]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    assert!(stdout(&o).contains("signatures verified"), "{}", stdout(&o));
+
+    // Cut the last three lines (the shutdown checkpoint among them).
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&path, lines[..lines.len() - 3].join("\n") + "\n").unwrap();
+    let o = agent_audit(&["verify", "--public-key", pk, p], &[]);
+    assert_eq!(code(&o), 0, "locally the cut is invisible: {}", stdout(&o));
+    let o = agent_audit(&["verify", "--public-key", pk, "--checkpoints", c, p], &[]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(stdout(&o).contains("truncated"), "{}", stdout(&o));
+}
