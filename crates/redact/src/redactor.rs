@@ -79,6 +79,8 @@ pub struct Redactor {
     /// string's edges but not inside a payload's JSON text, so
     /// [`Redactor::may_redact`] cannot rule anything out.
     anchored: bool,
+    /// Finds `":`, the end of every key in compact JSON text.
+    key_end: memchr::memmem::Finder<'static>,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -300,6 +302,7 @@ impl Redactor {
             key,
             field_last,
             anchored,
+            key_end: memchr::memmem::Finder::new(b"\":"),
         })
     }
 
@@ -372,7 +375,7 @@ impl Redactor {
 
     /// Whether some `"…":` in `text` ends a key that a field rule matches.
     fn field_key_in(&self, text: &str) -> bool {
-        for at in memchr::memmem::find_iter(text.as_bytes(), b"\":") {
+        for at in self.key_end.find_iter(text.as_bytes()) {
             let key = &text[..at];
             let last = key.bytes().rev().find(|b| !matches!(b, b'_' | b'-'));
             if let Some(b) = last
