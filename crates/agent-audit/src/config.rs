@@ -22,6 +22,7 @@
 //! `audit-log.jsonl` in the working directory plus stdout.
 
 use std::fmt;
+use std::io::Read as _;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -356,7 +357,19 @@ impl Config {
                 max: MAX_CONFIG_BYTES,
             });
         }
-        let bytes = std::fs::read(path).map_err(read_err)?;
+        // A device or a pipe reports no size (`/dev/zero` would never end):
+        // read at most one byte past the limit, whatever the metadata said.
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(read_err)?;
+        if bytes.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge {
+                path: name,
+                size: bytes.len() as u64,
+                max: MAX_CONFIG_BYTES,
+            });
+        }
         let text = match String::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {

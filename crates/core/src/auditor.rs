@@ -215,6 +215,53 @@ fn kind_of(first: u8) -> &'static str {
     }
 }
 
+/// Deepest nesting of objects and arrays a payload may have, the payload
+/// object itself counting as 1. Deeper payloads fail
+/// [`EmitError::TooDeep`]: readers of the log (`serde_json`'s default
+/// recursion limit of 128, which the JSONL reader and verifier keep) could
+/// not parse the record, and serialising an unbounded depth could overflow
+/// the emitting thread's stack.
+pub const MAX_PAYLOAD_DEPTH: usize = 100;
+
+const TOO_DEEP: &str = "agent-audit: payload nesting exceeds MAX_PAYLOAD_DEPTH";
+
+/// serde_json's compact output, refusing to open more than
+/// [`MAX_PAYLOAD_DEPTH`] objects and arrays: the serialiser stops there, so
+/// no recursion goes deeper, whatever the payload.
+struct DepthLimit(usize);
+
+impl DepthLimit {
+    fn enter(&mut self) -> std::io::Result<()> {
+        self.0 += 1;
+        if self.0 > MAX_PAYLOAD_DEPTH {
+            return Err(std::io::Error::other(TOO_DEEP));
+        }
+        Ok(())
+    }
+}
+
+impl serde_json::ser::Formatter for DepthLimit {
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.enter()?;
+        w.write_all(b"[")
+    }
+
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0 -= 1;
+        w.write_all(b"]")
+    }
+
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.enter()?;
+        w.write_all(b"{")
+    }
+
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0 -= 1;
+        w.write_all(b"}")
+    }
+}
+
 /// Serialises everything from `event_type` to `payload` in schema order.
 pub(crate) fn serialize_draft<P: Serialize + ?Sized>(
     meta: RecordMeta,
@@ -244,7 +291,16 @@ pub(crate) fn serialize_draft<P: Serialize + ?Sized>(
     serde_json::to_writer(&mut out, &meta.agent.as_deref())?;
     out.extend_from_slice(b",\"payload\":");
     let payload_at = out.len();
-    serde_json::to_writer(&mut out, payload)?;
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, DepthLimit(0));
+    if let Err(e) = payload.serialize(&mut ser) {
+        return Err(if e.is_io() && e.to_string().contains(TOO_DEEP) {
+            EmitError::TooDeep {
+                max: MAX_PAYLOAD_DEPTH,
+            }
+        } else {
+            EmitError::Serialize(e)
+        });
+    }
     if out[payload_at] != b'{' {
         return Err(EmitError::PayloadNotObject {
             found: kind_of(out[payload_at]),

@@ -83,6 +83,15 @@ pub enum EmitError {
         /// The limit.
         max: usize,
     },
+    /// The payload nests objects and arrays deeper than
+    /// [`crate::MAX_PAYLOAD_DEPTH`]; nothing was written.
+    #[error(
+        "payload nests objects and arrays deeper than {max} levels; it was not written (readers of the log could not parse it)"
+    )]
+    TooDeep {
+        /// The limit.
+        max: usize,
+    },
     /// The dispatcher was shut down.
     #[error("the dispatcher is shut down")]
     Closed,

@@ -47,7 +47,7 @@ mod time;
 #[cfg(feature = "testing")]
 pub mod conformance;
 
-pub use auditor::{Auditor, Scope};
+pub use auditor::{Auditor, MAX_PAYLOAD_DEPTH, Scope};
 pub use dispatcher::{
     DeliveryError, Dispatcher, DispatcherBuilder, Health, Overflow, Receipt, ShutdownReport,
     SinkFailure, SinkHealth, SinkOptions, SinkReport,
