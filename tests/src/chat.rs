@@ -46,6 +46,9 @@ pub enum Script {
     /// 401 with an OpenAI-style body that masks the key as OpenAI does
     /// (`sk-abc***...wxyz`: first 3 and last 4 characters only).
     Unauthorized,
+    /// The tutorial, but the final answer's content carries bytes that are
+    /// not UTF-8 (`0xFF 0xFE`) inside the JSON string.
+    InvalidUtf8,
 }
 
 impl ChatServer {
@@ -119,7 +122,7 @@ fn serve(stream: TcpStream, script: Script, reqs: &Mutex<Vec<Request>>) {
                     "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}),
             )
         }
-        Script::Tutorial => {
+        Script::Tutorial | Script::InvalidUtf8 => {
             let has_tool_result = body["messages"]
                 .as_array()
                 .is_some_and(|m| m.iter().any(|m| m["role"] == "tool"));
@@ -142,7 +145,13 @@ fn serve(stream: TcpStream, script: Script, reqs: &Mutex<Vec<Request>>) {
             )
         }
     };
-    let text = reply.to_string();
+    let mut text = reply.to_string().into_bytes();
+    if script == Script::InvalidUtf8 {
+        let marker = b"1,234.56 USD";
+        if let Some(at) = text.windows(marker.len()).position(|w| w == marker) {
+            text.splice(at..at, [0xFF, 0xFE, b' ']);
+        }
+    }
     let head = format!(
         "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         if status == 200 { "OK" } else { "Unauthorized" },
@@ -150,7 +159,7 @@ fn serve(stream: TcpStream, script: Script, reqs: &Mutex<Vec<Request>>) {
     );
     let mut s = stream;
     let _ = s.write_all(head.as_bytes());
-    let _ = s.write_all(text.as_bytes());
+    let _ = s.write_all(&text);
     let _ = s.flush();
 }
 
