@@ -73,14 +73,19 @@ pub enum StdoutFormat {
     Pretty,
     /// The schema v1 JSON line, exactly as [`Record::encode_line`] writes it.
     ///
-    /// `prev` is this stream's own chain: `""` on the first line the sink
-    /// prints after it opens, then the lowercase hex SHA-256 of the previous
-    /// printed line's bytes (without its `\n`). A stream captured from one
-    /// process run therefore verifies on its own, and each restart starts a
-    /// new chain at `""`. The JSONL file sink keeps the durable chain that
-    /// continues across restarts; this one is a bonus for container logs.
+    /// `prev` is this stream's own chain: [`GENESIS`] (64 zeros, as the
+    /// JSONL sink's first line) on the first line the sink prints after it
+    /// opens, then the lowercase hex SHA-256 of the previous printed line's
+    /// bytes (without its `\n`), the JSONL sink's plain chain rule. A
+    /// stream captured from one process run therefore verifies on its own,
+    /// and each restart starts a new chain at [`GENESIS`]. The JSONL file
+    /// sink keeps the durable chain that continues across restarts (and the
+    /// keyed one); this one is a bonus for container logs.
     Json,
 }
+
+/// `prev` of the first JSON line a [`StdoutSink`] prints: 64 zeros.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The stdout-specific keys of a `[[sinks]]` entry with `type = "stdout"`.
 ///
@@ -172,7 +177,7 @@ impl<W: Write + Send + 'static> StdoutSink<W> {
             target: target.into(),
             writer,
             buf: Vec::with_capacity(16 * 1024),
-            prev: String::new(),
+            prev: GENESIS.to_string(),
             closed: false,
         }
     }

@@ -147,7 +147,8 @@ async fn json_is_the_exact_schema_line_with_its_own_chain() {
     let lines: Vec<&str> = text.lines().collect();
     let records = memory.records();
     assert_eq!(lines.len(), records.len());
-    let mut prev = String::new();
+    let mut prev = agent_audit_stdout::GENESIS.to_string();
+    assert_eq!(prev.len(), 64);
     for (line, record) in lines.iter().zip(&records) {
         // Byte-identical to what the JSONL file sink encodes, given the prev.
         let mut expected = Vec::new();
