@@ -105,6 +105,21 @@ async fn a_10_mib_payload_is_refused_whole_by_default_and_written_whole_when_the
     assert!(report.intact, "{:?}", report.problem);
 }
 
+#[test]
+fn a_record_limit_the_reader_could_not_read_back_is_a_configuration_error() {
+    for (value, line) in [("67108864", 3), ("0", 3)] {
+        let text = format!("[service]\nname = \"x\"\n[limits]\nmax_record_bytes = {value}\n");
+        let e = Config::parse(&text, "limits.toml").unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(&format!("limits.toml:{}:", line + 1))
+                && msg.contains("limits.max_record_bytes")
+                && msg.contains("16777216"),
+            "{msg}"
+        );
+    }
+}
+
 // ------------------------------------------------------------ depth
 
 /// A payload `depth` objects deep, generated while serialising (no deep
@@ -350,11 +365,7 @@ async fn control_characters_and_newlines_inside_strings_keep_one_record_on_one_l
         // escapes them. DEL, U+2028/2029 and bidi overrides stay raw (valid
         // JSON, not line breaks for a JSONL reader); the readable form below
         // escapes them.
-        assert!(
-            r.bytes.iter().all(|&b| b >= 0x20),
-            "{:?}",
-            r.bytes
-        );
+        assert!(r.bytes.iter().all(|&b| b >= 0x20), "{:?}", r.bytes);
     }
     let pretty = pretty.join().unwrap();
     assert_eq!(pretty.matches('\n').count(), payloads.len(), "{pretty}");

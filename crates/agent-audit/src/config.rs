@@ -94,6 +94,14 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Smallest `[limits] max_record_bytes`: below it ordinary records (about
+/// 400 bytes with their ids) would be refused.
+pub const MIN_RECORD_BYTES: usize = 4096;
+
+/// Largest `[limits] max_record_bytes`: the longest line the JSONL reader
+/// and verifier accept (16 MiB), so every record written can be read back.
+pub const MAX_RECORD_BYTES: usize = 16 << 20;
+
 fn default_max_record_bytes() -> usize {
     1 << 20
 }
@@ -403,6 +411,18 @@ impl Config {
                 message: inner.message().trim().to_string(),
             }
         })?;
+        let max = raw.limits.max_record_bytes;
+        if !(MIN_RECORD_BYTES..=MAX_RECORD_BYTES).contains(&max) {
+            return Err(ConfigError::Parse {
+                path: source.into(),
+                line: key_line(text, 0..text.len(), "max_record_bytes"),
+                column: 1,
+                key: Some("limits.max_record_bytes".into()),
+                message: format!(
+                    "{max} is out of range: a record limit must be between {MIN_RECORD_BYTES} and {MAX_RECORD_BYTES} bytes (the longest line the log's reader and verifier accept)"
+                ),
+            });
+        }
         let mut sinks = Vec::new();
         match raw.sinks {
             None => sinks = Config::default().sinks,
