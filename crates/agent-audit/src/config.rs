@@ -298,6 +298,8 @@ struct RawConfig {
 impl Default for Config {
     /// A JSONL file `audit-log.jsonl` in the working directory (fsync per
     /// batch, required) plus readable lines on stdout.
+    // Each push is feature-gated, which `vec![]` cannot express.
+    #[allow(clippy::vec_init_then_push)]
     fn default() -> Self {
         let mut sinks = Vec::new();
         #[cfg(feature = "jsonl")]

@@ -24,6 +24,18 @@ enum Command {
     Run(cmd::run::Args),
     /// Print records readably, filtered.
     Show(cmd::show::Args),
+    /// Print the last records and follow the file, across rotation.
+    Tail(cmd::tail::Args),
+    /// Summarise records: counts, model latency and tokens, tool errors, gaps.
+    Stats(cmd::stats::Args),
+    /// One request as a tree of agent turns, model calls and tool calls.
+    Timeline(cmd::timeline::Args),
+    /// One request as a self-contained HTML report.
+    Report(cmd::report::Args),
+    /// Check the hash chain, seq continuity and checkpoint signatures.
+    Verify(cmd::verify::Args),
+    /// Write an Ed25519 key pair for signed checkpoints.
+    Keygen(cmd::keygen::Args),
     /// Push records through the configured sinks and report throughput.
     Bench(cmd::bench::Args),
 }
@@ -52,6 +64,12 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run(a) => cmd::run::run(a).await,
             Command::Show(a) => cmd::show::run(a),
+            Command::Tail(a) => cmd::tail::run(a),
+            Command::Stats(a) => cmd::stats::run(a),
+            Command::Timeline(a) => cmd::timeline::run(a),
+            Command::Report(a) => cmd::report::run(a),
+            Command::Verify(a) => cmd::verify::run(a),
+            Command::Keygen(a) => cmd::keygen::run(a),
             Command::Bench(a) => cmd::bench::run(a).await,
         }
     });

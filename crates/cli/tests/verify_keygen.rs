@@ -72,6 +72,7 @@ async fn write_log(dir: &Path, n: u64, key: bool, signer: Option<Signer>) -> (Pa
                 interval: Duration::from_secs(3600),
             },
         )
+        .unwrap()
     });
     let a = Auditor::new(d.clone()).for_request(Some("r1"));
     for i in 0..n {

@@ -51,16 +51,27 @@ pub enum FailureKind {
     Permanent,
 }
 
-/// A sink's failure, with its cause kept as the error source.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{source}")]
+/// A sink's failure, with its cause kept as the error source (so
+/// `error.source().downcast_ref::<YourSinkError>()` works).
+#[derive(Debug, Clone)]
 pub struct SinkError {
     kind: FailureKind,
     /// Records of the batch the destination refused, when it said how many
     /// (an OTLP `partial_success`); `None` means the whole batch failed.
     rejected: Option<u64>,
-    #[source]
     source: Arc<dyn std::error::Error + Send + Sync>,
+}
+
+impl fmt::Display for SinkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.source, f)
+    }
+}
+
+impl std::error::Error for SinkError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
 }
 
 impl SinkError {
