@@ -78,6 +78,7 @@ async fn write(path: &Path, n: u64, scenario: Scenario) -> Duration {
             Signer::generate(),
             CheckpointOptions::default(),
         )
+        .expect("checkpointer")
     });
     let a = Auditor::new(d.clone())
         .for_request(None)

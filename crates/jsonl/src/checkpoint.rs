@@ -327,6 +327,11 @@ pub enum CheckpointError {
     /// The background task ended abnormally (it panicked).
     #[error("the checkpoint task ended abnormally: {0}")]
     Task(String),
+    /// [`Checkpointer::start`] was called outside a Tokio runtime.
+    #[error(
+        "the checkpointer must be started inside a Tokio runtime (with its time driver enabled): {0}"
+    )]
+    NoRuntime(String),
 }
 
 /// What a [`Checkpointer`] did.
@@ -393,7 +398,7 @@ struct Shared {
 ///     head,
 ///     signer,
 ///     CheckpointOptions { every: 2, interval: Duration::from_secs(60) },
-/// );
+/// )?;
 /// let audit = Auditor::new(dispatcher.clone()).for_request(None);
 /// for i in 0..5 {
 ///     audit.emit(EventType::ToolCall, &serde_json::json!({"i": i})).await?;
@@ -427,14 +432,17 @@ impl fmt::Debug for Checkpointer {
 impl Checkpointer {
     /// Starts checkpointing the chain behind `head` (from
     /// [`JsonlSink::head_handle`](crate::JsonlSink::head_handle)), emitting
-    /// through `auditor`. Spawns a task on the current Tokio runtime, so
-    /// call it from within one, after the dispatcher has started.
+    /// through `auditor`. Spawns a task on the current Tokio runtime, which
+    /// needs its time driver (`enable_all` or `enable_time`); call it after
+    /// the dispatcher has started.
     pub fn start(
         auditor: Auditor,
         head: HeadHandle,
         signer: Signer,
         options: CheckpointOptions,
-    ) -> Checkpointer {
+    ) -> Result<Checkpointer, CheckpointError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| CheckpointError::NoRuntime(e.to_string()))?;
         let options = CheckpointOptions {
             every: options.every.max(1),
             interval: options.interval.max(Duration::from_millis(1)),
@@ -457,11 +465,11 @@ impl Checkpointer {
             }),
             stop: Notify::new(),
         });
-        let task = tokio::spawn(run(shared.clone()));
-        Checkpointer {
+        let task = runtime.spawn(run(shared.clone()));
+        Ok(Checkpointer {
             shared,
             task: Some(task),
-        }
+        })
     }
 
     /// Emits a checkpoint now if lines were written since the last one;

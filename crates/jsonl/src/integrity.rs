@@ -126,6 +126,9 @@ pub enum IntegrityError {
     /// The signing key could not be loaded.
     #[error("[integrity] signing_key_file: {0}")]
     SigningKey(#[from] KeyError),
+    /// The checkpointer could not start.
+    #[error(transparent)]
+    Checkpointer(#[from] crate::checkpoint::CheckpointError),
 }
 
 /// Reads a chain key from environment variable `var`: its bytes as they
@@ -216,8 +219,14 @@ impl IntegrityConfig {
         auditor: Auditor,
         head: HeadHandle,
     ) -> Result<Option<Checkpointer>, IntegrityError> {
-        Ok(self
-            .signer()?
-            .map(|signer| Checkpointer::start(auditor, head, signer, self.checkpoint_options())))
+        match self.signer()? {
+            Some(signer) => Ok(Some(Checkpointer::start(
+                auditor,
+                head,
+                signer,
+                self.checkpoint_options(),
+            )?)),
+            None => Ok(None),
+        }
     }
 }

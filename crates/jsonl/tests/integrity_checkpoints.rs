@@ -246,7 +246,8 @@ async fn an_interval_checkpoint_comes_while_records_flow() {
             every: 1_000_000,
             interval: Duration::from_millis(20),
         },
-    );
+    )
+    .unwrap();
     let a = Auditor::new(d.clone());
     let r = a
         .emit_wait(EventType::ToolCall, &tool_call(1), AckLevel::Written)
@@ -348,4 +349,29 @@ fn the_integrity_section_parses_from_toml_and_rejects_unknown_keys() {
             .contains("AGENT_AUDIT_TEST_SURELY_UNSET_KEY is not set"),
         "{err}"
     );
+}
+
+#[test]
+fn a_checkpointer_outside_a_runtime_is_an_error_not_a_panic() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sink = JsonlSink::new(JsonlOptions::new(dir.path().join("a.jsonl"))).unwrap();
+    let head = sink.head_handle();
+    let d = rt.block_on(async {
+        Dispatcher::builder()
+            .sink(SinkOptions::new("jsonl"), sink)
+            .start()
+            .await
+            .unwrap()
+    });
+    // Called from a plain thread, not from inside the runtime.
+    let err = Checkpointer::start(
+        Auditor::new(d.clone()),
+        head,
+        Signer::generate(),
+        CheckpointOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("Tokio runtime"), "{err}");
+    rt.block_on(d.shutdown(SHUTDOWN));
 }

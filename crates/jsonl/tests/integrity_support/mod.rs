@@ -87,7 +87,8 @@ pub async fn write_signed_log(
             every,
             interval: Duration::from_secs(3600),
         },
-    );
+    )
+    .unwrap();
     let a = Auditor::new(d.clone())
         .for_request(Some("r1"))
         .with_agent("assistant");
