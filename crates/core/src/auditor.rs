@@ -174,7 +174,13 @@ impl Auditor {
             parent_span_id: self.scope.parent_span_id,
             agent: self.scope.agent.clone(),
         };
-        let draft = match self.dispatcher.filter() {
+        // A checkpoint holds only seqs, hashes and a signature, and
+        // rewriting any of them would break the signature.
+        let filter = self
+            .dispatcher
+            .filter()
+            .filter(|_| meta.event_type != EventType::Checkpoint);
+        let draft = match filter {
             Some(filter) => {
                 // Most payloads hold nothing to redact: a filter that can
                 // tell so from the text spares the Value round trip.
