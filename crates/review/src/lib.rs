@@ -79,6 +79,26 @@ pub mod text;
 pub mod timeline;
 
 pub use error::ReviewError;
+
+/// The Rust examples of the documentation, compiled and run as doc tests
+/// so that a documented example cannot silently stop working.
+#[cfg(doctest)]
+pub mod docs {
+    #[doc = include_str!("../../../docs/integrating.md")]
+    pub struct Integrating;
+    #[doc = include_str!("../../../docs/architecture.md")]
+    pub struct Architecture;
+    #[doc = include_str!("../../../docs/schema.md")]
+    pub struct Schema;
+    #[doc = include_str!("../../../docs/configuration.md")]
+    pub struct Configuration;
+    #[doc = include_str!("../../../docs/operations.md")]
+    pub struct Operations;
+    #[doc = include_str!("../../../docs/integrity.md")]
+    pub struct Integrity;
+    #[doc = include_str!("../../../README.md")]
+    pub struct Readme;
+}
 pub use filter::{Filter, parse_time};
 pub use follow::{FollowEvent, Follower, StartAt};
 pub use source::{Entry, Loaded, Source, SourceFile, SourceOptions, load};
