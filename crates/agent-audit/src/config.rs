@@ -53,6 +53,9 @@ pub struct Config {
     /// `[model]`.
     #[cfg(feature = "agents")]
     pub model: Option<agent_audit_agents::ModelConfig>,
+    /// `[integrity]`: the chain key and signed checkpoints.
+    #[cfg(feature = "jsonl")]
+    pub integrity: Option<agent_audit_jsonl::integrity::IntegrityConfig>,
 }
 
 /// `[service]`: who is emitting.
@@ -193,6 +196,16 @@ pub enum ConfigError {
         /// First line with an invalid byte.
         line: usize,
     },
+    /// A section whose values are well-formed but do not fit together.
+    #[error("{path}: [{section}]: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The section.
+        section: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// A syntax error, unknown key, wrong type or bad value.
     #[error("{}", format_parse(path, *line, *column, key.as_deref(), message))]
     Parse {
@@ -273,6 +286,17 @@ pub enum BuildError {
         #[source]
         source: agent_audit_redact::RedactError,
     },
+    /// The chain key or signing key could not be loaded, or checkpoints
+    /// could not start.
+    #[cfg(feature = "jsonl")]
+    #[error("{source_file}: [integrity]: {source}")]
+    Integrity {
+        /// Configuration file.
+        source_file: String,
+        /// Cause.
+        #[source]
+        source: agent_audit_jsonl::integrity::IntegrityError,
+    },
     /// A sink failed to open, or the dispatcher could not start.
     #[error(transparent)]
     Start(#[from] StartError),
@@ -293,6 +317,9 @@ struct RawConfig {
     #[cfg(feature = "agents")]
     #[serde(default)]
     model: Option<agent_audit_agents::ModelConfig>,
+    #[cfg(feature = "jsonl")]
+    #[serde(default)]
+    integrity: Option<agent_audit_jsonl::integrity::IntegrityConfig>,
 }
 
 impl Default for Config {
@@ -329,6 +356,8 @@ impl Default for Config {
             redaction: None,
             #[cfg(feature = "agents")]
             model: None,
+            #[cfg(feature = "jsonl")]
+            integrity: None,
         }
     }
 }
@@ -388,7 +417,15 @@ impl Config {
                 return Err(ConfigError::NotUtf8 { path: name, line });
             }
         };
-        Config::parse(&text, &name)
+        #[allow(unused_mut)]
+        let mut config = Config::parse(&text, &name)?;
+        // A key file named in the configuration is found beside it, not
+        // wherever the process happens to run.
+        #[cfg(feature = "jsonl")]
+        if let (Some(integrity), Some(dir)) = (&mut config.integrity, path.parent()) {
+            integrity.resolve_paths(dir);
+        }
+        Ok(config)
     }
 
     /// Parses configuration text; `source` names it in errors.
@@ -450,6 +487,14 @@ impl Config {
                 }
             }
         }
+        #[cfg(feature = "jsonl")]
+        if let Some(integrity) = &raw.integrity {
+            integrity.validate().map_err(|e| ConfigError::Invalid {
+                path: source.into(),
+                section: "integrity",
+                message: e.to_string(),
+            })?;
+        }
         Ok(Config {
             source: source.into(),
             service: raw.service,
@@ -459,17 +504,67 @@ impl Config {
             redaction: raw.redaction,
             #[cfg(feature = "agents")]
             model: raw.model,
+            #[cfg(feature = "jsonl")]
+            integrity: raw.integrity,
         })
     }
 
-    /// Opens every sink and starts the dispatcher.
+    /// Opens every sink and starts the dispatcher, with signed checkpoints
+    /// when `[integrity] signing_key_file` is set (the last one is written
+    /// by [`Dispatcher::shutdown`]).
     pub async fn start(&self) -> Result<Dispatcher, BuildError> {
-        Ok(self.builder()?.start().await?)
+        self.start_with(|b| b).await
+    }
+
+    /// Like [`Config::start`], letting `extend` add sinks of your own.
+    pub async fn start_with(
+        &self,
+        extend: impl FnOnce(DispatcherBuilder) -> DispatcherBuilder,
+    ) -> Result<Dispatcher, BuildError> {
+        let (builder, head) = self.assemble()?;
+        let dispatcher = extend(builder).start().await?;
+        #[cfg(feature = "jsonl")]
+        if let (Some(integrity), Some(head)) = (&self.integrity, head) {
+            let auditor =
+                agent_audit_core::Auditor::new(dispatcher.clone()).with_agent("agent-audit");
+            let started = integrity
+                .start_checkpointer(auditor, head)
+                .map_err(|source| BuildError::Integrity {
+                    source_file: self.source.clone(),
+                    source,
+                });
+            let checkpointer = match started {
+                Ok(c) => c,
+                Err(e) => {
+                    dispatcher.shutdown(std::time::Duration::from_secs(5)).await;
+                    return Err(e);
+                }
+            };
+            if let Some(checkpointer) = checkpointer {
+                dispatcher.before_shutdown(move || async move {
+                    // The emit error behind a failed final checkpoint is
+                    // already counted and reported by the dispatcher; this
+                    // says which record it was.
+                    if let Err(e) = checkpointer.finish().await {
+                        eprintln!("agent-audit: the final signed checkpoint was not written: {e}");
+                    }
+                });
+            }
+        }
+        #[cfg(not(feature = "jsonl"))]
+        let _ = head;
+        Ok(dispatcher)
     }
 
     /// A dispatcher builder with every configured sink and the redaction
-    /// filter, for callers that add sinks of their own.
+    /// filter, for callers that assemble the dispatcher themselves. Signed
+    /// checkpoints need [`Config::start_with`] instead.
     pub fn builder(&self) -> Result<DispatcherBuilder, BuildError> {
+        Ok(self.assemble()?.0)
+    }
+
+    fn assemble(&self) -> Result<(DispatcherBuilder, Option<Head>), BuildError> {
+        let mut head = None;
         let mut b = Dispatcher::builder().max_record_bytes(self.limits.max_record_bytes);
         #[cfg(feature = "redact")]
         {
@@ -489,10 +584,28 @@ impl Config {
                 .required(s.required);
             let sink: Box<dyn agent_audit_core::Sink> = match &s.kind {
                 #[cfg(feature = "jsonl")]
-                SinkKind::Jsonl(o) => Box::new(
-                    agent_audit_jsonl::JsonlSink::new(o.clone())
-                        .map_err(|e| sink_error(self, s, e))?,
-                ),
+                SinkKind::Jsonl(o) => {
+                    let mut o = o.clone();
+                    if let Some(integrity) = &self.integrity {
+                        integrity.apply_chain_key(&mut o).map_err(|source| {
+                            BuildError::Integrity {
+                                source_file: self.source.clone(),
+                                source,
+                            }
+                        })?;
+                    }
+                    let sink =
+                        agent_audit_jsonl::JsonlSink::new(o).map_err(|e| sink_error(self, s, e))?;
+                    let wanted = self
+                        .integrity
+                        .as_ref()
+                        .and_then(|i| i.sink.as_deref())
+                        .is_none_or(|name| name == s.name);
+                    if head.is_none() && wanted {
+                        head = Some(sink.head_handle());
+                    }
+                    Box::new(sink)
+                }
                 #[cfg(feature = "stdout")]
                 SinkKind::Stdout(o) => Box::new(agent_audit_stdout::StdoutSink::stdout(o.clone())),
                 #[cfg(feature = "otlp")]
@@ -503,9 +616,14 @@ impl Config {
             };
             b = b.boxed_sink(options, sink);
         }
-        Ok(b)
+        Ok((b, head))
     }
 }
+
+#[cfg(feature = "jsonl")]
+type Head = agent_audit_jsonl::HeadHandle;
+#[cfg(not(feature = "jsonl"))]
+type Head = ();
 
 fn sink_error(config: &Config, sink: &SinkConfig, e: impl fmt::Display) -> BuildError {
     BuildError::Sink {

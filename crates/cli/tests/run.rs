@@ -365,3 +365,71 @@ fn a_second_process_on_a_file_in_use_gets_a_clear_error() {
     assert!(err.contains("shared.jsonl"), "{err}");
     assert!(err.contains("in use") || err.contains("locked"), "{err}");
 }
+
+#[test]
+fn integrity_from_configuration_gives_a_keyed_chain_with_signed_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let keygen = agent_audit(dir.path(), &["keygen", "--out", "keys"]);
+    assert!(keygen.status.success(), "{}", text(&keygen.stderr));
+    // The key file is found beside the configuration, wherever the process runs.
+    std::fs::create_dir(dir.path().join("elsewhere")).unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "[[sinks]]\ntype = \"jsonl\"\npath = \"audit-log.jsonl\"\n\n[integrity]\nkey_env = \"TEST_CHAIN_KEY\"\nsigning_key_file = \"keys/audit-signing-key.pem\"\ncheckpoint_every = 3\n",
+    );
+    let key = "a-chain-key-of-32-bytes-at-least";
+    let run = Command::new(env!("CARGO_BIN_EXE_agent-audit"))
+        .args(["run", "--config", &cfg, PROMPT])
+        .current_dir(dir.path().join("elsewhere"))
+        .env("TEST_CHAIN_KEY", key)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let log = dir.path().join("elsewhere/audit-log.jsonl");
+    let checkpoints = lines(&log)
+        .iter()
+        .filter(|l| json(l)["event_type"] == "checkpoint")
+        .count();
+    assert!(
+        checkpoints >= 2,
+        "after 3 records and at shutdown: {checkpoints}"
+    );
+    let verify = |with_key: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_agent-audit"));
+        c.args([
+            "verify",
+            "--public-key",
+            "keys/audit-signing-key.pub.pem",
+            log.to_str().unwrap(),
+        ])
+        .current_dir(dir.path());
+        if with_key {
+            c.args(["--key-env", "TEST_CHAIN_KEY"])
+                .env("TEST_CHAIN_KEY", key);
+        }
+        c.output().unwrap()
+    };
+    let ok = verify(true);
+    assert!(
+        ok.status.success(),
+        "{}{}",
+        text(&ok.stdout),
+        text(&ok.stderr)
+    );
+    assert!(text(&ok.stdout).contains("hmac-sha256"));
+    let without_key = verify(false);
+    assert_eq!(
+        without_key.status.code(),
+        Some(1),
+        "a keyed chain fails plain verification"
+    );
+
+    // Without the key in the environment the run refuses to start.
+    let run = agent_audit(dir.path(), &["run", "--config", &cfg, PROMPT]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        text(&run.stderr).contains("TEST_CHAIN_KEY"),
+        "{}",
+        text(&run.stderr)
+    );
+}

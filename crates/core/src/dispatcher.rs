@@ -161,6 +161,7 @@ impl DispatcherBuilder {
             closed: AtomicBool::new(false),
             shut_down: AtomicBool::new(false),
             trace_id: TraceId::random(),
+            before_shutdown: Mutex::new(Vec::new()),
         });
         let d = Dispatcher { shared };
         for (sink, notice) in notices {
@@ -196,7 +197,11 @@ struct Shared {
     closed: AtomicBool,
     shut_down: AtomicBool,
     trace_id: TraceId,
+    before_shutdown: Mutex<Vec<ShutdownHook>>,
 }
+
+type ShutdownHook =
+    Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send>;
 
 struct Order {
     next_seq: u64,
@@ -320,6 +325,17 @@ impl Dispatcher {
         })
     }
 
+    /// Runs `hook` at the start of [`Dispatcher::shutdown`], while records
+    /// can still be emitted: a component that writes a last record (a
+    /// signed checkpoint) registers here. Hooks run once, in order.
+    pub fn before_shutdown<F, Fut>(&self, hook: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        lock(&self.shared.before_shutdown).push(Box::new(move || Box::pin(hook())));
+    }
+
     /// Counters per sink, right now.
     pub fn health(&self) -> Health {
         Health {
@@ -333,6 +349,12 @@ impl Dispatcher {
     /// sink what happened; all within `timeout`, of which the last tenth
     /// is kept for those final gap records when a sink is stuck.
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        // Hooks still emit (a final signed checkpoint, say), so they run
+        // before the dispatcher closes.
+        let hooks = std::mem::take(&mut *lock(&self.shared.before_shutdown));
+        for hook in hooks {
+            hook().await;
+        }
         let deadline = Instant::now() + timeout;
         let drain_until = deadline - timeout / 10;
         let shared = &self.shared;
