@@ -129,12 +129,17 @@ impl Chain {
     /// Advances over `line` (exact bytes, without the newline) and returns
     /// the new head in hex: the `prev` of the line after it.
     pub fn next(&mut self, line: &[u8]) -> &str {
+        self.advance(line);
+        self.head()
+    }
+
+    /// [`Chain::next`] without returning the head (the writer's hot path).
+    pub(crate) fn advance(&mut self, line: &[u8]) {
         let digest = self.hash(line);
         for (i, b) in digest.iter().enumerate() {
             self.head[2 * i] = HEX[(b >> 4) as usize];
             self.head[2 * i + 1] = HEX[(b & 15) as usize];
         }
-        self.head()
     }
 }
 

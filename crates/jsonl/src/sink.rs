@@ -443,7 +443,7 @@ impl JsonlSink {
             let line_start = buf.len();
             let prev_head = self.chain.head_raw();
             r.encode_line(self.chain.head(), buf);
-            self.chain.next(&buf[line_start..]);
+            self.chain.advance(&buf[line_start..]);
             buf.push(b'\n');
             if let Some(limit) = limit {
                 let active = self.active.as_ref().ok_or_else(|| self.not_open())?;
@@ -648,7 +648,9 @@ impl JsonlSink {
         let found = if len == 0 {
             String::new()
         } else {
-            format!(" (it already held {len} bytes not written by this sink; they are left as they are)")
+            format!(
+                " (it already held {len} bytes not written by this sink; they are left as they are)"
+            )
         };
         self.notices.push(format!(
             "audit log {} {what} ({last} in the old file); reopened {}{found} and continued the chain from its last line (prev {})",
