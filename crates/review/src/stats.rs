@@ -179,7 +179,11 @@ pub struct Stats {
     pub models: BTreeMap<String, ModelStats>,
     /// Per tool.
     pub tools: BTreeMap<String, ToolStats>,
-    /// Holes in seq numbers, per log.
+    /// How many holes in seq numbers were found, per log.
+    pub seq_gap_count: u64,
+    /// How many seqs those holes miss in all.
+    pub seq_missing: u64,
+    /// The first [`MAX_LISTED`] holes.
     pub seq_gaps: Vec<SeqGap>,
     /// Records whose seq is not above the previous record's of the same
     /// log (reordered or duplicated lines).
@@ -237,6 +241,8 @@ pub struct StatsBuilder {
     models: BTreeMap<String, ModelAcc>,
     tools: BTreeMap<String, ToolAcc>,
     last_seq: HashMap<usize, u64>,
+    seq_gap_count: u64,
+    seq_missing: u64,
     seq_gaps: Vec<SeqGap>,
     seq_out_of_order: u64,
     audit_gaps: u64,
@@ -308,13 +314,19 @@ impl StatsBuilder {
         bump(&mut self.by_agent, r.agent.as_deref().unwrap_or("-"));
 
         match self.last_seq.insert(entry.log, r.seq) {
-            Some(prev) if r.seq > prev + 1 => self.seq_gaps.push(SeqGap {
-                file: entry.file.display().to_string(),
-                line: entry.line,
-                after: prev,
-                next: r.seq,
-                missing: r.seq - prev - 1,
-            }),
+            Some(prev) if r.seq > prev + 1 => {
+                self.seq_gap_count += 1;
+                self.seq_missing += r.seq - prev - 1;
+                if self.seq_gaps.len() < MAX_LISTED {
+                    self.seq_gaps.push(SeqGap {
+                        file: entry.file.display().to_string(),
+                        line: entry.line,
+                        after: prev,
+                        next: r.seq,
+                        missing: r.seq - prev - 1,
+                    });
+                }
+            }
             Some(prev) if r.seq <= prev => self.seq_out_of_order += 1,
             _ => {}
         }
@@ -426,6 +438,8 @@ impl StatsBuilder {
             by_tool: self.by_tool,
             models,
             tools,
+            seq_gap_count: self.seq_gap_count,
+            seq_missing: self.seq_missing,
             seq_gaps: self.seq_gaps,
             seq_out_of_order: self.seq_out_of_order,
             audit_gaps: self.audit_gaps,
@@ -434,6 +448,17 @@ impl StatsBuilder {
             unreadable_lines: self.unreadable_lines,
             unreadable: self.unreadable,
         }
+    }
+}
+
+/// `… and N more` under a list cut at [`MAX_LISTED`].
+fn more(out: &mut String, total: u64, listed: usize) {
+    if total > listed as u64 {
+        let _ = writeln!(
+            out,
+            "    … and {} more (the first {MAX_LISTED} are listed)",
+            total - listed as u64
+        );
     }
 }
 
@@ -582,13 +607,25 @@ impl Stats {
         if self.seq_gaps.is_empty() && self.seq_out_of_order == 0 && self.audit_gaps == 0 {
             let _ = writeln!(out, "  seq: contiguous, no audit_gap record");
         } else {
+            if self.seq_gap_count > 0 {
+                let _ = writeln!(
+                    out,
+                    "  {} seq gap(s), {} seq(s) missing:",
+                    self.seq_gap_count, self.seq_missing
+                );
+            }
             for g in &self.seq_gaps {
                 let _ = writeln!(
                     out,
-                    "  seq gap: {} missing after seq {} (next is {} at {}:{})",
-                    g.missing, g.after, g.next, g.file, g.line
+                    "    seq gap: {} missing after seq {} (next is {} at {}:{})",
+                    g.missing,
+                    g.after,
+                    g.next,
+                    one_line(&g.file),
+                    g.line
                 );
             }
+            more(&mut out, self.seq_gap_count, self.seq_gaps.len());
             if self.seq_out_of_order > 0 {
                 let _ = writeln!(
                     out,
@@ -617,7 +654,7 @@ impl Stats {
                 let _ = writeln!(
                     out,
                     "    {}:{} #{} {} {} {}",
-                    e.file,
+                    one_line(&e.file),
                     e.line,
                     e.seq,
                     e.event_type,
@@ -625,6 +662,11 @@ impl Stats {
                     e.summary
                 );
             }
+            more(
+                &mut out,
+                self.errors_by_type.values().sum(),
+                self.errors.len(),
+            );
         }
         if self.unreadable_lines == 0 {
             let _ = writeln!(out, "  every line is a record");
@@ -633,6 +675,7 @@ impl Stats {
             for u in &self.unreadable {
                 let _ = writeln!(out, "    {}", one_line(u));
             }
+            more(&mut out, self.unreadable_lines, self.unreadable.len());
         }
         out
     }

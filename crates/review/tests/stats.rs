@@ -255,6 +255,7 @@ async fn lost_lines_and_damaged_lines_are_found() {
         .map(|g| (g.after, g.next, g.missing))
         .collect();
     assert_eq!(gaps, [(9, 13, 3), (19, 21, 1)]);
+    assert_eq!((stats.seq_gap_count, stats.seq_missing), (2, 4));
     assert_eq!(stats.seq_gaps[0].line, 10, "the line after the hole");
     assert_eq!(stats.records, raw.len() as u64 - 5);
     assert_eq!(stats.unreadable_lines, 1);
@@ -264,6 +265,7 @@ async fn lost_lines_and_damaged_lines_are_found() {
         stats.unreadable[0]
     );
     let text = stats.render_text();
+    assert!(text.contains("2 seq gap(s), 4 seq(s) missing"), "{text}");
     assert!(text.contains("seq gap: 3 missing after seq 9"), "{text}");
     assert!(text.contains("1 unreadable line(s)"), "{text}");
 }
