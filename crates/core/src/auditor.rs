@@ -273,7 +273,7 @@ pub(crate) fn serialize_draft<P: Serialize + ?Sized>(
     meta: RecordMeta,
     payload: &P,
 ) -> Result<Draft, EmitError> {
-    let mut out: Vec<u8> = Vec::with_capacity(384);
+    let mut out: Vec<u8> = Vec::with_capacity(640);
     out.extend_from_slice(b"\"event_type\":");
     serde_json::to_writer(&mut out, meta.event_type.as_str())?;
     out.extend_from_slice(b",\"request_id\":");
@@ -281,14 +281,14 @@ pub(crate) fn serialize_draft<P: Serialize + ?Sized>(
     out.extend_from_slice(b",\"correlation_id\":");
     serde_json::to_writer(&mut out, &meta.correlation_id.as_deref())?;
     out.extend_from_slice(b",\"trace_id\":\"");
-    out.extend_from_slice(meta.trace_id.to_string().as_bytes());
+    meta.trace_id.push_hex(&mut out);
     out.extend_from_slice(b"\",\"span_id\":\"");
-    out.extend_from_slice(meta.span_id.to_string().as_bytes());
+    meta.span_id.push_hex(&mut out);
     out.extend_from_slice(b"\",\"parent_span_id\":");
     match meta.parent_span_id {
         Some(p) => {
             out.push(b'"');
-            out.extend_from_slice(p.to_string().as_bytes());
+            p.push_hex(&mut out);
             out.push(b'"');
         }
         None => out.extend_from_slice(b"null"),
@@ -318,7 +318,7 @@ pub(crate) fn serialize_draft<P: Serialize + ?Sized>(
     })?;
     Ok(Draft {
         meta,
-        body: body.into_boxed_str(),
+        body,
         payload_at,
     })
 }
@@ -342,7 +342,7 @@ pub(crate) fn empty_draft(trace_id: TraceId) -> Draft {
     let payload_at = body.len() - 2;
     Draft {
         meta,
-        body: body.into_boxed_str(),
+        body,
         payload_at,
     }
 }

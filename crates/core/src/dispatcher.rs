@@ -210,7 +210,7 @@ struct Order {
 /// A record body serialised on the emitting thread.
 pub(crate) struct Draft {
     pub(crate) meta: RecordMeta,
-    pub(crate) body: Box<str>,
+    pub(crate) body: String,
     pub(crate) payload_at: usize,
 }
 
@@ -833,8 +833,11 @@ impl SinkSlot {
         }
         self.pushed.fetch_max(record.seq + 1, Ordering::AcqRel);
         q.items.push_back(record);
-        if q.worker_sleeping {
-            q.worker_sleeping = false;
+        let wake = std::mem::replace(&mut q.worker_sleeping, false);
+        // Waking after unlocking spares the worker blocking on the lock it
+        // was just woken to take.
+        drop(q);
+        if wake {
             self.not_empty.notify_one();
         }
         true

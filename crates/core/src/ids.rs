@@ -78,6 +78,14 @@ macro_rules! w3c_id {
             pub fn random() -> Self {
                 $name(random_nonzero())
             }
+            /// Appends the id's lowercase hex digits without allocating.
+            pub(crate) fn push_hex(self, out: &mut Vec<u8>) {
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                for b in self.0 {
+                    out.push(DIGITS[(b >> 4) as usize]);
+                    out.push(DIGITS[(b & 15) as usize]);
+                }
+            }
             /// The id's bytes, as carried on the wire by OTLP.
             pub fn to_bytes(self) -> [u8; $n] {
                 self.0

@@ -149,7 +149,7 @@ pub struct Record {
     pub parent_span_id: Option<SpanId>,
     /// Name of the emitting agent.
     pub agent: Option<Arc<str>>,
-    body: Box<str>,
+    body: String,
     payload_at: usize,
 }
 
@@ -160,7 +160,7 @@ impl Record {
         seq: u64,
         ts: Timestamp,
         meta: RecordMeta,
-        body: Box<str>,
+        body: String,
         payload_at: usize,
     ) -> Record {
         Record {
