@@ -1,1 +1,96 @@
-//! Placeholder.
+//! # agent-audit-otlp
+//!
+//! An agent-audit [`Sink`](agent_audit_core::Sink) that exports every audit
+//! record to an OpenTelemetry Collector as one OTLP LogRecord, over gRPC,
+//! HTTP/protobuf or HTTP/JSON, and acknowledges
+//! [`AckLevel::Exported`](agent_audit_core::AckLevel::Exported) only after
+//! the collector answered success with nothing rejected.
+//!
+//! Unlike the OpenTelemetry SDK's batch processor, nothing stands between
+//! the record and the wire that could drop it silently: the dispatcher's
+//! bounded queue (with its `block | drop_newest | fail_closed` policy) holds
+//! records while a request is retried, a `partial_success` rejection fails
+//! exactly the records the collector refused
+//! ([`SinkError::rejected`](agent_audit_core::SinkError::rejected)), and a
+//! collector that stays down past the retry budget fails the batch with an
+//! error naming the endpoint.
+//!
+//! ## Mapping
+//!
+//! | LogRecord field | from the record |
+//! |---|---|
+//! | `event_name` | `agent_audit.<event_type>` |
+//! | `body` | the payload as an AnyValue map (key order kept) |
+//! | `time_unix_nano` / `observed_time_unix_nano` | `ts` / the export time |
+//! | `severity_number` | INFO, or ERROR for `*_error` and `audit_gap` |
+//! | `trace_id`, `span_id` | the record's W3C ids |
+//! | attributes | `audit.seq`, `audit.request_id`, `audit.prev` (this sink's SHA-256 chain over the records' JSON lines, starting from 64 zeros), `audit.parent_span_id`, `gen_ai.conversation.id` (correlation id), `gen_ai.agent.name`, `gen_ai.operation.name` (`invoke_agent`, `chat`, `execute_tool`), and from the payload where present: `gen_ai.tool.name` (`tool`), `gen_ai.tool.call.id` (`call_id`), `gen_ai.request.model` (`model`), `gen_ai.usage.input_tokens` (`usage.input_tokens` or `usage.prompt_tokens`), `gen_ai.usage.output_tokens` (`usage.output_tokens` or `usage.completion_tokens`) |
+//! | resource | `service.name`, `service.version`, `host.name` ([`ServiceInfo`]) |
+//!
+//! ## Usage
+//!
+//! The facade deserialises the `[[sinks]] type = "otlp"` table (without the
+//! dispatcher's keys `type`, `name`, `required`, `overflow`, `queue`) into
+//! an [`OtlpConfig`] and builds the sink with [`OtlpSink::from_config`]:
+//!
+//! ```
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::time::Duration;
+//! use agent_audit_core::{AckLevel, Auditor, Dispatcher, EventType, SinkOptions};
+//! use agent_audit_otlp::{OtlpConfig, OtlpSink, ServiceInfo};
+//!
+//! // Port 9 on loopback has no collector: the record cannot be exported,
+//! // and the receipt says so instead of claiming success.
+//! let config: OtlpConfig = toml::from_str(r#"
+//!     endpoint = "http://127.0.0.1:9"
+//!     protocol = "grpc"
+//!     compression = "gzip"
+//!     retry = { max_elapsed_ms = 0 }
+//! "#)?;
+//! let sink = OtlpSink::from_config(&config, ServiceInfo::new("billing-agent").with_version("1.4.0"))?;
+//! let dispatcher = Dispatcher::builder()
+//!     .sink(SinkOptions::new("collector").required(false).max_batch(config.batch_size()), sink)
+//!     .start()
+//!     .await?;
+//! let auditor = Auditor::new(dispatcher.clone()).for_request(None);
+//! let receipt = auditor
+//!     .emit_wait(EventType::ToolCall, &serde_json::json!({"tool": "refund", "call_id": "c1"}), AckLevel::Exported)
+//!     .await?;
+//! assert_eq!(receipt.failed.len(), 1);
+//! assert!(receipt.failed[0].error.to_string().contains("http://127.0.0.1:9"));
+//! dispatcher.shutdown(Duration::from_secs(5)).await;
+//! # Ok(()) }
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+//! ```
+//!
+//! Configuration keys (all optional): `endpoint`, `protocol` (`grpc`,
+//! `http/protobuf`, `http/json`), `headers`, `compression` (`gzip`, `none`),
+//! `timeout_ms`, `tls = { ca_file }`, `batch_size`, `max_request_bytes`,
+//! `retry = { initial_backoff_ms, max_backoff_ms, max_elapsed_ms }`. With no
+//! `endpoint`, the standard `OTEL_EXPORTER_OTLP_LOGS_*` and
+//! `OTEL_EXPORTER_OTLP_*` variables apply (see [`OtlpConfig`]).
+//!
+//! Delivery is at least once: a request whose answer was lost is sent
+//! again, so a consumer that must count records exactly deduplicates on
+//! `audit.seq`.
+//!
+//! ## Feature flags
+//!
+//! None: the crate always speaks all three protocols. Depend on the facade
+//! `agent-audit` without its `otlp` feature to compile no gRPC stack.
+
+mod config;
+mod mapping;
+mod sink;
+mod transport;
+
+pub use config::{
+    Compression, DEFAULT_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_TIMEOUT, OtlpConfig,
+    OtlpConfigError, OtlpSettings, Protocol, RetryConfig, ServiceInfo, TlsConfig,
+};
+pub use mapping::{EVENT_NAME_PREFIX, GENESIS_PREV, json_to_any_value, map_record, operation_name};
+pub use sink::{ExportError, OtlpSink};
+
+/// The OTLP message types this crate sends, re-exported for consumers
+/// and tests.
+pub use opentelemetry_proto::tonic as proto;

@@ -1,0 +1,322 @@
+//! One agent-audit record -> one OTLP LogRecord.
+
+use std::fmt;
+
+use agent_audit_core::{EventType, Record};
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value::Value,
+};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use sha2::{Digest, Sha256};
+
+use crate::config::ServiceInfo;
+
+/// Prefix of every exported `event_name`.
+pub const EVENT_NAME_PREFIX: &str = "agent_audit.";
+
+/// The `prev` value of the first record a sink exports.
+pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Maps records, keeping this sink's hash chain (`audit.prev`).
+pub(crate) struct Mapper {
+    resource: Resource,
+    scope: InstrumentationScope,
+    prev: String,
+    line: Vec<u8>,
+}
+
+impl Mapper {
+    pub(crate) fn new(service: &ServiceInfo) -> Mapper {
+        let mut attributes = vec![kv_str("service.name", &service.name)];
+        if let Some(v) = &service.version {
+            attributes.push(kv_str("service.version", v));
+        }
+        if let Some(h) = &service.host_name {
+            attributes.push(kv_str("host.name", h));
+        }
+        Mapper {
+            resource: Resource {
+                attributes,
+                ..Default::default()
+            },
+            scope: InstrumentationScope {
+                name: "agent-audit".to_string(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                ..Default::default()
+            },
+            prev: GENESIS_PREV.to_string(),
+            line: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Wraps log records into one `ResourceLogs`.
+    pub(crate) fn resource_logs(&self, log_records: Vec<LogRecord>) -> ResourceLogs {
+        ResourceLogs {
+            resource: Some(self.resource.clone()),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(self.scope.clone()),
+                log_records,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }
+    }
+
+    /// Maps one record and advances the chain over its line.
+    pub(crate) fn map(&mut self, record: &Record, observed_unix_nanos: u64) -> LogRecord {
+        let prev = std::mem::take(&mut self.prev);
+        self.line.clear();
+        record.encode_line(&prev, &mut self.line);
+        self.prev = hex::encode(Sha256::digest(&self.line));
+        map_record(record, &prev, observed_unix_nanos)
+    }
+}
+
+/// The OTLP form of `record`, with `prev` as its `audit.prev` attribute.
+pub fn map_record(record: &Record, prev: &str, observed_unix_nanos: u64) -> LogRecord {
+    let body = json_to_any_value(record.payload_json());
+    let mut attributes = Vec::with_capacity(16);
+    attributes.push(kv_int("audit.seq", clamp_i64(record.seq)));
+    if let Some(r) = &record.request_id {
+        attributes.push(kv_str("audit.request_id", r));
+    }
+    attributes.push(kv_str("audit.prev", prev));
+    if let Some(p) = record.parent_span_id {
+        attributes.push(kv_str("audit.parent_span_id", &p.to_string()));
+    }
+    if let Some(c) = &record.correlation_id {
+        attributes.push(kv_str("gen_ai.conversation.id", c));
+    }
+    if let Some(a) = &record.agent {
+        attributes.push(kv_str("gen_ai.agent.name", a));
+    }
+    if let Some(op) = operation_name(&record.event_type) {
+        attributes.push(kv_str("gen_ai.operation.name", op));
+    }
+    if let Some(Value::KvlistValue(map)) = body.value.as_ref() {
+        if let Some(tool) = get_str(map, "tool") {
+            attributes.push(kv_str("gen_ai.tool.name", tool));
+        }
+        if let Some(id) = get_str(map, "call_id") {
+            attributes.push(kv_str("gen_ai.tool.call.id", id));
+        }
+        if let Some(model) = get_str(map, "model") {
+            attributes.push(kv_str("gen_ai.request.model", model));
+        }
+        if let Some(Value::KvlistValue(usage)) = get(map, "usage") {
+            if let Some(n) =
+                get_int(usage, "input_tokens").or_else(|| get_int(usage, "prompt_tokens"))
+            {
+                attributes.push(kv_int("gen_ai.usage.input_tokens", n));
+            }
+            if let Some(n) =
+                get_int(usage, "output_tokens").or_else(|| get_int(usage, "completion_tokens"))
+            {
+                attributes.push(kv_int("gen_ai.usage.output_tokens", n));
+            }
+        }
+    }
+    let error = record.event_type.is_error();
+    let ts = record.ts.unix_nanos();
+    LogRecord {
+        time_unix_nano: u64::try_from(ts).unwrap_or(0),
+        observed_time_unix_nano: observed_unix_nanos,
+        severity_number: if error {
+            SeverityNumber::Error as i32
+        } else {
+            SeverityNumber::Info as i32
+        },
+        severity_text: if error { "ERROR" } else { "INFO" }.to_string(),
+        body: Some(body),
+        attributes,
+        dropped_attributes_count: 0,
+        // W3C "sampled" is not claimed: the record is not a span.
+        flags: 0,
+        trace_id: record.trace_id.to_bytes().to_vec(),
+        span_id: record.span_id.to_bytes().to_vec(),
+        event_name: format!("{EVENT_NAME_PREFIX}{}", record.event_type.as_str()),
+    }
+}
+
+/// `gen_ai.operation.name` for an event type, per the GenAI semantic
+/// conventions.
+pub fn operation_name(event_type: &EventType) -> Option<&'static str> {
+    match event_type {
+        EventType::UserRequest | EventType::FinalResult => Some("invoke_agent"),
+        EventType::AssistantInput | EventType::AssistantOutput | EventType::ModelError => {
+            Some("chat")
+        }
+        EventType::ToolCall | EventType::ToolResult | EventType::ToolError => Some("execute_tool"),
+        _ => None,
+    }
+}
+
+fn clamp_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn get<'a>(map: &'a KeyValueList, key: &str) -> Option<&'a Value> {
+    map.values
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| v.value.as_ref())
+}
+
+fn get_str<'a>(map: &'a KeyValueList, key: &str) -> Option<&'a str> {
+    match get(map, key) {
+        Some(Value::StringValue(s)) => Some(s),
+        _ => None,
+    }
+}
+
+fn get_int(map: &KeyValueList, key: &str) -> Option<i64> {
+    match get(map, key) {
+        Some(Value::IntValue(n)) => Some(*n),
+        _ => None,
+    }
+}
+
+fn kv_str(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(value.to_string())),
+        }),
+        key_strindex: 0,
+    }
+}
+
+fn kv_int(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue {
+            value: Some(Value::IntValue(value)),
+        }),
+        key_strindex: 0,
+    }
+}
+
+/// Parses JSON text straight into an `AnyValue`, keeping object key order.
+/// JSON `null` becomes an empty `AnyValue` (`{}` in OTLP/JSON); integers
+/// beyond `i64` become their decimal string so nothing is rounded.
+pub fn json_to_any_value(json: &str) -> AnyValue {
+    let mut de = serde_json::Deserializer::from_str(json);
+    // The payload was produced by serde_json, so it parses; an empty
+    // AnyValue keeps library code free of panics if it ever did not.
+    AnyValueSeed.deserialize(&mut de).unwrap_or_default()
+}
+
+struct AnyValueSeed;
+
+impl<'de> DeserializeSeed<'de> for AnyValueSeed {
+    type Value = AnyValue;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<AnyValue, D::Error> {
+        d.deserialize_any(AnyValueVisitor)
+    }
+}
+
+struct AnyValueVisitor;
+
+fn any(v: Value) -> AnyValue {
+    AnyValue { value: Some(v) }
+}
+
+impl<'de> Visitor<'de> for AnyValueVisitor {
+    type Value = AnyValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<AnyValue, E> {
+        Ok(any(Value::BoolValue(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<AnyValue, E> {
+        Ok(any(Value::IntValue(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<AnyValue, E> {
+        Ok(any(match i64::try_from(v) {
+            Ok(n) => Value::IntValue(n),
+            Err(_) => Value::StringValue(v.to_string()),
+        }))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<AnyValue, E> {
+        Ok(any(Value::DoubleValue(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<AnyValue, E> {
+        Ok(any(Value::StringValue(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<AnyValue, E> {
+        Ok(any(Value::StringValue(v)))
+    }
+    fn visit_unit<E>(self) -> Result<AnyValue, E> {
+        Ok(AnyValue { value: None })
+    }
+    fn visit_none<E>(self) -> Result<AnyValue, E> {
+        Ok(AnyValue { value: None })
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AnyValue, A::Error> {
+        let mut values = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(v) = seq.next_element_seed(AnyValueSeed)? {
+            values.push(v);
+        }
+        Ok(any(Value::ArrayValue(ArrayValue { values })))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyValue, A::Error> {
+        let mut values = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(AnyValueSeed)?;
+            values.push(KeyValue {
+                key,
+                value: Some(value),
+                key_strindex: 0,
+            });
+        }
+        Ok(any(Value::KvlistValue(KeyValueList { values })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_maps_to_any_value_in_order_without_rounding() {
+        let v = json_to_any_value(
+            r#"{"z":1,"a":[true,null,1.5,"s"],"big":18446744073709551615,"o":{"k":-3}}"#,
+        );
+        let Some(Value::KvlistValue(map)) = v.value else {
+            panic!("not a map: {v:?}")
+        };
+        let keys: Vec<&str> = map.values.iter().map(|kv| kv.key.as_str()).collect();
+        assert_eq!(keys, ["z", "a", "big", "o"]);
+        assert_eq!(get_str(&map, "big"), Some("18446744073709551615"));
+        let Some(Value::ArrayValue(arr)) = get(&map, "a") else {
+            panic!()
+        };
+        assert_eq!(arr.values[0].value, Some(Value::BoolValue(true)));
+        assert_eq!(arr.values[1].value, None);
+        assert_eq!(arr.values[2].value, Some(Value::DoubleValue(1.5)));
+        let Some(Value::KvlistValue(o)) = get(&map, "o") else {
+            panic!()
+        };
+        assert_eq!(get_int(o, "k"), Some(-3));
+    }
+
+    #[test]
+    fn operation_names_follow_the_genai_conventions() {
+        assert_eq!(
+            operation_name(&EventType::UserRequest),
+            Some("invoke_agent")
+        );
+        assert_eq!(
+            operation_name(&EventType::FinalResult),
+            Some("invoke_agent")
+        );
+        assert_eq!(operation_name(&EventType::AssistantOutput), Some("chat"));
+        assert_eq!(operation_name(&EventType::ToolResult), Some("execute_tool"));
+        assert_eq!(operation_name(&EventType::SessionStart), None);
+    }
+}

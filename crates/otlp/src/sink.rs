@@ -1,0 +1,338 @@
+//! The sink: batches -> export requests, retried, acknowledged.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use agent_audit_core::{AckLevel, Batch, FailureKind, Record, Sink, SinkError};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use prost::Message as _;
+use rand::Rng as _;
+
+use crate::config::{OtlpConfig, OtlpConfigError, OtlpSettings, Protocol, ServiceInfo};
+use crate::mapping::Mapper;
+use crate::transport::{Accepted, Transport};
+
+/// Why records did not reach the collector. Names the endpoint; never
+/// carries header values.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ExportError {
+    /// Transient failures (connection refused, UNAVAILABLE, HTTP 503...)
+    /// went on past the retry budget or the shutdown deadline.
+    #[error(
+        "OTLP export to {endpoint} ({protocol}) failed after {attempts} attempt(s) over {elapsed_ms} ms: {detail}"
+    )]
+    GaveUp {
+        /// Collector endpoint.
+        endpoint: String,
+        /// Protocol.
+        protocol: Protocol,
+        /// Attempts made.
+        attempts: u32,
+        /// Time spent.
+        elapsed_ms: u64,
+        /// The last failure.
+        detail: String,
+    },
+    /// The collector refused the request in a way a retry cannot fix
+    /// (HTTP 400, gRPC INVALID_ARGUMENT, an unreadable answer...).
+    #[error("OTLP collector at {endpoint} ({protocol}) refused the request: {detail}")]
+    Refused {
+        /// Collector endpoint.
+        endpoint: String,
+        /// Protocol.
+        protocol: Protocol,
+        /// What it said.
+        detail: String,
+    },
+    /// The collector answered with a `partial_success` rejecting records.
+    #[error("OTLP collector at {endpoint} rejected {rejected} of {sent} log record(s): {message}")]
+    Rejected {
+        /// Collector endpoint.
+        endpoint: String,
+        /// Records rejected.
+        rejected: u64,
+        /// Records sent.
+        sent: u64,
+        /// The collector's `error_message`.
+        message: String,
+    },
+    /// The request could not be encoded.
+    #[error("OTLP export to {endpoint}: {detail}")]
+    Encode {
+        /// Collector endpoint.
+        endpoint: String,
+        /// What failed.
+        detail: String,
+    },
+}
+
+impl ExportError {
+    fn kind(&self) -> FailureKind {
+        match self {
+            ExportError::GaveUp { .. } => FailureKind::Transient,
+            _ => FailureKind::Permanent,
+        }
+    }
+}
+
+/// Exports every record it is given to an OpenTelemetry Collector as one
+/// OTLP LogRecord, and acknowledges [`AckLevel::Exported`] only once the
+/// collector answered success with nothing rejected.
+///
+/// It implements the synchronous [`Sink`] trait: the dispatcher calls it on
+/// the sink's own worker thread, and it drives its network I/O on a small
+/// single-threaded tokio runtime it owns. A batch is split into requests of
+/// at most `batch_size` records and `max_request_bytes` bytes; each request
+/// is retried with exponential backoff and jitter on transient failures,
+/// honouring `Retry-After` and gRPC `RetryInfo`, until the retry budget or
+/// the batch's shutdown deadline runs out. Meanwhile the dispatcher's queue
+/// holds later records and the sink's overflow policy applies.
+pub struct OtlpSink {
+    settings: OtlpSettings,
+    mapper: Mapper,
+    transport: Option<Transport>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for OtlpSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtlpSink")
+            .field("endpoint", &self.settings.endpoint)
+            .field("protocol", &self.settings.protocol)
+            .finish()
+    }
+}
+
+impl OtlpSink {
+    /// A sink from a configuration table, with the standard
+    /// `OTEL_EXPORTER_OTLP_*` variables of this process applied as
+    /// [`OtlpConfig`] describes.
+    pub fn from_config(
+        config: &OtlpConfig,
+        service: ServiceInfo,
+    ) -> Result<OtlpSink, OtlpConfigError> {
+        OtlpSink::new(config.resolve(service)?)
+    }
+
+    /// A sink from resolved settings. Nothing is sent (nor connected) until
+    /// the first write.
+    pub fn new(settings: OtlpSettings) -> Result<OtlpSink, OtlpConfigError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .thread_name("audit-otlp-io")
+            .build()
+            .map_err(OtlpConfigError::Runtime)?;
+        let transport = {
+            let _guard = runtime.enter();
+            Transport::new(&settings)?
+        };
+        Ok(OtlpSink {
+            mapper: Mapper::new(&settings.service),
+            settings,
+            transport: Some(transport),
+            runtime: Some(runtime),
+        })
+    }
+
+    /// Where records go.
+    pub fn endpoint(&self) -> &str {
+        &self.settings.endpoint
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &OtlpSettings {
+        &self.settings
+    }
+
+    /// Sends one request, retrying transient failures.
+    fn export(
+        &mut self,
+        records: Vec<LogRecord>,
+        deadline: Option<Instant>,
+    ) -> Result<Accepted, ExportError> {
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![self.mapper.resource_logs(records)],
+        };
+        let (Some(runtime), Some(transport)) = (self.runtime.as_ref(), self.transport.as_mut())
+        else {
+            return Err(ExportError::Encode {
+                endpoint: self.settings.endpoint.clone(),
+                detail: "the sink is closed".to_string(),
+            });
+        };
+        let body = match transport.encode(&request) {
+            Ok(b) => b,
+            Err(detail) => {
+                return Err(ExportError::Encode {
+                    endpoint: self.settings.endpoint.clone(),
+                    detail,
+                });
+            }
+        };
+        drop(request);
+        let s = &self.settings;
+        let start = Instant::now();
+        let mut end = start + s.max_elapsed;
+        if let Some(d) = deadline {
+            end = end.min(d);
+        }
+        runtime.block_on(async {
+            let mut backoff = s.initial_backoff;
+            let mut attempts = 0u32;
+            loop {
+                attempts += 1;
+                let left = end.saturating_duration_since(Instant::now());
+                // The first attempt always gets the full timeout unless a
+                // shutdown deadline is closer; retries only what is left.
+                let timeout = if attempts == 1 && deadline.is_none() {
+                    s.timeout
+                } else {
+                    s.timeout.min(left.max(Duration::from_millis(1)))
+                };
+                let err = match transport.send(body.clone(), timeout).await {
+                    Ok(accepted) => return Ok(accepted),
+                    Err(e) => e,
+                };
+                if !err.retryable {
+                    return Err(ExportError::Refused {
+                        endpoint: s.endpoint.clone(),
+                        protocol: s.protocol,
+                        detail: err.detail,
+                    });
+                }
+                let wait = err.retry_after.unwrap_or_else(|| jitter(backoff));
+                backoff = (backoff * 2).min(s.max_backoff);
+                if Instant::now() + wait >= end {
+                    return Err(ExportError::GaveUp {
+                        endpoint: s.endpoint.clone(),
+                        protocol: s.protocol,
+                        attempts,
+                        elapsed_ms: start.elapsed().as_millis() as u64,
+                        detail: match err.retry_after {
+                            Some(ra) => format!(
+                                "{} (asked to retry after {} ms)",
+                                err.detail,
+                                ra.as_millis()
+                            ),
+                            None => err.detail,
+                        },
+                    });
+                }
+                tokio::time::sleep(wait).await;
+            }
+        })
+    }
+
+    /// Splits `records` into requests and exports them in order. Returns how
+    /// many were rejected (and the collector's message), or the error and
+    /// how many records were not delivered.
+    #[allow(clippy::type_complexity)]
+    fn write_records(
+        &mut self,
+        records: &[Arc<Record>],
+        deadline: Option<Instant>,
+    ) -> Result<(u64, Option<String>), (ExportError, u64)> {
+        let observed = now_unix_nanos();
+        let batch_size = self.settings.batch_size;
+        let max_bytes = self.settings.max_request_bytes;
+        let total = records.len() as u64;
+        let mut done = 0u64;
+        let mut rejected = 0u64;
+        let mut message = None;
+        let mut carry: Option<LogRecord> = None;
+        let mut i = 0;
+        while i < records.len() || carry.is_some() {
+            let mut chunk = Vec::with_capacity(batch_size.min(records.len() - i + 1));
+            let mut bytes = 0usize;
+            if let Some(lr) = carry.take() {
+                bytes += lr.encoded_len() + 8;
+                chunk.push(lr);
+            }
+            while i < records.len() && chunk.len() < batch_size {
+                // Mapping advances the hash chain, so every record is mapped
+                // exactly once, in order; one that does not fit is carried.
+                let lr = self.mapper.map(&records[i], observed);
+                i += 1;
+                let len = lr.encoded_len() + 8;
+                if !chunk.is_empty() && bytes + len > max_bytes {
+                    carry = Some(lr);
+                    break;
+                }
+                bytes += len;
+                chunk.push(lr);
+            }
+            let n = chunk.len() as u64;
+            match self.export(chunk, deadline) {
+                Ok(a) => {
+                    if a.rejected > 0 {
+                        rejected += (a.rejected as u64).min(n);
+                        message = Some(a.message);
+                    }
+                    done += n;
+                }
+                Err(e) => return Err((e, total - done + rejected)),
+            }
+        }
+        Ok((rejected, message))
+    }
+}
+
+impl Sink for OtlpSink {
+    fn max_level(&self) -> AckLevel {
+        AckLevel::Exported
+    }
+
+    fn write(&mut self, batch: &Batch<'_>) -> Result<AckLevel, SinkError> {
+        let total = batch.records.len() as u64;
+        match self.write_records(batch.records, batch.deadline) {
+            Ok((0, _)) => Ok(AckLevel::Exported),
+            Ok((rejected, message)) => Err(SinkError::rejected(
+                rejected,
+                ExportError::Rejected {
+                    endpoint: self.settings.endpoint.clone(),
+                    rejected,
+                    sent: total,
+                    message: message.unwrap_or_default(),
+                },
+            )),
+            Err((e, undelivered)) if undelivered >= total => Err(SinkError::new(e.kind(), e)),
+            Err((e, undelivered)) => Err(SinkError::rejected(undelivered, e)),
+        }
+    }
+
+    fn close(&mut self) -> Result<Option<AckLevel>, SinkError> {
+        self.transport = None;
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for OtlpSink {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which panics inside another runtime's
+        // async context (a sink built and dropped by async config code).
+        self.transport = None;
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn now_unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Half the backoff plus a random part of the other half, so many senders
+/// recovering together do not retry in step.
+fn jitter(backoff: Duration) -> Duration {
+    let half = backoff / 2;
+    let extra = rand::thread_rng().gen_range(0..=half.as_micros().max(1) as u64);
+    half + Duration::from_micros(extra)
+}
