@@ -1117,7 +1117,8 @@ impl<'a> Walk<'a> {
                 }
                 return Ok(());
             }
-            if e.seq > p_seq + 1 {
+            // Saturating: a hostile seq of u64::MAX must not overflow.
+            if e.seq > p_seq.saturating_add(1) {
                 let (a, b) = (p_seq + 1, e.seq - 1);
                 let range = if a == b {
                     format!("seq {a} is")
@@ -1318,7 +1319,7 @@ impl<'a> Walk<'a> {
                 let msg = format!(
                     "checkpoint says {} records lie in seq {}..={}, the log has {count}: lines were removed or added and the chain recomputed",
                     cp.records,
-                    cp.from_seq + 1,
+                    cp.from_seq.saturating_add(1),
                     cp.upto_seq
                 );
                 self.problem(ProblemKind::Rewritten, e.file, e.line, Some(e.seq), msg);
@@ -1396,7 +1397,7 @@ impl<'a> Walk<'a> {
             }
         }
         // 5. The seq jumps: lines are missing.
-        if e.seq > p1.seq + 1 {
+        if e.seq > p1.seq.saturating_add(1) {
             let (a, b) = (p1.seq + 1, e.seq - 1);
             let range = if a == b {
                 format!("seq {a}")
@@ -1463,7 +1464,7 @@ impl<'a> Walk<'a> {
             let msg = format!(
                 "this line was changed after it was written: its hash is not the prev of the next line ({}){}",
                 self.at(e),
-                if p1.seq + 1 == e.seq {
+                if p1.seq.checked_add(1) == Some(e.seq) {
                     ""
                 } else {
                     ", and the seqs around it do not follow"
