@@ -202,35 +202,69 @@ impl Follower {
                 });
             }
         };
+        // The size seen above predates the drain: compare it with where
+        // reading stood then, or a file growing meanwhile looks truncated.
+        let read_before = self.offset;
         self.drain(&mut out)?;
         let current = self.file.as_ref().map(|(_, id)| *id);
         match (now, current) {
             (Some(m), Some(id)) if id_of(&m) != id => {
                 self.finish_torn(&mut out);
                 self.known.insert(id);
-                let caught_up = self.catch_up(&mut out)?;
+                self.file = None;
+                let caught_up = self.switch(&mut out)?;
                 out.push(FollowEvent::Rotated { caught_up });
-                if self.reopen()? {
-                    self.drain(&mut out)?;
-                }
             }
-            (Some(m), Some(_)) if m.len() < self.offset => {
+            (Some(m), Some(_)) if m.len() < read_before => {
                 out.push(FollowEvent::Truncated { len: m.len() });
                 if self.reopen()? {
                     self.drain(&mut out)?;
                 }
             }
-            (Some(_), None) if self.reopen()? => self.drain(&mut out)?,
+            (Some(_), None) => {
+                self.switch(&mut out)?;
+            }
             _ => {}
         }
         Ok(out)
     }
 
-    /// Reads rotated files of the log that appeared since the old file was
-    /// left, oldest first.
+    /// Moves to the file now at the path, reading first the rotated files
+    /// that came between. The new file is opened *before* the rotated
+    /// files are listed: every file rotated before it was created is then
+    /// listed under its rotated name, so none can slip between the listing
+    /// and the opening however fast the writer rotates.
+    fn switch(&mut self, out: &mut Vec<FollowEvent>) -> Result<Vec<PathBuf>, ReviewError> {
+        if !self.reopen()? {
+            // Between a rename and the new file's creation: the rotated
+            // files are read once there is a new file to bound them.
+            return Ok(Vec::new());
+        }
+        let caught_up = self.catch_up(out)?;
+        self.drain(out)?;
+        Ok(caught_up)
+    }
+
+    /// Reads the rotated files of the log that came between the file left
+    /// and the file now open, oldest first.
+    ///
+    /// A directory listing taken while files are renamed into the
+    /// directory may miss the entries added during it (POSIX leaves that
+    /// unspecified, and hashed directories do skip some) and still return
+    /// later ones. Every file rotated before the open file was created was
+    /// renamed before the listing began, so it is listed; files rotated
+    /// after (the open file itself, once full, and its successors) may not
+    /// be, so they are left to later polls: the bound is the open file's
+    /// first seq, read after the listing.
     fn catch_up(&mut self, out: &mut Vec<FollowEvent>) -> Result<Vec<PathBuf>, ReviewError> {
+        let listed = files::list(&self.path)?;
+        let bound = match &self.file {
+            Some((file, _)) => first_seq(file),
+            None => None,
+        };
+        let open_id = self.file.as_ref().map(|(_, id)| *id);
         let mut read = Vec::new();
-        for f in files::list(&self.path)? {
+        for f in listed {
             if f.active {
                 continue;
             }
@@ -238,6 +272,9 @@ impl Follower {
                 continue;
             };
             let id = id_of(&meta);
+            if Some(id) == open_id || bound.zip(f.seqs).is_some_and(|(b, (first, _))| first >= b) {
+                break;
+            }
             let newer = match (f.seqs, self.last_seq) {
                 (Some((first, _)), Some(last)) => first > last,
                 _ => true,
@@ -332,6 +369,21 @@ impl Follower {
         }
         Ok(())
     }
+}
+
+/// The seq of a file's first line, from its prefix `{"v":1,"seq":N,`
+/// (the comma proves the digits are whole); `None` while the line is not
+/// written that far, or when the file does not start with a record.
+fn first_seq(file: &File) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 40];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    let rest = buf[..n].strip_prefix(br#"{"v":1,"seq":"#)?;
+    let end = rest.iter().position(|b| !b.is_ascii_digit())?;
+    if end == 0 || rest[end] != b',' {
+        return None;
+    }
+    std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
 fn parse_line(

@@ -647,7 +647,7 @@ impl Stats {
             let by: Vec<String> = self
                 .errors_by_type
                 .iter()
-                .map(|(k, v)| format!("{k} {v}"))
+                .map(|(k, v)| format!("{} {v}", one_line(k)))
                 .collect();
             let _ = writeln!(out, "  error records: {}", by.join(", "));
             for e in &self.errors {
@@ -657,9 +657,9 @@ impl Stats {
                     one_line(&e.file),
                     e.line,
                     e.seq,
-                    e.event_type,
+                    one_line(&e.event_type),
                     one_line(e.agent.as_deref().unwrap_or("-")),
-                    e.summary
+                    one_line(&e.summary)
                 );
             }
             more(
