@@ -610,8 +610,11 @@ impl Config {
                 SinkKind::Stdout(o) => Box::new(agent_audit_stdout::StdoutSink::stdout(o.clone())),
                 #[cfg(feature = "otlp")]
                 SinkKind::Otlp(o) => Box::new(
-                    agent_audit_otlp::OtlpSink::new(o.clone(), &self.service.name)
-                        .map_err(|e| sink_error(self, s, e))?,
+                    agent_audit_otlp::OtlpSink::from_config(
+                        o,
+                        agent_audit_otlp::ServiceInfo::new(&self.service.name),
+                    )
+                    .map_err(|e| sink_error(self, s, e))?,
                 ),
             };
             b = b.boxed_sink(options, sink);
