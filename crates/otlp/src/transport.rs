@@ -217,13 +217,48 @@ impl Transport {
                 } => send_http(client, url, headers, *json, body, timeout).await,
             }
         };
-        match tokio::time::timeout(timeout, attempt).await {
+        let result = match tokio::time::timeout(timeout, attempt).await {
             Ok(r) => r,
             Err(_) => Err(AttemptError::transient(format!(
                 "no answer within {} ms",
                 timeout.as_millis()
             ))),
+        };
+        // What the collector says ends up in errors, health and audit_gap
+        // records; a collector or proxy that echoes the request's auth
+        // header back must not put its value there.
+        match result {
+            Ok(mut a) => {
+                a.message = self.scrub(a.message);
+                Ok(a)
+            }
+            Err(mut e) => {
+                e.detail = self.scrub(e.detail);
+                Err(e)
+            }
         }
+    }
+
+    /// `text` with every configured header value replaced by `***`.
+    fn scrub(&self, mut text: String) -> String {
+        let values: Vec<&str> = match self {
+            Transport::Grpc { headers, .. } => headers
+                .iter()
+                .filter_map(|(_, v)| v.to_str().ok())
+                .collect(),
+            Transport::Http { headers, .. } => {
+                headers.values().filter_map(|v| v.to_str().ok()).collect()
+            }
+        };
+        for v in values {
+            // A value is also scrubbed without its scheme (`Bearer x`: `x`).
+            for part in std::iter::once(v).chain(v.split_whitespace().skip(1)) {
+                if part.len() >= 4 && text.contains(part) {
+                    text = text.replace(part, "***");
+                }
+            }
+        }
+        text
     }
 }
 
