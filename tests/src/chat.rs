@@ -4,32 +4,14 @@
 //! tool result gets the final answer. It records every request, headers
 //! included, so a test can prove the secret really went over the wire.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-/// One request as received.
-#[derive(Debug, Clone)]
-pub struct Request {
-    /// Request line path.
-    pub path: String,
-    /// Headers, names lowercased.
-    pub headers: Vec<(String, String)>,
-    /// Body bytes.
-    pub body: Vec<u8>,
-}
-
-impl Request {
-    /// A header's value.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
+pub use crate::http::Request;
+use crate::http::read_request;
 
 /// The server; it stops accepting when dropped.
 pub struct ChatServer {
@@ -46,6 +28,9 @@ pub enum Script {
     /// 401 with an OpenAI-style body that masks the key as OpenAI does
     /// (`sk-abc***...wxyz`: first 3 and last 4 characters only).
     Unauthorized,
+    /// 401 whose error message echoes the whole key it was sent, as a
+    /// careless proxy might.
+    EchoKey,
     /// The tutorial, but the final answer's content carries bytes that are
     /// not UTF-8 (`0xFF 0xFE`) inside the JSON string.
     InvalidUtf8,
@@ -122,6 +107,12 @@ fn serve(stream: TcpStream, script: Script, reqs: &Mutex<Vec<Request>>) {
                     "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}),
             )
         }
+        Script::EchoKey => (
+            401,
+            json!({"error": {
+                "message": format!("key {key} is not valid here (Authorization: Bearer {key})"),
+                "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}),
+        ),
         Script::Tutorial | Script::InvalidUtf8 => {
             let has_tool_result = body["messages"]
                 .as_array()
@@ -161,36 +152,4 @@ fn serve(stream: TcpStream, script: Script, reqs: &Mutex<Vec<Request>>) {
     let _ = s.write_all(head.as_bytes());
     let _ = s.write_all(&text);
     let _ = s.flush();
-}
-
-fn read_request(stream: &TcpStream) -> Option<Request> {
-    let mut r = BufReader::new(stream);
-    let mut line = String::new();
-    r.read_line(&mut line).ok()?;
-    let path = line.split(' ').nth(1)?.to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if r.read_line(&mut h).ok()? == 0 {
-            return None;
-        }
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (k, v) = h.split_once(':')?;
-        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).ok()?;
-    Some(Request {
-        path,
-        headers,
-        body,
-    })
 }

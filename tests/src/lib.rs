@@ -13,6 +13,9 @@
 //!   reached a sink's bytes.
 //! - [`procs`]: child processes (the binaries in `src/bin`), their memory.
 //! - [`chat`]: a real Chat Completions server on loopback.
+//! - [`http`]: a scripted HTTP server on loopback (a collector or proxy).
+//! - [`collector`]: a real OpenTelemetry collector (rotel), and a server
+//!   that accepts and never answers.
 //!
 //! ```
 //! use agent_audit_tests::secrets::SecretScan;
@@ -29,6 +32,8 @@
 
 pub mod chain;
 pub mod chat;
+pub mod collector;
+pub mod http;
 pub mod procs;
 pub mod secrets;
 
