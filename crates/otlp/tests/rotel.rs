@@ -544,3 +544,62 @@ fn conformance_suite_passes_against_rotel() {
     rt.block_on(agent_audit_core::conformance::run_all(&target))
         .unwrap_or_else(|e| panic!("{e}; rotel log:\n{}", target.rotel.log()));
 }
+
+/// A required OTLP sink whose collector stays down past the retry budget
+/// fails `emit`, and the error names the endpoint; later emits fail too.
+#[test]
+fn required_sink_with_collector_down_past_its_retry_budget_fails_emit_naming_the_endpoint() {
+    // Ports reserved for a collector that never starts.
+    let rotel = Rotel::unstarted();
+    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+        let endpoint = endpoint_for(&rotel, protocol);
+        let mut c = config(endpoint.clone(), protocol, Compression::None);
+        c.retry = Some(RetryConfig {
+            initial_backoff_ms: 20,
+            max_backoff_ms: 100,
+            max_elapsed_ms: 500,
+        });
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let d = Dispatcher::builder()
+                .sink(
+                    SinkOptions::new("collector").required(true),
+                    OtlpSink::from_config(&c, service()).unwrap(),
+                )
+                .start()
+                .await
+                .unwrap();
+            let a = Auditor::new(d.clone()).for_request(None);
+            let started = std::time::Instant::now();
+            let e = a
+                .emit_wait(
+                    EventType::ToolCall,
+                    &json!({"tool": "wire_transfer", "call_id": "c1"}),
+                    AckLevel::Exported,
+                )
+                .await
+                .expect_err("a required sink that cannot export must fail emit");
+            let msg = e.to_string();
+            assert!(
+                msg.contains("collector") && msg.contains(&endpoint),
+                "{msg}"
+            );
+            assert!(msg.contains("attempt"), "says it retried: {msg}");
+            assert!(
+                started.elapsed() >= Duration::from_millis(400),
+                "gave up before the retry budget: {msg}"
+            );
+            // The agent must not act: the next emit is refused at once.
+            let e = a
+                .emit(EventType::ToolCall, &json!({"tool": "again"}))
+                .await
+                .expect_err("sink is broken");
+            assert!(e.to_string().contains(&endpoint), "{e}");
+            let report = d.shutdown(Duration::from_secs(5)).await;
+            assert_eq!(report.sinks[0].health.failed, 1, "{report}");
+        });
+    }
+}

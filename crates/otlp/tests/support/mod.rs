@@ -3,6 +3,8 @@
 //! receives to a JSON-lines file the tests read.
 #![allow(dead_code)]
 
+pub mod collector;
+
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::net::{TcpListener, TcpStream};
@@ -50,6 +52,8 @@ pub struct Rotel {
     pub out: PathBuf,
     dir: tempfile::TempDir,
     starts: u32,
+    processor: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl Rotel {
@@ -69,7 +73,19 @@ impl Rotel {
             out,
             dir,
             starts: 0,
+            processor: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/record_processor.py"),
+            env: Vec::new(),
         }
+    }
+
+    /// Starts a collector with another logs processor (and environment for
+    /// it) on free ports.
+    pub fn start_with(processor: PathBuf, env: &[(&str, &str)]) -> Rotel {
+        let mut r = Rotel::unstarted();
+        r.processor = processor;
+        r.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        r.launch();
+        r
     }
 
     /// Starts a collector on free ports and waits until both listen.
@@ -94,8 +110,7 @@ impl Rotel {
     /// Starts (or restarts) rotel on this instance's ports.
     pub fn launch(&mut self) {
         assert!(self.child.is_none(), "rotel already running");
-        let processor =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/record_processor.py");
+        let processor = self.processor.clone();
         self.starts += 1;
         let log = self.dir.path().join(format!("rotel-{}.log", self.starts));
         let stdout = std::fs::File::create(&log).expect("log file");
@@ -117,6 +132,7 @@ impl Rotel {
             .arg("--log-file")
             .arg(self.dir.path().join("rotel-agent.log"))
             .env("AUDIT_ROTEL_OUT", &self.out)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
