@@ -146,6 +146,43 @@ fn every_toml_example_is_a_valid_configuration_or_cargo_snippet() {
 }
 
 #[test]
+fn the_feature_table_matches_the_facade() {
+    let facade: toml::Table = toml::from_str(
+        &std::fs::read_to_string(root().join("crates/agent-audit/Cargo.toml")).unwrap(),
+    )
+    .unwrap();
+    let features = facade["features"].as_table().unwrap();
+    let defaults: BTreeSet<&str> = features["default"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let declared: BTreeSet<&str> = features
+        .keys()
+        .map(String::as_str)
+        .filter(|k| *k != "default")
+        .collect();
+    // Rows `| `name` | yes/no | ... |` of the table in architecture.md.
+    let doc = std::fs::read_to_string(root().join("docs/architecture.md")).unwrap();
+    let mut documented = BTreeSet::new();
+    for line in doc.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() > 3 && matches!(cells[2], "yes" | "no") {
+            let name = cells[1].trim_matches('`');
+            assert_eq!(
+                cells[2] == "yes",
+                defaults.contains(name),
+                "docs/architecture.md says feature `{name}` is default: {}, Cargo.toml says otherwise",
+                cells[2]
+            );
+            documented.insert(name);
+        }
+    }
+    assert_eq!(documented, declared, "docs/architecture.md's feature table");
+}
+
+#[test]
 fn the_schema_shows_a_valid_record_of_every_event_type() {
     let schema = root().join("docs/schema.md");
     let mut seen = BTreeSet::new();
