@@ -461,7 +461,7 @@ fn fuzz_jsonl_reader() {
         runner(n, 1)
             .run(&strategy, |bytes| {
                 w.run(&bytes, || fuzz_reader("fuzz.jsonl", &bytes))
-                    .map_err(|e| TestCaseError::fail(e))
+                    .map_err(TestCaseError::fail)
             })
             .unwrap();
     });
@@ -483,7 +483,7 @@ fn fuzz_verifier() {
         runner(n, 2)
             .run(&strategy, |bytes| {
                 w.run(&bytes, || fuzz_verify(&path, &bytes))
-                    .map_err(|e| TestCaseError::fail(e))
+                    .map_err(TestCaseError::fail)
             })
             .unwrap();
     });
@@ -500,7 +500,7 @@ fn fuzz_configuration_loader() {
         runner(n, 3)
             .run(&bytes_input(seeds), |bytes| {
                 w.run(&bytes, || fuzz_config(&path, &bytes))
-                    .map_err(|e| TestCaseError::fail(e))
+                    .map_err(TestCaseError::fail)
             })
             .unwrap();
     });
