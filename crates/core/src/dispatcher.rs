@@ -207,6 +207,22 @@ struct Order {
     next_seq: u64,
 }
 
+impl Order {
+    /// Gives a draft the next seq and the current time, in one critical
+    /// section so that time never runs backwards along the sequence.
+    fn stamp(&mut self, draft: Draft) -> Arc<Record> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Arc::new(Record::from_parts(
+            seq,
+            Timestamp::now(),
+            draft.meta,
+            draft.body,
+            draft.payload_at,
+        ))
+    }
+}
+
 /// A record body serialised on the emitting thread.
 pub(crate) struct Draft {
     pub(crate) meta: RecordMeta,
@@ -260,15 +276,8 @@ impl Dispatcher {
                 });
             }
         }
-        let seq = order.next_seq;
-        order.next_seq += 1;
-        let record = Arc::new(Record::from_parts(
-            seq,
-            Timestamp::now(),
-            draft.meta,
-            draft.body,
-            draft.payload_at,
-        ));
+        let record = order.stamp(draft);
+        let seq = record.seq;
         let mut dropped_required = None;
         for s in &shared.sinks {
             if !s.push(record.clone(), false) && s.options.required {
@@ -522,15 +531,7 @@ impl Shared {
                     })
                 };
                 let draft = self.internal_draft(EventType::AuditGap, &payload);
-                let seq = order.next_seq;
-                order.next_seq += 1;
-                let record = Arc::new(Record::from_parts(
-                    seq,
-                    Timestamp::now(),
-                    draft.meta,
-                    draft.body,
-                    draft.payload_at,
-                ));
+                let record = order.stamp(draft);
                 for (j, other) in self.sinks.iter().enumerate() {
                     if j == i {
                         // The sink that lost records gets the note even when
