@@ -8,7 +8,9 @@
 //! bash .ci/setup.d/rotel.sh
 //! cargo bench -p agent-audit-otlp --bench otlp_throughput
 //! # AUDIT_BENCH_N=1000000 AUDIT_BENCH_RUNS=3 AUDIT_BENCH_SEQS=1
-//! # AUDIT_BENCH_SENDERS=agent-audit (or otel-sdk) to vary
+//! # AUDIT_BENCH_SENDERS=agent-audit (or otel-sdk) to vary;
+//! # AUDIT_BENCH_PROCESSOR=none runs rotel without its Python processor
+//! # (whose per-record conversion is the slowest stage) and counts nothing
 //! ```
 //!
 //! For each run and each sender it prints: records emitted, the rate at
@@ -31,7 +33,10 @@ use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider 
 use serde_json::{Value, json};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The tutorial's kinds of records, in turn.
@@ -71,7 +76,9 @@ fn to_otel(v: &Value) -> AnyValue {
         Value::String(s) => AnyValue::String(s.clone().into()),
         Value::Array(a) => AnyValue::ListAny(Box::new(a.iter().map(to_otel).collect())),
         Value::Object(m) => AnyValue::Map(Box::new(
-            m.iter().map(|(k, v)| (k.clone().into(), to_otel(v))).collect::<HashMap<_, _>>(),
+            m.iter()
+                .map(|(k, v)| (k.clone().into(), to_otel(v)))
+                .collect::<HashMap<_, _>>(),
         )),
     }
 }
@@ -90,16 +97,25 @@ fn counted(rotel: &support::Rotel) -> HashMap<String, (u64, u64)> {
         return out;
     };
     for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<Value>(line) else { break };
-        let e = out.entry(v["service"].as_str().unwrap_or("?").to_string()).or_default();
+        let Ok(v) = serde_json::from_str::<Value>(line) else {
+            break;
+        };
+        let e = out
+            .entry(v["service"].as_str().unwrap_or("?").to_string())
+            .or_default();
         e.0 += v["n"].as_u64().unwrap_or(0);
         e.1 += v["sum"].as_u64().unwrap_or(0);
     }
     out
 }
 
+static COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
 /// Waits until the processor's count for `service` stops growing.
 fn settle(rotel: &support::Rotel, service: &str, want: u64) -> (u64, u64) {
+    if !COUNTING.load(std::sync::atomic::Ordering::Relaxed) {
+        return (want, 0);
+    }
     let mut last = (u64::MAX, 0);
     let mut still = 0;
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -118,7 +134,11 @@ fn settle(rotel: &support::Rotel, service: &str, want: u64) -> (u64, u64) {
 }
 
 fn run_ours(rotel: &support::Rotel, n: u64, service: &str) -> Outcome {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let config = OtlpConfig {
         endpoint: Some(rotel.grpc_endpoint()),
         protocol: Some(Protocol::Grpc),
@@ -130,13 +150,18 @@ fn run_ours(rotel: &support::Rotel, n: u64, service: &str) -> Outcome {
         let sink = OtlpSink::from_config(&config, ServiceInfo::new(service)).unwrap();
         let d = Dispatcher::builder()
             .sink(
-                SinkOptions::new("collector").queue(65_536).max_batch(config.batch_size()).overflow(Overflow::Block),
+                SinkOptions::new("collector")
+                    .queue(65_536)
+                    .max_batch(config.batch_size())
+                    .overflow(Overflow::Block),
                 sink,
             )
             .start()
             .await
             .unwrap();
-        let a = Auditor::new(d.clone()).for_request(Some("bench")).with_agent("assistant");
+        let a = Auditor::new(d.clone())
+            .for_request(Some("bench"))
+            .with_agent("assistant");
         let payloads: Vec<_> = (0..16).map(payload).collect();
         let start = Instant::now();
         let mut last = 0;
@@ -160,7 +185,11 @@ fn run_ours(rotel: &support::Rotel, n: u64, service: &str) -> Outcome {
             h.delivered,
             h.failed,
             h.dropped,
-            if sum > 0 { format!(", seq sum {} (expected {})", sum, (1..=n).sum::<u64>()) } else { String::new() }
+            if sum > 0 {
+                format!(", seq sum {} (expected {})", sum, (1..=n).sum::<u64>())
+            } else {
+                String::new()
+            }
         ),
     }
 }
@@ -169,7 +198,11 @@ fn run_sdk(rotel: &support::Rotel, n: u64, service: &'static str) -> Outcome {
     use opentelemetry_otlp::WithExportConfig as _;
     // The tonic exporter needs a tokio runtime; the SDK's batch processor
     // runs on its own thread.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let _guard = rt.enter();
     let exporter = opentelemetry_otlp::LogExporter::builder()
         .with_tonic()
@@ -177,7 +210,11 @@ fn run_sdk(rotel: &support::Rotel, n: u64, service: &'static str) -> Outcome {
         .build()
         .unwrap();
     let provider = opentelemetry_sdk::logs::SdkLoggerProvider::builder()
-        .with_resource(opentelemetry_sdk::Resource::builder().with_service_name(service).build())
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(service)
+                .build(),
+        )
         .with_batch_exporter(exporter)
         .build();
     let logger = provider.logger("agent-audit-bench");
@@ -219,13 +256,29 @@ fn main() {
     let n: u64 = env_or("AUDIT_BENCH_N", if smoke { 2_000 } else { 500_000 });
     let runs: u32 = env_or("AUDIT_BENCH_RUNS", if smoke { 1 } else { 3 });
     let seqs = std::env::var("AUDIT_BENCH_SEQS").unwrap_or_default();
-    let senders = std::env::var("AUDIT_BENCH_SENDERS").unwrap_or_else(|_| "agent-audit,otel-sdk".to_string());
+    let senders =
+        std::env::var("AUDIT_BENCH_SENDERS").unwrap_or_else(|_| "agent-audit,otel-sdk".to_string());
     let processor = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/count_processor.py");
-    let rotel = support::Rotel::start_with(processor, &[("AUDIT_BENCH_SEQS", seqs.as_str())]);
+    // AUDIT_BENCH_PROCESSOR=none runs rotel without its Python processor,
+    // to see the senders' own speed; nothing is counted then.
+    let counting = std::env::var("AUDIT_BENCH_PROCESSOR").map_or(true, |v| v != "none");
+    let rotel = support::Rotel::start_with(
+        counting.then_some(processor),
+        &[],
+        &[("AUDIT_BENCH_SEQS", seqs.as_str())],
+    );
+    COUNTING.store(counting, std::sync::atomic::Ordering::Relaxed);
     println!(
-        "otlp_throughput: {n} records per sender per run, {runs} run(s), rotel gRPC on 127.0.0.1:{}, load average {}",
+        "otlp_throughput: {n} records per sender per run, {runs} run(s), rotel gRPC on 127.0.0.1:{}, {}, load average {}",
         rotel.grpc_port,
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
+        if counting {
+            "delivered records counted by rotel's Python logs processor"
+        } else {
+            "NO processor: delivery NOT counted (lost shows 0 by assumption)"
+        },
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
     let mut ours = Vec::new();
     let mut sdk = Vec::new();
@@ -251,8 +304,17 @@ fn main() {
                 100.0 * lost as f64 / o.emitted as f64,
                 o.detail
             );
+            if lost != 0 {
+                let log = rotel.log();
+                let tail: Vec<&str> = log.lines().rev().take(8).collect();
+                println!("  collector log (last lines, newest first): {tail:#?}");
+            }
             if which == "agent-audit" {
-                assert_eq!(o.counted, o.emitted, "agent-audit lost records: {}", o.detail);
+                assert_eq!(
+                    o.counted, o.emitted,
+                    "agent-audit lost records: {}",
+                    o.detail
+                );
                 ours.push(o.emitted as f64 / o.secs);
             } else {
                 sdk.push((o.emitted as f64 / o.secs, lost));

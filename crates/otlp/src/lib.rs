@@ -83,6 +83,7 @@ mod config;
 mod mapping;
 mod sink;
 mod transport;
+mod wire;
 
 pub use config::{
     Compression, DEFAULT_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_TIMEOUT, OtlpConfig,

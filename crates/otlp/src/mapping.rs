@@ -12,6 +12,7 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use sha2::{Digest, Sha256};
 
 use crate::config::ServiceInfo;
+use crate::wire::Envelope;
 
 /// Prefix of every exported `event_name`.
 pub const EVENT_NAME_PREFIX: &str = "agent_audit.";
@@ -23,30 +24,39 @@ pub const GENESIS_PREV: &str = "000000000000000000000000000000000000000000000000
 pub(crate) struct Mapper {
     resource: Resource,
     scope: InstrumentationScope,
+    envelope: Envelope,
+    /// Chain value of the last record mapped, i.e. `prev` of the next one.
+    next_prev: String,
+    /// `prev` of the record being mapped.
     prev: String,
     line: Vec<u8>,
 }
 
+const SCOPE_NAME: &str = "agent-audit";
+const SCOPE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
 impl Mapper {
     pub(crate) fn new(service: &ServiceInfo) -> Mapper {
-        let mut attributes = vec![kv_str("service.name", &service.name)];
+        let mut pairs = vec![("service.name", service.name.as_str())];
         if let Some(v) = &service.version {
-            attributes.push(kv_str("service.version", v));
+            pairs.push(("service.version", v));
         }
         if let Some(h) = &service.host_name {
-            attributes.push(kv_str("host.name", h));
+            pairs.push(("host.name", h));
         }
         Mapper {
             resource: Resource {
-                attributes,
+                attributes: pairs.iter().map(|(k, v)| kv_str(k, v)).collect(),
                 ..Default::default()
             },
             scope: InstrumentationScope {
-                name: "agent-audit".to_string(),
-                version: env!("CARGO_PKG_VERSION").to_string(),
+                name: SCOPE_NAME.to_string(),
+                version: SCOPE_VERSION.to_string(),
                 ..Default::default()
             },
-            prev: GENESIS_PREV.to_string(),
+            envelope: Envelope::new(&pairs, SCOPE_NAME, SCOPE_VERSION),
+            next_prev: GENESIS_PREV.to_string(),
+            prev: String::with_capacity(64),
             line: Vec::with_capacity(1024),
         }
     }
@@ -64,13 +74,35 @@ impl Mapper {
         }
     }
 
-    /// Maps one record and advances the chain over its line.
-    pub(crate) fn map(&mut self, record: &Record, observed_unix_nanos: u64) -> LogRecord {
-        let prev = std::mem::take(&mut self.prev);
+    /// The protobuf `ExportLogsServiceRequest` around encoded LogRecords.
+    pub(crate) fn request_bytes(&self, records: &[u8]) -> Vec<u8> {
+        self.envelope.request(records)
+    }
+
+    /// Advances the chain over `record`'s line; returns the record's `prev`.
+    fn chain(&mut self, record: &Record) -> &str {
+        std::mem::swap(&mut self.prev, &mut self.next_prev);
         self.line.clear();
-        record.encode_line(&prev, &mut self.line);
-        self.prev = hex::encode(Sha256::digest(&self.line));
+        record.encode_line(&self.prev, &mut self.line);
+        let mut hex_digest = [0u8; 64];
+        // 32 bytes always fit 64 hex digits.
+        let _ = hex::encode_to_slice(Sha256::digest(&self.line), &mut hex_digest);
+        self.next_prev.clear();
+        self.next_prev
+            .push_str(std::str::from_utf8(&hex_digest).unwrap_or(GENESIS_PREV));
+        &self.prev
+    }
+
+    /// Maps one record to the struct form (HTTP/JSON).
+    pub(crate) fn map(&mut self, record: &Record, observed_unix_nanos: u64) -> LogRecord {
+        let prev = self.chain(record).to_string();
         map_record(record, &prev, observed_unix_nanos)
+    }
+
+    /// Appends one record, protobuf-encoded, to `buf` (gRPC, HTTP/protobuf).
+    pub(crate) fn encode(&mut self, record: &Record, observed_unix_nanos: u64, buf: &mut Vec<u8>) {
+        self.chain(record);
+        crate::wire::encode_record(buf, record, &self.prev, observed_unix_nanos);
     }
 }
 

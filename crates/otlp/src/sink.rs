@@ -7,6 +7,7 @@ use agent_audit_core::{AckLevel, Batch, FailureKind, Record, Sink, SinkError};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message as _;
+use prost::bytes::Bytes;
 use rand::Rng as _;
 
 use crate::config::{OtlpConfig, OtlpConfigError, OtlpSettings, Protocol, ServiceInfo};
@@ -93,6 +94,8 @@ pub struct OtlpSink {
     mapper: Mapper,
     transport: Option<Transport>,
     runtime: Option<tokio::runtime::Runtime>,
+    /// Reused buffer for encoded LogRecords.
+    buf: Vec<u8>,
 }
 
 impl std::fmt::Debug for OtlpSink {
@@ -133,6 +136,7 @@ impl OtlpSink {
             settings,
             transport: Some(transport),
             runtime: Some(runtime),
+            buf: Vec::new(),
         })
     }
 
@@ -146,15 +150,8 @@ impl OtlpSink {
         &self.settings
     }
 
-    /// Sends one request, retrying transient failures.
-    fn export(
-        &mut self,
-        records: Vec<LogRecord>,
-        deadline: Option<Instant>,
-    ) -> Result<Accepted, ExportError> {
-        let request = ExportLogsServiceRequest {
-            resource_logs: vec![self.mapper.resource_logs(records)],
-        };
+    /// Sends one request body, retrying transient failures.
+    fn export(&mut self, body: Bytes, deadline: Option<Instant>) -> Result<Accepted, ExportError> {
         let (Some(runtime), Some(transport)) = (self.runtime.as_ref(), self.transport.as_mut())
         else {
             return Err(ExportError::Encode {
@@ -162,16 +159,6 @@ impl OtlpSink {
                 detail: "the sink is closed".to_string(),
             });
         };
-        let body = match transport.encode(&request) {
-            Ok(b) => b,
-            Err(detail) => {
-                return Err(ExportError::Encode {
-                    endpoint: self.settings.endpoint.clone(),
-                    detail,
-                });
-            }
-        };
-        drop(request);
         let s = &self.settings;
         let start = Instant::now();
         let mut end = start + s.max_elapsed;
@@ -225,6 +212,89 @@ impl OtlpSink {
         })
     }
 
+    fn encode_error(&self, detail: String) -> ExportError {
+        ExportError::Encode {
+            endpoint: self.settings.endpoint.clone(),
+            detail,
+        }
+    }
+
+    /// The next request: up to `batch_size` records and (unless one record
+    /// alone is larger) `max_request_bytes`, starting at `records[*i]`.
+    /// Every record is mapped exactly once, in order, since mapping advances
+    /// the hash chain; one that does not fit is carried to the next request.
+    fn next_request(
+        &mut self,
+        records: &[Arc<Record>],
+        i: &mut usize,
+        carry: &mut Option<Carry>,
+        observed: u64,
+    ) -> Result<(Bytes, u64), ExportError> {
+        let batch_size = self.settings.batch_size;
+        let max_bytes = self.settings.max_request_bytes;
+        let json = self.transport.as_ref().is_some_and(Transport::is_json);
+        if json {
+            let mut chunk = Vec::with_capacity(batch_size.min(records.len() - *i + 1));
+            let mut bytes = 0usize;
+            if let Some(Carry::Struct(lr)) = carry.take() {
+                bytes += lr.encoded_len() + 8;
+                chunk.push(lr);
+            }
+            while *i < records.len() && chunk.len() < batch_size {
+                let lr = self.mapper.map(&records[*i], observed);
+                *i += 1;
+                let len = lr.encoded_len() + 8;
+                if !chunk.is_empty() && bytes + len > max_bytes {
+                    *carry = Some(Carry::Struct(lr));
+                    break;
+                }
+                bytes += len;
+                chunk.push(lr);
+            }
+            let n = chunk.len() as u64;
+            let request = ExportLogsServiceRequest {
+                resource_logs: vec![self.mapper.resource_logs(chunk)],
+            };
+            let transport = self
+                .transport
+                .as_ref()
+                .ok_or_else(|| self.encode_error("the sink is closed".into()))?;
+            let body = transport
+                .json_body(&request)
+                .map_err(|e| self.encode_error(e))?;
+            Ok((body, n))
+        } else {
+            let mut buf = std::mem::take(&mut self.buf);
+            buf.clear();
+            let mut n = 0u64;
+            if let Some(Carry::Encoded(bytes)) = carry.take() {
+                buf.extend_from_slice(&bytes);
+                n += 1;
+            }
+            while *i < records.len() && (n as usize) < batch_size {
+                let before = buf.len();
+                self.mapper.encode(&records[*i], observed, &mut buf);
+                *i += 1;
+                if n > 0 && buf.len() > max_bytes {
+                    *carry = Some(Carry::Encoded(buf[before..].to_vec()));
+                    buf.truncate(before);
+                    break;
+                }
+                n += 1;
+            }
+            let raw = self.mapper.request_bytes(&buf);
+            self.buf = buf;
+            let transport = self
+                .transport
+                .as_ref()
+                .ok_or_else(|| self.encode_error("the sink is closed".into()))?;
+            let body = transport
+                .protobuf_body(raw)
+                .map_err(|e| self.encode_error(e))?;
+            Ok((body, n))
+        }
+    }
+
     /// Splits `records` into requests and exports them in order. Returns how
     /// many were rejected (and the collector's message), or the error and
     /// how many records were not delivered.
@@ -235,36 +305,17 @@ impl OtlpSink {
         deadline: Option<Instant>,
     ) -> Result<(u64, Option<String>), (ExportError, u64)> {
         let observed = now_unix_nanos();
-        let batch_size = self.settings.batch_size;
-        let max_bytes = self.settings.max_request_bytes;
         let total = records.len() as u64;
         let mut done = 0u64;
         let mut rejected = 0u64;
         let mut message = None;
-        let mut carry: Option<LogRecord> = None;
+        let mut carry = None;
         let mut i = 0;
         while i < records.len() || carry.is_some() {
-            let mut chunk = Vec::with_capacity(batch_size.min(records.len() - i + 1));
-            let mut bytes = 0usize;
-            if let Some(lr) = carry.take() {
-                bytes += lr.encoded_len() + 8;
-                chunk.push(lr);
-            }
-            while i < records.len() && chunk.len() < batch_size {
-                // Mapping advances the hash chain, so every record is mapped
-                // exactly once, in order; one that does not fit is carried.
-                let lr = self.mapper.map(&records[i], observed);
-                i += 1;
-                let len = lr.encoded_len() + 8;
-                if !chunk.is_empty() && bytes + len > max_bytes {
-                    carry = Some(lr);
-                    break;
-                }
-                bytes += len;
-                chunk.push(lr);
-            }
-            let n = chunk.len() as u64;
-            match self.export(chunk, deadline) {
+            let (body, n) = self
+                .next_request(records, &mut i, &mut carry, observed)
+                .map_err(|e| (e, total - done + rejected))?;
+            match self.export(body, deadline) {
                 Ok(a) => {
                     if a.rejected > 0 {
                         rejected += (a.rejected as u64).min(n);
@@ -277,6 +328,12 @@ impl OtlpSink {
         }
         Ok((rejected, message))
     }
+}
+
+/// A record mapped for one request that did not fit and goes in the next.
+enum Carry {
+    Struct(LogRecord),
+    Encoded(Vec<u8>),
 }
 
 impl Sink for OtlpSink {

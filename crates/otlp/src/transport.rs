@@ -170,30 +170,39 @@ impl Transport {
         }
     }
 
-    /// The request body, encoded once and resent as is on retry.
-    pub(crate) fn encode(&self, request: &ExportLogsServiceRequest) -> Result<Bytes, String> {
+    /// Whether requests are OTLP/JSON, built from message structs; the
+    /// other protocols take protobuf bytes encoded directly.
+    pub(crate) fn is_json(&self) -> bool {
+        matches!(self, Transport::Http { json: true, .. })
+    }
+
+    /// The body of an OTLP/JSON request, encoded once and resent as is on
+    /// retry.
+    pub(crate) fn json_body(&self, request: &ExportLogsServiceRequest) -> Result<Bytes, String> {
+        let raw = serde_json::to_vec(request).map_err(|e| format!("could not encode JSON: {e}"))?;
+        self.finish(raw)
+    }
+
+    /// The body for an encoded protobuf request.
+    pub(crate) fn protobuf_body(&self, raw: Vec<u8>) -> Result<Bytes, String> {
+        self.finish(raw)
+    }
+
+    /// Compresses HTTP bodies when configured (gRPC compresses per message
+    /// itself).
+    fn finish(&self, raw: Vec<u8>) -> Result<Bytes, String> {
         match self {
-            Transport::Grpc { .. } => Ok(Bytes::from(request.encode_to_vec())),
-            Transport::Http { json, gzip, .. } => {
-                let raw = if *json {
-                    serde_json::to_vec(request)
-                        .map_err(|e| format!("could not encode JSON: {e}"))?
-                } else {
-                    request.encode_to_vec()
-                };
-                if *gzip {
-                    let mut enc = flate2::write::GzEncoder::new(
-                        Vec::with_capacity(raw.len() / 4),
-                        flate2::Compression::fast(),
-                    );
-                    enc.write_all(&raw)
-                        .and_then(|_| enc.finish())
-                        .map(Bytes::from)
-                        .map_err(|e| format!("could not gzip the body: {e}"))
-                } else {
-                    Ok(Bytes::from(raw))
-                }
+            Transport::Http { gzip: true, .. } => {
+                let mut enc = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(raw.len() / 4),
+                    flate2::Compression::fast(),
+                );
+                enc.write_all(&raw)
+                    .and_then(|_| enc.finish())
+                    .map(Bytes::from)
+                    .map_err(|e| format!("could not gzip the body: {e}"))
             }
+            _ => Ok(Bytes::from(raw)),
         }
     }
 

@@ -52,8 +52,9 @@ pub struct Rotel {
     pub out: PathBuf,
     dir: tempfile::TempDir,
     starts: u32,
-    processor: PathBuf,
+    processor: Option<PathBuf>,
     env: Vec<(String, String)>,
+    args: Vec<String>,
 }
 
 impl Rotel {
@@ -73,17 +74,24 @@ impl Rotel {
             out,
             dir,
             starts: 0,
-            processor: Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/record_processor.py"),
+            processor: Some(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/record_processor.py"),
+            ),
             env: Vec::new(),
+            args: Vec::new(),
         }
     }
 
-    /// Starts a collector with another logs processor (and environment for
-    /// it) on free ports.
-    pub fn start_with(processor: PathBuf, env: &[(&str, &str)]) -> Rotel {
+    /// Starts a collector with another logs processor (or none) and extra
+    /// arguments and environment, on free ports.
+    pub fn start_with(processor: Option<PathBuf>, args: &[String], env: &[(&str, &str)]) -> Rotel {
         let mut r = Rotel::unstarted();
         r.processor = processor;
-        r.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        r.args = args.to_vec();
+        r.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         r.launch();
         r
     }
@@ -110,7 +118,6 @@ impl Rotel {
     /// Starts (or restarts) rotel on this instance's ports.
     pub fn launch(&mut self) {
         assert!(self.child.is_none(), "rotel already running");
-        let processor = self.processor.clone();
         self.starts += 1;
         let log = self.dir.path().join(format!("rotel-{}.log", self.starts));
         let stdout = std::fs::File::create(&log).expect("log file");
@@ -123,10 +130,17 @@ impl Rotel {
             .arg(format!("127.0.0.1:{}", self.http_port))
             .arg("--otlp-grpc-max-recv-msg-size-mib")
             .arg("64")
-            .arg("--exporter")
-            .arg("blackhole")
-            .arg("--otlp-with-logs-processor")
-            .arg(&processor)
+            .args(if self.args.is_empty() {
+                vec!["--exporter".to_string(), "blackhole".to_string()]
+            } else {
+                self.args.clone()
+            })
+            .args(self.processor.iter().flat_map(|p| {
+                [
+                    "--otlp-with-logs-processor".into(),
+                    p.clone().into_os_string(),
+                ]
+            }))
             .arg("--pid-file")
             .arg(self.dir.path().join("rotel.pid"))
             .arg("--log-file")
