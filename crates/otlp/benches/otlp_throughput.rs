@@ -2,13 +2,15 @@
 //! loss checked from what the collector received: agent-audit's OTLP sink
 //! beside the OpenTelemetry SDK's BatchLogProcessor with the
 //! opentelemetry-otlp gRPC exporter, sending the same records to the same
-//! collector in the same run.
+//! collector in the same run: at its default settings (`otel-sdk`), and
+//! with a queue as large as the run so it cannot drop (`otel-sdk-bigq`),
+//! which shows what the collector itself takes.
 //!
 //! ```text
 //! bash .ci/setup.d/rotel.sh
 //! cargo bench -p agent-audit-otlp --bench otlp_throughput
 //! # AUDIT_BENCH_N=1000000 AUDIT_BENCH_RUNS=3 AUDIT_BENCH_SEQS=1
-//! # AUDIT_BENCH_SENDERS=agent-audit (or otel-sdk) to vary;
+//! # AUDIT_BENCH_SENDERS=agent-audit,otel-sdk,otel-sdk-bigq (any of them);
 //! # AUDIT_BENCH_PROCESSOR=none runs rotel without its Python processor
 //! # (whose per-record conversion is the slowest stage) and counts nothing
 //! ```
@@ -194,7 +196,9 @@ fn run_ours(rotel: &support::Rotel, n: u64, service: &str) -> Outcome {
     }
 }
 
-fn run_sdk(rotel: &support::Rotel, n: u64, service: &'static str) -> Outcome {
+/// The SDK's batch processor at its default settings (queue 2048, batches
+/// of 512), or with a queue that holds the whole run so nothing can drop.
+fn run_sdk(rotel: &support::Rotel, n: u64, service: &'static str, big_queue: bool) -> Outcome {
     use opentelemetry_otlp::WithExportConfig as _;
     // The tonic exporter needs a tokio runtime; the SDK's batch processor
     // runs on its own thread.
@@ -209,14 +213,25 @@ fn run_sdk(rotel: &support::Rotel, n: u64, service: &'static str) -> Outcome {
         .with_endpoint(rotel.grpc_endpoint())
         .build()
         .unwrap();
-    let provider = opentelemetry_sdk::logs::SdkLoggerProvider::builder()
-        .with_resource(
-            opentelemetry_sdk::Resource::builder()
-                .with_service_name(service)
+    let mut builder = opentelemetry_sdk::logs::SdkLoggerProvider::builder().with_resource(
+        opentelemetry_sdk::Resource::builder()
+            .with_service_name(service)
+            .build(),
+    );
+    builder = if big_queue {
+        let config = opentelemetry_sdk::logs::BatchConfigBuilder::default()
+            .with_max_queue_size(n as usize + 1)
+            .with_max_export_batch_size(4096)
+            .build();
+        builder.with_log_processor(
+            opentelemetry_sdk::logs::BatchLogProcessor::builder(exporter)
+                .with_batch_config(config)
                 .build(),
         )
-        .with_batch_exporter(exporter)
-        .build();
+    } else {
+        builder.with_batch_exporter(exporter)
+    };
+    let provider = builder.build();
     let logger = provider.logger("agent-audit-bench");
     let payloads: Vec<_> = (0..16).map(payload).collect();
     let trace = opentelemetry::TraceId::from_bytes(agent_audit_core::TraceId::random().to_bytes());
@@ -256,8 +271,8 @@ fn main() {
     let n: u64 = env_or("AUDIT_BENCH_N", if smoke { 2_000 } else { 500_000 });
     let runs: u32 = env_or("AUDIT_BENCH_RUNS", if smoke { 1 } else { 3 });
     let seqs = std::env::var("AUDIT_BENCH_SEQS").unwrap_or_default();
-    let senders =
-        std::env::var("AUDIT_BENCH_SENDERS").unwrap_or_else(|_| "agent-audit,otel-sdk".to_string());
+    let senders = std::env::var("AUDIT_BENCH_SENDERS")
+        .unwrap_or_else(|_| "agent-audit,otel-sdk,otel-sdk-bigq".to_string());
     let processor = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/count_processor.py");
     // AUDIT_BENCH_PROCESSOR=none runs rotel without its Python processor,
     // to see the senders' own speed; nothing is counted then.
@@ -282,8 +297,9 @@ fn main() {
     );
     let mut ours = Vec::new();
     let mut sdk = Vec::new();
+    let mut bigq = Vec::new();
     for run in 1..=runs {
-        for which in ["agent-audit", "otel-sdk"] {
+        for which in ["agent-audit", "otel-sdk", "otel-sdk-bigq"] {
             if !senders.split(',').any(|s| s == which) {
                 continue;
             }
@@ -291,7 +307,7 @@ fn main() {
             let o = if which == "agent-audit" {
                 run_ours(&rotel, n, service)
             } else {
-                run_sdk(&rotel, n, service)
+                run_sdk(&rotel, n, service, which == "otel-sdk-bigq")
             };
             let lost = o.emitted as i64 - o.counted as i64;
             println!(
@@ -304,7 +320,7 @@ fn main() {
                 100.0 * lost as f64 / o.emitted as f64,
                 o.detail
             );
-            if lost != 0 {
+            if lost != 0 && which == "agent-audit" {
                 let log = rotel.log();
                 let tail: Vec<&str> = log.lines().rev().take(8).collect();
                 println!("  collector log (last lines, newest first): {tail:#?}");
@@ -316,6 +332,8 @@ fn main() {
                     o.detail
                 );
                 ours.push(o.emitted as f64 / o.secs);
+            } else if which == "otel-sdk-bigq" {
+                bigq.push((o.emitted as f64 / o.secs, lost));
             } else {
                 sdk.push((o.emitted as f64 / o.secs, lost));
             }
@@ -324,6 +342,13 @@ fn main() {
     ours.sort_by(|a, b| a.total_cmp(b));
     if ours.is_empty() || sdk.is_empty() {
         return;
+    }
+    if !bigq.is_empty() {
+        println!(
+            "OpenTelemetry SDK batch processor with a queue as large as the run: {:?} records/s, lost {:?}",
+            bigq.iter().map(|b| b.0.round()).collect::<Vec<_>>(),
+            bigq.iter().map(|b| b.1).collect::<Vec<_>>()
+        );
     }
     println!(
         "agent-audit OTLP sink: median {:.0} records/s, zero loss in every run; OpenTelemetry SDK batch processor: median {:.0} records/s, lost {:?}",
