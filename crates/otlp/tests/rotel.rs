@@ -603,3 +603,42 @@ fn required_sink_with_collector_down_past_its_retry_budget_fails_emit_naming_the
         });
     }
 }
+
+/// `shutdown(deadline)` with the collector down: returns by its deadline
+/// (plus one attempt), and reports every record it could not export.
+#[test]
+fn shutdown_with_the_collector_down_reports_what_was_not_exported() {
+    let rotel = Rotel::unstarted();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = rt.block_on(async {
+        let c = config(rotel.grpc_endpoint(), Protocol::Grpc, Compression::None);
+        let d = Dispatcher::builder()
+            .sink(
+                SinkOptions::new("collector").required(false).max_batch(50),
+                OtlpSink::from_config(&c, service()).unwrap(),
+            )
+            .start()
+            .await
+            .unwrap();
+        emit_n(&d, 200, true).await;
+        let started = std::time::Instant::now();
+        let report = d.shutdown(Duration::from_secs(1)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "shutdown(1 s) took {:?}",
+            started.elapsed()
+        );
+        report
+    });
+    assert!(!report.is_clean(), "{report}");
+    let s = &report.sinks[0];
+    assert_eq!(s.health.delivered, 0, "{report}");
+    assert_eq!(
+        s.health.failed + s.undelivered,
+        200,
+        "every record is either failed or undelivered: {report}"
+    );
+}
