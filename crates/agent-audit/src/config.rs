@@ -65,12 +65,16 @@ pub struct ServiceConfig {
     /// Service name, sent as OTLP `service.name`.
     #[serde(default = "default_service_name")]
     pub name: String,
+    /// Service version, sent as OTLP `service.version`.
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
         ServiceConfig {
             name: default_service_name(),
+            version: None,
         }
     }
 }
@@ -578,7 +582,8 @@ impl Config {
             b = b.filter(std::sync::Arc::new(redactor));
         }
         for s in &self.sinks {
-            let options = SinkOptions::new(s.name.clone())
+            #[allow(unused_mut)]
+            let mut options = SinkOptions::new(s.name.clone())
                 .queue(s.queue)
                 .overflow(s.overflow)
                 .required(s.required);
@@ -609,13 +614,18 @@ impl Config {
                 #[cfg(feature = "stdout")]
                 SinkKind::Stdout(o) => Box::new(agent_audit_stdout::StdoutSink::stdout(o.clone())),
                 #[cfg(feature = "otlp")]
-                SinkKind::Otlp(o) => Box::new(
-                    agent_audit_otlp::OtlpSink::from_config(
-                        o,
-                        agent_audit_otlp::ServiceInfo::new(&self.service.name),
+                SinkKind::Otlp(o) => {
+                    // One dispatcher batch is one export request.
+                    options = options.max_batch(o.batch_size());
+                    let mut service = agent_audit_otlp::ServiceInfo::new(&self.service.name);
+                    if let Some(v) = &self.service.version {
+                        service = service.with_version(v);
+                    }
+                    Box::new(
+                        agent_audit_otlp::OtlpSink::from_config(o, service)
+                            .map_err(|e| sink_error(self, s, e))?,
                     )
-                    .map_err(|e| sink_error(self, s, e))?,
-                ),
+                }
             };
             b = b.boxed_sink(options, sink);
         }
