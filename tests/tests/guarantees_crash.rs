@@ -239,3 +239,160 @@ fn assert_torn_tail_at_most(report: &VerifyReport, torn: bool, round: usize) {
         }
     }
 }
+
+/// Guarantee: a receipt says `Durable` only after the record's bytes were
+/// handed to `fdatasync(2)` and it returned, and after the directory entry
+/// of a newly created log was synced (docs/guarantees.md, "Power loss").
+///
+/// A power cut cannot be staged in a test; what can be proven is the order
+/// of operations the promise rests on. The crash writer runs under strace
+/// (installed by `.ci/setup.d/strace.sh`), which records every `write`,
+/// `fdatasync` and `fsync` in the order it observed them; a thread printing
+/// a `D <seq>` line is woken only after the sink thread's `fdatasync`
+/// returned, so that order is the real one. For every seq printed, the
+/// bytes up to the end of its line must have been written before the start
+/// of an `fdatasync` of the log that returned 0 before the print.
+#[test]
+fn durable_receipts_come_only_after_fdatasync_of_their_bytes() {
+    const PER_TASK: u64 = 5000;
+    let strace = ["/usr/bin/strace", "/bin/strace"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or_else(|| {
+            panic!("strace not installed: run .ci/setup.d/strace.sh (scripts/test.sh does)")
+        });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    let trace = dir.path().join("trace.txt");
+    let out = Command::new(strace)
+        .args([
+            "-f",
+            "-qq",
+            "--seccomp-bpf",
+            "-e",
+            "trace=openat,write,fdatasync,fsync",
+            "-s",
+            "64",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_crash-writer"))
+        .arg(&path)
+        .arg(TASKS.to_string())
+        .arg(PER_TASK.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "crash-writer under strace failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Where each seq's line ends in the file.
+    let bytes = std::fs::read(&path).unwrap();
+    let summary = agent_audit_tests::chain::check_bytes(&bytes, None).unwrap();
+    let end_of: HashMap<u64, u64> = summary
+        .records
+        .iter()
+        .map(|r| (r.seq, r.offset + r.bytes.len() as u64 + 1))
+        .collect();
+
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let mut t = SyncTrace {
+        log: format!("{:?}", path.display().to_string()),
+        dir: format!("{:?}", dir.path().display().to_string()),
+        ..SyncTrace::default()
+    };
+    let mut checked = 0u64;
+    for line in text.lines() {
+        if let Some(seq) = t.line(line) {
+            let end = end_of[&seq];
+            assert!(
+                end <= t.synced && t.dir_synced,
+                "seq {seq} (its line ends at byte {end}) was acknowledged Durable when only {} bytes were synced (directory synced: {})",
+                t.synced,
+                t.dir_synced
+            );
+            checked += 1;
+        }
+    }
+    let written = t.written;
+    assert_eq!(
+        written,
+        bytes.len() as u64,
+        "every byte of the file was seen written"
+    );
+    assert_eq!(
+        checked,
+        TASKS as u64 * PER_TASK,
+        "every receipt was checked"
+    );
+    eprintln!("fdatasync order: {checked} Durable receipts, each after the fdatasync of its bytes");
+}
+
+/// Follows an strace log of `openat`, `write`, `fdatasync` and `fsync`.
+#[derive(Default)]
+struct SyncTrace {
+    /// The log's path and its directory, quoted as strace prints them.
+    log: String,
+    dir: String,
+    log_fd: Option<String>,
+    dir_fds: Vec<String>,
+    /// Bytes whose write to the log returned.
+    written: u64,
+    /// Bytes written before the entry of an fdatasync that returned 0.
+    synced: u64,
+    dir_synced: bool,
+    /// Calls entered but not yet returned, per thread: (name, arguments,
+    /// `written` at entry).
+    pending: HashMap<String, (String, String, u64)>,
+}
+
+impl SyncTrace {
+    /// Takes one line; returns the seq of a `D <seq>` print it starts.
+    fn line(&mut self, line: &str) -> Option<u64> {
+        let (pid, rest) = line.split_once(' ')?;
+        let rest = rest.trim_start();
+        let ret = |s: &str| s.rsplit_once(" = ").map(|(_, r)| r.trim().to_string());
+        if let Some(r) = rest.strip_prefix("<... ") {
+            let (name, args, at) = self.pending.remove(pid)?;
+            self.complete(&name, &args, at, ret(r)?);
+            return None;
+        }
+        let (name, args) = rest.split_once('(')?;
+        let mut printed = None;
+        if name == "write" && args.starts_with("1, \"D ") {
+            printed = args
+                .split('"')
+                .nth(1)
+                .and_then(|p| p.strip_prefix("D "))
+                .and_then(|p| p.split(' ').next())
+                .and_then(|s| s.parse().ok());
+        }
+        let at = self.written;
+        if rest.ends_with("<unfinished ...>") {
+            self.pending
+                .insert(pid.to_string(), (name.to_string(), args.to_string(), at));
+        } else if let Some(r) = ret(rest) {
+            self.complete(name, args, at, r);
+        }
+        printed
+    }
+
+    fn complete(&mut self, name: &str, args: &str, at_entry: u64, ret: String) {
+        let fd = args.split([',', ')', ' ']).next().unwrap_or("").to_string();
+        match name {
+            "openat" if args.contains(&self.log) => self.log_fd = Some(ret),
+            "openat" if args.contains(&format!("{},", self.dir)) => self.dir_fds.push(ret),
+            "write" if Some(&fd) == self.log_fd.as_ref() => {
+                self.written += ret.parse::<u64>().unwrap_or(0);
+            }
+            "fdatasync" if Some(&fd) == self.log_fd.as_ref() && ret == "0" => {
+                self.synced = self.synced.max(at_entry);
+            }
+            "fsync" if self.dir_fds.contains(&fd) && ret == "0" => self.dir_synced = true,
+            _ => {}
+        }
+    }
+}

@@ -11,7 +11,9 @@
 //!
 //! The line is printed (and flushed) only after the receipt said Durable,
 //! so every `D` line the parent reads is a promise the file must keep after
-//! the parent kills this process with SIGKILL. It never exits on its own.
+//! the parent kills this process with SIGKILL. It never exits on its own,
+//! unless a third argument bounds the records per task: then it waits for
+//! every receipt, shuts down and exits 0 (for tracing it under strace).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -28,15 +30,19 @@ fn main() {
     };
     let path = PathBuf::from(path);
     let tasks: usize = tasks.parse().expect("tasks is a number");
+    let per_task: u64 = args
+        .next()
+        .map(|n| n.parse().expect("records per task is a number"))
+        .unwrap_or(u64::MAX);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio runtime");
-    rt.block_on(run(path, tasks));
+    rt.block_on(run(path, tasks, per_task));
 }
 
-async fn run(path: PathBuf, tasks: usize) {
+async fn run(path: PathBuf, tasks: usize, per_task: u64) {
     let sink = match JsonlSink::new(JsonlOptions::new(&path).fsync(FsyncPolicy::Batch)) {
         Ok(s) => s,
         Err(e) => fail(&format!("options: {e}")),
@@ -74,7 +80,7 @@ async fn run(path: PathBuf, tasks: usize) {
         }));
         let a = auditor.child_span();
         handles.push(tokio::spawn(async move {
-            for n in 0u64.. {
+            for n in 0..per_task {
                 let payload = agent_audit_tests::crash_payload(task, n);
                 match a.emit(EventType::ToolCall, &payload).await {
                     Ok(r) => {
@@ -89,6 +95,12 @@ async fn run(path: PathBuf, tasks: usize) {
     }
     for h in handles {
         let _ = h.await;
+    }
+    let report = dispatcher
+        .shutdown(std::time::Duration::from_secs(30))
+        .await;
+    if !report.is_clean() {
+        fail(&format!("shutdown: {report}"));
     }
 }
 
