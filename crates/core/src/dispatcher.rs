@@ -481,7 +481,9 @@ impl Drop for Shared {
 impl Shared {
     fn check_required(&self) -> Result<(), EmitError> {
         for s in &self.sinks {
+            // The flag spares every emit a lock per sink.
             if s.options.required
+                && s.is_broken.load(Ordering::Acquire)
                 && let Some(error) = s.broken()
             {
                 return Err(EmitError::SinkFailed {
@@ -732,6 +734,11 @@ struct SinkSlot {
     dropped_or_refused: AtomicU64,
     abandoned: AtomicU64,
     in_flight: AtomicU64,
+    /// Whether `outcomes` holds drops, failures or notices not yet written
+    /// as gap records; read on every emit without locking.
+    gap_pending: AtomicBool,
+    /// Whether `outcomes.broken` is set.
+    is_broken: AtomicBool,
     finished: AtomicBool,
     finished_notify: Notify,
     finished_cv: (Mutex<bool>, Condvar),
@@ -773,6 +780,8 @@ impl SinkSlot {
             dropped_or_refused: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            gap_pending: AtomicBool::new(false),
+            is_broken: AtomicBool::new(false),
             finished: AtomicBool::new(false),
             finished_notify: Notify::new(),
             finished_cv: (Mutex::new(false), Condvar::new()),
@@ -808,6 +817,11 @@ impl SinkSlot {
     /// Waits until the queue has room, it closes, or `closed` (the
     /// dispatcher is shutting down) is set.
     async fn wait_for_room(&self, closed: &AtomicBool) {
+        // Registering with `room` costs a lock of its own; a queue with room
+        // needs none of it.
+        if !self.is_full() {
+            return;
+        }
         loop {
             let notified = self.room.notified();
             tokio::pin!(notified);
@@ -851,12 +865,16 @@ impl SinkSlot {
             Some((_, to)) if *to + 1 == seq => *to = seq,
             _ => o.pending_drop.push((seq, seq)),
         }
+        self.gap_pending.store(true, Ordering::Release);
         push_bad(&mut o.bad, seq, seq, DeliveryError::Dropped);
         drop(o);
         self.progress.notify_waiters();
     }
 
     fn take_gaps(&self, force: bool) -> Vec<Gap> {
+        if !self.gap_pending.load(Ordering::Acquire) {
+            return Vec::new();
+        }
         let mut o = lock(&self.outcomes);
         let mut out = Vec::new();
         if !o.pending_drop.is_empty() && (force || !self.is_full()) {
@@ -894,6 +912,9 @@ impl SinkSlot {
                 error: Some(error),
             });
         }
+        let left =
+            !o.pending_drop.is_empty() || o.pending_fail.is_some() || !o.pending_notices.is_empty();
+        self.gap_pending.store(left, Ordering::Release);
         out
     }
 
@@ -1016,8 +1037,10 @@ impl SinkSlot {
                     }
                     None => o.pending_fail = Some((first, last, failed, msg)),
                 }
+                self.gap_pending.store(true, Ordering::Release);
                 if self.options.required {
                     o.broken = Some(e.clone());
+                    self.is_broken.store(true, Ordering::Release);
                 }
                 push_bad(&mut o.bad, first, last, DeliveryError::Failed(e));
             }
@@ -1113,6 +1136,7 @@ impl SinkSlot {
         o.notices += notices.len() as u64;
         o.last_notice = notices.last().cloned();
         o.pending_notices.extend(notices);
+        self.gap_pending.store(true, Ordering::Release);
     }
 
     fn run_hook(
@@ -1134,6 +1158,7 @@ impl SinkSlot {
                 o.last_error = Some(e.to_string());
                 if self.options.required {
                     o.broken = Some(e);
+                    self.is_broken.store(true, Ordering::Release);
                 }
                 drop(o);
                 self.progress.notify_waiters();

@@ -81,10 +81,12 @@ macro_rules! w3c_id {
             /// Appends the id's lowercase hex digits without allocating.
             pub(crate) fn push_hex(self, out: &mut Vec<u8>) {
                 const DIGITS: &[u8; 16] = b"0123456789abcdef";
-                for b in self.0 {
-                    out.push(DIGITS[(b >> 4) as usize]);
-                    out.push(DIGITS[(b & 15) as usize]);
+                let mut buf = [0u8; $n * 2];
+                for (i, b) in self.0.iter().enumerate() {
+                    buf[2 * i] = DIGITS[(b >> 4) as usize];
+                    buf[2 * i + 1] = DIGITS[(b & 15) as usize];
                 }
+                out.extend_from_slice(&buf);
             }
             /// The id's bytes, as carried on the wire by OTLP.
             pub fn to_bytes(self) -> [u8; $n] {

@@ -203,7 +203,7 @@ impl Record {
         out.extend_from_slice(b"{\"v\":1,\"seq\":");
         push_u64(out, self.seq);
         out.extend_from_slice(b",\"ts\":\"");
-        out.extend_from_slice(self.ts.as_str().as_bytes());
+        out.extend_from_slice(self.ts.as_bytes());
         out.extend_from_slice(b"\",");
         out.extend_from_slice(self.body.as_bytes());
         out.extend_from_slice(b",\"prev\":\"");

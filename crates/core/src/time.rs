@@ -26,8 +26,15 @@ impl Timestamp {
         const MIN: i128 = -62_167_219_200_000_000_000; // 0000-01-01
         const MAX: i128 = 253_402_300_799_999_999_999; // 9999-12-31T23:59:59.999999999
         let nanos = nanos.clamp(MIN, MAX);
-        let secs = nanos.div_euclid(1_000_000_000) as i64;
-        let sub = nanos.rem_euclid(1_000_000_000) as u32;
+        // 128-bit division is a library call; every time after 1970 fits
+        // 64 bits, and this runs once per record.
+        let (secs, sub) = match u64::try_from(nanos) {
+            Ok(n) => ((n / 1_000_000_000) as i64, (n % 1_000_000_000) as u32),
+            Err(_) => (
+                nanos.div_euclid(1_000_000_000) as i64,
+                nanos.rem_euclid(1_000_000_000) as u32,
+            ),
+        };
         let days = secs.div_euclid(86_400);
         let sod = secs.rem_euclid(86_400) as u32;
         let (y, m, d) = civil_from_days(days);
@@ -52,6 +59,11 @@ impl Timestamp {
     /// Nanoseconds since the Unix epoch.
     pub fn unix_nanos(&self) -> i128 {
         self.nanos
+    }
+
+    /// The RFC 3339 text as bytes (always ASCII).
+    pub fn as_bytes(&self) -> &[u8; 30] {
+        &self.text
     }
 
     /// The RFC 3339 text.
