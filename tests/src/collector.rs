@@ -1,6 +1,6 @@
 //! A real OpenTelemetry collector (rotel, installed by
 //! `.ci/setup.d/rotel.sh`) on free loopback ports, whose Python logs
-//! processor (`tests/support/record_processor.py`) appends every log record
+//! processor (`crates/otlp/tests/support/record_processor.py`) appends every log record
 //! it receives to a JSON-lines file; and the small TCP servers the OTLP
 //! fault tests need where a real collector cannot misbehave on demand.
 
@@ -59,7 +59,9 @@ impl Rotel {
         while http_port == grpc_port {
             http_port = free_port();
         }
-        let processor = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/record_processor.py");
+        // One processor serves both packages' collector tests.
+        let processor = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../crates/otlp/tests/support/record_processor.py");
         let console = std::fs::File::create(logs.join("console.log"))
             .unwrap_or_else(|e| panic!("rotel console log: {e}"));
         let console2 = console

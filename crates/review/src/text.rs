@@ -1,6 +1,5 @@
 //! Small text helpers shared by the renderers.
 
-use std::fmt::Write as _;
 
 /// Milliseconds, readably: `0.042 ms`, `12.3 ms`, `1.25 s`.
 pub fn fmt_ms(ms: f64) -> String {
@@ -17,24 +16,10 @@ pub fn fmt_ms(ms: f64) -> String {
 }
 
 /// Escapes control and bidirectional-override characters so that a value
-/// taken from a record cannot move the cursor or reorder a terminal line.
+/// taken from a record cannot move the cursor or reorder a terminal line
+/// (the stdout sink's rule, so both print a record alike).
 pub fn one_line(text: &str) -> String {
-    if !text.chars().any(needs_escape) {
-        return text.to_string();
-    }
-    let mut out = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        if needs_escape(c) {
-            let _ = write!(out, "\\u{{{:x}}}", c as u32);
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn needs_escape(c: char) -> bool {
-    c.is_control() || matches!(c as u32, 0x202A..=0x202E | 0x2066..=0x2069)
+    agent_audit_stdout::sanitize(text)
 }
 
 /// Escapes text for HTML element content and attribute values.

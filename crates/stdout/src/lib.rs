@@ -59,7 +59,7 @@ use agent_audit_core::{AckLevel, Batch, FailureKind, Record, Sink, SinkError, Si
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-pub use pretty::{format_pretty, format_pretty_stored, summarize};
+pub use pretty::{format_pretty, format_pretty_stored, sanitize, summarize};
 
 /// How records are printed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

@@ -196,8 +196,9 @@ fn clip(text: &str, max: usize) -> String {
 }
 
 /// Escapes characters that would let a payload move the cursor, clear the
-/// screen or reorder text on a terminal (C0/C1 controls, bidi overrides).
-fn sanitize(line: &str) -> String {
+/// screen or reorder text on a terminal (C0/C1 controls, bidi overrides), as
+/// `\u{..}`.
+pub fn sanitize(line: &str) -> String {
     if !line.chars().any(needs_escape) {
         return line.to_string();
     }

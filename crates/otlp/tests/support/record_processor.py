@@ -1,4 +1,4 @@
-# rotel logs processor used by agent-audit-otlp's tests: appends one JSON line
+# rotel logs processor used by agent-audit-otlp's and agent-audit-tests' collector tests: appends one JSON line
 # per log record that reached the collector to the file named by
 # AUDIT_ROTEL_OUT, with everything the tests check (event name, times,
 # severity, trace/span ids, attributes, body, resource attributes).
