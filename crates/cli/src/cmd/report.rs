@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use agent_audit_review::{Timeline, html};
 
-use super::show::review_err;
+use super::show::{Inputs, review_err};
 use super::timeline::load_request;
 use crate::error::CliError;
 
@@ -20,18 +20,13 @@ pub struct Args {
     /// Where to write the HTML file (replaced if it exists).
     #[arg(long, value_name = "OUT")]
     html: PathBuf,
-    /// JSONL audit files; each is read after its rotated files, oldest
-    /// first.
-    #[arg(required = true, value_name = "FILE")]
-    files: Vec<PathBuf>,
-    /// Read only the files named, not their rotated files.
-    #[arg(long)]
-    no_rotated: bool,
+    #[command(flatten)]
+    inputs: Inputs,
 }
 
 /// Writes the report and says where on stderr.
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
-    let (entries, files) = load_request(&args.files, &args.request_id, !args.no_rotated)?;
+    let (entries, files) = load_request(&args.inputs, &args.request_id)?;
     let timeline = Timeline::build(&args.request_id, &entries).map_err(|e| match e {
         agent_audit_review::ReviewError::NoSuchRequest { request_id, .. } => {
             CliError::Runtime(format!(

@@ -84,21 +84,41 @@ pub fn flush_out(out: &mut impl Write) -> Result<(), CliError> {
     }
 }
 
-/// Arguments of `show`.
+/// The logs a reading command takes.
 #[derive(clap::Args)]
-pub struct Args {
+pub struct Inputs {
     /// JSONL audit files; each is read after its rotated files
     /// (`audit-log.000000000001-000000004096.jsonl`), oldest first.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
+    /// Read only the files named, not their rotated files.
+    #[arg(long)]
+    no_rotated: bool,
+}
+
+impl Inputs {
+    /// Opens the files (with their rotated files unless `--no-rotated`).
+    pub fn open(&self) -> Result<Source, CliError> {
+        Source::open(
+            &self.files,
+            SourceOptions {
+                include_rotated: !self.no_rotated,
+            },
+        )
+        .map_err(review_err)
+    }
+}
+
+/// Arguments of `show`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    inputs: Inputs,
     #[command(flatten)]
     filter: FilterArgs,
     /// Print the records' exact JSON lines instead of readable lines.
     #[arg(long)]
     json: bool,
-    /// Read only the files named, not their rotated files.
-    #[arg(long)]
-    no_rotated: bool,
 }
 
 /// Prints matching records, one aligned line each (time, seq, agent,
@@ -106,13 +126,7 @@ pub struct Args {
 /// its file and line, and the command then exits 1.
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let filter = args.filter.to_filter()?;
-    let source = Source::open(
-        &args.files,
-        SourceOptions {
-            include_rotated: !args.no_rotated,
-        },
-    )
-    .map_err(review_err)?;
+    let source = args.inputs.open()?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut bad = 0usize;

@@ -1,29 +1,23 @@
 //! `agent-audit stats FILE...`: the figures of a trail.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
+use agent_audit_review::StatsBuilder;
 use agent_audit_review::progress::Progress;
-use agent_audit_review::{Source, SourceOptions, StatsBuilder};
 
-use super::show::{FilterArgs, flush_out, review_err, write_out};
+use super::show::{FilterArgs, Inputs, flush_out, write_out};
 use crate::error::CliError;
 
 /// Arguments of `stats`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// JSONL audit files; each is read after its rotated files, oldest
-    /// first.
-    #[arg(required = true, value_name = "FILE")]
-    files: Vec<PathBuf>,
+    #[command(flatten)]
+    inputs: Inputs,
     #[command(flatten)]
     filter: FilterArgs,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
-    /// Read only the files named, not their rotated files.
-    #[arg(long)]
-    no_rotated: bool,
 }
 
 /// Prints records by type, agent and tool; model calls with latency
@@ -32,13 +26,7 @@ pub struct Args {
 /// Unreadable lines are counted in the figures, not fatal.
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let filter = args.filter.to_filter()?;
-    let source = Source::open(
-        &args.files,
-        SourceOptions {
-            include_rotated: !args.no_rotated,
-        },
-    )
-    .map_err(review_err)?;
+    let source = args.inputs.open()?;
     let mut progress = Progress::new(source.total_bytes(), "reading");
     let mut builder = StatsBuilder::new();
     let mut source = source;

@@ -1,13 +1,12 @@
 //! `agent-audit timeline --request-id ID FILE...`: one request as a tree of
 //! agent turns, model calls and tool calls, with durations.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use agent_audit_review::progress::Progress;
-use agent_audit_review::{Entry, Source, SourceOptions, Timeline};
+use agent_audit_review::{Entry, Timeline};
 
-use super::show::{flush_out, review_err, write_out};
+use super::show::{Inputs, flush_out, review_err, write_out};
 use crate::error::CliError;
 
 /// Arguments of `timeline`.
@@ -16,26 +15,20 @@ pub struct Args {
     /// The request to draw.
     #[arg(long, value_name = "ID")]
     request_id: String,
-    /// JSONL audit files; each is read after its rotated files, oldest
-    /// first.
-    #[arg(required = true, value_name = "FILE")]
-    files: Vec<PathBuf>,
+    #[command(flatten)]
+    inputs: Inputs,
     /// Print the tree as JSON (spans with their steps) instead of text.
     #[arg(long)]
     json: bool,
-    /// Read only the files named, not their rotated files.
-    #[arg(long)]
-    no_rotated: bool,
 }
 
 /// Reads the records of `request_id` from `files`, with a progress bar on
 /// a terminal; unreadable lines are reported on stderr and skipped.
 pub fn load_request(
-    files: &[PathBuf],
+    inputs: &Inputs,
     request_id: &str,
-    include_rotated: bool,
 ) -> Result<(Vec<Entry>, Vec<String>), CliError> {
-    let mut source = Source::open(files, SourceOptions { include_rotated }).map_err(review_err)?;
+    let mut source = inputs.open()?;
     let names = source
         .files()
         .iter()
@@ -57,7 +50,7 @@ pub fn load_request(
 
 /// Prints the request's tree.
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
-    let (entries, files) = load_request(&args.files, &args.request_id, !args.no_rotated)?;
+    let (entries, files) = load_request(&args.inputs, &args.request_id)?;
     let timeline = Timeline::build(&args.request_id, &entries).map_err(|e| match e {
         agent_audit_review::ReviewError::NoSuchRequest { request_id, .. } => {
             CliError::Runtime(format!(
