@@ -1,6 +1,5 @@
 //! Small text helpers shared by the renderers.
 
-
 /// Milliseconds, readably: `0.042 ms`, `12.3 ms`, `1.25 s`.
 pub fn fmt_ms(ms: f64) -> String {
     if !ms.is_finite() {
