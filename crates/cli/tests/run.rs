@@ -433,3 +433,36 @@ fn integrity_from_configuration_gives_a_keyed_chain_with_signed_checkpoints() {
         text(&run.stderr)
     );
 }
+
+#[test]
+fn a_closed_stdout_does_not_panic_and_the_audit_file_stays_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agent-audit"))
+        .args(["run", PROMPT])
+        .current_dir(dir.path())
+        .env_remove("AGENT_AUDIT_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before anything is printed, as `| head -0` does.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        out.status.success(),
+        "the required JSONL sink is complete: {err}"
+    );
+    assert!(
+        err.contains("stdout"),
+        "the failed optional stdout sink is reported: {err}"
+    );
+    let types: Vec<String> = lines(&dir.path().join("audit-log.jsonl"))
+        .iter()
+        .map(|l| json(l)["event_type"].as_str().unwrap().to_string())
+        .collect();
+    for t in TUTORIAL_SEQUENCE {
+        assert!(types.iter().any(|x| x == t), "{t} missing");
+    }
+}

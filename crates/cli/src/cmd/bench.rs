@@ -129,17 +129,17 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     };
     if args.json {
         let line = serde_json::to_string(&result).map_err(|e| CliError::Runtime(e.to_string()))?;
-        println!("{line}");
+        outln!("{line}");
     } else {
-        println!("records          {}", result.records);
-        println!("sinks            {}", result.sinks.join("; "));
-        println!("elapsed          {:.3} s", result.seconds);
-        println!("records/s        {:.0}", result.records_per_sec);
-        println!("MB/s             {:.1}", result.mb_per_sec);
-        println!("emit p50         {:.2} us", result.emit_p50_us);
-        println!("emit p99         {:.2} us", result.emit_p99_us);
-        println!("records lost     {}", result.lost);
-        println!(
+        outln!("records          {}", result.records);
+        outln!("sinks            {}", result.sinks.join("; "));
+        outln!("elapsed          {:.3} s", result.seconds);
+        outln!("records/s        {:.0}", result.records_per_sec);
+        outln!("MB/s             {:.1}", result.mb_per_sec);
+        outln!("emit p50         {:.2} us", result.emit_p50_us);
+        outln!("emit p99         {:.2} us", result.emit_p99_us);
+        outln!("records lost     {}", result.lost);
+        outln!(
             "peak RSS         {:.1} MiB",
             result.peak_rss_bytes as f64 / 1048576.0
         );

@@ -23,20 +23,20 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         KeyError::Exists { .. } => CliError::Usage(e.to_string()),
         other => CliError::Runtime(other.to_string()),
     })?;
-    println!(
+    outln!(
         "wrote private key {} (mode 0600; the writer signs checkpoints with it: keep it secret, off backups others can read)",
         files.private_key.display()
     );
-    println!(
+    outln!(
         "wrote public key  {} (give it to whoever verifies: agent-audit verify --public-key {} ...)",
         files.public_key.display(),
         files.public_key.display()
     );
-    println!("key id {}", files.key_id);
-    println!();
-    println!("# audit.toml");
-    println!("[integrity]");
-    println!(
+    outln!("key id {}", files.key_id);
+    outln!();
+    outln!("# audit.toml");
+    outln!("[integrity]");
+    outln!(
         "signing_key_file = {}",
         toml_string(&files.private_key.to_string_lossy())
     );

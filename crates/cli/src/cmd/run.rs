@@ -46,7 +46,7 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         eprint!("agent-audit: delivery report:\n{report}");
     }
     let answer = outcome.map_err(|e| CliError::Runtime(format!("the agent stopped: {e}")))?;
-    println!("{answer}");
+    outln!("{answer}");
     let failed_required: Vec<_> = report
         .sinks
         .iter()
