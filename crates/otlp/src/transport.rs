@@ -229,7 +229,7 @@ impl Transport {
         let result = match tokio::time::timeout(timeout, attempt).await {
             Ok(r) => r,
             Err(_) => Err(AttemptError::transient(format!(
-                "no answer within {} ms",
+                "timed out: no answer within {} ms",
                 timeout.as_millis()
             ))),
         };
