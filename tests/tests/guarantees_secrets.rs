@@ -184,50 +184,33 @@ fn no_sink_writes_a_secret_the_runtime_was_given() {
     captured.push(("stderr (tutorial)".into(), o.stderr));
 
     // 2. The model refuses the key (an OpenAI-style 401, key masked).
-    let model = ChatServer::start(Script::Unauthorized).unwrap();
-    let log2 = out.path().join("unauthorized.jsonl");
-    let c = config(
-        cfg.path(),
-        "unauthorized.toml",
-        &log2,
-        &model.base_url(),
-        &rotel,
-        &receiver.base_url(),
-        &s,
-    );
-    let o = run_app(&c, &s.model_key);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(jsonl_events(&log2).contains(&"model_error".to_string()));
-    captured.push(("stdout (401)".into(), o.stdout));
-    captured.push(("stderr (401)".into(), o.stderr));
-
     // 3. The model server echoes the whole key in its error body.
-    let model = ChatServer::start(Script::EchoKey).unwrap();
-    let log3 = out.path().join("echo-key.jsonl");
-    let c = config(
-        cfg.path(),
-        "echo-key.toml",
-        &log3,
-        &model.base_url(),
-        &rotel,
-        &receiver.base_url(),
-        &s,
-    );
-    let o = run_app(&c, &s.model_key);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(jsonl_events(&log3).contains(&"model_error".to_string()));
-    captured.push(("stdout (echoed key)".into(), o.stdout));
-    captured.push(("stderr (echoed key)".into(), o.stderr));
+    for (script, name, label) in [
+        (Script::Unauthorized, "unauthorized", "401"),
+        (Script::EchoKey, "echo-key", "echoed key"),
+    ] {
+        let model = ChatServer::start(script).unwrap();
+        let log = out.path().join(format!("{name}.jsonl"));
+        let c = config(
+            cfg.path(),
+            &format!("{name}.toml"),
+            &log,
+            &model.base_url(),
+            &rotel,
+            &receiver.base_url(),
+            &s,
+        );
+        let o = run_app(&c, &s.model_key);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(jsonl_events(&log).contains(&"model_error".to_string()));
+        captured.push((format!("stdout ({label})"), o.stdout));
+        captured.push((format!("stderr ({label})"), o.stderr));
+    }
 
     // 4. The OTLP/HTTP receiver refuses with a 401 that echoes the header
     //    value: the sink fails, and its error becomes audit_gap records in
