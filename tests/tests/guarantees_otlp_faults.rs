@@ -166,6 +166,34 @@ async fn collector_answering_503_fails_after_its_retry_budget() {
     finish_and_count(&d, &a, &log, 20, 0).await;
 }
 
+/// When the retry budget runs out during an attempt, the error names the
+/// collector's last answer (the 503), not the cut-short attempt's timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_that_ends_mid_attempt_still_reports_the_collectors_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = std::sync::atomic::AtomicBool::new(true);
+    let server = HttpServer::start(move |_| {
+        if !first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            // Later attempts hang past the budget.
+            std::thread::sleep(Duration::from_secs(3));
+        }
+        Reply::json(503, r#"{"message":"overloaded"}"#)
+    })
+    .unwrap();
+    let endpoint = format!("{}/v1/logs", server.base_url());
+    let (cfg, log) = start_config(
+        dir.path(),
+        &format!(
+            "endpoint = \"{endpoint}\"\nprotocol = \"http/json\"\ntimeout_ms = 10000\nretry = {{ initial_backoff_ms = 10, max_backoff_ms = 50, max_elapsed_ms = 400 }}"
+        ),
+        false,
+    );
+    let d = cfg.start().await.unwrap();
+    let a = Auditor::new(d.clone()).for_request(Some("r"));
+    failure_on_next_emit(&a, &endpoint, "503", Duration::from_secs(10)).await;
+    finish_and_count(&d, &a, &log, 5, 0).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn required_collector_down_fails_the_emit() {
     let dir = tempfile::tempdir().unwrap();

@@ -168,6 +168,7 @@ impl OtlpSink {
         runtime.block_on(async {
             let mut backoff = s.initial_backoff;
             let mut attempts = 0u32;
+            let mut last_detail: Option<String> = None;
             loop {
                 attempts += 1;
                 let left = end.saturating_duration_since(Instant::now());
@@ -178,10 +179,22 @@ impl OtlpSink {
                 } else {
                     s.timeout.min(left.max(Duration::from_millis(1)))
                 };
-                let err = match transport.send(body.clone(), timeout).await {
+                let mut err = match transport.send(body.clone(), timeout).await {
                     Ok(accepted) => return Ok(accepted),
                     Err(e) => e,
                 };
+                // An attempt cut short by what is left of the retry budget
+                // says little about the collector; the answer before it
+                // (a 503, a refused connection) is what the operator needs.
+                if timeout < s.timeout && err.timed_out {
+                    if let Some(prev) = last_detail.take() {
+                        err.detail = format!(
+                            "{prev} (a last attempt was cut short after {} ms by the retry budget)",
+                            timeout.as_millis()
+                        );
+                    }
+                }
+                last_detail = Some(err.detail.clone());
                 if !err.retryable {
                     return Err(ExportError::Refused {
                         endpoint: s.endpoint.clone(),

@@ -29,6 +29,8 @@ pub(crate) struct AttemptError {
     pub(crate) retry_after: Option<Duration>,
     /// What happened, without header values.
     pub(crate) detail: String,
+    /// No answer came within the attempt's timeout.
+    pub(crate) timed_out: bool,
 }
 
 impl AttemptError {
@@ -37,6 +39,13 @@ impl AttemptError {
             retryable: true,
             retry_after: None,
             detail,
+            timed_out: false,
+        }
+    }
+    fn timeout(detail: String) -> AttemptError {
+        AttemptError {
+            timed_out: true,
+            ..AttemptError::transient(detail)
         }
     }
     fn permanent(detail: String) -> AttemptError {
@@ -44,6 +53,7 @@ impl AttemptError {
             retryable: false,
             retry_after: None,
             detail,
+            timed_out: false,
         }
     }
 }
@@ -228,7 +238,7 @@ impl Transport {
         };
         let result = match tokio::time::timeout(timeout, attempt).await {
             Ok(r) => r,
-            Err(_) => Err(AttemptError::transient(format!(
+            Err(_) => Err(AttemptError::timeout(format!(
                 "timed out: no answer within {} ms",
                 timeout.as_millis()
             ))),
@@ -341,6 +351,7 @@ fn classify_status(status: &tonic::Status) -> AttemptError {
         retryable,
         retry_after,
         detail,
+        timed_out: status.code() == Code::DeadlineExceeded,
     }
 }
 
@@ -410,7 +421,14 @@ async fn send_http(
         .body(body)
         .send()
         .await
-        .map_err(|e| AttemptError::transient(format!("request failed: {}", error_chain(&e))))?;
+        .map_err(|e| {
+            let detail = format!("request failed: {}", error_chain(&e));
+            if e.is_timeout() {
+                AttemptError::timeout(detail)
+            } else {
+                AttemptError::transient(detail)
+            }
+        })?;
     let status = response.status();
     let retry_after = response
         .headers()
@@ -444,6 +462,7 @@ async fn send_http(
         retryable,
         retry_after: if retryable { retry_after } else { None },
         detail: format!("HTTP {status}: {message}"),
+        timed_out: false,
     })
 }
 
