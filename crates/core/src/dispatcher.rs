@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 
 use crate::error::{EmitError, StartError};
 use crate::ids::{SpanId, TraceId};
+use crate::lease::{Leased, SeqLease};
 use crate::record::{EventType, Record, RecordMeta};
 use crate::redact::PayloadFilter;
 use crate::sink::{AckLevel, Batch, Sink, SinkError};
@@ -86,6 +87,8 @@ pub struct DispatcherBuilder {
     sinks: Vec<(SinkOptions, Box<dyn Sink>)>,
     filter: Option<Arc<dyn PayloadFilter>>,
     max_record_bytes: usize,
+    lease: Option<Arc<dyn SeqLease>>,
+    lease_block: u64,
 }
 
 impl Default for DispatcherBuilder {
@@ -94,6 +97,8 @@ impl Default for DispatcherBuilder {
             sinks: Vec::new(),
             filter: None,
             max_record_bytes: 1 << 20,
+            lease: None,
+            lease_block: 65_536,
         }
     }
 }
@@ -124,6 +129,22 @@ impl DispatcherBuilder {
         self
     }
 
+    /// Keeps a durable [`SeqLease`] ahead of the numbering, so that a seq
+    /// handed to any sink (or on a receipt) is never reused after a crash.
+    /// See [`crate::lease`].
+    pub fn seq_lease(mut self, lease: Arc<dyn SeqLease>) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// How many seqs one lease store reserves (default 65,536; at least 2):
+    /// a larger block means fewer durable writes, and a larger gap of
+    /// skipped seqs after a crash.
+    pub fn lease_block(mut self, seqs: u64) -> Self {
+        self.lease_block = seqs;
+        self
+    }
+
     /// Opens every sink, continues the seq after the highest one they hold,
     /// starts the workers and writes a gap record for any damage reported.
     pub async fn start(self) -> Result<Dispatcher, StartError> {
@@ -147,6 +168,17 @@ impl DispatcherBuilder {
             }
             opened.push((options, sink));
         }
+        let lease_error = |source| StartError::Lease { source };
+        let (lease, skipped) = match self.lease {
+            Some(store) => {
+                let (mut leased, skipped) =
+                    Leased::open(store, self.lease_block, last_seq).map_err(lease_error)?;
+                last_seq = leased.next_seq() - 1;
+                leased.ensure(last_seq + 1).map_err(lease_error)?;
+                (Some(leased), skipped)
+            }
+            None => (None, None),
+        };
         let slots: Vec<Arc<SinkSlot>> = opened
             .into_iter()
             .map(|(options, sink)| SinkSlot::spawn(options, sink))
@@ -154,6 +186,8 @@ impl DispatcherBuilder {
         let shared = Arc::new(Shared {
             order: tokio::sync::Mutex::new(Order {
                 next_seq: last_seq + 1,
+                lease,
+                lease_error: None,
             }),
             sinks: slots,
             filter: self.filter,
@@ -164,6 +198,17 @@ impl DispatcherBuilder {
             before_shutdown: Mutex::new(Vec::new()),
         });
         let d = Dispatcher { shared };
+        if let Some((from, to)) = skipped {
+            let payload = serde_json::json!({
+                "reason": "seq_skipped",
+                "from_seq": from,
+                "to_seq": to,
+                "detail": format!(
+                    "seqs {from}..={to} were reserved by an earlier process but no sink here holds them (it stopped without a clean shutdown, or failed to write them); they may be in other sinks, and are never reused"
+                ),
+            });
+            d.emit_internal(EventType::AuditGap, payload).await?;
+        }
         for (sink, notice) in notices {
             let payload =
                 serde_json::json!({"reason": "sink_notice", "sink": sink, "detail": notice});
@@ -205,13 +250,36 @@ type ShutdownHook =
 
 struct Order {
     next_seq: u64,
+    lease: Option<Leased>,
+    /// A lease store that failed while numbering a gap record, for the
+    /// next emit to report.
+    lease_error: Option<crate::lease::LeaseError>,
 }
 
 impl Order {
+    /// Keeps the lease ahead of the numbering before an emit.
+    fn keep_leased(&mut self) -> Result<(), EmitError> {
+        if let Some(e) = self.lease_error.take() {
+            return Err(EmitError::Lease(e));
+        }
+        match &mut self.lease {
+            Some(l) => l.ensure(self.next_seq).map_err(EmitError::Lease),
+            None => Ok(()),
+        }
+    }
+
     /// Gives a draft the next seq and the current time, in one critical
     /// section so that time never runs backwards along the sequence.
     fn stamp(&mut self, draft: Draft) -> Arc<Record> {
         let seq = self.next_seq;
+        // Gap records are numbered without an emit; `keep_leased` leaves
+        // half a block of room for them, so this only runs if a flood of
+        // them used it all up.
+        if let Some(l) = &mut self.lease
+            && let Err(e) = l.ensure(seq)
+        {
+            self.lease_error = Some(e);
+        }
         self.next_seq += 1;
         Arc::new(Record::from_parts(
             seq,
@@ -261,6 +329,7 @@ impl Dispatcher {
         if shared.closed.load(Ordering::Acquire) {
             return Err(EmitError::Closed);
         }
+        order.keep_leased()?;
         shared.flush_gaps(&mut order, false).await;
         for s in &shared.sinks {
             if s.options.overflow == Overflow::Block {
@@ -413,10 +482,20 @@ impl Dispatcher {
                 }
             }
         }
+        let mut lease_error = None;
         {
             let mut order = shared.order.lock().await;
             if first {
                 shared.flush_gaps(&mut order, true).await;
+                let last_used = order.next_seq - 1;
+                if let Some(e) = order.lease_error.take() {
+                    lease_error = Some(e.to_string());
+                }
+                if let Some(l) = &mut order.lease
+                    && let Err(e) = l.release(last_used)
+                {
+                    lease_error = Some(e.to_string());
+                }
             }
             for s in &shared.sinks {
                 s.close_queue(Some(deadline));
@@ -441,6 +520,7 @@ impl Dispatcher {
         }
         shared.shut_down.store(true, Ordering::Release);
         ShutdownReport {
+            lease_error,
             sinks: shared
                 .sinks
                 .iter()
@@ -636,14 +716,18 @@ pub struct SinkHealth {
 pub struct ShutdownReport {
     /// One entry per sink.
     pub sinks: Vec<SinkReport>,
+    /// Why the seq lease could not be lowered to the last seq used (the
+    /// next start then skips the seqs still reserved, and says so).
+    pub lease_error: Option<String>,
 }
 
 impl ShutdownReport {
     /// Whether every sink finished and nothing was lost.
     pub fn is_clean(&self) -> bool {
-        self.sinks.iter().all(|s| {
-            s.finished && s.undelivered == 0 && s.health.failed == 0 && s.health.dropped == 0
-        })
+        self.lease_error.is_none()
+            && self.sinks.iter().all(|s| {
+                s.finished && s.undelivered == 0 && s.health.failed == 0 && s.health.dropped == 0
+            })
     }
 }
 
@@ -663,6 +747,9 @@ impl std::fmt::Display for ShutdownReport {
                 write!(f, "; last error: {e}")?;
             }
             writeln!(f)?;
+        }
+        if let Some(e) = &self.lease_error {
+            writeln!(f, "seq lease not released: {e}")?;
         }
         Ok(())
     }

@@ -31,6 +31,13 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The seq lease could not be read or extended.
+    #[error("could not start numbering records: {source}")]
+    Lease {
+        /// Cause.
+        #[source]
+        source: crate::lease::LeaseError,
+    },
     /// Writing the start-up notice records failed.
     #[error("could not record a sink's start-up notice: {0}")]
     Notice(#[from] EmitError),
@@ -92,6 +99,10 @@ pub enum EmitError {
         /// The limit.
         max: usize,
     },
+    /// The seq lease could not be extended; no seq was assigned, since a
+    /// seq beyond the lease could be reused after a crash.
+    #[error("record refused: {0}")]
+    Lease(#[source] crate::lease::LeaseError),
     /// The dispatcher was shut down.
     #[error("the dispatcher is shut down")]
     Closed,

@@ -38,6 +38,7 @@ mod auditor;
 mod dispatcher;
 mod error;
 pub mod ids;
+pub mod lease;
 mod memory;
 mod record;
 mod redact;
@@ -54,6 +55,7 @@ pub use dispatcher::{
 };
 pub use error::{EmitError, StartError};
 pub use ids::{SpanId, TraceId};
+pub use lease::{LeaseError, MemoryLease, SeqLease};
 pub use memory::{MemorySink, MemorySinkError};
 pub use record::{EventType, Record, SCHEMA_VERSION, StoredRecord};
 pub use redact::PayloadFilter;
