@@ -124,6 +124,7 @@
 pub mod chain;
 mod error;
 pub mod files;
+mod lease;
 mod options;
 mod reader;
 mod sink;
@@ -132,6 +133,7 @@ mod tail;
 pub use error::{JsonlError, ReadError};
 pub use options::{ChainKey, FsyncPolicy, JsonlOptions};
 pub use reader::{DEFAULT_MAX_LINE, Line, RawLine, Reader};
+pub use lease::FileLease;
 pub use sink::JsonlSink;
 
 // Integrity: verification, keyed chains, signed checkpoints (see docs/integrity.md).
