@@ -2,7 +2,7 @@
 //!
 //! The JSONL file sink of agent-audit: one schema v1 record per line,
 //! appended to a locked file with a hash chain, synced by policy, rotated by
-//! size; plus a streaming [`Reader`] and the ordered list of a log's files
+//! size or age; plus a streaming [`Reader`] and the ordered list of a log's files
 //! ([`files::list`]).
 //!
 //! ```
@@ -110,11 +110,25 @@
 //!
 //! ## Rotation
 //!
-//! With `rotate_bytes`, when the next line would take the active file past
-//! that size, the file is synced (unless `fsync = "never"`), renamed to
+//! By size, by age, or both, whichever comes first:
+//!
+//! - `rotate_bytes`: before a line that would take the active file past
+//!   that size.
+//! - `rotate_every` ([`JsonlOptions::rotate_every`], in configuration
+//!   `"1d"`, `"12h"` or seconds, see [`parse_rotate_every`]): before the
+//!   first record stamped that long or longer after the active file's first
+//!   record. The age is the records' own wall-clock time, so a restart does
+//!   not reset it: on open, the file's first record's `ts` is read back
+//!   (its creation time if that record cannot be read). A quiet log rotates
+//!   when its next record comes; a file holds records stamped within
+//!   `rotate_every` of its first.
+//!
+//! Either way the file is synced (unless `fsync = "never"`), renamed to
 //! `<stem>.<first_seq>-<last_seq>.<ext>` (12-digit zero-padded seqs, see
 //! [`files`]) and a fresh file is created and locked. The chain carries on:
-//! the new file's first `prev` is the hash of the old file's last line.
+//! the new file's first `prev` is the hash of the old file's last line, and
+//! the [`HeadHandle`] counts the rotation, so a
+//! [`Checkpointer`](checkpoint::Checkpointer) signs a checkpoint after it.
 //! [`files::list`] returns a log's files in chain order.
 //!
 //! ## Feature flags
@@ -131,7 +145,7 @@ mod sink;
 mod tail;
 
 pub use error::{JsonlError, ReadError};
-pub use options::{ChainKey, FsyncPolicy, JsonlOptions};
+pub use options::{ChainKey, FsyncPolicy, JsonlOptions, parse_rotate_every};
 pub use reader::{DEFAULT_MAX_LINE, Line, RawLine, Reader};
 pub use lease::FileLease;
 pub use sink::JsonlSink;

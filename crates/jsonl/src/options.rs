@@ -98,6 +98,12 @@ pub struct JsonlOptions {
     /// never rotate.
     #[serde(default)]
     pub rotate_bytes: Option<u64>,
+    /// Rotate before the first record stamped `rotate_every` or more after
+    /// the active file's first record. In configuration a number of seconds
+    /// or a string with a unit `s`, `m`, `h` or `d` (`"1h"`, `"1d"`); see
+    /// [`parse_rotate_every`]. Default: never rotate by age.
+    #[serde(default, deserialize_with = "de_rotate_every")]
+    pub rotate_every: Option<Duration>,
     #[serde(skip)]
     chain_key: Option<ChainKey>,
 }
@@ -110,6 +116,7 @@ impl JsonlOptions {
             fsync: FsyncPolicy::default(),
             fsync_interval_ms: default_interval_ms(),
             rotate_bytes: None,
+            rotate_every: None,
             chain_key: None,
         }
     }
@@ -129,6 +136,13 @@ impl JsonlOptions {
     /// Rotates the file once it would exceed `bytes`.
     pub fn rotate_bytes(mut self, bytes: u64) -> Self {
         self.rotate_bytes = Some(bytes);
+        self
+    }
+
+    /// Rotates the file before the first record stamped `every` or more
+    /// after the file's first record (see the [crate docs](crate#rotation)).
+    pub fn rotate_every(mut self, every: Duration) -> Self {
+        self.rotate_every = Some(every);
         self
     }
 
@@ -158,8 +172,8 @@ impl JsonlOptions {
         &self.path
     }
 
-    /// Checks values serde cannot: a zero interval or rotation size, an
-    /// empty path, an empty key.
+    /// Checks values serde cannot: a zero interval, rotation size or age,
+    /// an empty path, an empty key.
     pub fn validate(&self) -> Result<(), JsonlError> {
         let bad = |field: &'static str, reason: &str| {
             Err(JsonlError::InvalidOption {
@@ -180,6 +194,12 @@ impl JsonlOptions {
                 "must be at least 1 (omit it to never rotate)",
             );
         }
+        if self.rotate_every == Some(Duration::ZERO) {
+            return bad(
+                "rotate_every",
+                "must be longer than zero (omit it to never rotate by age)",
+            );
+        }
         if self
             .chain_key
             .as_ref()
@@ -188,5 +208,136 @@ impl JsonlOptions {
             return bad("chain_key", "must not be empty");
         }
         Ok(())
+    }
+}
+
+const ROTATE_EVERY_FORMAT: &str = "a number of seconds, or a whole number with a unit s, m, h or d such as \"90s\", \"15m\", \"1h\", \"1d\"";
+
+/// Parses a `rotate_every` value written as a string: a whole number of
+/// seconds (`"3600"`) or a whole number with a unit `s`, `m`, `h` or `d`
+/// (`"90s"`, `"15m"`, `"1h"`, `"1d"`, `"7d"`). A day is 86,400 seconds of
+/// elapsed time, not a calendar day. Zero is refused. The error says what
+/// is wrong, for messages that also name the key.
+///
+/// ```
+/// use std::time::Duration;
+/// use agent_audit_jsonl::parse_rotate_every;
+///
+/// assert_eq!(parse_rotate_every("1d"), Ok(Duration::from_secs(86_400)));
+/// assert_eq!(parse_rotate_every("90s"), Ok(Duration::from_secs(90)));
+/// assert_eq!(parse_rotate_every("3600"), Ok(Duration::from_secs(3600)));
+/// assert!(parse_rotate_every("1 fortnight").is_err());
+/// assert!(parse_rotate_every("0h").is_err());
+/// ```
+pub fn parse_rotate_every(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = t.split_at(digits);
+    let bad = |why: &str| format!("`{text}` {why}: expected {ROTATE_EVERY_FORMAT}");
+    if number.is_empty() {
+        return Err(bad("does not start with a whole number"));
+    }
+    let n: u64 = number.parse().map_err(|_| bad("is too large a number"))?;
+    let scale: u64 = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => return Err(bad(&format!("has an unknown unit `{other}`"))),
+    };
+    let secs = n.checked_mul(scale).ok_or_else(|| bad("is too long"))?;
+    if secs == 0 {
+        return Err(format!(
+            "`{text}` is zero: rotate_every must be at least 1 second (omit it to never rotate by age)"
+        ));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn de_rotate_every<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    struct Visit;
+    impl serde::de::Visitor<'_> for Visit {
+        type Value = Duration;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "rotate_every as {ROTATE_EVERY_FORMAT}")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+            parse_rotate_every(v).map_err(|e| E::custom(format!("invalid rotate_every {e}")))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Duration, E> {
+            if v == 0 {
+                return Err(E::custom(
+                    "invalid rotate_every 0: must be at least 1 second (omit it to never rotate by age)",
+                ));
+            }
+            Ok(Duration::from_secs(v))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Duration, E> {
+            match u64::try_from(v) {
+                Ok(v) => self.visit_u64(v),
+                Err(_) => Err(E::custom(format!(
+                    "invalid rotate_every {v}: must be at least 1 second (omit it to never rotate by age)"
+                ))),
+            }
+        }
+    }
+    d.deserialize_any(Visit).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotate_every_accepts_units_and_seconds_and_names_itself_when_wrong() {
+        for (text, secs) in [
+            ("1d", 86_400),
+            ("12h", 43_200),
+            ("15m", 900),
+            ("45s", 45),
+            ("7", 7),
+            (" 2 d ", 172_800),
+        ] {
+            assert_eq!(
+                parse_rotate_every(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
+        }
+        let parse = |json: &str| serde_json::from_str::<JsonlOptions>(json);
+        assert_eq!(
+            parse(r#"{"path":"a","rotate_every":"1d"}"#)
+                .unwrap()
+                .rotate_every,
+            Some(Duration::from_secs(86_400))
+        );
+        assert_eq!(
+            parse(r#"{"path":"a","rotate_every":3600}"#)
+                .unwrap()
+                .rotate_every,
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(parse(r#"{"path":"a"}"#).unwrap().rotate_every, None);
+        for bad in [
+            r#""1w""#,
+            r#""d""#,
+            r#""0d""#,
+            "0",
+            "-5",
+            "1.5",
+            r#""99999999999999999999s""#,
+            r#""999999999999999999d""#,
+            "true",
+        ] {
+            let err = parse(&format!(r#"{{"path":"a","rotate_every":{bad}}}"#))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("rotate_every"), "{bad}: {err}");
+        }
+        let err = JsonlOptions::new("a")
+            .rotate_every(Duration::ZERO)
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("rotate_every"), "{err}");
     }
 }

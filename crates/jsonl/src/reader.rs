@@ -241,11 +241,14 @@ impl<R: BufRead> Iterator for Reader<R> {
     }
 }
 
+/// `bytes` as a record, if it is a whole schema v1 record.
+pub(crate) fn parse_record(bytes: &[u8]) -> Option<StoredRecord> {
+    serde_json::from_slice::<StoredRecord>(bytes).ok()
+}
+
 /// Whether `bytes` is a whole schema v1 record; its seq if so.
 pub(crate) fn record_seq(bytes: &[u8]) -> Option<u64> {
-    serde_json::from_slice::<StoredRecord>(bytes)
-        .ok()
-        .map(|r| r.seq)
+    parse_record(bytes).map(|r| r.seq)
 }
 
 /// The seq a damaged line was written for, when its prefix shows it whole:

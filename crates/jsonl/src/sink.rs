@@ -30,6 +30,10 @@ struct Active {
     len: u64,
     first_seq: Option<u64>,
     last_seq: Option<u64>,
+    /// When the file's first record was stamped (Unix nanoseconds): the
+    /// file's age for `rotate_every`. The file's creation time when its
+    /// first record cannot be read.
+    first_ts: Option<i128>,
     unsynced: bool,
 }
 
@@ -40,6 +44,23 @@ struct Mark {
     head: [u8; 64],
     first_seq: Option<u64>,
     last_seq: Option<u64>,
+    first_ts: Option<i128>,
+}
+
+/// Seq range and first record's time of lines encoded but not yet written.
+#[derive(Clone, Copy)]
+struct Pending {
+    first: u64,
+    last: u64,
+    first_ts: i128,
+}
+
+/// Unix nanoseconds of a file's creation (birth) time, else its last
+/// modification.
+fn created_nanos(meta: &std::fs::Metadata) -> Option<i128> {
+    let t = meta.created().or_else(|_| meta.modified()).ok()?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some(d.as_nanos() as i128)
 }
 
 /// Appends records to a JSONL file with a hash chain. See the
@@ -158,6 +179,7 @@ impl JsonlSink {
                 head: chain.head_raw(),
                 first_seq: None,
                 last_seq: None,
+                first_ts: None,
             },
             options,
             chain,
@@ -202,6 +224,7 @@ impl JsonlSink {
         let mut len = 0;
         let mut first_seq = None;
         let mut last_seq = None;
+        let mut first_ts = None;
         let mut seq_floor = None;
         if regular {
             len = file
@@ -236,10 +259,18 @@ impl JsonlSink {
                 Some(last) => {
                     self.chain.next(&last.bytes);
                     last_seq = Some(last.seq);
-                    first_seq = tail::first_seq(&file).map_err(|source| JsonlError::ReadTail {
-                        path: path.clone(),
-                        source,
-                    })?;
+                    let first =
+                        tail::first_record(&file).map_err(|source| JsonlError::ReadTail {
+                            path: path.clone(),
+                            source,
+                        })?;
+                    first_seq = first.map(|f| f.0);
+                    // The age survives a restart: it is the first record's
+                    // time, not when this process opened the file.
+                    first_ts = match first.and_then(|f| f.1) {
+                        Some(ts) => Some(ts),
+                        None => file.metadata().ok().as_ref().and_then(created_nanos),
+                    };
                     format!(
                         "the last whole record (seq {}, ending at byte {})",
                         last.seq, last.end
@@ -280,6 +311,7 @@ impl JsonlSink {
             head: self.chain.head_raw(),
             first_seq,
             last_seq,
+            first_ts,
         };
         self.active = Some(Active {
             file,
@@ -287,6 +319,7 @@ impl JsonlSink {
             len,
             first_seq,
             last_seq,
+            first_ts,
             unsynced: false,
         });
         self.opened = true;
@@ -370,6 +403,7 @@ impl JsonlSink {
                 len,
                 first_seq: None,
                 last_seq: None,
+                first_ts: None,
                 unsynced: false,
             });
             self.dirty = true;
@@ -394,6 +428,7 @@ impl JsonlSink {
         active.len = self.committed.len;
         active.first_seq = self.committed.first_seq;
         active.last_seq = self.committed.last_seq;
+        active.first_ts = self.committed.first_ts;
         self.chain.set_head_raw(self.committed.head);
         self.dirty = false;
         Ok(())
@@ -417,7 +452,8 @@ impl JsonlSink {
     }
 
     /// Encodes, chains and appends `records`, rotating between lines when
-    /// the file would exceed `rotate_bytes`.
+    /// the file would exceed `rotate_bytes` or a record comes
+    /// `rotate_every` after the file's first.
     fn append(&mut self, records: &[Arc<Record>]) -> Result<(), JsonlError> {
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
@@ -435,8 +471,13 @@ impl JsonlSink {
         buf: &mut Vec<u8>,
     ) -> Result<(), JsonlError> {
         let limit = self.options.rotate_bytes;
+        let max_age = self
+            .options
+            .rotate_every
+            .map(|d| d.as_nanos().min(i128::MAX as u128) as i128);
+        let rotating = limit.is_some() || max_age.is_some();
         // Seqs of the lines in `buf`, not yet handed to the kernel.
-        let mut pending: Option<(u64, u64)> = None;
+        let mut pending: Option<Pending> = None;
         // Lines written since the last commit.
         let mut lines = 0u64;
         for r in records {
@@ -445,12 +486,22 @@ impl JsonlSink {
             r.encode_line(self.chain.head(), buf);
             self.chain.advance(&buf[line_start..]);
             buf.push(b'\n');
-            if let Some(limit) = limit {
+            if rotating {
                 let active = self.active.as_ref().ok_or_else(|| self.not_open())?;
                 let before = active.len + line_start as u64;
                 let has_record = active.first_seq.is_some() || pending.is_some();
-                if active.regular && has_record && before + (buf.len() - line_start) as u64 > limit
-                {
+                let too_big =
+                    limit.is_some_and(|limit| before + (buf.len() - line_start) as u64 > limit);
+                // Record time, not the time of this write: the dispatcher
+                // stamps records from the wall clock as they are emitted, so
+                // the file's span of record times stays within the limit.
+                let too_old = max_age.is_some_and(|max| {
+                    active
+                        .first_ts
+                        .or(pending.map(|p| p.first_ts))
+                        .is_some_and(|first| r.ts.unix_nanos().saturating_sub(first) >= max)
+                });
+                if active.regular && has_record && (too_big || too_old) {
                     self.write_chunk(&buf[..line_start], pending.take())?;
                     self.commit(prev_head, lines);
                     lines = 0;
@@ -459,8 +510,12 @@ impl JsonlSink {
                 }
             }
             pending = Some(match pending {
-                Some((first, _)) => (first, r.seq),
-                None => (r.seq, r.seq),
+                Some(p) => Pending { last: r.seq, ..p },
+                None => Pending {
+                    first: r.seq,
+                    last: r.seq,
+                    first_ts: r.ts.unix_nanos(),
+                },
             });
             lines += 1;
             if buf.len() >= CHUNK {
@@ -477,7 +532,7 @@ impl JsonlSink {
     /// next write, [`JsonlSink::recover`] cuts the file back to the last
     /// commit (the start of the batch, or its last rotation), so a failed
     /// batch leaves neither half a line nor its records behind.
-    fn write_chunk(&mut self, bytes: &[u8], seqs: Option<(u64, u64)>) -> Result<(), JsonlError> {
+    fn write_chunk(&mut self, bytes: &[u8], seqs: Option<Pending>) -> Result<(), JsonlError> {
         if bytes.is_empty() {
             return Ok(());
         }
@@ -495,9 +550,12 @@ impl JsonlSink {
         }
         active.len += bytes.len() as u64;
         active.unsynced = true;
-        if let Some((first, last)) = seqs {
-            active.first_seq = active.first_seq.or(Some(first));
-            active.last_seq = Some(last);
+        if let Some(p) = seqs {
+            if active.first_seq.is_none() {
+                active.first_seq = Some(p.first);
+                active.first_ts = Some(p.first_ts);
+            }
+            active.last_seq = Some(p.last);
         }
         Ok(())
     }
@@ -514,6 +572,7 @@ impl JsonlSink {
             head,
             first_seq: active.first_seq,
             last_seq: active.last_seq,
+            first_ts: active.first_ts,
         };
         if let (Some(last), true) = (active.last_seq, lines > 0) {
             self.published.advanced(last, &head, lines);
@@ -553,6 +612,7 @@ impl JsonlSink {
             head: self.committed.head,
             first_seq: None,
             last_seq: None,
+            first_ts: None,
         };
         let (file, regular) = open_active(&path, true).map_err(|e| match e {
             JsonlError::Open { path, source } if source.kind() == io::ErrorKind::AlreadyExists => {
@@ -572,6 +632,7 @@ impl JsonlSink {
             len: 0,
             first_seq: None,
             last_seq: None,
+            first_ts: None,
             unsynced: false,
         });
         if self.options.fsync != FsyncPolicy::Never {
@@ -637,6 +698,7 @@ impl JsonlSink {
             len,
             first_seq: None,
             last_seq: None,
+            first_ts: None,
             unsynced: false,
         });
         self.committed = Mark {
@@ -644,6 +706,7 @@ impl JsonlSink {
             head: self.chain.head_raw(),
             first_seq: None,
             last_seq: None,
+            first_ts: None,
         };
         let found = if len == 0 {
             String::new()

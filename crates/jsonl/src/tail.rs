@@ -4,7 +4,9 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::FileExt;
 
-use crate::reader::{Reader, record_seq, seq_hint};
+use agent_audit_core::Timestamp;
+
+use crate::reader::{Reader, parse_record, record_seq, seq_hint};
 
 const CHUNK: u64 = 64 << 10;
 /// A line longer than this is not parsed when scanning (it cannot be one of
@@ -147,8 +149,9 @@ impl Read for At<'_> {
     }
 }
 
-/// The seq of the first record among the first lines of `file`.
-pub(crate) fn first_seq(file: &File) -> io::Result<Option<u64>> {
+/// The seq and time (Unix nanoseconds, when its `ts` parses) of the first
+/// record among the first lines of `file`.
+pub(crate) fn first_record(file: &File) -> io::Result<Option<(u64, Option<i128>)>> {
     let mut reader = Reader::new("", BufReader::new(At { file, pos: 0 }));
     for _ in 0..MAX_BAD {
         match reader.next_raw() {
@@ -156,8 +159,9 @@ pub(crate) fn first_seq(file: &File) -> io::Result<Option<u64>> {
             Some(Err(crate::ReadError::Io { source, .. })) => return Err(source),
             Some(Err(_)) => return Ok(None),
             Some(Ok(raw)) => {
-                if let Some(seq) = record_seq(&raw.bytes) {
-                    return Ok(Some(seq));
+                if let Some(r) = parse_record(&raw.bytes) {
+                    let ts = Timestamp::parse(&r.ts).map(|t| t.unix_nanos());
+                    return Ok(Some((r.seq, ts)));
                 }
             }
         }
