@@ -2,7 +2,10 @@
 //! being killed at any moment, byte for byte; a kill leaves at most one
 //! torn final line, which the next writer keeps, terminates and reports;
 //! the next writer continues the chain and the seq numbering without a
-//! duplicate. (docs/guarantees.md, "Process crash".)
+//! duplicate: no seq the killed writer handed out (even one never written)
+//! is given to another record, and the seqs it reserved but never wrote
+//! are named in a `seq_skipped` audit_gap record. (docs/guarantees.md,
+//! "Process crash".)
 //!
 //! The writer is `src/bin/crash-writer.rs`: 4 tasks emitting as fast as
 //! they can with `fsync = "batch"`, printing each seq once its receipt
@@ -45,6 +48,10 @@ fn durable_records_survive_sigkill_at_random_moments_and_the_next_writer_continu
     let mut torn_tails = 0u64;
     let mut gap_notices = 0u64;
     let mut highest_durable = 0u64;
+    // The highest seq any killed writer handed out (its `A` lines).
+    let mut highest_accepted = 0u64;
+    let mut skipped_gaps = 0u64;
+    let mut accepted_unwritten = 0u64;
     // Offset of the last whole record line checked: verification of the
     // next round's bytes starts there, so the link into them is checked.
     let mut last_record_at: Option<u64> = None;
@@ -77,11 +84,17 @@ fn durable_records_survive_sigkill_at_random_moments_and_the_next_writer_continu
         };
         // The next writer continues the numbering: nothing in the file, and
         // nothing ever acknowledged, gets its seq again.
-        let floor = checker.last_seq().unwrap_or(0).max(highest_durable);
+        let floor = checker
+            .last_seq()
+            .unwrap_or(0)
+            .max(highest_durable)
+            .max(highest_accepted);
         assert!(
             next_seq > floor,
             "round {round}: the writer restarted at seq {next_seq}, but seq {floor} is already taken"
         );
+        let last_in_file = checker.last_seq().unwrap_or(0);
+        let torn_before = checker.torn_tail(&before).is_some();
 
         std::thread::sleep(Duration::from_millis(rng.gen_range(5..=50)));
         child.kill().expect("SIGKILL");
@@ -119,6 +132,24 @@ fn durable_records_survive_sigkill_at_random_moments_and_the_next_writer_continu
                     );
                     written.insert(rec.seq, (task, n));
                 }
+                "audit_gap" if rec.payload()["reason"] == "seq_skipped" => {
+                    let p = rec.payload();
+                    let (from, to) = (p["from_seq"].as_u64(), p["to_seq"].as_u64());
+                    // A torn final line that got as far as its seq keeps
+                    // that seq taken too.
+                    let torn = u64::from(torn_before);
+                    assert!(
+                        from.is_some_and(|f| f > last_in_file && f <= last_in_file + 1 + torn),
+                        "round {round}: the skipped range starts right after the file's last seq {last_in_file}: {:?}",
+                        rec.value
+                    );
+                    assert!(
+                        to.is_some_and(|to| to >= highest_accepted && rec.seq > to),
+                        "round {round}: the skipped range covers every seq handed out (up to {highest_accepted}): {:?}",
+                        rec.value
+                    );
+                    skipped_gaps += 1;
+                }
                 "audit_gap" => {
                     assert_eq!(rec.payload()["reason"], "sink_notice", "{:?}", rec.value);
                     gap_notices += 1;
@@ -126,8 +157,13 @@ fn durable_records_survive_sigkill_at_random_moments_and_the_next_writer_continu
                 other => panic!("round {round}: unexpected event type {other}"),
             }
         }
+        let mut accepted_now = Vec::new();
         for line in &durable {
             if line.starts_with("READY") {
+                continue;
+            }
+            if let Some(seq) = line.strip_prefix("A ") {
+                accepted_now.push(seq.parse::<u64>().unwrap());
                 continue;
             }
             let parts: Vec<u64> = line
@@ -144,6 +180,12 @@ fn durable_records_survive_sigkill_at_random_moments_and_the_next_writer_continu
             );
             highest_durable = highest_durable.max(seq);
             durable_confirmed += 1;
+        }
+        for seq in accepted_now {
+            highest_accepted = highest_accepted.max(seq);
+            if !written.contains_key(&seq) {
+                accepted_unwritten += 1;
+            }
         }
 
         // The reader, on what this round added: every line a record, except
@@ -215,8 +257,12 @@ fn durable_records_survive_sigkill_at_random_moments_and_the_next_writer_continu
     assert_eq!(report.last_seq, summary.records.last().map(|r| r.seq));
     assert_eq!(summary.records.len() as u64, checker.records);
     assert!(summary.records.len() as u64 >= durable_confirmed.min(1));
+    assert!(
+        skipped_gaps > 0,
+        "no restart ever found seqs reserved ahead of the file: the lease is not in use"
+    );
     eprintln!(
-        "crash loop: {kills} SIGKILLs survived in {:.1?}; {} records checked (chain, seq, payload), {durable_confirmed} Durable receipts confirmed in the file, {torn_tails} torn tails kept and reported, {gap_notices} audit_gap notices, {} bytes; verify run {} times over {verified_bytes} bytes",
+        "crash loop: {kills} SIGKILLs survived in {:.1?}; {} records checked (chain, seq, payload), {durable_confirmed} Durable receipts confirmed in the file, {torn_tails} torn tails kept and reported, {gap_notices} audit_gap notices, {accepted_unwritten} seqs handed out but never written and never reused, {skipped_gaps} seq_skipped records, {} bytes; verify run {} times over {verified_bytes} bytes",
         started.elapsed(),
         summary.records.len(),
         before.len(),

@@ -198,6 +198,14 @@ impl DispatcherBuilder {
             before_shutdown: Mutex::new(Vec::new()),
         });
         let d = Dispatcher { shared };
+        for (sink, notice) in notices {
+            let payload =
+                serde_json::json!({"reason": "sink_notice", "sink": sink, "detail": notice});
+            d.emit_internal(EventType::AuditGap, payload).await?;
+        }
+        // After the sinks' own notices (a torn tail is about the file as
+        // it was found), the seqs an earlier process reserved and no sink
+        // here holds.
         if let Some((from, to)) = skipped {
             let payload = serde_json::json!({
                 "reason": "seq_skipped",
@@ -207,11 +215,6 @@ impl DispatcherBuilder {
                     "seqs {from}..={to} were reserved by an earlier process but no sink here holds them (it stopped without a clean shutdown, or failed to write them); they may be in other sinks, and are never reused"
                 ),
             });
-            d.emit_internal(EventType::AuditGap, payload).await?;
-        }
-        for (sink, notice) in notices {
-            let payload =
-                serde_json::json!({"reason": "sink_notice", "sink": sink, "detail": notice});
             d.emit_internal(EventType::AuditGap, payload).await?;
         }
         Ok(d)

@@ -2,16 +2,20 @@
 //!
 //! `crash-writer <log path> <tasks>` appends records to a JSONL log with
 //! `fsync = "batch"` from `<tasks>` concurrent tasks as fast as it can, and
-//! prints one line per record whose receipt reached `Durable`:
+//! prints one line per record as soon as it has a seq, and one more once
+//! its receipt reached `Durable`:
 //!
 //! ```text
 //! READY <next seq>
+//! A <seq>
 //! D <seq> <task> <n>
 //! ```
 //!
-//! The line is printed (and flushed) only after the receipt said Durable,
+//! A `D` line is printed (and flushed) only after the receipt said Durable,
 //! so every `D` line the parent reads is a promise the file must keep after
-//! the parent kills this process with SIGKILL. It never exits on its own,
+//! the parent kills this process with SIGKILL; every `A` line is a seq that
+//! no later process may give to another record. The seq lease
+//! (`<log>.seq`, blocks of 4096) is what keeps that second promise. It never exits on its own,
 //! unless a third argument bounds the records per task: then it waits for
 //! every receipt, shuts down and exits 0 (for tracing it under strace).
 
@@ -19,7 +23,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use agent_audit::jsonl::{FsyncPolicy, JsonlOptions, JsonlSink};
+use agent_audit::jsonl::{FileLease, FsyncPolicy, JsonlOptions, JsonlSink};
 use agent_audit::{AckLevel, Auditor, Dispatcher, EventType, SinkOptions};
 
 fn main() {
@@ -47,8 +51,13 @@ async fn run(path: PathBuf, tasks: usize, per_task: u64) {
         Ok(s) => s,
         Err(e) => fail(&format!("options: {e}")),
     };
+    let Some(lease) = FileLease::for_log(&path) else {
+        fail("the log is not a regular file");
+    };
     let dispatcher = match Dispatcher::builder()
         .sink(SinkOptions::new("jsonl").queue(4096), sink)
+        .seq_lease(Arc::new(lease))
+        .lease_block(4096)
         .start()
         .await
     {
@@ -79,11 +88,13 @@ async fn run(path: PathBuf, tasks: usize, per_task: u64) {
             }
         }));
         let a = auditor.child_span();
+        let out3 = out.clone();
         handles.push(tokio::spawn(async move {
             for n in 0..per_task {
                 let payload = agent_audit_tests::crash_payload(task, n);
                 match a.emit(EventType::ToolCall, &payload).await {
                     Ok(r) => {
+                        say(&out3, &format!("A {}", r.seq));
                         if tx.send((r.seq, n)).await.is_err() {
                             return;
                         }
