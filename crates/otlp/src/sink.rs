@@ -186,13 +186,14 @@ impl OtlpSink {
                 // An attempt cut short by what is left of the retry budget
                 // says little about the collector; the answer before it
                 // (a 503, a refused connection) is what the operator needs.
-                if timeout < s.timeout && err.timed_out {
-                    if let Some(prev) = last_detail.take() {
-                        err.detail = format!(
-                            "{prev} (a last attempt was cut short after {} ms by the retry budget)",
-                            timeout.as_millis()
-                        );
-                    }
+                if timeout < s.timeout
+                    && err.timed_out
+                    && let Some(prev) = last_detail.take()
+                {
+                    err.detail = format!(
+                        "{prev} (a last attempt was cut short after {} ms by the retry budget)",
+                        timeout.as_millis()
+                    );
                 }
                 last_detail = Some(err.detail.clone());
                 if !err.retryable {
