@@ -569,6 +569,8 @@ impl Config {
 
     fn assemble(&self) -> Result<(DispatcherBuilder, Option<Head>), BuildError> {
         let mut head = None;
+        #[cfg(feature = "jsonl")]
+        let mut leased = false;
         let mut b = Dispatcher::builder().max_record_bytes(self.limits.max_record_bytes);
         #[cfg(feature = "redact")]
         {
@@ -599,6 +601,7 @@ impl Config {
                             }
                         })?;
                     }
+                    let o_path = o.path.clone();
                     let sink =
                         agent_audit_jsonl::JsonlSink::new(o).map_err(|e| sink_error(self, s, e))?;
                     let wanted = self
@@ -608,6 +611,17 @@ impl Config {
                         .is_none_or(|name| name == s.name);
                     if head.is_none() && wanted {
                         head = Some(sink.head_handle());
+                    }
+                    // One lease is enough (it bounds the numbering, not a
+                    // sink), beside a required log: a lease that cannot be
+                    // stored refuses records, which only a required sink's
+                    // failure may do.
+                    if s.required
+                        && !leased
+                        && let Some(lease) = agent_audit_jsonl::FileLease::for_log(&o_path)
+                    {
+                        b = b.seq_lease(std::sync::Arc::new(lease));
+                        leased = true;
                     }
                     Box::new(sink)
                 }

@@ -186,6 +186,18 @@ fn two_runs_on_one_file_form_one_chain_with_seq_continuing() {
     }
     let expected: Vec<u64> = (seqs[0]..seqs[0] + seqs.len() as u64).collect();
     assert_eq!(seqs, expected, "seq continues without a duplicate");
+    // The seq lease beside the log ends at the last seq after a clean exit,
+    // so the next run continues without a gap.
+    let lease = dir.path().join("audit-log.jsonl.seq");
+    assert_eq!(
+        std::fs::read_to_string(&lease).unwrap(),
+        format!("upto {:020}\n", seqs.last().unwrap())
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&lease).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let requests: std::collections::BTreeSet<String> = lines
         .iter()
         .filter_map(|l| json(l)["request_id"].as_str().map(str::to_string))
