@@ -147,51 +147,56 @@ async fn collector_refusing_connections_fails_visibly_and_jsonl_keeps_everything
     finish_and_count(&d, &a, &log, 50, 0).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn collector_answering_503_fails_after_its_retry_budget() {
+/// A collector behind `server` that answers 503: the next emit's receipt
+/// names the 503 once the retry budget in `settings` is spent, and the
+/// counts stay exact. Returns how many requests the collector saw.
+async fn answering_503(server: HttpServer, settings: &str) -> usize {
     let dir = tempfile::tempdir().unwrap();
-    let server = HttpServer::start(|_| Reply::json(503, r#"{"message":"overloaded"}"#)).unwrap();
     let endpoint = format!("{}/v1/logs", server.base_url());
     let (cfg, log) = start_config(
         dir.path(),
-        &format!(
-            "endpoint = \"{endpoint}\"\nprotocol = \"http/json\"\nretry = {{ initial_backoff_ms = 10, max_backoff_ms = 50, max_elapsed_ms = 200 }}"
-        ),
+        &format!("endpoint = \"{endpoint}\"\nprotocol = \"http/json\"\n{settings}"),
         false,
     );
     let d = cfg.start().await.unwrap();
     let a = Auditor::new(d.clone()).for_request(Some("r"));
     failure_on_next_emit(&a, &endpoint, "503", Duration::from_secs(10)).await;
-    assert!(server.requests().len() >= 2, "a 503 is retried");
+    let seen = server.requests().len();
     finish_and_count(&d, &a, &log, 20, 0).await;
+    seen
+}
+
+const OVERLOADED: &str = r#"{"message":"overloaded"}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_answering_503_fails_after_its_retry_budget() {
+    let server = HttpServer::start(|_| Reply::json(503, OVERLOADED)).unwrap();
+    let seen = answering_503(
+        server,
+        "retry = { initial_backoff_ms = 10, max_backoff_ms = 50, max_elapsed_ms = 200 }",
+    )
+    .await;
+    assert!(seen >= 2, "a 503 is retried");
 }
 
 /// When the retry budget runs out during an attempt, the error names the
 /// collector's last answer (the 503), not the cut-short attempt's timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_that_ends_mid_attempt_still_reports_the_collectors_answer() {
-    let dir = tempfile::tempdir().unwrap();
     let first = std::sync::atomic::AtomicBool::new(true);
     let server = HttpServer::start(move |_| {
         if !first.swap(false, std::sync::atomic::Ordering::SeqCst) {
             // Later attempts hang past the budget.
             std::thread::sleep(Duration::from_secs(3));
         }
-        Reply::json(503, r#"{"message":"overloaded"}"#)
+        Reply::json(503, OVERLOADED)
     })
     .unwrap();
-    let endpoint = format!("{}/v1/logs", server.base_url());
-    let (cfg, log) = start_config(
-        dir.path(),
-        &format!(
-            "endpoint = \"{endpoint}\"\nprotocol = \"http/json\"\ntimeout_ms = 10000\nretry = {{ initial_backoff_ms = 10, max_backoff_ms = 50, max_elapsed_ms = 400 }}"
-        ),
-        false,
-    );
-    let d = cfg.start().await.unwrap();
-    let a = Auditor::new(d.clone()).for_request(Some("r"));
-    failure_on_next_emit(&a, &endpoint, "503", Duration::from_secs(10)).await;
-    finish_and_count(&d, &a, &log, 5, 0).await;
+    answering_503(
+        server,
+        "timeout_ms = 10000\nretry = { initial_backoff_ms = 10, max_backoff_ms = 50, max_elapsed_ms = 400 }",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
