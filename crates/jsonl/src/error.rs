@@ -174,8 +174,8 @@ pub enum ReadError {
         /// 1-based column of the first invalid byte.
         column: usize,
     },
-    /// The line is not a schema v1 record (bad JSON, a missing or unknown
-    /// key, a wrong type, an empty line).
+    /// The line is not JSON (or not UTF-8 JSON text, or empty); see
+    /// [`ReadError::NotSchemaV1`] for JSON that is not a record.
     #[error("{path}:{line}: not a valid record: {source}")]
     BadRecord {
         /// The file.
@@ -187,6 +187,25 @@ pub enum ReadError {
         /// What serde_json found.
         #[source]
         source: serde_json::Error,
+    },
+    /// The line is JSON, but not a schema v1 record: a required key is
+    /// missing, a key is unknown, or a value has the wrong type or form
+    /// (`v` other than 1, `ts` not RFC 3339, `payload` not an object, an id
+    /// not lowercase hex of its length). A write cut short never leaves
+    /// one (a cut record is not valid JSON), so it was put there by
+    /// something else than the writer.
+    #[error("{path}:{line}: JSON, but not a schema v1 record: {reason}")]
+    NotSchemaV1 {
+        /// The file.
+        path: PathBuf,
+        /// Line number (1-based).
+        line: u64,
+        /// Byte offset of the line in the file.
+        offset: u64,
+        /// The key at fault, when one is.
+        key: Option<String>,
+        /// What is wrong, naming the key.
+        reason: String,
     },
     /// The last line has no newline and is not a whole record: a write cut
     /// short (crash, power loss, full disk).
@@ -225,6 +244,7 @@ impl ReadError {
             ReadError::Io { line, .. }
             | ReadError::NotUtf8 { line, .. }
             | ReadError::BadRecord { line, .. }
+            | ReadError::NotSchemaV1 { line, .. }
             | ReadError::TornFinalLine { line, .. }
             | ReadError::TooLong { line, .. } => Some(*line),
         }

@@ -146,7 +146,7 @@ mod tail;
 
 pub use error::{JsonlError, ReadError};
 pub use options::{ChainKey, FsyncPolicy, JsonlOptions, parse_rotate_every};
-pub use reader::{DEFAULT_MAX_LINE, Line, RawLine, Reader};
+pub use reader::{DEFAULT_MAX_LINE, Line, RawLine, Reader, SchemaViolation, check_schema};
 pub use lease::FileLease;
 pub use sink::JsonlSink;
 

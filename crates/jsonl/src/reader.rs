@@ -3,7 +3,10 @@
 //! It yields every line with its number, byte offset, exact bytes (what the
 //! chain hashes) and parsed [`StoredRecord`], or a typed error naming the
 //! line and why it is not a record; reading continues after a bad line, so
-//! one damaged line does not hide the rest of the file.
+//! one damaged line does not hide the rest of the file. A line must be a
+//! whole schema v1 record to be yielded: JSON of another shape (a key
+//! missing, unknown or mistyped, `v` other than 1, see [`check_schema`]) is
+//! [`ReadError::NotSchemaV1`], naming the key, never accepted.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -211,21 +214,36 @@ impl<R: BufRead> Reader<R> {
                 });
             }
         };
+        let not_v1 = |v: SchemaViolation| ReadError::NotSchemaV1 {
+            path: self.path.clone(),
+            line: raw.number,
+            offset: raw.offset,
+            key: v.key,
+            reason: v.reason,
+        };
         match serde_json::from_str::<StoredRecord>(text) {
-            Ok(record) => Ok(Line {
-                number: raw.number,
-                offset: raw.offset,
-                bytes: raw.bytes,
-                record,
-                terminated: raw.terminated,
-            }),
-            Err(_) if !raw.terminated => Err(torn()),
-            Err(source) => Err(ReadError::BadRecord {
-                path: self.path.clone(),
-                line: raw.number,
-                offset: raw.offset,
-                source,
-            }),
+            Ok(record) => match check_schema(&record) {
+                Ok(()) => Ok(Line {
+                    number: raw.number,
+                    offset: raw.offset,
+                    bytes: raw.bytes,
+                    record,
+                    terminated: raw.terminated,
+                }),
+                Err(v) => Err(not_v1(v)),
+            },
+            // Off the hot path: only a line that is not a record pays for
+            // telling JSON of the wrong shape from text that is not JSON.
+            Err(source) => match shape_error(text, &source) {
+                Some(v) => Err(not_v1(v)),
+                None if !raw.terminated => Err(torn()),
+                None => Err(ReadError::BadRecord {
+                    path: self.path.clone(),
+                    line: raw.number,
+                    offset: raw.offset,
+                    source,
+                }),
+            },
         }
     }
 }
@@ -243,7 +261,149 @@ impl<R: BufRead> Iterator for Reader<R> {
 
 /// `bytes` as a record, if it is a whole schema v1 record.
 pub(crate) fn parse_record(bytes: &[u8]) -> Option<StoredRecord> {
-    serde_json::from_slice::<StoredRecord>(bytes).ok()
+    serde_json::from_slice::<StoredRecord>(bytes)
+        .ok()
+        .filter(|r| check_schema(r).is_ok())
+}
+
+/// Why a JSON line is not a schema v1 record. See [`check_schema`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaViolation {
+    /// The key at fault, when one is.
+    pub key: Option<String>,
+    /// What is wrong, naming the key.
+    pub reason: String,
+}
+
+impl std::fmt::Display for SchemaViolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// Checks what the [`StoredRecord`] type cannot: `v` is 1, `ts` is RFC
+/// 3339, `payload` is an object, and `trace_id` (32), `span_id` and
+/// `parent_span_id` (16) are lowercase hex of their length when present.
+/// [`Reader`] applies it to every line; readers of other sources (a line
+/// from a follow loop, a collector's copy) can apply it too.
+///
+/// `prev` is not checked here: its value is chain evidence, which
+/// [`verify`](crate::verify) judges.
+///
+/// ```
+/// use agent_audit_jsonl::check_schema;
+///
+/// let line = r#"{"v":2,"seq":1,"ts":"2026-11-25T23:32:22.000000000Z","event_type":"user_request","payload":{},"prev":""}"#;
+/// let record = serde_json::from_str(line).unwrap();
+/// let err = check_schema(&record).unwrap_err();
+/// assert_eq!(err.key.as_deref(), Some("v"));
+/// ```
+pub fn check_schema(r: &StoredRecord) -> Result<(), SchemaViolation> {
+    let bad = |key: &str, reason: String| {
+        Err(SchemaViolation {
+            key: Some(key.to_string()),
+            reason: format!("key `{key}` {reason}"),
+        })
+    };
+    if r.v != agent_audit_core::SCHEMA_VERSION {
+        return bad(
+            "v",
+            format!(
+                "is {}, but this reader knows schema version {} only",
+                r.v,
+                agent_audit_core::SCHEMA_VERSION
+            ),
+        );
+    }
+    if !is_writer_ts(r.ts.as_bytes()) && agent_audit_core::Timestamp::parse(&r.ts).is_none() {
+        return bad("ts", format!("is {:?}, not an RFC 3339 time", r.ts));
+    }
+    if !r.payload.is_object() {
+        let found = match &r.payload {
+            serde_json::Value::Null => "null",
+            serde_json::Value::Bool(_) => "a boolean",
+            serde_json::Value::Number(_) => "a number",
+            serde_json::Value::String(_) => "a string",
+            serde_json::Value::Array(_) => "an array",
+            serde_json::Value::Object(_) => "an object",
+        };
+        return bad("payload", format!("is {found}, not an object"));
+    }
+    for (key, id, len) in [
+        ("trace_id", &r.trace_id, 32),
+        ("span_id", &r.span_id, 16),
+        ("parent_span_id", &r.parent_span_id, 16),
+    ] {
+        if let Some(id) = id
+            && !(id.len() == len && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        {
+            return bad(key, format!("is {id:?}, not {len} lowercase hex digits"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `ts` has exactly the writer's form, `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`,
+/// with every field in range: the common case, checked without the
+/// general RFC 3339 parser.
+fn is_writer_ts(ts: &[u8]) -> bool {
+    let Ok(t) = <&[u8; 30]>::try_from(ts) else {
+        return false;
+    };
+    const DIGITS: [usize; 23] = [
+        0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22, 23, 24, 25, 26, 27, 28,
+    ];
+    if t[4] != b'-'
+        || t[7] != b'-'
+        || t[10] != b'T'
+        || t[13] != b':'
+        || t[16] != b':'
+        || t[19] != b'.'
+        || t[29] != b'Z'
+        || !DIGITS.iter().all(|&i| t[i].is_ascii_digit())
+    {
+        return false;
+    }
+    let n = |i: usize| u32::from(t[i] - b'0') * 10 + u32::from(t[i + 1] - b'0');
+    let year = n(0) * 100 + n(2);
+    let (month, day, hour, minute, second) = (n(5), n(8), n(11), n(14), n(17));
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&day) && hour < 24 && minute < 60 && second < 60
+}
+
+/// When `text` is JSON that `StoredRecord` refused (a missing, unknown or
+/// mistyped key), why, naming the key; `None` when it is not JSON at all.
+fn shape_error(text: &str, first: &serde_json::Error) -> Option<SchemaViolation> {
+    if first.classify() != serde_json::error::Category::Data
+        || serde_json::from_str::<serde::de::IgnoredAny>(text).is_err()
+    {
+        return None;
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let e = serde_path_to_error::deserialize::<_, StoredRecord>(&mut de).err()?;
+    let (path, inner) = (e.path().to_string(), e.into_inner());
+    let message = inner.to_string();
+    let key = if path == "." {
+        // "missing field `ts`" / "unknown field `x`, expected ..."
+        message
+            .split_once('`')
+            .and_then(|(_, rest)| rest.split_once('`'))
+            .map(|(k, _)| k.to_string())
+    } else {
+        Some(path)
+    };
+    let reason = match &key {
+        Some(k) if !message.contains(&format!("`{k}`")) => format!("key `{k}`: {message}"),
+        _ => message,
+    };
+    Some(SchemaViolation { key, reason })
 }
 
 /// Whether `bytes` is a whole schema v1 record; its seq if so.

@@ -23,7 +23,11 @@
 //! writer itself skips seqs it could not write (and records an `audit_gap`).
 //! A line that is not a record is `bad_json`, or `torn_tail` when it is the
 //! unterminated last line, unless the chain continues over it: that is a
-//! torn write the writer recovered from on restart, and a notice.
+//! torn write the writer recovered from on restart, and a notice. A line
+//! that is JSON but not a schema v1 record (a key missing, unknown or
+//! mistyped, `v` other than 1, see [`crate::check_schema`]) is
+//! `bad_record` wherever it is: a cut-short write is never valid JSON, so
+//! the writer did not leave it.
 //!
 //! ## Keyed chains
 //!
@@ -221,8 +225,13 @@ pub enum ProblemKind {
     Truncated,
     /// The last line is incomplete (a write cut short, or the file cut).
     TornTail,
-    /// A line is not a schema v1 record.
+    /// A line is not a schema v1 record (not JSON, or cut short but not
+    /// at the end).
     BadJson,
+    /// A line is JSON but not a schema v1 record (a key missing, unknown
+    /// or mistyped, `v` other than 1): the writer never leaves one, even
+    /// when cut short, so it was put there or changed afterwards.
+    BadRecord,
     /// A file does not continue the chain of the file before it.
     FileChainBreak,
     /// Under a chain key, a line carries a plain SHA-256 `prev`: written by
@@ -253,6 +262,7 @@ impl ProblemKind {
             ProblemKind::Truncated => "truncated",
             ProblemKind::TornTail => "torn_tail",
             ProblemKind::BadJson => "bad_json",
+            ProblemKind::BadRecord => "bad_record",
             ProblemKind::FileChainBreak => "file_chain_break",
             ProblemKind::Forged => "forged",
             ProblemKind::KeyMismatch => "key_mismatch",
@@ -664,6 +674,8 @@ struct Bad {
     file: usize,
     line: u64,
     terminated: bool,
+    /// JSON, but not a record: never a torn write.
+    json: bool,
     message: String,
 }
 
@@ -766,7 +778,11 @@ impl<'a> Source<'a> {
                     })
                 }
                 Err(e) => {
+                    let json = matches!(e, ReadError::NotSchemaV1 { .. });
                     let detail = match &e {
+                        ReadError::NotSchemaV1 { reason, .. } => {
+                            format!("JSON, but not a schema v1 record: {reason}")
+                        }
                         ReadError::BadRecord { source, .. } => {
                             format!("not a valid record: {source}")
                         }
@@ -786,6 +802,7 @@ impl<'a> Source<'a> {
                         file,
                         line: number,
                         terminated,
+                        json,
                         message: format!("{detail}{was}"),
                     })
                 }
@@ -987,6 +1004,16 @@ impl<'a> Walk<'a> {
         while self.problem.is_none() {
             match self.src.next(progress)? {
                 None => break,
+                // Unlike a torn write, it is damage even when the chain
+                // continues over it: a reader taking the file line by line
+                // (the tutorial's `json.loads`) would read it as an event.
+                Some(Item::Bad(b)) if b.json => {
+                    let msg = format!(
+                        "{}; the writer never writes such a line (a write cut short is not valid JSON), so it was added or changed afterwards",
+                        b.message
+                    );
+                    self.problem(ProblemKind::BadRecord, b.file, b.line, None, msg);
+                }
                 Some(Item::Bad(b)) => self.pending_bad.push(b),
                 Some(Item::Record(e)) => self.record(e, progress)?,
             }

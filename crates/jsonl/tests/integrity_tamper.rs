@@ -333,3 +333,149 @@ async fn the_json_report_names_kind_file_and_line() {
     assert_eq!(json["problem"]["line"], 3);
     assert_eq!(json["problem"]["file"], path.to_str().unwrap());
 }
+
+#[tokio::test]
+async fn json_that_is_not_a_schema_v1_record_is_bad_record_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = ten(dir.path()).await;
+    let original = lines(&path);
+    let text = |i: usize| String::from_utf8(original[i].clone()).unwrap();
+    // (what the line becomes, the key the report must name)
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            text(3).replacen(r#"{"v":1,"#, r#"{"v":2,"#, 1).into_bytes(),
+            "`v`",
+        ),
+        (
+            text(3).replacen(r#""ts":"#, r#""time":"#, 1).into_bytes(),
+            "ts",
+        ),
+        (
+            text(3)
+                .replacen(r#""seq":4,"#, r#""seq":"4","#, 1)
+                .into_bytes(),
+            "`seq`",
+        ),
+        (
+            text(3)
+                .replacen(r#""payload":{"#, r#""payload":[{"#, 1)
+                .replacen(r#"},"prev""#, r#"}],"prev""#, 1)
+                .into_bytes(),
+            "`payload`",
+        ),
+        (
+            text(3)
+                .replacen(r#""ts":"2"#, r#""ts":"yesterday 2"#, 1)
+                .into_bytes(),
+            "`ts`",
+        ),
+    ];
+    for (line, key) in cases {
+        let mut l = original.clone();
+        l[3] = line;
+        write_lines(&path, &l);
+        let p = expect_problem(&plain(&[&path]), ProblemKind::BadRecord, 4);
+        assert!(p.message.contains(key), "{key}: {p}");
+        assert_eq!(p.file, path);
+    }
+}
+
+#[tokio::test]
+async fn an_inserted_json_line_the_chain_skips_over_is_not_taken_for_a_torn_write() {
+    // Before schema checks in verify, such a line passed as "a torn write
+    // the writer recovered from": a notice, and the log intact. A line-by-line
+    // reader (the tutorial's json.loads) would take it for a real event.
+    let dir = tempfile::tempdir().unwrap();
+    let path = ten(dir.path()).await;
+    let mut l = lines(&path);
+    l.insert(
+        5,
+        br#"{"event_type":"tool_call","payload":{"tool":"transfer_funds","arguments":{"amount":1000000}}}"#.to_vec(),
+    );
+    write_lines(&path, &l);
+    let p = expect_problem(&plain(&[&path]), ProblemKind::BadRecord, 6);
+    assert!(p.message.contains("missing field"), "{p}");
+    let json = serde_json::to_value(plain(&[&path])).unwrap();
+    assert_eq!(json["problem"]["kind"], "bad_record");
+
+    // The same line unterminated at the end is not a torn tail either.
+    let mut l = lines(&path);
+    let forged = l.remove(5);
+    write_lines(&path, &l);
+    expect_intact(&plain(&[&path]));
+    let mut data = std::fs::read(&path).unwrap();
+    data.extend_from_slice(&forged);
+    std::fs::write(&path, &data).unwrap();
+    expect_problem(&plain(&[&path]), ProblemKind::BadRecord, 11);
+}
+
+#[tokio::test]
+async fn the_reader_names_file_line_and_key_and_reads_on() {
+    use agent_audit_jsonl::{ReadError, Reader};
+    let dir = tempfile::tempdir().unwrap();
+    let path = ten(dir.path()).await;
+    let mut l = lines(&path);
+    let t = String::from_utf8(l[1].clone()).unwrap();
+    l[1] = t.replacen(r#"{"v":1,"#, r#"{"v":7,"#, 1).into_bytes();
+    let t = String::from_utf8(l[2].clone()).unwrap();
+    l[2] = t
+        .replacen(r#""span_id":""#, r#""span_id":"XYZ"#, 1)
+        .into_bytes();
+    let t = String::from_utf8(l[4].clone()).unwrap();
+    l[4] = t
+        .replacen(r#"{"v":1,"#, r#"{"v":1,"extra":0,"#, 1)
+        .into_bytes();
+    l[6] = b"[1,2,3]".to_vec();
+    write_lines(&path, &l);
+    let got: Vec<_> = Reader::open(&path).unwrap().collect();
+    assert_eq!(got.len(), 10);
+    let name = path.display().to_string();
+    for (i, key) in [(1, "v"), (2, "span_id"), (4, "extra")] {
+        match &got[i] {
+            Err(e @ ReadError::NotSchemaV1 { line, key: k, .. }) => {
+                assert_eq!(*line, i as u64 + 1);
+                assert_eq!(k.as_deref(), Some(key), "{e}");
+                let msg = e.to_string();
+                assert!(
+                    msg.starts_with(&format!("{name}:{}: ", i + 1))
+                        && msg.contains(&format!("`{key}`")),
+                    "{msg}"
+                );
+            }
+            other => panic!("line {}: {other:?}", i + 1),
+        }
+    }
+    assert!(
+        matches!(&got[6], Err(ReadError::NotSchemaV1 { line: 7, .. })),
+        "{:?}",
+        got[6]
+    );
+    for i in [0, 3, 5, 7, 8, 9] {
+        assert_eq!(got[i].as_ref().unwrap().number, i as u64 + 1);
+    }
+}
+
+#[tokio::test]
+async fn the_sink_does_not_resume_its_chain_from_a_line_of_another_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = ten(dir.path()).await;
+    let mut l = lines(&path);
+    let v2 = String::from_utf8(l[9].clone()).unwrap().replacen(
+        r#"{"v":1,"seq":10,"#,
+        r#"{"v":2,"seq":11,"#,
+        1,
+    );
+    l.push(v2.into_bytes());
+    write_lines(&path, &l);
+    let mut sink = agent_audit_jsonl::JsonlSink::new(JsonlOptions::new(&path)).unwrap();
+    let open = sink.open_file().unwrap();
+    assert_eq!(open.notices.len(), 1, "{:?}", open.notices);
+    assert!(
+        open.notices[0].contains("not a record"),
+        "{}",
+        open.notices[0]
+    );
+    // The chain resumes from line 10, the last schema v1 record.
+    assert_eq!(sink.chain_head(), sha256_hex(&l[9]));
+    assert_eq!(open.last_seq, Some(10));
+}
