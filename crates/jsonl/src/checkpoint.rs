@@ -138,7 +138,8 @@ pub enum CheckpointReason {
     Count,
     /// `checkpoint_interval_secs` passed with records uncovered.
     Interval,
-    /// The sink rotated its file.
+    /// The sink started a new file: it rotated (by size or age), or
+    /// reopened its path after the file was moved away or deleted.
     Rotation,
     /// [`Checkpointer::finish`].
     Shutdown,

@@ -41,7 +41,9 @@ pub struct ChainHead {
     pub opened_after_seq: u64,
     /// Lines this sink has appended since it opened the log.
     pub written: u64,
-    /// How many times the sink has rotated its file since it opened.
+    /// How many times the sink has started a new file since it opened:
+    /// rotations, and reopening the path after the file was moved away or
+    /// deleted underneath it.
     pub rotations: u64,
 }
 
@@ -143,7 +145,8 @@ impl HeadHandle {
         self.0.changed.notify_one();
     }
 
-    /// Called by the sink after it renamed a full file and started a new one.
+    /// Called by the sink after it renamed a full file and started a new
+    /// one, or reopened its path after the file was moved or deleted.
     pub(crate) fn rotated(&self) {
         self.lock().rotations += 1;
         self.0.changed.notify_one();

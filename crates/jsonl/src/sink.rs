@@ -651,6 +651,10 @@ impl JsonlSink {
     /// the path is opened again (created 0600, `O_NOFOLLOW`, locked), the
     /// chain continues from the last line written (the new file's first
     /// `prev` is the old file's last hash) and a notice says what happened.
+    /// The published [`HeadHandle`] keeps that head (it is what the new
+    /// file continues from) and counts a new file, so a checkpointer signs
+    /// again as after a rotation. Bytes someone left at the path without a
+    /// final newline get one, so the next record is a line of its own.
     fn follow_path(&mut self) -> Result<(), JsonlError> {
         let path = self.options.path.clone();
         let Some(active) = self.active.as_ref() else {
@@ -687,8 +691,29 @@ impl JsonlSink {
             .map_or_else(|| "no record yet".to_string(), |s| format!("last seq {s}"));
         // Drop the old descriptor (and its lock) only once the new file is
         // open and locked, so a failure leaves the sink as it was.
-        let (file, regular) = open_active(&path, false)?;
-        let len = file.metadata().map_err(open_err)?.len();
+        let (mut file, regular) = open_active(&path, false)?;
+        let mut len = file.metadata().map_err(open_err)?.len();
+        let mut ended = String::new();
+        if len > 0 && regular {
+            // Bytes someone else left without a final newline: end their line
+            // (kept as it is) so the next record starts a line of its own
+            // instead of being glued to them and lost to every reader.
+            let mut last = [0u8; 1];
+            std::os::unix::fs::FileExt::read_exact_at(&file, &mut last, len - 1).map_err(
+                |source| JsonlError::ReadTail {
+                    path: path.clone(),
+                    source,
+                },
+            )?;
+            if last[0] != b'\n' {
+                file.write_all(b"\n").map_err(|source| JsonlError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+                len += 1;
+                ended = "; its last line lacked a newline, which was added".to_string();
+            }
+        }
         if self.options.fsync != FsyncPolicy::Never {
             sync_dir(&path)?;
         }
@@ -712,7 +737,7 @@ impl JsonlSink {
             String::new()
         } else {
             format!(
-                " (it already held {len} bytes not written by this sink; they are left as they are)"
+                " (it already held {len} bytes not written by this sink; they are left as they are{ended})"
             )
         };
         self.notices.push(format!(
@@ -721,6 +746,10 @@ impl JsonlSink {
             path.display(),
             self.chain.head()
         ));
+        // A new file under the log's name, as after a rotation: a
+        // checkpointer signs the head again once the next lines are in.
+        // The head itself does not move: the new file continues from it.
+        self.published.rotated();
         Ok(())
     }
 
