@@ -155,7 +155,10 @@ mod tests {
         assert_eq!(lease.load().unwrap(), Some(7));
         // A second handle (the next process) reads the same value.
         assert_eq!(FileLease::for_log(&log).unwrap().load().unwrap(), Some(7));
-        let mode = std::fs::metadata(lease.path()).unwrap().permissions().mode();
+        let mode = std::fs::metadata(lease.path())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
@@ -166,7 +169,10 @@ mod tests {
         std::fs::write(dir.path().join("audit-log.jsonl.seq"), "upto 12x\n").unwrap();
         let e = FileLease::for_log(&log).unwrap().load().unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("audit-log.jsonl.seq") && msg.contains("delete it"), "{msg}");
+        assert!(
+            msg.contains("audit-log.jsonl.seq") && msg.contains("delete it"),
+            "{msg}"
+        );
     }
 
     #[test]
