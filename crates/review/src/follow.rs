@@ -49,7 +49,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agent_audit_core::StoredRecord;
-use agent_audit_jsonl::{DEFAULT_MAX_LINE, ReadError, Reader, files};
+use agent_audit_jsonl::{DEFAULT_MAX_LINE, ReadError, Reader, check_schema, files};
 
 use crate::error::ReviewError;
 use crate::source::Entry;
@@ -394,6 +394,17 @@ fn parse_line(
     offset: u64,
 ) -> FollowEvent {
     match serde_json::from_slice::<StoredRecord>(&bytes) {
+        // The same schema check as every other reader: a line of another
+        // shape is reported, never shown as a record.
+        Ok(record) if let Err(v) = check_schema(&record) => {
+            FollowEvent::Bad(ReadError::NotSchemaV1 {
+                path: path.to_path_buf(),
+                line,
+                offset,
+                key: v.key,
+                reason: v.reason,
+            })
+        }
         Ok(record) => FollowEvent::Record(Box::new(Entry {
             file: name.clone(),
             line,

@@ -155,3 +155,35 @@ async fn follow_waits_for_whole_lines_and_restarts_after_truncation() {
     let n = raw.len() as u64;
     assert_eq!(last.seqs, [n - 2, n - 1, n]);
 }
+
+#[test]
+fn follow_reports_a_line_of_another_schema_instead_of_showing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    let ok = r#"{"v":1,"seq":1,"ts":"2026-11-25T23:32:22.000000000Z","event_type":"user_request","request_id":"r","correlation_id":null,"trace_id":"0824dc110e1f73b5d618224f010fb405","span_id":"af91c80b1cc54460","parent_span_id":null,"agent":"a","payload":{},"prev":""}"#;
+    let v2 = ok.replace(r#""v":1,"seq":1"#, r#""v":2,"seq":2"#);
+    std::fs::write(&path, format!("{ok}\n{v2}\n")).unwrap();
+    let mut follower = Follower::open(&path, StartAt::Beginning).unwrap();
+    let events = follower.poll().unwrap();
+    let shown: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match e {
+            FollowEvent::Record(entry) => Some(entry.record.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shown, vec![1]);
+    let bad: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            FollowEvent::Bad(e) => Some(e.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert!(
+        bad[0].contains(":2:") && bad[0].contains("`v`"),
+        "{}",
+        bad[0]
+    );
+}
