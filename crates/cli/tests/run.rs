@@ -198,6 +198,9 @@ fn two_runs_on_one_file_form_one_chain_with_seq_continuing() {
         std::fs::metadata(&lease).unwrap().permissions().mode() & 0o777,
         0o600
     );
+    // ... and is not taken for a log by `verify DIR`.
+    let out = agent_audit(dir.path(), &["verify", "."]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
     let requests: std::collections::BTreeSet<String> = lines
         .iter()
         .filter_map(|l| json(l)["request_id"].as_str().map(str::to_string))

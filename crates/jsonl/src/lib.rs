@@ -145,9 +145,9 @@ mod sink;
 mod tail;
 
 pub use error::{JsonlError, ReadError};
+pub use lease::FileLease;
 pub use options::{ChainKey, FsyncPolicy, JsonlOptions, parse_rotate_every};
 pub use reader::{DEFAULT_MAX_LINE, Line, RawLine, Reader, SchemaViolation, check_schema};
-pub use lease::FileLease;
 pub use sink::JsonlSink;
 
 // Integrity: verification, keyed chains, signed checkpoints (see docs/integrity.md).

@@ -518,8 +518,8 @@ fn files_of_directory(dir: &Path) -> Result<Vec<PathBuf>, VerifyError> {
             continue;
         };
         let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
-        // Keys and other dot files are not logs.
-        if !is_file || name.starts_with('.') || name.ends_with(".pem") {
+        // Keys, seq leases (`<log>.seq`) and dot files are not logs.
+        if !is_file || name.starts_with('.') || name.ends_with(".pem") || name.ends_with(".seq") {
             continue;
         }
         logs.insert(log_name_of(&name), ());
