@@ -14,7 +14,7 @@ use crate::ids::{SpanId, TraceId};
 use crate::lease::{Leased, SeqLease};
 use crate::record::{EventType, Record, RecordMeta};
 use crate::redact::PayloadFilter;
-use crate::sink::{AckLevel, Batch, Sink, SinkError};
+use crate::sink::{AckLevel, Batch, ShutdownSignal, Sink, SinkError};
 use crate::time::Timestamp;
 
 /// What a sink does with a record when its queue is full.
@@ -439,6 +439,14 @@ impl Dispatcher {
         let deadline = Instant::now() + timeout;
         let drain_until = deadline - timeout / 10;
         let shared = &self.shared;
+        // A sink retrying a batch it took before now learns the deadline
+        // at once (the queue's deadline only reaches later batches).
+        // A lingering worker sends what it holds now.
+        for s in &shared.sinks {
+            s.shutdown.set(deadline);
+            let _q = lock(&s.queue);
+            s.not_empty.notify_one();
+        }
         // A timer thread wakes us at the deadline even if a sink is stuck in
         // a write, so shutdown never outlives its deadline by much.
         let wake = Arc::new(Notify::new());
@@ -832,6 +840,8 @@ struct SinkSlot {
     finished: AtomicBool,
     finished_notify: Notify,
     finished_cv: (Mutex<bool>, Condvar),
+    /// The shutdown deadline, shared with the sink (`Sink::watch_shutdown`).
+    shutdown: ShutdownSignal,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -848,7 +858,9 @@ fn level_index(level: AckLevel) -> Option<usize> {
 }
 
 impl SinkSlot {
-    fn spawn(options: SinkOptions, sink: Box<dyn Sink>) -> Result<Arc<SinkSlot>, StartError> {
+    fn spawn(options: SinkOptions, mut sink: Box<dyn Sink>) -> Result<Arc<SinkSlot>, StartError> {
+        let shutdown = ShutdownSignal::new();
+        sink.watch_shutdown(shutdown.clone());
         let slot = Arc::new(SinkSlot {
             max_level: sink.max_level(),
             queue: Mutex::new(Queue {
@@ -875,6 +887,7 @@ impl SinkSlot {
             finished: AtomicBool::new(false),
             finished_notify: Notify::new(),
             finished_cv: (Mutex::new(false), Condvar::new()),
+            shutdown,
         });
         let worker = slot.clone();
         std::thread::Builder::new()
@@ -1009,6 +1022,9 @@ impl SinkSlot {
     }
 
     fn close_queue(&self, deadline: Option<Instant>) {
+        if let Some(d) = deadline {
+            self.shutdown.set(d);
+        }
         let mut q = lock(&self.queue);
         q.closing = true;
         q.deadline = deadline;
@@ -1141,6 +1157,10 @@ impl SinkSlot {
 
     fn run(self: Arc<Self>, mut sink: Box<dyn Sink>) {
         let tick_every = sink.tick_interval();
+        let linger = sink.linger().filter(|l| !l.is_zero());
+        // A batch larger than the queue can never fill: lingering for it
+        // would only hold blocked emitters back.
+        let fill = self.options.max_batch.min(self.options.queue);
         let mut last_tick = Instant::now();
         let mut batch: Vec<Arc<Record>> = Vec::with_capacity(self.options.max_batch);
         loop {
@@ -1164,6 +1184,26 @@ impl SinkSlot {
                         .map(|(g, _)| g)
                         .unwrap_or_else(|e| e.into_inner().0);
                     q.worker_sleeping = false;
+                }
+                if let Some(linger) = linger {
+                    let until = Instant::now() + linger;
+                    while !q.closing
+                        && !q.items.is_empty()
+                        && q.items.len() < fill
+                        && self.shutdown.deadline().is_none()
+                    {
+                        let now = Instant::now();
+                        if now >= until {
+                            break;
+                        }
+                        q.worker_sleeping = true;
+                        q = self
+                            .not_empty
+                            .wait_timeout(q, until - now)
+                            .map(|(g, _)| g)
+                            .unwrap_or_else(|e| e.into_inner().0);
+                        q.worker_sleeping = false;
+                    }
                 }
                 let n = q.items.len().min(self.options.max_batch);
                 batch.extend(q.items.drain(..n));

@@ -59,5 +59,5 @@ pub use lease::{LeaseError, MemoryLease, SeqLease};
 pub use memory::{MemorySink, MemorySinkError};
 pub use record::{EventType, Record, SCHEMA_VERSION, StoredRecord};
 pub use redact::PayloadFilter;
-pub use sink::{AckLevel, Batch, FailureKind, Sink, SinkError, SinkOpen};
+pub use sink::{AckLevel, Batch, FailureKind, ShutdownSignal, Sink, SinkError, SinkOpen};
 pub use time::Timestamp;

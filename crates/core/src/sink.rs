@@ -1,8 +1,8 @@
 //! The one trait every backend implements.
 
 use std::fmt;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::record::Record;
 
@@ -120,6 +120,33 @@ pub struct Batch<'a> {
     pub deadline: Option<Instant>,
 }
 
+/// The dispatcher's shutdown deadline, handed to a sink once when it starts
+/// ([`Sink::watch_shutdown`]). [`Batch::deadline`] only reaches batches
+/// taken after shutdown began; a sink that retries inside [`Sink::write`]
+/// reads this too, so a batch it was already retrying stops by the
+/// deadline and is reported failed rather than outliving the shutdown.
+#[derive(Clone, Debug, Default)]
+pub struct ShutdownSignal(Arc<Mutex<Option<Instant>>>);
+
+impl ShutdownSignal {
+    /// A signal with no deadline yet.
+    pub fn new() -> Self {
+        ShutdownSignal::default()
+    }
+
+    /// The deadline, once shutdown has begun.
+    pub fn deadline(&self) -> Option<Instant> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the deadline; an earlier one already set is kept. The
+    /// dispatcher calls this when shutdown begins.
+    pub fn set(&self, deadline: Instant) {
+        let mut d = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *d = Some(d.map_or(deadline, |old| old.min(deadline)));
+    }
+}
+
 /// A destination for records.
 ///
 /// The dispatcher gives each sink its own worker thread and calls these
@@ -153,6 +180,19 @@ pub trait Sink: Send + 'static {
         None
     }
 
+    /// How long the dispatcher may wait, once records are queued, for more
+    /// to fill a batch of `max_batch` before calling [`Sink::write`] with
+    /// fewer: a sink with a cost per write (a network request) groups a
+    /// trickle of records. Never delays shutdown; `None` (the default)
+    /// writes whatever is queued at once.
+    fn linger(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Receives, once before the first write, the signal on which the
+    /// dispatcher publishes its shutdown deadline. The default ignores it.
+    fn watch_shutdown(&mut self, _signal: ShutdownSignal) {}
+
     /// Things the sink noticed and worked around while running (its file was
     /// moved away and it reopened the path, say). The dispatcher asks after
     /// every write and tick and turns each into an `audit_gap` record with
@@ -182,6 +222,12 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
     fn tick_interval(&self) -> Option<std::time::Duration> {
         (**self).tick_interval()
+    }
+    fn linger(&self) -> Option<Duration> {
+        (**self).linger()
+    }
+    fn watch_shutdown(&mut self, signal: ShutdownSignal) {
+        (**self).watch_shutdown(signal)
     }
     fn take_notices(&mut self) -> Vec<String> {
         (**self).take_notices()
