@@ -144,17 +144,23 @@ fn run_ours(rotel: &support::Rotel, n: u64, service: &str) -> Outcome {
     let config = OtlpConfig {
         endpoint: Some(rotel.grpc_endpoint()),
         protocol: Some(Protocol::Grpc),
-        batch_size: Some(4096),
+        batch_size: std::env::var("AUDIT_BENCH_BATCH")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+        max_in_flight: std::env::var("AUDIT_BENCH_IN_FLIGHT")
+            .ok()
+            .and_then(|v| v.parse().ok()),
         retry: Some(RetryConfig::default()),
         ..Default::default()
     };
+    let max_batch = env_or("AUDIT_BENCH_MAX_BATCH", config.max_batch());
     let (secs, report) = rt.block_on(async {
         let sink = OtlpSink::from_config(&config, ServiceInfo::new(service)).unwrap();
         let d = Dispatcher::builder()
             .sink(
                 SinkOptions::new("collector")
                     .queue(65_536)
-                    .max_batch(config.batch_size())
+                    .max_batch(max_batch)
                     .overflow(Overflow::Block),
                 sink,
             )

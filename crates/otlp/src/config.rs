@@ -148,9 +148,20 @@ pub struct OtlpConfig {
     pub timeout_ms: Option<u64>,
     /// TLS options for `https://` endpoints.
     pub tls: Option<TlsConfig>,
-    /// Most log records in one export request (default 4096). The facade
-    /// should use the same number as the dispatcher's batch size.
+    /// Most log records in one export request (default 1024).
     pub batch_size: Option<usize>,
+    /// Most export requests in flight at once over the one connection
+    /// (default 4). The dispatcher hands the sink up to
+    /// `batch_size * max_in_flight` records at a time
+    /// ([`OtlpConfig::max_batch`]); the sink sends them as that many
+    /// requests together and acknowledges the batch when every one has
+    /// been answered.
+    pub max_in_flight: Option<usize>,
+    /// How long, in milliseconds, records wait in the queue for more to
+    /// fill a batch before they are sent anyway (default 5): a trickle of
+    /// records becomes fewer, larger requests. Shutdown never waits for it;
+    /// `0` sends whatever is queued at once.
+    pub linger_ms: Option<u64>,
     /// Largest uncompressed request body in bytes (default 3 MiB, below the
     /// 4 MiB that gRPC servers accept by default); a batch is split to fit.
     pub max_request_bytes: Option<usize>,
@@ -174,6 +185,8 @@ impl fmt::Debug for OtlpConfig {
             .field("timeout_ms", &self.timeout_ms)
             .field("tls", &self.tls)
             .field("batch_size", &self.batch_size)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("linger_ms", &self.linger_ms)
             .field("max_request_bytes", &self.max_request_bytes)
             .field("retry", &self.retry)
             .finish()
@@ -192,7 +205,11 @@ impl fmt::Debug for RedactedNames {
 }
 
 /// Default records per request.
-pub const DEFAULT_BATCH_SIZE: usize = 4096;
+pub const DEFAULT_BATCH_SIZE: usize = 1024;
+/// Default requests in flight at once.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
+/// Default linger.
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(5);
 /// Default largest uncompressed request body.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 3 << 20;
 /// Default time allowed for one attempt (the OTLP default).
@@ -340,6 +357,10 @@ pub struct OtlpSettings {
     pub ca_pem: Option<Vec<u8>>,
     /// Most records per request.
     pub batch_size: usize,
+    /// Most requests in flight at once.
+    pub max_in_flight: usize,
+    /// How long queued records wait for more before they are sent.
+    pub linger: Duration,
     /// Largest uncompressed request body.
     pub max_request_bytes: usize,
     /// First backoff.
@@ -365,6 +386,8 @@ impl fmt::Debug for OtlpSettings {
             .field("timeout", &self.timeout)
             .field("ca_pem", &self.ca_pem.as_ref().map(|p| p.len()))
             .field("batch_size", &self.batch_size)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("linger", &self.linger)
             .field("max_request_bytes", &self.max_request_bytes)
             .field("initial_backoff", &self.initial_backoff)
             .field("max_backoff", &self.max_backoff)
@@ -378,10 +401,23 @@ const LOGS: &str = "OTEL_EXPORTER_OTLP_LOGS_";
 const ALL: &str = "OTEL_EXPORTER_OTLP_";
 
 impl OtlpConfig {
-    /// Most records per request: what the facade should give the
-    /// dispatcher as this sink's `max_batch`.
+    /// Most records per request (`batch_size`).
     pub fn batch_size(&self) -> usize {
         self.batch_size.unwrap_or(DEFAULT_BATCH_SIZE)
+    }
+
+    /// Most requests in flight at once (`max_in_flight`).
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT)
+    }
+
+    /// What the facade should give the dispatcher as this sink's
+    /// `max_batch`: `batch_size * max_in_flight` records, so that one
+    /// write fills every request slot.
+    pub fn max_batch(&self) -> usize {
+        self.batch_size()
+            .saturating_mul(self.max_in_flight())
+            .max(1)
     }
 
     /// Resolves the configuration against the process environment.
@@ -500,6 +536,13 @@ impl OtlpConfig {
         if batch_size == 0 {
             return Err(OtlpConfigError::Zero { key: "batch_size" });
         }
+        let max_in_flight = self.max_in_flight();
+        if max_in_flight == 0 {
+            return Err(OtlpConfigError::Zero {
+                key: "max_in_flight",
+            });
+        }
+        let linger = self.linger_ms.map_or(DEFAULT_LINGER, Duration::from_millis);
         let max_request_bytes = self.max_request_bytes.unwrap_or(DEFAULT_MAX_REQUEST_BYTES);
         if max_request_bytes == 0 {
             return Err(OtlpConfigError::Zero {
@@ -520,6 +563,8 @@ impl OtlpConfig {
             timeout,
             ca_pem,
             batch_size,
+            max_in_flight,
+            linger,
             max_request_bytes,
             initial_backoff: Duration::from_millis(retry.initial_backoff_ms),
             max_backoff: Duration::from_millis(retry.max_backoff_ms.max(retry.initial_backoff_ms)),

@@ -49,7 +49,7 @@
 //! "#)?;
 //! let sink = OtlpSink::from_config(&config, ServiceInfo::new("billing-agent").with_version("1.4.0"))?;
 //! let dispatcher = Dispatcher::builder()
-//!     .sink(SinkOptions::new("collector").required(false).max_batch(config.batch_size()), sink)
+//!     .sink(SinkOptions::new("collector").required(false).max_batch(config.max_batch()), sink)
 //!     .start()
 //!     .await?;
 //! let auditor = Auditor::new(dispatcher.clone()).for_request(None);
@@ -65,7 +65,8 @@
 //!
 //! Configuration keys (all optional): `endpoint`, `protocol` (`grpc`,
 //! `http/protobuf`, `http/json`), `headers`, `compression` (`gzip`, `none`),
-//! `timeout_ms`, `tls = { ca_file }`, `batch_size`, `max_request_bytes`,
+//! `timeout_ms`, `tls = { ca_file }`, `batch_size`, `max_in_flight`,
+//! `linger_ms`, `max_request_bytes`,
 //! `retry = { initial_backoff_ms, max_backoff_ms, max_elapsed_ms }`. With no
 //! `endpoint`, the standard `OTEL_EXPORTER_OTLP_LOGS_*` and
 //! `OTEL_EXPORTER_OTLP_*` variables apply (see [`OtlpConfig`]).
@@ -81,13 +82,15 @@
 
 mod config;
 mod mapping;
+mod quickack;
 mod sink;
 mod transport;
 mod wire;
 
 pub use config::{
-    Compression, DEFAULT_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_TIMEOUT, OtlpConfig,
-    OtlpConfigError, OtlpSettings, Protocol, RetryConfig, ServiceInfo, TlsConfig,
+    Compression, DEFAULT_BATCH_SIZE, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_TIMEOUT, OtlpConfig, OtlpConfigError, OtlpSettings,
+    Protocol, RetryConfig, ServiceInfo, TlsConfig,
 };
 pub use mapping::{EVENT_NAME_PREFIX, GENESIS_PREV, json_to_any_value, map_record, operation_name};
 pub use sink::{ExportError, OtlpSink};

@@ -1,14 +1,16 @@
 //! The sink: batches -> export requests, retried, acknowledged.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use agent_audit_core::{AckLevel, Batch, FailureKind, Record, Sink, SinkError};
+use agent_audit_core::{AckLevel, Batch, FailureKind, Record, ShutdownSignal, Sink, SinkError};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message as _;
 use prost::bytes::Bytes;
 use rand::Rng as _;
+use tokio::task::JoinHandle;
 
 use crate::config::{OtlpConfig, OtlpConfigError, OtlpSettings, Protocol, ServiceInfo};
 use crate::mapping::Mapper;
@@ -82,20 +84,37 @@ impl ExportError {
 /// collector answered success with nothing rejected.
 ///
 /// It implements the synchronous [`Sink`] trait: the dispatcher calls it on
-/// the sink's own worker thread, and it drives its network I/O on a small
-/// single-threaded tokio runtime it owns. A batch is split into requests of
-/// at most `batch_size` records and `max_request_bytes` bytes; each request
-/// is retried with exponential backoff and jitter on transient failures,
-/// honouring `Retry-After` and gRPC `RetryInfo`, until the retry budget or
-/// the batch's shutdown deadline runs out. Meanwhile the dispatcher's queue
-/// holds later records and the sink's overflow policy applies.
+/// the sink's own worker thread, where records are encoded, and the network
+/// I/O runs on one tokio worker thread the sink owns. A batch (up to
+/// `batch_size * max_in_flight` records) is split into requests of at most
+/// `batch_size` records and `max_request_bytes` bytes, up to
+/// `max_in_flight` of them on the wire at once; each request is retried
+/// with exponential backoff and jitter on transient failures, honouring
+/// `Retry-After` and gRPC `RetryInfo`, until the retry budget or the
+/// dispatcher's shutdown deadline runs out. `write` returns once every
+/// request of the batch was answered: the records of requests that failed
+/// or were rejected are counted exactly, the first failure in seq order is
+/// the one reported. Meanwhile the dispatcher's queue holds later records
+/// and the sink's overflow policy applies.
 pub struct OtlpSink {
     settings: OtlpSettings,
+    policy: Arc<Policy>,
     mapper: Mapper,
     transport: Option<Transport>,
     runtime: Option<tokio::runtime::Runtime>,
+    shutdown: ShutdownSignal,
     /// Reused buffer for encoded LogRecords.
     buf: Vec<u8>,
+}
+
+/// What one request's retry loop needs, shared by the requests in flight.
+struct Policy {
+    endpoint: String,
+    protocol: Protocol,
+    timeout: Duration,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    max_elapsed: Duration,
 }
 
 impl std::fmt::Debug for OtlpSink {
@@ -106,6 +125,14 @@ impl std::fmt::Debug for OtlpSink {
             .finish()
     }
 }
+
+/// How long before the shutdown deadline a retried request gives up, so
+/// that its failure is counted before the dispatcher writes its report.
+const SHUTDOWN_MARGIN: Duration = Duration::from_millis(20);
+
+/// How often a request waiting on the collector looks whether shutdown
+/// began (core's signal is a plain value, not a notification).
+const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
 
 impl OtlpSink {
     /// A sink from a configuration table, with the standard
@@ -121,7 +148,10 @@ impl OtlpSink {
     /// A sink from resolved settings. Nothing is sent (nor connected) until
     /// the first write.
     pub fn new(settings: OtlpSettings) -> Result<OtlpSink, OtlpConfigError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        // One worker thread carries the connection and the requests in
+        // flight while the dispatcher's thread encodes the next ones.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_io()
             .enable_time()
             .thread_name("audit-otlp-io")
@@ -133,9 +163,18 @@ impl OtlpSink {
         };
         Ok(OtlpSink {
             mapper: Mapper::new(&settings.service),
+            policy: Arc::new(Policy {
+                endpoint: settings.endpoint.clone(),
+                protocol: settings.protocol,
+                timeout: settings.timeout,
+                initial_backoff: settings.initial_backoff,
+                max_backoff: settings.max_backoff,
+                max_elapsed: settings.max_elapsed,
+            }),
             settings,
             transport: Some(transport),
             runtime: Some(runtime),
+            shutdown: ShutdownSignal::new(),
             buf: Vec::new(),
         })
     }
@@ -148,82 +187,6 @@ impl OtlpSink {
     /// The settings in force.
     pub fn settings(&self) -> &OtlpSettings {
         &self.settings
-    }
-
-    /// Sends one request body, retrying transient failures.
-    fn export(&mut self, body: Bytes, deadline: Option<Instant>) -> Result<Accepted, ExportError> {
-        let (Some(runtime), Some(transport)) = (self.runtime.as_ref(), self.transport.as_mut())
-        else {
-            return Err(ExportError::Encode {
-                endpoint: self.settings.endpoint.clone(),
-                detail: "the sink is closed".to_string(),
-            });
-        };
-        let s = &self.settings;
-        let start = Instant::now();
-        let mut end = start + s.max_elapsed;
-        if let Some(d) = deadline {
-            end = end.min(d);
-        }
-        runtime.block_on(async {
-            let mut backoff = s.initial_backoff;
-            let mut attempts = 0u32;
-            let mut last_detail: Option<String> = None;
-            loop {
-                attempts += 1;
-                let left = end.saturating_duration_since(Instant::now());
-                // The first attempt always gets the full timeout unless a
-                // shutdown deadline is closer; retries only what is left.
-                let timeout = if attempts == 1 && deadline.is_none() {
-                    s.timeout
-                } else {
-                    s.timeout.min(left.max(Duration::from_millis(1)))
-                };
-                let mut err = match transport.send(body.clone(), timeout).await {
-                    Ok(accepted) => return Ok(accepted),
-                    Err(e) => e,
-                };
-                // An attempt cut short by what is left of the retry budget
-                // says little about the collector; the answer before it
-                // (a 503, a refused connection) is what the operator needs.
-                if timeout < s.timeout
-                    && err.timed_out
-                    && let Some(prev) = last_detail.take()
-                {
-                    err.detail = format!(
-                        "{prev} (a last attempt was cut short after {} ms by the retry budget)",
-                        timeout.as_millis()
-                    );
-                }
-                last_detail = Some(err.detail.clone());
-                if !err.retryable {
-                    return Err(ExportError::Refused {
-                        endpoint: s.endpoint.clone(),
-                        protocol: s.protocol,
-                        detail: err.detail,
-                    });
-                }
-                let wait = err.retry_after.unwrap_or_else(|| jitter(backoff));
-                backoff = (backoff * 2).min(s.max_backoff);
-                if Instant::now() + wait >= end {
-                    return Err(ExportError::GaveUp {
-                        endpoint: s.endpoint.clone(),
-                        protocol: s.protocol,
-                        attempts,
-                        elapsed_ms: start.elapsed().as_millis() as u64,
-                        detail: match err.retry_after {
-                            Some(ra) => format!(
-                                "{} (asked to retry after {} ms)",
-                                err.detail,
-                                ra.as_millis()
-                            ),
-                            None => err.detail,
-                        },
-                    });
-                }
-                tokio::time::sleep(wait).await;
-            }
-        })
     }
 
     fn encode_error(&self, detail: String) -> ExportError {
@@ -309,38 +272,199 @@ impl OtlpSink {
         }
     }
 
-    /// Splits `records` into requests and exports them in order. Returns how
-    /// many were rejected (and the collector's message), or the error and
-    /// how many records were not delivered.
+    /// Splits `records` into requests, keeps up to `max_in_flight` of them
+    /// on the wire, and waits for every answer. Returns how many were
+    /// rejected (and the collector's message), or the first error in seq
+    /// order and how many records in all were not delivered (those of
+    /// every failed or unsent request, plus the rejected ones).
     #[allow(clippy::type_complexity)]
     fn write_records(
         &mut self,
         records: &[Arc<Record>],
         deadline: Option<Instant>,
     ) -> Result<(u64, Option<String>), (ExportError, u64)> {
+        let Some(handle) = self.runtime.as_ref().map(|r| r.handle().clone()) else {
+            return Err((
+                self.encode_error("the sink is closed".into()),
+                records.len() as u64,
+            ));
+        };
         let observed = now_unix_nanos();
         let total = records.len() as u64;
-        let mut done = 0u64;
+        let mut in_flight: VecDeque<(JoinHandle<Result<Accepted, ExportError>>, u64)> =
+            VecDeque::new();
+        let mut delivered = 0u64;
         let mut rejected = 0u64;
         let mut message = None;
+        // The first failure of a request, in seq order, and a failure to
+        // encode (which can only concern records after every request sent).
+        let mut failure: Option<ExportError> = None;
+        let mut encode_failure: Option<ExportError> = None;
         let mut carry = None;
         let mut i = 0;
-        while i < records.len() || carry.is_some() {
-            let (body, n) = self
-                .next_request(records, &mut i, &mut carry, observed)
-                .map_err(|e| (e, total - done + rejected))?;
-            match self.export(body, deadline) {
+        loop {
+            // After a failure nothing new is sent: what follows would meet
+            // the same collector, and the batch fails anyway.
+            while failure.is_none()
+                && encode_failure.is_none()
+                && in_flight.len() < self.settings.max_in_flight
+                && (i < records.len() || carry.is_some())
+            {
+                match self.next_request(records, &mut i, &mut carry, observed) {
+                    Ok((body, n)) => {
+                        let Some(transport) = self.transport.clone() else {
+                            encode_failure = Some(self.encode_error("the sink is closed".into()));
+                            break;
+                        };
+                        let task = export(
+                            transport,
+                            self.policy.clone(),
+                            body,
+                            deadline,
+                            self.shutdown.clone(),
+                        );
+                        in_flight.push_back((handle.spawn(task), n));
+                    }
+                    Err(e) => encode_failure = Some(e),
+                }
+            }
+            let Some((task, n)) = in_flight.pop_front() else {
+                break;
+            };
+            let result = handle.block_on(task).unwrap_or_else(|e| {
+                Err(self.encode_error(format!("the export task ended abnormally: {e}")))
+            });
+            match result {
                 Ok(a) => {
                     if a.rejected > 0 {
                         rejected += (a.rejected as u64).min(n);
                         message = Some(a.message);
                     }
-                    done += n;
+                    delivered += n;
                 }
-                Err(e) => return Err((e, total - done + rejected)),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
             }
         }
-        Ok((rejected, message))
+        match failure.or(encode_failure) {
+            None => Ok((rejected, message)),
+            Some(e) => Err((e, total - delivered + rejected)),
+        }
+    }
+}
+
+/// Sends one request body, retrying transient failures until the retry
+/// budget, the batch's deadline or the dispatcher's shutdown deadline
+/// (whichever comes first) runs out.
+async fn export(
+    mut transport: Transport,
+    p: Arc<Policy>,
+    body: Bytes,
+    deadline: Option<Instant>,
+    shutdown: ShutdownSignal,
+) -> Result<Accepted, ExportError> {
+    let start = Instant::now();
+    let budget_end = start + p.max_elapsed;
+    // The earlier of the batch's deadline and the shutdown signal's, less
+    // a margin; read afresh each time since shutdown may begin mid-retry.
+    let stop_at = || {
+        deadline
+            .into_iter()
+            .chain(shutdown.deadline())
+            .min()
+            .map(|d| d.checked_sub(SHUTDOWN_MARGIN).unwrap_or(d))
+    };
+    let gave_up = |attempts: u32, detail: String| ExportError::GaveUp {
+        endpoint: p.endpoint.clone(),
+        protocol: p.protocol,
+        attempts,
+        elapsed_ms: start.elapsed().as_millis() as u64,
+        detail,
+    };
+    let mut backoff = p.initial_backoff;
+    let mut attempts = 0u32;
+    let mut last_detail: Option<String> = None;
+    loop {
+        attempts += 1;
+        let stop = stop_at();
+        let end = stop.map_or(budget_end, |s| s.min(budget_end));
+        let left = end.saturating_duration_since(Instant::now());
+        // The first attempt always gets the full timeout unless a shutdown
+        // deadline is closer; retries only what is left.
+        let timeout = if attempts == 1 && stop.is_none() {
+            p.timeout
+        } else {
+            p.timeout.min(left.max(Duration::from_millis(1)))
+        };
+        let attempt = tokio::select! {
+            r = transport.send(body.clone(), timeout) => r,
+            () = shutdown_passed(stop_at) => {
+                return Err(gave_up(attempts, format!(
+                    "{} (an attempt was cut short by the shutdown deadline)",
+                    last_detail.unwrap_or_else(|| "no answer yet".to_string())
+                )));
+            }
+        };
+        let mut err = match attempt {
+            Ok(accepted) => return Ok(accepted),
+            Err(e) => e,
+        };
+        // An attempt cut short by what is left of the retry budget says
+        // little about the collector; the answer before it (a 503, a
+        // refused connection) is what the operator needs.
+        if timeout < p.timeout
+            && err.timed_out
+            && let Some(prev) = last_detail.take()
+        {
+            err.detail = format!(
+                "{prev} (a last attempt was cut short after {} ms by the retry budget)",
+                timeout.as_millis()
+            );
+        }
+        last_detail = Some(err.detail.clone());
+        if !err.retryable {
+            return Err(ExportError::Refused {
+                endpoint: p.endpoint.clone(),
+                protocol: p.protocol,
+                detail: err.detail,
+            });
+        }
+        let wait = err.retry_after.unwrap_or_else(|| jitter(backoff));
+        backoff = (backoff * 2).min(p.max_backoff);
+        let detail = match err.retry_after {
+            Some(ra) => format!(
+                "{} (asked to retry after {} ms)",
+                err.detail,
+                ra.as_millis()
+            ),
+            None => err.detail,
+        };
+        // Sleeps in slices so that a shutdown beginning meanwhile ends the
+        // wait as soon as the rest of it would pass the deadline.
+        let wake = Instant::now() + wait;
+        loop {
+            let end = stop_at().map_or(budget_end, |s| s.min(budget_end));
+            if wake >= end {
+                return Err(gave_up(attempts, detail));
+            }
+            let now = Instant::now();
+            if now >= wake {
+                break;
+            }
+            tokio::time::sleep((wake - now).min(SHUTDOWN_POLL)).await;
+        }
+    }
+}
+
+/// Resolves once the shutdown deadline (less the margin) has passed.
+async fn shutdown_passed(stop_at: impl Fn() -> Option<Instant>) {
+    loop {
+        match stop_at() {
+            Some(d) if Instant::now() >= d => return,
+            Some(d) => tokio::time::sleep_until(d.into()).await,
+            None => tokio::time::sleep(SHUTDOWN_POLL).await,
+        }
     }
 }
 
@@ -371,6 +495,14 @@ impl Sink for OtlpSink {
             Err((e, undelivered)) if undelivered >= total => Err(SinkError::new(e.kind(), e)),
             Err((e, undelivered)) => Err(SinkError::rejected(undelivered, e)),
         }
+    }
+
+    fn linger(&self) -> Option<Duration> {
+        Some(self.settings.linger)
+    }
+
+    fn watch_shutdown(&mut self, signal: ShutdownSignal) {
+        self.shutdown = signal;
     }
 
     fn close(&mut self) -> Result<Option<AckLevel>, SinkError> {

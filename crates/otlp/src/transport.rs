@@ -58,6 +58,9 @@ impl AttemptError {
     }
 }
 
+/// Cheap to clone: each request in flight sends through its own clone of
+/// the one channel (gRPC) or connection pool (HTTP).
+#[derive(Clone)]
 pub(crate) enum Transport {
     Grpc {
         client: tonic::client::Grpc<Channel>,
@@ -104,7 +107,9 @@ impl Transport {
                         .tls_config(tls)
                         .map_err(|e| client_err(e.to_string()))?;
                 }
-                let mut client = tonic::client::Grpc::new(endpoint.connect_lazy());
+                let mut client = tonic::client::Grpc::new(
+                    endpoint.connect_with_connector_lazy(crate::quickack::QuickAckConnector),
+                );
                 if s.compression == Compression::Gzip {
                     client = client
                         .send_compressed(tonic::codec::CompressionEncoding::Gzip)

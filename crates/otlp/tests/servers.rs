@@ -603,3 +603,170 @@ fn grpc_server_torn_down_mid_stream_loses_nothing_acked() {
 fn http_server_torn_down_mid_stream_loses_nothing_acked() {
     torn_down_mid_stream(Kind::Http);
 }
+
+/// One dispatcher batch of 40 records goes out as four requests of ten,
+/// all in the server at once; one refused, one rejecting three records by
+/// `partial_success`, one more refused: the sink fails exactly those
+/// records and reports the failure of the request earliest in seq order.
+#[test]
+fn grpc_requests_in_flight_together_fail_exactly_the_records_of_each_failed_request() {
+    let server = TestCollector::start(Kind::Grpc);
+    server.state.hold_replies(Duration::from_millis(300));
+    server.state.script([
+        Reply::Ok,
+        Reply::Grpc(tonic::Code::PermissionDenied, None),
+        Reply::Partial(3, "quota"),
+        Reply::Grpc(tonic::Code::InvalidArgument, None),
+    ]);
+    let mut c = config(server.endpoint(), Protocol::Grpc);
+    c.batch_size = Some(10);
+    c.max_in_flight = Some(4);
+    // Long enough that the worker waits for the whole batch of 40.
+    c.linger_ms = Some(60_000);
+    assert_eq!(c.max_batch(), 40);
+    let rt = rt();
+    let report = rt.block_on(async {
+        let (d, _memory) = dispatcher(&c, c.max_batch()).await;
+        let a = Auditor::new(d.clone());
+        let mut last = 0;
+        for i in 0..40u64 {
+            last = a
+                .emit(EventType::ToolResult, &json!({"i": i}))
+                .await
+                .unwrap()
+                .seq;
+        }
+        // Every record of the batch shares its outcome range.
+        let _ = d.wait(last, AckLevel::Exported).await;
+        d.shutdown(Duration::from_secs(10)).await
+    });
+    let seen = server.state.seen();
+    assert_eq!(seen.len(), 4, "one request per ten records: {seen:?}");
+    let mut all: Vec<u64> = seen.iter().flat_map(|s| s.seqs.clone()).collect();
+    all.sort_unstable();
+    let first = all[0];
+    assert_eq!(all, (first..first + 40).collect::<Vec<_>>(), "each once");
+    assert!(seen.iter().all(|s| s.seqs.len() == 10), "{seen:?}");
+    assert_eq!(
+        server.state.max_concurrent(),
+        4,
+        "the four requests were not in flight together"
+    );
+    let h = &report.sinks[1].health;
+    // Two refused requests of ten, three records rejected in another.
+    assert_eq!((h.failed, h.delivered), (23, 17), "{report}");
+    // The reported failure is the refused request with the lowest seqs.
+    let mut refused: Vec<_> = seen
+        .iter()
+        .filter(|s| s.reply.starts_with("grpc"))
+        .collect();
+    refused.sort_by_key(|s| s.seqs[0]);
+    let code = refused[0].reply.trim_start_matches("grpc ");
+    let err = h.last_error.as_deref().unwrap_or("");
+    assert!(
+        err.contains(&format!("gRPC status {code}")) && err.contains(&server.endpoint()),
+        "expected the failure of the first refused request ({code}): {err}"
+    );
+}
+
+/// A batch the sink is already retrying (the collector answers 503) when
+/// shutdown begins stops at the shutdown deadline instead of running out
+/// its own one-minute budget, and its records are reported failed.
+#[test]
+fn a_batch_retrying_when_shutdown_begins_stops_at_the_deadline_and_is_reported_failed() {
+    let server = TestCollector::start(Kind::Http);
+    server.state.set_default(Reply::Http(503, None));
+    let mut c = config(server.endpoint(), Protocol::HttpProtobuf);
+    c.retry = Some(RetryConfig {
+        initial_backoff_ms: 20,
+        max_backoff_ms: 100,
+        max_elapsed_ms: 60_000,
+    });
+    let rt = rt();
+    let report = rt.block_on(async {
+        let (d, memory) = dispatcher(&c, c.max_batch()).await;
+        let a = Auditor::new(d.clone());
+        for i in 0..5u64 {
+            a.emit(EventType::ToolCall, &json!({"i": i})).await.unwrap();
+        }
+        // Shutdown begins while the batch is being retried.
+        let waited = Instant::now();
+        while server.state.seen().len() < 2 {
+            assert!(
+                waited.elapsed() < Duration::from_secs(30),
+                "the sink never retried"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let report = d.shutdown(Duration::from_secs(2)).await;
+        drop(memory);
+        report
+    });
+    let s = &report.sinks[1];
+    assert!(
+        s.finished,
+        "the sink was still retrying after the shutdown deadline: {report}"
+    );
+    let h = &s.health;
+    assert_eq!(h.delivered, 0, "{report}");
+    assert_eq!(h.failed + s.undelivered, 5, "{report}");
+    assert_eq!(h.failed, 5, "the batch is reported failed: {report}");
+    let err = h.last_error.as_deref().unwrap_or("");
+    assert!(
+        err.contains("503") && err.contains(&server.endpoint()),
+        "{err}"
+    );
+}
+
+/// Records emitted one at a time within `linger_ms` go out as one request;
+/// records still lingering when shutdown begins are sent at once, not
+/// after the linger.
+#[test]
+fn linger_groups_a_trickle_into_one_request_and_never_delays_shutdown() {
+    let server = TestCollector::start(Kind::Grpc);
+    let mut c = config(server.endpoint(), Protocol::Grpc);
+    c.batch_size = Some(5);
+    c.max_in_flight = Some(1);
+    c.linger_ms = Some(60_000);
+    let rt = rt();
+    let report = rt.block_on(async {
+        let (d, _memory) = dispatcher(&c, c.max_batch()).await;
+        let a = Auditor::new(d.clone());
+        let mut last = 0;
+        for i in 0..5u64 {
+            last = a
+                .emit(EventType::ToolCall, &json!({"i": i}))
+                .await
+                .unwrap()
+                .seq;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let r = d.wait(last, AckLevel::Exported).await.unwrap();
+        assert!(r.failed.is_empty(), "{r:?}");
+        // Two more, fewer than a batch: shutdown sends them without
+        // waiting out the minute of linger.
+        for i in 5..7u64 {
+            a.emit(EventType::ToolCall, &json!({"i": i})).await.unwrap();
+        }
+        let began = Instant::now();
+        (d.shutdown(Duration::from_secs(30)).await, began)
+    });
+    let (report, began) = report;
+    let seen = server.state.seen();
+    // Not a speed check: a worker that kept lingering would have sent
+    // them only when the drain phase ended, 27 s in.
+    assert!(
+        seen.len() == 2 && seen[1].at.duration_since(began) < Duration::from_secs(10),
+        "shutdown waited for the linger: {seen:?}"
+    );
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(
+        seen[0].seqs.len(),
+        5,
+        "the trickle is one request: {seen:?}"
+    );
+    assert_eq!(seen[1].seqs.len(), 2, "{seen:?}");
+    let s = &report.sinks[1];
+    assert!(s.finished, "{report}");
+    assert_eq!((s.health.delivered, s.undelivered), (7, 0), "{report}");
+}

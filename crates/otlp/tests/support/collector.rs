@@ -50,6 +50,10 @@ pub struct State {
     script: Mutex<VecDeque<Reply>>,
     default: Mutex<Option<Reply>>,
     seen: Mutex<Vec<Seen>>,
+    /// gRPC: how long each answer is held back, so requests overlap.
+    hold: Mutex<Duration>,
+    /// gRPC: requests being answered now, and the most at once.
+    active: Mutex<(usize, usize)>,
 }
 
 impl State {
@@ -61,6 +65,17 @@ impl State {
     /// The reply once the script is used up (default: `Ok`).
     pub fn set_default(&self, reply: Reply) {
         *self.default.lock().unwrap() = Some(reply);
+    }
+
+    /// gRPC: holds every answer back this long, so that requests sent
+    /// together are in the server together.
+    pub fn hold_replies(&self, d: Duration) {
+        *self.hold.lock().unwrap() = d;
+    }
+
+    /// gRPC: the most requests the server was answering at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.active.lock().unwrap().1
     }
 
     fn next(&self) -> Reply {
@@ -194,6 +209,14 @@ impl LogsService for Grpc {
             .metadata()
             .get("grpc-encoding")
             .is_some_and(|v| v == "gzip");
+        {
+            let mut a = self.0.active.lock().unwrap();
+            a.0 += 1;
+            a.1 = a.1.max(a.0);
+        }
+        let hold = *self.0.hold.lock().unwrap();
+        tokio::time::sleep(hold).await;
+        self.0.active.lock().unwrap().0 -= 1;
         let reply = self.0.next();
         self.0
             .record(request.get_ref(), headers, "application/grpc", gzip, &reply);
