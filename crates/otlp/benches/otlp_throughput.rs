@@ -88,6 +88,8 @@ fn to_otel(v: &Value) -> AnyValue {
 struct Outcome {
     emitted: u64,
     secs: f64,
+    /// Until the collector's processor had counted every record.
+    counted_secs: Option<f64>,
     counted: u64,
     detail: String,
 }
@@ -113,10 +115,11 @@ fn counted(rotel: &support::Rotel) -> HashMap<String, (u64, u64)> {
 
 static COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
-/// Waits until the processor's count for `service` stops growing.
-fn settle(rotel: &support::Rotel, service: &str, want: u64) -> (u64, u64) {
+/// Waits until the processor's count for `service` reaches `want` or
+/// stops growing; also returns when it reached `want` (polled every 50 ms).
+fn settle(rotel: &support::Rotel, service: &str, want: u64) -> (u64, u64, Option<Instant>) {
     if !COUNTING.load(std::sync::atomic::Ordering::Relaxed) {
-        return (want, 0);
+        return (want, 0, None);
     }
     let mut last = (u64::MAX, 0);
     let mut still = 0;
@@ -124,14 +127,14 @@ fn settle(rotel: &support::Rotel, service: &str, want: u64) -> (u64, u64) {
     loop {
         let now = counted(rotel).get(service).copied().unwrap_or((0, 0));
         if now.0 >= want {
-            return now;
+            return (now.0, now.1, Some(Instant::now()));
         }
         still = if now == last { still + 1 } else { 0 };
-        if still >= 10 || Instant::now() > deadline {
-            return now;
+        if still >= 60 || Instant::now() > deadline {
+            return (now.0, now.1, None);
         }
         last = now;
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -154,7 +157,7 @@ fn run_ours(rotel: &support::Rotel, n: u64, service: &str) -> Outcome {
         ..Default::default()
     };
     let max_batch = env_or("AUDIT_BENCH_MAX_BATCH", config.max_batch());
-    let (secs, report) = rt.block_on(async {
+    let (secs, start, report) = rt.block_on(async {
         let sink = OtlpSink::from_config(&config, ServiceInfo::new(service)).unwrap();
         let d = Dispatcher::builder()
             .sink(
@@ -180,13 +183,14 @@ fn run_ours(rotel: &support::Rotel, n: u64, service: &str) -> Outcome {
         let r = d.wait(last, AckLevel::Exported).await.unwrap();
         assert_eq!(r.level, AckLevel::Exported);
         let secs = start.elapsed().as_secs_f64();
-        (secs, d.shutdown(Duration::from_secs(30)).await)
+        (secs, start, d.shutdown(Duration::from_secs(30)).await)
     });
-    let (got, sum) = settle(rotel, service, n);
+    let (got, sum, at) = settle(rotel, service, n);
     let h = &report.sinks[0].health;
     Outcome {
         emitted: n,
         secs,
+        counted_secs: at.map(|t| t.duration_since(start).as_secs_f64()),
         counted: got,
         detail: format!(
             "acked Exported {}, failed {}, dropped {}{}",
@@ -261,10 +265,11 @@ fn run_sdk(rotel: &support::Rotel, n: u64, service: &'static str, big_queue: boo
     }
     let shutdown = provider.shutdown();
     let secs = start.elapsed().as_secs_f64();
-    let (got, _) = settle(rotel, service, n);
+    let (got, _, at) = settle(rotel, service, n);
     Outcome {
         emitted: n,
         secs,
+        counted_secs: at.map(|t| t.duration_since(start).as_secs_f64()),
         counted: got,
         detail: format!("shutdown: {shutdown:?}"),
     }
@@ -317,10 +322,14 @@ fn main() {
             };
             let lost = o.emitted as i64 - o.counted as i64;
             println!(
-                "run {run} {which:<11}: {:>9.0} records/s ({} in {:.3} s), collector counted {} -> lost {} ({:.1}%); {}",
+                "run {run} {which:<11}: {:>9.0} records/s ({} in {:.3} s; all counted by the collector {}), collector counted {} -> lost {} ({:.1}%); {}",
                 o.emitted as f64 / o.secs,
                 o.emitted,
                 o.secs,
+                o.counted_secs.map_or("never".to_string(), |c| format!(
+                    "after {c:.3} s: {:.0} records/s",
+                    o.emitted as f64 / c
+                )),
                 o.counted,
                 lost,
                 100.0 * lost as f64 / o.emitted as f64,
