@@ -629,8 +629,8 @@ impl Config {
                 SinkKind::Stdout(o) => Box::new(agent_audit_stdout::StdoutSink::stdout(o.clone())),
                 #[cfg(feature = "otlp")]
                 SinkKind::Otlp(o) => {
-                    // One dispatcher batch is one export request.
-                    options = options.max_batch(o.batch_size());
+                    // One dispatcher batch feeds up to max_in_flight requests.
+                    options = options.max_batch(o.max_batch());
                     let mut service = agent_audit_otlp::ServiceInfo::new(&self.service.name);
                     if let Some(v) = &self.service.version {
                         service = service.with_version(v);
