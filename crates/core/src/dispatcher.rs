@@ -440,10 +440,12 @@ impl Dispatcher {
         let drain_until = deadline - timeout / 10;
         let shared = &self.shared;
         // A sink retrying a batch it took before now learns the deadline
-        // at once (the queue's deadline only reaches later batches).
-        // A lingering worker sends what it holds now.
+        // at once (the queue's deadline only reaches later batches). It is
+        // the end of the drain, not of the shutdown: a batch given up then
+        // is named in an audit_gap record in the surviving sinks, which the
+        // last tenth is kept for. A lingering worker sends what it holds now.
         for s in &shared.sinks {
-            s.shutdown.set(deadline);
+            s.shutdown.set(drain_until);
             let _q = lock(&s.queue);
             s.not_empty.notify_one();
         }
