@@ -3,7 +3,7 @@
 //! the JSON lines a JSONL sink would write.
 //!
 //! ```text
-//! cargo run -p agent-audit-agents --example account_balance -- "What is the balance of account 12345?"
+//! cargo run -p agent-audit-agents --example tutorial_in_memory -- "What is the balance of account 12345?"
 //! ```
 //!
 //! The offline model is used unless `MODEL_BASE_URL` and `MODEL_NAME` are

@@ -2,7 +2,7 @@
 //! correlation id and each agent turn is its own span. Prints the span tree.
 //!
 //! ```text
-//! cargo run -p agent-audit-agents --example multi_agent -- "What is the balance of account 12345?"
+//! cargo run -p agent-audit-agents --example handoff_in_memory -- "What is the balance of account 12345?"
 //! ```
 
 use std::sync::Arc;
