@@ -172,7 +172,7 @@ fn no_sink_writes_a_secret_the_runtime_was_given() {
     let at_collector = rotel.wait_for(events.len(), Duration::from_secs(20));
     assert!(
         at_collector.len() >= events.len(),
-        "the collector got {} of {} records: {}",
+        "the collector got {} of {} records; the app said: {err}\nrotel: {}",
         at_collector.len(),
         events.len(),
         rotel.log()

@@ -390,12 +390,17 @@ async fn export(
         let stop = stop_at();
         let end = stop.map_or(budget_end, |s| s.min(budget_end));
         let left = end.saturating_duration_since(Instant::now());
-        // The first attempt always gets the full timeout unless a shutdown
-        // deadline is closer; retries only what is left.
-        let timeout = if attempts == 1 && stop.is_none() {
-            p.timeout
-        } else {
-            p.timeout.min(left.max(Duration::from_millis(1)))
+        // The first attempt gets the full timeout unless a shutdown
+        // deadline is closer: the retry budget bounds retrying, and may be
+        // zero ("try once"), which must not turn the one try into 1 ms.
+        // Retries get only what is left.
+        let timeout = match (attempts, stop) {
+            (1, None) => p.timeout,
+            (1, Some(stop)) => p.timeout.min(
+                stop.saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+            ),
+            _ => p.timeout.min(left.max(Duration::from_millis(1))),
         };
         let attempt = tokio::select! {
             r = transport.send(body.clone(), timeout) => r,

@@ -782,3 +782,36 @@ fn linger_groups_a_trickle_into_one_request_and_never_delays_shutdown() {
     assert!(s.finished, "{report}");
     assert_eq!((s.health.delivered, s.undelivered), (7, 0), "{report}");
 }
+
+/// With `retry = { max_elapsed_ms = 0 }` ("try once"), a batch sent while
+/// shutdown drains still gets the full attempt timeout: the retry budget
+/// bounds retrying, not the one try (it had been cut to 1 ms, and a
+/// collector answering in 50 ms lost the batch).
+#[test]
+fn a_try_once_sink_sends_what_is_left_at_shutdown_with_the_full_timeout() {
+    let server = TestCollector::start(Kind::Grpc);
+    server.state.hold_replies(Duration::from_millis(50));
+    let mut c = config(server.endpoint(), Protocol::Grpc);
+    c.linger_ms = Some(60_000);
+    c.retry = Some(RetryConfig {
+        initial_backoff_ms: 10,
+        max_backoff_ms: 10,
+        max_elapsed_ms: 0,
+    });
+    let rt = rt();
+    let report = rt.block_on(async {
+        let (d, _memory) = dispatcher(&c, c.max_batch()).await;
+        let a = Auditor::new(d.clone());
+        for i in 0..3u64 {
+            a.emit(EventType::ToolCall, &json!({"i": i})).await.unwrap();
+        }
+        // Still lingering: they go out once shutdown begins.
+        d.shutdown(Duration::from_secs(10)).await
+    });
+    let s = &report.sinks[1];
+    assert_eq!(
+        (s.health.delivered, s.health.failed, s.undelivered),
+        (3, 0, 0),
+        "{report}"
+    );
+}
