@@ -501,18 +501,25 @@ fn main() {
             };
             let lost = o.emitted as i64 - o.counted as i64;
             let per = 100_000.0 / o.emitted as f64;
+            let counted_note = if matches!(far, FarEnd::None) {
+                "nothing counted (no far end)".to_string()
+            } else {
+                format!(
+                    "counted at the far end {}; counted {} -> lost {} ({:.1}%)",
+                    o.counted_secs.map_or("never".to_string(), |c| format!(
+                        "after {c:.3} s: {:.0} records/s",
+                        o.emitted as f64 / c
+                    )),
+                    o.counted,
+                    lost,
+                    100.0 * lost as f64 / o.emitted as f64,
+                )
+            };
             println!(
-                "run {run} {which:<13}: {:>9.0} records/s acked ({} in {:.3} s); counted at the far end {}; counted {} -> lost {} ({:.1}%); load {load}",
+                "run {run} {which:<13}: {:>9.0} records/s acked ({} in {:.3} s); {counted_note}; load {load}",
                 o.emitted as f64 / o.secs,
                 o.emitted,
                 o.secs,
-                o.counted_secs.map_or("never".to_string(), |c| format!(
-                    "after {c:.3} s: {:.0} records/s",
-                    o.emitted as f64 / c
-                )),
-                o.counted,
-                lost,
-                100.0 * lost as f64 / o.emitted as f64,
             );
             println!(
                 "    {}\n    CPU per 100k records: rotel {:.2} s, counter {:.2} s, bench process without the counter {:.2} s",
