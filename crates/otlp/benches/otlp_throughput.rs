@@ -226,6 +226,12 @@ fn settle(
             if t.distinct < want {
                 note.push_str(&format!(", first missing {:?}", t.missing(want, 5)));
             }
+            let unnamed = c.tally("?").records;
+            if unnamed > 0 {
+                note.push_str(&format!(
+                    ", {unnamed} records (all senders so far) arrived without a resource service.name"
+                ));
+            }
             if c.undecodable() > 0 {
                 note.push_str(&format!(", {} undecodable requests", c.undecodable()));
             }
@@ -447,12 +453,13 @@ fn main() {
             .iter()
             .map(|a| a.to_string())
             .collect();
-            // rotel 0.0.1-alpha10's batcher silently loses records when it
-            // splits an incoming request across two batches (8 to 17
-            // percent here; AUDIT_BENCH_ROTEL_ARGS="--batch-max-size 1024"
-            // shows it). Without batching each request is forwarded as it
-            // came, and nothing is lost. AUDIT_BENCH_ROTEL_ARGS replaces
-            // this default.
+            // rotel 0.0.1a15 (binary 0.0.1-alpha10) batches by default, and
+            // when it splits an incoming request across two batches the
+            // part split off is sent without its resource: the records
+            // arrive, but without service.name (AUDIT_BENCH_ROTEL_ARGS=
+            // "--batch-max-size 1024" shows it). Without batching each
+            // request is forwarded as it came. AUDIT_BENCH_ROTEL_ARGS
+            // replaces this default.
             args.extend(
                 std::env::var("AUDIT_BENCH_ROTEL_ARGS")
                     .unwrap_or_else(|_| "--disable-batching".to_string())

@@ -276,6 +276,18 @@ impl Counter {
         format!("http://{}", self.addr)
     }
 
+    /// What arrived so far for `service` (`?`: ResourceLogs without a
+    /// `service.name`).
+    pub fn tally(&self, service: &str) -> Tally {
+        self.state
+            .tallies
+            .lock()
+            .unwrap()
+            .get(service)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Requests the counter could not decode (answered with an error).
     pub fn undecodable(&self) -> u64 {
         *self.state.undecodable.lock().unwrap()
@@ -330,13 +342,19 @@ impl tonic::server::UnaryService<Summary> for Export {
         {
             let mut map = self.0.tallies.lock().unwrap();
             let (bytes, resources) = request.into_inner();
-            for (service, n, seqs) in resources {
-                let t = map.entry(service).or_default();
+            let mut services: Vec<&str> = Vec::new();
+            for (service, n, seqs) in &resources {
+                let t = map.entry(service.clone()).or_default();
+                // A request counts once per service it carried, however
+                // many ResourceLogs of that service it held.
+                if !services.contains(&service.as_str()) {
+                    services.push(service);
+                    t.requests += 1;
+                    t.bytes += bytes as u64;
+                }
                 t.records += n;
-                t.requests += 1;
-                t.bytes += bytes as u64;
                 t.no_seq += n - seqs.len() as u64;
-                for s in seqs {
+                for &s in seqs {
                     t.seq(s);
                 }
             }
