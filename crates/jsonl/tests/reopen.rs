@@ -7,15 +7,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use agent_audit_core::{AckLevel, Auditor, Dispatcher, EventType, SinkOptions};
-use agent_audit_jsonl::checkpoint::{
-    CheckpointOptions, CheckpointPayload, CheckpointReason, Checkpointer,
-};
+use agent_audit_core::{AckLevel, Auditor, EventType};
+use agent_audit_jsonl::checkpoint::{CheckpointPayload, CheckpointReason};
 use agent_audit_jsonl::keys::Signer;
 use agent_audit_jsonl::verify::{self, ProblemKind, VerifyOptions, VerifyReport};
-use agent_audit_jsonl::{HeadHandle, JsonlOptions, JsonlSink};
+use agent_audit_jsonl::{HeadHandle, JsonlOptions};
 use common::*;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -53,24 +50,12 @@ async fn run(how: Underneath) -> Run {
     let log = dir.path().join("audit-log.jsonl");
     let old = dir.path().join("moved").join("audit-log.jsonl.1");
     std::fs::create_dir_all(old.parent().unwrap()).unwrap();
-    let sink = JsonlSink::new(JsonlOptions::new(&log)).unwrap();
-    let head = sink.head_handle();
-    let d = Dispatcher::builder()
-        .sink(SinkOptions::new("jsonl"), sink)
-        .start()
-        .await
-        .unwrap();
-    let signer = Signer::generate();
-    let cp = Checkpointer::start(
-        Auditor::new(d.clone()).with_agent("agent-audit"),
-        head.clone(),
-        signer.clone(),
-        CheckpointOptions {
-            every: 1_000_000,
-            interval: Duration::from_secs(3600),
-        },
-    )
-    .unwrap();
+    let Signed {
+        dispatcher: d,
+        head,
+        signer,
+        checkpointer: cp,
+    } = start_signed(JsonlOptions::new(&log)).await;
     let a = Auditor::new(d.clone()).for_request(Some("r1"));
     for i in 0..5 {
         a.emit_wait(EventType::ToolCall, &tool_call(i), AckLevel::Durable)

@@ -12,12 +12,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use agent_audit_core::{AckLevel, Auditor, EventType, Timestamp};
-use agent_audit_jsonl::checkpoint::{
-    CheckpointOptions, CheckpointPayload, CheckpointReason, Checkpointer,
-};
-use agent_audit_jsonl::keys::Signer;
+use agent_audit_jsonl::checkpoint::{CheckpointPayload, CheckpointReason};
 use agent_audit_jsonl::verify::{self, VerifyOptions};
-use agent_audit_jsonl::{JsonlOptions, JsonlSink, Line, files};
+use agent_audit_jsonl::{JsonlOptions, Line, files};
 use common::*;
 
 fn nanos(line: &Line) -> i128 {
@@ -73,24 +70,12 @@ async fn age_rotation_carries_the_chain_signs_a_checkpoint_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit-log.jsonl");
     let every = Duration::from_millis(300);
-    let sink = JsonlSink::new(JsonlOptions::new(&path).rotate_every(every)).unwrap();
-    let head = sink.head_handle();
-    let d = agent_audit_core::Dispatcher::builder()
-        .sink(agent_audit_core::SinkOptions::new("jsonl"), sink)
-        .start()
-        .await
-        .unwrap();
-    let signer = Signer::generate();
-    let cp = Checkpointer::start(
-        Auditor::new(d.clone()).with_agent("agent-audit"),
-        head.clone(),
-        signer.clone(),
-        CheckpointOptions {
-            every: 1_000_000,
-            interval: Duration::from_secs(3600),
-        },
-    )
-    .unwrap();
+    let Signed {
+        dispatcher: d,
+        head,
+        signer,
+        checkpointer: cp,
+    } = start_signed(JsonlOptions::new(&path).rotate_every(every)).await;
     let a = Auditor::new(d.clone()).for_request(Some("r1"));
     for i in 0..12 {
         a.emit_wait(EventType::ToolCall, &tool_call(i), AckLevel::Durable)

@@ -76,3 +76,40 @@ pub fn stored(lines: &[Line]) -> Vec<StoredRecord> {
 }
 
 pub const SHUTDOWN: Duration = Duration::from_secs(10);
+
+/// A JSONL sink on `opts` behind a dispatcher, with a checkpointer that
+/// signs only at rotation and shutdown (count and interval out of reach).
+pub struct Signed {
+    pub dispatcher: Dispatcher,
+    pub head: agent_audit_jsonl::HeadHandle,
+    pub signer: agent_audit_jsonl::keys::Signer,
+    pub checkpointer: agent_audit_jsonl::checkpoint::Checkpointer,
+}
+
+pub async fn start_signed(opts: JsonlOptions) -> Signed {
+    use agent_audit_jsonl::checkpoint::{CheckpointOptions, Checkpointer};
+    let sink = JsonlSink::new(opts).unwrap();
+    let head = sink.head_handle();
+    let dispatcher = Dispatcher::builder()
+        .sink(SinkOptions::new("jsonl"), sink)
+        .start()
+        .await
+        .unwrap();
+    let signer = agent_audit_jsonl::keys::Signer::generate();
+    let checkpointer = Checkpointer::start(
+        agent_audit_core::Auditor::new(dispatcher.clone()).with_agent("agent-audit"),
+        head.clone(),
+        signer.clone(),
+        CheckpointOptions {
+            every: 1_000_000,
+            interval: Duration::from_secs(3600),
+        },
+    )
+    .unwrap();
+    Signed {
+        dispatcher,
+        head,
+        signer,
+        checkpointer,
+    }
+}
