@@ -7,6 +7,8 @@
 //! their own crates (`agent-audit-jsonl`, `-stdout`, `-otlp`).
 //!
 //! Data flows one way: agent -> [`Auditor`] -> [`Dispatcher`] -> sinks.
+//! A [`SeqLease`] (see [`lease`]) keeps the numbering unique across
+//! crashes; the JSONL crate stores one beside its log.
 //!
 //! ```
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
