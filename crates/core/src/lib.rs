@@ -34,7 +34,7 @@
 //!
 //! ## Feature flags
 //!
-//! - `testing`: the sink conformance suite ([`conformance`]).
+//! - `testing`: the sink conformance suite (the `conformance` module).
 
 mod auditor;
 mod dispatcher;
