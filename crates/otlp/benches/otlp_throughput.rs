@@ -15,6 +15,9 @@
 //! # AUDIT_BENCH_ROTEL_ARGS="..." (forward: rotel flags instead of --disable-batching)
 //! # AUDIT_BENCH_STALL_S=12 (forward: how long no progress means lost)
 //! # AUDIT_BENCH_SEQS=1 (python: also sum audit.seq)
+//! # AUDIT_BENCH_PROTOCOL=grpc (default) | http/protobuf | http/json
+//! #   (agent-audit's sink only, to rotel's OTLP/HTTP receiver; the SDK
+//! #   senders stay on gRPC)
 //! ```
 //!
 //! Counting modes:
@@ -265,16 +268,33 @@ fn seq_note(sum: u64, n: u64) -> String {
     }
 }
 
+/// The protocol agent-audit's sink sends with (`AUDIT_BENCH_PROTOCOL`).
+fn our_protocol() -> Protocol {
+    match std::env::var("AUDIT_BENCH_PROTOCOL").as_deref() {
+        Err(_) | Ok("grpc") => Protocol::Grpc,
+        Ok("http/protobuf") => Protocol::HttpProtobuf,
+        Ok("http/json") => Protocol::HttpJson,
+        Ok(other) => {
+            panic!("AUDIT_BENCH_PROTOCOL={other}: expected grpc, http/protobuf or http/json")
+        }
+    }
+}
+
 fn run_ours(rotel: &support::Rotel, far: &FarEnd, n: u64, service: &str) -> Outcome {
     let cpu0 = cpu_now(rotel);
+    let protocol = our_protocol();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
     let config = OtlpConfig {
-        endpoint: Some(rotel.grpc_endpoint()),
-        protocol: Some(Protocol::Grpc),
+        endpoint: Some(if protocol == Protocol::Grpc {
+            rotel.grpc_endpoint()
+        } else {
+            rotel.http_endpoint()
+        }),
+        protocol: Some(protocol),
         batch_size: std::env::var("AUDIT_BENCH_BATCH")
             .ok()
             .and_then(|v| v.parse().ok()),
@@ -479,8 +499,10 @@ fn main() {
     let rotel =
         support::Rotel::start_with(processor, &args, &[("AUDIT_BENCH_SEQS", seqs.as_str())]);
     println!(
-        "otlp_throughput: {n} records per sender per run, {runs} run(s), rotel gRPC on 127.0.0.1:{}, {}, load average {}",
+        "otlp_throughput: {n} records per sender per run, {runs} run(s), rotel gRPC on 127.0.0.1:{} and HTTP on 127.0.0.1:{}, agent-audit sends over {} (the SDK senders over gRPC), {}, load average {}",
         rotel.grpc_port,
+        rotel.http_port,
+        our_protocol(),
         match &far {
             FarEnd::Forward(c) =>
                 format!("delivered records counted (distinct audit.seq) where rotel's OTLP exporter forwards them, {}", c.endpoint()),
@@ -560,7 +582,11 @@ fn main() {
             losses.entry(which).or_default().push(lost);
         }
     }
-    println!("summary ({mode} counting, load average now {}):", loadavg());
+    println!(
+        "summary ({mode} counting, agent-audit over {}, load average now {}):",
+        our_protocol(),
+        loadavg()
+    );
     let ours_counted = counted_rates.get("agent-audit").map(|v| median(v.clone()));
     for which in order {
         let Some(r) = rates.get(which) else { continue };
