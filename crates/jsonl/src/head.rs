@@ -1,18 +1,3 @@
-//! A live view of a [`JsonlSink`](crate::JsonlSink)'s chain head, for
-//! signed checkpoints.
-//!
-//! The sink moves into the dispatcher's worker thread, so a
-//! [`Checkpointer`](crate::checkpoint::Checkpointer) cannot ask it for its
-//! head. Instead the sink publishes, after every successful write, the seq
-//! and chain value of the last line it put in the file, and wakes whoever
-//! waits on [`HeadHandle::changed`]. Take the handle with
-//! [`JsonlSink::head_handle`](crate::JsonlSink::head_handle) before handing
-//! the sink to the dispatcher.
-//!
-//! What is published is what the file holds (handed to the operating
-//! system), never what is only queued: a checkpoint built from it names a
-//! line a verifier can find.
-
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -53,8 +38,20 @@ struct Inner {
     changed: Notify,
 }
 
-/// A cheap, cloneable handle on a sink's [`ChainHead`]. See the
-/// [module docs](self).
+/// A live view of a [`JsonlSink`](crate::JsonlSink)'s chain head, for
+/// signed checkpoints.
+///
+/// The sink moves into the dispatcher's worker thread, so a
+/// [`Checkpointer`](crate::checkpoint::Checkpointer) cannot ask it for its
+/// head. Instead the sink publishes, after every successful write, the seq
+/// and chain value of the last line it put in the file, and wakes whoever
+/// waits on [`HeadHandle::changed`]. Take the handle with
+/// [`JsonlSink::head_handle`](crate::JsonlSink::head_handle) before handing
+/// the sink to the dispatcher.
+///
+/// What is published is what the file holds (handed to the operating
+/// system), never what is only queued: a checkpoint built from it names a
+/// line a verifier can find.
 ///
 /// ```
 /// use agent_audit_jsonl::{JsonlOptions, JsonlSink};

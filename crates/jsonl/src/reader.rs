@@ -1,31 +1,3 @@
-//! A streaming reader of JSONL audit files.
-//!
-//! It yields every line with its number, byte offset, exact bytes (what the
-//! chain hashes) and parsed [`StoredRecord`], or a typed error naming the
-//! line and why it is not a record; reading continues after a bad line, so
-//! one damaged line does not hide the rest of the file. A line must be a
-//! whole schema v1 record to be yielded: JSON of another shape (a key
-//! missing, unknown or mistyped, `v` other than 1, see [`check_schema`]) is
-//! [`ReadError::NotSchemaV1`], naming the key, never accepted.
-//!
-//! ```
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use agent_audit_jsonl::{ReadError, Reader};
-//!
-//! let text = concat!(
-//!     r#"{"v":1,"seq":1,"ts":"2026-11-25T23:32:22.000000000Z","event_type":"user_request","request_id":"r1","correlation_id":"r1","trace_id":null,"span_id":null,"parent_span_id":null,"agent":"user","payload":{"text":"hi"},"prev":"0000000000000000000000000000000000000000000000000000000000000000"}"#,
-//!     "\nnot json\n",
-//!     r#"{"v":1,"seq":2"#,
-//! );
-//! let mut reader = Reader::new("example.jsonl", text.as_bytes());
-//! let first = reader.next().unwrap()?;
-//! assert_eq!((first.number, first.record.seq), (1, 1));
-//! assert!(matches!(reader.next(), Some(Err(ReadError::BadRecord { line: 2, .. }))));
-//! assert!(matches!(reader.next(), Some(Err(ReadError::TornFinalLine { line: 3, .. }))));
-//! assert!(reader.next().is_none());
-//! # Ok(()) }
-//! ```
-
 use std::fs::File;
 use std::io::{BufRead, BufReader, ErrorKind};
 use std::path::{Path, PathBuf};
@@ -72,7 +44,33 @@ pub struct Line {
     pub terminated: bool,
 }
 
-/// Reads a JSONL audit file line by line. See the [module docs](self).
+/// A streaming reader of JSONL audit files.
+///
+/// It yields every line with its number, byte offset, exact bytes (what the
+/// chain hashes) and parsed [`StoredRecord`], or a typed error naming the
+/// line and why it is not a record; reading continues after a bad line, so
+/// one damaged line does not hide the rest of the file. A line must be a
+/// whole schema v1 record to be yielded: JSON of another shape (a key
+/// missing, unknown or mistyped, `v` other than 1, see [`check_schema`]) is
+/// [`ReadError::NotSchemaV1`], naming the key, never accepted.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use agent_audit_jsonl::{ReadError, Reader};
+///
+/// let text = concat!(
+///     r#"{"v":1,"seq":1,"ts":"2026-11-25T23:32:22.000000000Z","event_type":"user_request","request_id":"r1","correlation_id":"r1","trace_id":null,"span_id":null,"parent_span_id":null,"agent":"user","payload":{"text":"hi"},"prev":"0000000000000000000000000000000000000000000000000000000000000000"}"#,
+///     "\nnot json\n",
+///     r#"{"v":1,"seq":2"#,
+/// );
+/// let mut reader = Reader::new("example.jsonl", text.as_bytes());
+/// let first = reader.next().unwrap()?;
+/// assert_eq!((first.number, first.record.seq), (1, 1));
+/// assert!(matches!(reader.next(), Some(Err(ReadError::BadRecord { line: 2, .. }))));
+/// assert!(matches!(reader.next(), Some(Err(ReadError::TornFinalLine { line: 3, .. }))));
+/// assert!(reader.next().is_none());
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Reader<R = BufReader<File>> {
     path: PathBuf,
