@@ -37,6 +37,21 @@ struct Active {
     unsynced: bool,
 }
 
+impl Active {
+    /// A file no record has been written to by this sink yet.
+    fn empty(file: File, regular: bool, len: u64) -> Active {
+        Active {
+            file,
+            regular,
+            len,
+            first_seq: None,
+            last_seq: None,
+            first_ts: None,
+            unsynced: false,
+        }
+    }
+}
+
 /// The state after the last successful write, restored after a failed one.
 #[derive(Clone)]
 struct Mark {
@@ -397,15 +412,7 @@ impl JsonlSink {
                 0
             };
             self.committed.len = len;
-            self.active = Some(Active {
-                file,
-                regular,
-                len,
-                first_seq: None,
-                last_seq: None,
-                first_ts: None,
-                unsynced: false,
-            });
+            self.active = Some(Active::empty(file, regular, len));
             self.dirty = true;
         }
         if !self.dirty {
@@ -626,15 +633,7 @@ impl JsonlSink {
             }
             e => e,
         })?;
-        self.active = Some(Active {
-            file,
-            regular,
-            len: 0,
-            first_seq: None,
-            last_seq: None,
-            first_ts: None,
-            unsynced: false,
-        });
+        self.active = Some(Active::empty(file, regular, 0));
         if self.options.fsync != FsyncPolicy::Never {
             sync_dir(&path)?;
         }
@@ -717,15 +716,7 @@ impl JsonlSink {
         if self.options.fsync != FsyncPolicy::Never {
             sync_dir(&path)?;
         }
-        self.active = Some(Active {
-            file,
-            regular,
-            len,
-            first_seq: None,
-            last_seq: None,
-            first_ts: None,
-            unsynced: false,
-        });
+        self.active = Some(Active::empty(file, regular, len));
         self.committed = Mark {
             len,
             head: self.chain.head_raw(),
