@@ -557,22 +557,24 @@ impl UserProxyAgent {
                 continue;
             }
 
-            let terminated = (self.is_termination)(&response);
-            let limit = auto_replies >= self.max_consecutive_auto_reply;
+            // Terminated wins over the reply limit when both hold.
+            let end = if (self.is_termination)(&response) {
+                Some(EndReason::Terminated)
+            } else if auto_replies >= self.max_consecutive_auto_reply {
+                Some(EndReason::MaxAutoReplies)
+            } else {
+                None
+            };
             let ask_human = match self.mode {
                 HumanInputMode::Never => false,
-                HumanInputMode::Terminate => terminated || limit,
+                HumanInputMode::Terminate => end.is_some(),
                 HumanInputMode::Always => true,
             };
             if ask_human {
                 let prompt = format!(
                     "Reply to {} (empty line to {}, `exit` to stop):",
                     active.name(),
-                    if terminated || limit {
-                        "stop"
-                    } else {
-                        "auto-reply"
-                    }
+                    if end.is_some() { "stop" } else { "auto-reply" }
                 );
                 match self.ask(&prompt).await? {
                     Human::Exit => {
@@ -598,35 +600,12 @@ impl UserProxyAgent {
                         cause = proxy_turn;
                         continue;
                     }
-                    Human::Empty if terminated || limit => {
-                        let end = if terminated {
-                            EndReason::Terminated
-                        } else {
-                            EndReason::MaxAutoReplies
-                        };
-                        return self
-                            .finish(&proxy_turn, &transcript, end, active.name())
-                            .await;
-                    }
                     Human::Empty => {}
                 }
-            } else if terminated {
+            }
+            if let Some(end) = end {
                 return self
-                    .finish(
-                        &proxy_turn,
-                        &transcript,
-                        EndReason::Terminated,
-                        active.name(),
-                    )
-                    .await;
-            } else if limit {
-                return self
-                    .finish(
-                        &proxy_turn,
-                        &transcript,
-                        EndReason::MaxAutoReplies,
-                        active.name(),
-                    )
+                    .finish(&proxy_turn, &transcript, end, active.name())
                     .await;
             }
             // Automatic reply to an answer that did not end the conversation.
