@@ -170,16 +170,6 @@ impl Source {
         &self.files
     }
 
-    /// The files' paths joined with `, `, for messages.
-    pub fn describe(&self) -> String {
-        let names: Vec<String> = self
-            .files
-            .iter()
-            .map(|f| f.path.display().to_string())
-            .collect();
-        names.join(", ")
-    }
-
     /// The files' total size in bytes when opened: the denominator of a
     /// progress bar.
     pub fn total_bytes(&self) -> u64 {
@@ -288,16 +278,4 @@ pub struct Loaded {
     pub entries: Vec<Entry>,
     /// Lines that are not records, and files that could not be read.
     pub bad_lines: Vec<ReadError>,
-}
-
-impl Loaded {
-    /// The files' paths joined with `, `, for messages.
-    pub fn describe(&self) -> String {
-        let names: Vec<String> = self
-            .files
-            .iter()
-            .map(|f| f.path.display().to_string())
-            .collect();
-        names.join(", ")
-    }
 }
