@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agent_audit_review::{Timeline, html};
+use agent_audit_review::html;
 
 use super::show::{Inputs, review_err};
-use super::timeline::load_request;
+use super::timeline::load_timeline;
 use crate::error::CliError;
 
 /// Arguments of `report`.
@@ -26,16 +26,7 @@ pub struct Args {
 
 /// Writes the report and says where on stderr.
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
-    let (entries, files) = load_request(&args.inputs, &args.request_id)?;
-    let timeline = Timeline::build(&args.request_id, &entries).map_err(|e| match e {
-        agent_audit_review::ReviewError::NoSuchRequest { request_id, .. } => {
-            CliError::Runtime(format!(
-                "request `{request_id}` has no records in {}",
-                files.join(", ")
-            ))
-        }
-        other => review_err(other),
-    })?;
+    let (timeline, entries) = load_timeline(&args.inputs, &args.request_id)?;
     let page = html::render(&timeline, &entries);
     html::write_report(&args.html, &page).map_err(review_err)?;
     eprintln!(

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use agent_audit::stdout::format_pretty_stored;
-use agent_audit_review::{Filter, ReviewError, Source, SourceOptions};
+use agent_audit_review::{Entry, Filter, ReviewError, Source, SourceOptions};
 
 use crate::error::CliError;
 
@@ -64,6 +64,18 @@ pub fn review_err(e: ReviewError) -> CliError {
         }
         other => CliError::Runtime(other.to_string()),
     }
+}
+
+/// One record as printed, into `buf`: its exact JSON line with `json`,
+/// else the readable line; newline-terminated.
+pub fn record_line(json: bool, entry: &Entry, buf: &mut Vec<u8>) {
+    buf.clear();
+    if json {
+        buf.extend_from_slice(&entry.bytes);
+    } else {
+        format_pretty_stored(&entry.record, buf);
+    }
+    buf.push(b'\n');
 }
 
 /// Writes to stdout; a closed pipe (`| head`) ends the command quietly.
@@ -143,13 +155,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         if !filter.matches(&entry.record) {
             continue;
         }
-        buf.clear();
-        if args.json {
-            buf.extend_from_slice(&entry.bytes);
-        } else {
-            format_pretty_stored(&entry.record, &mut buf);
-        }
-        buf.push(b'\n');
+        record_line(args.json, &entry, &mut buf);
         if !write_out(&mut out, &buf)? {
             return Ok(ExitCode::SUCCESS);
         }

@@ -5,10 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agent_audit::stdout::format_pretty_stored;
 use agent_audit_review::{FollowEvent, Follower, StartAt};
 
-use super::show::{flush_out, review_err, write_out};
+use super::show::{flush_out, record_line, review_err, write_out};
 use crate::error::CliError;
 
 /// Arguments of `tail`.
@@ -46,13 +45,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         for event in events {
             match event {
                 FollowEvent::Record(entry) => {
-                    buf.clear();
-                    if args.json {
-                        buf.extend_from_slice(&entry.bytes);
-                    } else {
-                        format_pretty_stored(&entry.record, &mut buf);
-                    }
-                    buf.push(b'\n');
+                    record_line(args.json, &entry, &mut buf);
                     if !write_out(&mut out, &buf)? {
                         return Ok(ExitCode::SUCCESS);
                     }

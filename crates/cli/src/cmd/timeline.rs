@@ -24,10 +24,7 @@ pub struct Args {
 
 /// Reads the records of `request_id` from `files`, with a progress bar on
 /// a terminal; unreadable lines are reported on stderr and skipped.
-pub fn load_request(
-    inputs: &Inputs,
-    request_id: &str,
-) -> Result<(Vec<Entry>, Vec<String>), CliError> {
+fn load_request(inputs: &Inputs, request_id: &str) -> Result<(Vec<Entry>, Vec<String>), CliError> {
     let mut source = inputs.open()?;
     let names = source
         .files()
@@ -48,10 +45,14 @@ pub fn load_request(
     Ok((entries, names))
 }
 
-/// Prints the request's tree.
-pub fn run(args: Args) -> Result<ExitCode, CliError> {
-    let (entries, files) = load_request(&args.inputs, &args.request_id)?;
-    let timeline = Timeline::build(&args.request_id, &entries).map_err(|e| match e {
+/// The request's records from `inputs` and their tree; a request with no
+/// record is an error naming the files searched.
+pub fn load_timeline(
+    inputs: &Inputs,
+    request_id: &str,
+) -> Result<(Timeline, Vec<Entry>), CliError> {
+    let (entries, files) = load_request(inputs, request_id)?;
+    let timeline = Timeline::build(request_id, &entries).map_err(|e| match e {
         agent_audit_review::ReviewError::NoSuchRequest { request_id, .. } => {
             CliError::Runtime(format!(
                 "request `{request_id}` has no records in {}",
@@ -60,6 +61,12 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         }
         other => review_err(other),
     })?;
+    Ok((timeline, entries))
+}
+
+/// Prints the request's tree.
+pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    let (timeline, _) = load_timeline(&args.inputs, &args.request_id)?;
     let text = if args.json {
         let mut s = serde_json::to_string(&timeline)
             .map_err(|e| CliError::Runtime(format!("encoding the timeline as JSON: {e}")))?;
