@@ -72,3 +72,40 @@ fn status_field(text: &str, field: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
+
+/// What a `fault-writer` child said in its `REPORT {json}` line on stderr,
+/// and the highest resident set sampled while it ran.
+pub struct Reported {
+    /// The report: counts, health, shutdown, `vm_hwm_kib`.
+    pub report: serde_json::Value,
+    /// The largest `VmRSS` seen, sampling every 2 ms (KiB).
+    pub peak_sampled_kib: u64,
+}
+
+/// Waits for `child` (started with stderr piped), sampling its resident
+/// set on top of the peak it reports itself, then reads its report.
+pub fn wait_for_report(child: &mut std::process::Child) -> Reported {
+    let pid = child.id();
+    let mut stderr_pipe = child.stderr.take().expect("the child's stderr is piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr_pipe.read_to_string(&mut s);
+        s
+    });
+    let mut peak_sampled_kib = 0;
+    while child.try_wait().expect("wait for the child").is_none() {
+        if let Some(kib) = status_kib(pid, "VmRSS") {
+            peak_sampled_kib = peak_sampled_kib.max(kib);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let stderr = reader.join().expect("the stderr reader");
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("REPORT "))
+        .unwrap_or_else(|| panic!("no report: {stderr}"));
+    Reported {
+        report: serde_json::from_str(line).expect("the report is JSON"),
+        peak_sampled_kib,
+    }
+}

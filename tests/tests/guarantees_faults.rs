@@ -16,7 +16,7 @@ use agent_audit::{
     AckLevel, Auditor, Dispatcher, EmitError, EventType, SinkHealth, SinkOptions, SinkReport,
 };
 use agent_audit_tests::chain::{self, Checked, check_file};
-use agent_audit_tests::procs::{Lines, status_kib};
+use agent_audit_tests::procs::{Lines, Reported, wait_for_report};
 use serde_json::{Value, json};
 
 // ------------------------------------------------------------ helpers
@@ -638,31 +638,12 @@ queue = {QUEUE}
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id();
     let stalled_pipe = child.stdout.take().unwrap();
-    let stderr_pipe = child.stderr.take().unwrap();
-    let stderr_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let mut e = stderr_pipe;
-        let _ = e.read_to_string(&mut s);
-        s
-    });
-    // Sample the resident set while it runs, on top of the child's own peak.
-    let mut peak_sampled = 0;
-    while child.try_wait().unwrap().is_none() {
-        if let Some(kib) = status_kib(pid, "VmRSS") {
-            peak_sampled = peak_sampled.max(kib);
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let stderr = stderr_reader.join().unwrap();
-    let report: Value = serde_json::from_str(
-        stderr
-            .lines()
-            .find_map(|l| l.strip_prefix("REPORT "))
-            .unwrap_or_else(|| panic!("no report: {stderr}")),
-    )
-    .unwrap();
+    // Sampled while it runs, on top of the child's own peak.
+    let Reported {
+        report,
+        peak_sampled_kib: peak_sampled,
+    } = wait_for_report(&mut child);
     let hwm = report["vm_hwm_kib"].as_u64().unwrap();
     let emitted_kib = N * PAYLOAD as u64 / 1024;
     assert!(

@@ -7,7 +7,6 @@
 //! the collector lost; shutdown's counts are exact; and with a stalled
 //! collector, memory stays within the configured queue.
 
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use agent_audit::{AckLevel, Auditor, Dispatcher, EmitError, EventType, SinkRepor
 use agent_audit_tests::chain::{Checked, check_file};
 use agent_audit_tests::collector::{Rotel, Silent, free_port};
 use agent_audit_tests::http::{HttpServer, Reply};
-use agent_audit_tests::procs::status_kib;
+use agent_audit_tests::procs::{Reported, wait_for_report};
 use serde_json::{Value, json};
 
 fn start_config(dir: &Path, otlp: &str, required: bool) -> (Config, std::path::PathBuf) {
@@ -342,28 +341,10 @@ queue = 64
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id();
-    let mut stderr_pipe = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr_pipe.read_to_string(&mut s);
-        s
-    });
-    let mut peak = 0;
-    while child.try_wait().unwrap().is_none() {
-        if let Some(kib) = status_kib(pid, "VmRSS") {
-            peak = peak.max(kib);
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let stderr = reader.join().unwrap();
-    let report: Value = serde_json::from_str(
-        stderr
-            .lines()
-            .find_map(|l| l.strip_prefix("REPORT "))
-            .unwrap_or_else(|| panic!("no report: {stderr}")),
-    )
-    .unwrap();
+    let Reported {
+        report,
+        peak_sampled_kib: peak,
+    } = wait_for_report(&mut child);
     let hwm = report["vm_hwm_kib"].as_u64().unwrap();
     assert!(
         hwm < LIMIT_KIB && peak < LIMIT_KIB,
