@@ -341,7 +341,8 @@ impl ModelErrorKind {
 }
 
 /// Why a model call failed. Messages never contain the API key: the client
-/// scrubs it from every byte the server sends before building one.
+/// scrubs it from the body before parsing and from every message after
+/// decoding (see [`crate::OpenAiClient`] for the forms it recognises).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ModelError {
     /// 401/403.
@@ -433,6 +434,22 @@ pub enum ModelError {
 }
 
 impl ModelError {
+    /// Calls `f` on every text that came from the server or the transport
+    /// (messages, details), so the client can scrub them in one place. The
+    /// endpoint comes from the configuration and is left alone.
+    pub(crate) fn for_each_server_text(&mut self, mut f: impl FnMut(&mut String)) {
+        match self {
+            ModelError::Auth { message, .. }
+            | ModelError::RateLimited { message, .. }
+            | ModelError::Quota { message, .. }
+            | ModelError::Server { message, .. }
+            | ModelError::Connect { message, .. }
+            | ModelError::Http { message, .. } => f(message),
+            ModelError::Malformed { detail, .. } => f(detail),
+            ModelError::Timeout { .. } => {}
+        }
+    }
+
     /// The kind, for records and for callers that branch on it.
     pub fn kind(&self) -> ModelErrorKind {
         match self {

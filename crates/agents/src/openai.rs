@@ -3,6 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use self::scrub::Scrubber;
+
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -160,10 +162,12 @@ impl OpenAiClientBuilder {
             .timeout(self.timeout)
             .build()
             .map_err(|e| ClientBuildError::Http(e.to_string()))?;
+        let scrubber = Scrubber::new(self.api_key.iter().map(ApiKey::expose));
         Ok(OpenAiClient {
             endpoint: format!("{base}/chat/completions"),
             model: self.model,
             api_key: self.api_key,
+            scrubber,
             timeout: self.timeout,
             retry: self.retry,
             http,
@@ -176,13 +180,27 @@ impl OpenAiClientBuilder {
 /// Retried: 408, 409, 429 (except `insufficient_quota`), 5xx, connection
 /// errors and timeouts, with exponential backoff and jitter, honouring
 /// `Retry-After` (seconds or HTTP date) up to [`RetryPolicy::max_retry_after`].
-/// The API key is scrubbed from every response byte before it is parsed, so
-/// a server echoing it cannot leak it into an error, a log or a record.
+///
+/// A server may echo the API key back, on purpose or not, so the key is
+/// scrubbed (replaced by `[REDACTED]`) twice: from the raw body before it is
+/// parsed, and from every text the client returns after decoding (content,
+/// tool-call ids, names and arguments, finish reason, model name, response
+/// id, every error message). The scrub recognises the key in any letter
+/// case, behind JSON, JavaScript, Rust and percent escapes and HTML
+/// character references (nested and mixed, up to 8 levels), with
+/// zero-width characters or full-width letters in between, a run of 16 of
+/// its characters on its own (a key cut short), and, for keys of 4 bytes
+/// or more, its hex and base64 forms at any offset (so base64 of
+/// `Bearer KEY` or of `user:KEY` is caught). Out of reach: a key split into
+/// pieces shorter than 16 characters across separate fields or answers,
+/// reversed, encrypted or otherwise transformed; a server that knows the
+/// key can always disguise it.
 #[derive(Clone)]
 pub struct OpenAiClient {
     endpoint: String,
     model: String,
     api_key: Option<ApiKey>,
+    scrubber: Scrubber,
     timeout: Duration,
     retry: RetryPolicy,
     http: reqwest::Client,
@@ -269,13 +287,6 @@ impl OpenAiClient {
         &self.endpoint
     }
 
-    fn scrub(&self, text: &str) -> String {
-        match &self.api_key {
-            Some(key) if !key.expose().is_empty() => text.replace(key.expose(), "[REDACTED]"),
-            _ => text.to_string(),
-        }
-    }
-
     async fn attempt(&self, body: &[u8], attempt: u32) -> Attempt {
         let mut req = self
             .http
@@ -300,14 +311,24 @@ impl OpenAiClient {
             Ok(b) => b,
             Err(e) => return self.transport_error(&e, attempt),
         };
-        let text = self.scrub(&String::from_utf8_lossy(&bytes));
+        let raw = String::from_utf8_lossy(&bytes);
+        // Decoded first, then scrubbed string by string: scrubbing the JSON
+        // text itself could cut an escape in half and make a body that
+        // hides the key unreadable. The raw text is scrubbed only where it
+        // is quoted (a body that is not JSON). `send` scrubs once more what
+        // is built from the strings (joined content parts, arguments).
+        let parsed = serde_json::from_str::<Value>(&raw).map(|mut v| {
+            self.scrubber.value(&mut v);
+            v
+        });
+        let text = || self.scrubber.text(&raw).into_owned();
         if (200..300).contains(&status) {
-            return match self.parse_success(&text, status, attempt) {
+            return match self.parse_success(parsed, text, status, attempt) {
                 Ok(r) => Attempt::Done(r),
                 Err(e) => Attempt::Fail(e),
             };
         }
-        let info = ErrorInfo::parse(&text);
+        let info = ErrorInfo::parse(parsed.ok(), text);
         let endpoint = self.endpoint.clone();
         let message = info.message.clone();
         match status {
@@ -361,12 +382,13 @@ impl OpenAiClient {
                 attempts: attempt,
             }
         } else {
-            // reqwest's message names the URL, never headers; scrub anyway.
-            let mut message = self.scrub(&e.to_string());
+            // reqwest's message names the URL, never headers; `send`
+            // scrubs it anyway.
+            let mut message = e.to_string();
             let mut source = std::error::Error::source(e);
             while let Some(s) = source {
                 message.push_str(": ");
-                message.push_str(&self.scrub(&s.to_string()));
+                message.push_str(&s.to_string());
                 source = s.source();
             }
             ModelError::Connect {
@@ -383,7 +405,8 @@ impl OpenAiClient {
 
     fn parse_success(
         &self,
-        text: &str,
+        parsed: Result<Value, serde_json::Error>,
+        text: impl Fn() -> String,
         status: u16,
         attempt: u32,
     ) -> Result<ChatResponse, ModelError> {
@@ -392,10 +415,13 @@ impl OpenAiClient {
             status,
             detail,
         };
-        let wire: WireResponse = serde_json::from_str(text).map_err(|e| {
-            let preview: String = text.chars().take(200).collect();
+        let with_preview = |e: serde_json::Error| {
+            let preview: String = text().chars().take(200).collect();
             malformed(format!("{e}; body starts with {preview:?}"))
-        })?;
+        };
+        let wire: WireResponse = parsed
+            .and_then(serde_json::from_value)
+            .map_err(with_preview)?;
         let choice = wire
             .choices
             .into_iter()
@@ -443,7 +469,40 @@ impl OpenAiClient {
         })
     }
 
+    /// Every text the server could have put into the answer or the error,
+    /// with the key scrubbed after decoding: the raw scrub in `attempt`
+    /// cannot see a key that only decoding reveals (`\u`-escaped, split
+    /// across content parts that are joined, re-serialised from an
+    /// arguments object).
     async fn send(&self, request: &ChatRequest) -> Result<ChatResponse, ModelError> {
+        if self.scrubber.is_empty() {
+            return self.send_attempts(request).await;
+        }
+        match self.send_attempts(request).await {
+            Ok(mut r) => {
+                let s = &self.scrubber;
+                for text in [&mut r.content, &mut r.finish_reason, &mut r.id]
+                    .into_iter()
+                    .flatten()
+                {
+                    s.string(text);
+                }
+                s.string(&mut r.model);
+                for call in &mut r.tool_calls {
+                    s.string(&mut call.id);
+                    s.string(&mut call.name);
+                    s.string(&mut call.arguments);
+                }
+                Ok(r)
+            }
+            Err(mut e) => {
+                e.for_each_server_text(|t| self.scrubber.string(t));
+                Err(e)
+            }
+        }
+    }
+
+    async fn send_attempts(&self, request: &ChatRequest) -> Result<ChatResponse, ModelError> {
         let body = serde_json::to_vec(&WireRequest {
             model: &self.model,
             messages: &request.messages,
@@ -524,8 +583,9 @@ struct ErrorInfo {
 }
 
 impl ErrorInfo {
-    fn parse(text: &str) -> ErrorInfo {
-        let value: Option<Value> = serde_json::from_str(text).ok();
+    /// `value` is the body when it is JSON; `text` gives the body as text
+    /// (scrubbed) for one that is not.
+    fn parse(value: Option<Value>, text: impl Fn() -> String) -> ErrorInfo {
         let error = value.as_ref().and_then(|v| v.get("error"));
         let as_text = |v: &Value| match v {
             Value::String(s) => Some(s.clone()),
@@ -547,7 +607,7 @@ impl ErrorInfo {
                 code: None,
             },
             _ => {
-                let preview: String = text.chars().take(300).collect();
+                let preview: String = text().chars().take(300).collect();
                 ErrorInfo {
                     message: if preview.is_empty() {
                         "(empty body)".into()
@@ -564,6 +624,580 @@ impl ErrorInfo {
     fn is_quota(&self) -> bool {
         self.code.as_deref() == Some("insufficient_quota")
             || self.kind.as_deref() == Some("insufficient_quota")
+    }
+}
+
+/// Finding a secret in text a server sent, however it was encoded.
+///
+/// The text is decoded into a stream of characters, each remembering where
+/// in the original text it came from; decoding repeats until nothing
+/// changes (at most [`MAX_PASSES`] times), so an escape inside an escape
+/// (`\\u0073`, `%2573`, `\u0025 73`) is undone too. The secret goes through
+/// the same decoding, so a secret that itself looks like an escape (`%41`,
+/// `\n`) still matches its literal occurrences. Both sides are then folded
+/// (letter case, full-width forms) and compared by windows: any
+/// [`WINDOW`] consecutive characters of the secret (all of it when it is
+/// shorter) mark their source span, and overlapping spans merge into one
+/// `[REDACTED]`. Hex and base64 forms are matched whole.
+mod scrub {
+    use std::borrow::Cow;
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    /// Characters of a secret matched on their own: a key cut short after
+    /// this many characters is still scrubbed.
+    pub(super) const WINDOW: usize = 16;
+    /// Levels of nested escaping undone; each pass undoes one.
+    const MAX_PASSES: usize = 8;
+    /// Hex and base64 forms are looked for only for secrets this long:
+    /// shorter patterns would match ordinary text.
+    const MIN_ENCODED_BYTES: usize = 4;
+    const MARK: &str = "[REDACTED]";
+
+    /// A decoded character and the byte offset in the source where its
+    /// encoding starts (it ends where the next one starts).
+    type Unit = (char, usize);
+
+    struct Needle {
+        windows: HashSet<Vec<char>>,
+        firsts: HashSet<char>,
+        width: usize,
+        /// Compared after case folding (the text forms, hex); base64 is
+        /// compared exactly.
+        folded: bool,
+        /// Compared with the text as it is rather than decoded: a secret
+        /// that looks like escapes (`%41`) has windows of its own
+        /// spelling that no decoded window shows.
+        undecoded: bool,
+    }
+
+    struct Inner {
+        needles: Vec<Needle>,
+        min_width: usize,
+        /// Folded and exact characters of every needle: a character outside
+        /// these and outside escape syntax ends a run worth decoding.
+        chars: HashSet<char>,
+    }
+
+    /// Scrubs a set of secrets. Cheap to clone; no `Debug` that could print
+    /// what it holds.
+    #[derive(Clone, Default)]
+    pub(super) struct Scrubber {
+        inner: Option<Arc<Inner>>,
+    }
+
+    impl std::fmt::Debug for Scrubber {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Scrubber(***)")
+        }
+    }
+
+    impl Scrubber {
+        /// A scrubber for `secrets` (empty ones are ignored).
+        pub(super) fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Scrubber {
+            let mut needles = Vec::new();
+            for secret in secrets.into_iter().filter(|s| !s.is_empty()) {
+                let raw: Vec<char> = secret.chars().map(fold).collect();
+                let normal: Vec<char> = decode_all(&units_of(secret))
+                    .iter()
+                    .map(|u| fold(u.0))
+                    .collect();
+                needles.extend(text_needle(normal.clone(), false));
+                if raw != normal {
+                    needles.extend(text_needle(raw, true));
+                }
+                if secret.len() >= MIN_ENCODED_BYTES {
+                    let hex: Vec<char> = secret
+                        .bytes()
+                        .flat_map(|b| {
+                            let h = format!("{b:02x}");
+                            h.chars().collect::<Vec<_>>()
+                        })
+                        .collect();
+                    needles.push(whole_needle(hex, true));
+                    for pattern in base64_patterns(secret.as_bytes()) {
+                        needles.push(whole_needle(pattern, false));
+                    }
+                }
+            }
+            if needles.is_empty() {
+                return Scrubber::default();
+            }
+            let min_width = needles.iter().map(|n| n.width).min().unwrap_or(1);
+            let chars = needles
+                .iter()
+                .flat_map(|n| n.windows.iter().flatten().copied())
+                .collect();
+            Scrubber {
+                inner: Some(Arc::new(Inner {
+                    needles,
+                    min_width,
+                    chars,
+                })),
+            }
+        }
+
+        /// No secret to scrub.
+        pub(super) fn is_empty(&self) -> bool {
+            self.inner.is_none()
+        }
+
+        /// `text` with every occurrence of a secret replaced by `[REDACTED]`.
+        pub(super) fn text<'t>(&self, text: &'t str) -> Cow<'t, str> {
+            let Some(inner) = &self.inner else {
+                return Cow::Borrowed(text);
+            };
+            let mut spans = Vec::new();
+            let mut run_start: Option<(usize, usize)> = None; // (byte, chars)
+            for (i, c) in text
+                .char_indices()
+                .chain(std::iter::once((text.len(), ' ')))
+            {
+                let inside = i < text.len() && inner.may_belong(c);
+                match (inside, &mut run_start) {
+                    (true, Some((_, n))) => *n += 1,
+                    (true, None) => run_start = Some((i, 1)),
+                    (false, Some((start, n))) => {
+                        if *n >= inner.min_width {
+                            inner.find(text, *start, i, &mut spans);
+                        }
+                        run_start = None;
+                    }
+                    (false, None) => {}
+                }
+            }
+            if spans.is_empty() {
+                return Cow::Borrowed(text);
+            }
+            spans.sort_unstable();
+            let mut out = String::with_capacity(text.len());
+            let mut at = 0;
+            let mut pending: Option<(usize, usize)> = None;
+            for (s, e) in spans {
+                match &mut pending {
+                    Some((_, pe)) if s <= *pe => *pe = (*pe).max(e),
+                    _ => {
+                        if let Some((ps, pe)) = pending.take() {
+                            out.push_str(&text[at..ps]);
+                            out.push_str(MARK);
+                            at = pe;
+                        }
+                        pending = Some((s, e));
+                    }
+                }
+            }
+            if let Some((ps, pe)) = pending {
+                out.push_str(&text[at..ps]);
+                out.push_str(MARK);
+                at = pe;
+            }
+            out.push_str(&text[at..]);
+            Cow::Owned(out)
+        }
+
+        /// Scrubs `s` in place.
+        pub(super) fn string(&self, s: &mut String) {
+            if let Cow::Owned(clean) = self.text(s) {
+                *s = clean;
+            }
+        }
+
+        /// Scrubs every string and every object key inside `value`.
+        pub(super) fn value(&self, value: &mut serde_json::Value) {
+            use serde_json::Value;
+            if self.is_empty() {
+                return;
+            }
+            match value {
+                Value::String(s) => self.string(s),
+                Value::Array(items) => items.iter_mut().for_each(|v| self.value(v)),
+                Value::Object(map) => {
+                    let old = std::mem::take(map);
+                    for (mut k, mut v) in old {
+                        self.string(&mut k);
+                        self.value(&mut v);
+                        map.insert(k, v);
+                    }
+                }
+                Value::Null | Value::Bool(_) | Value::Number(_) => {}
+            }
+        }
+    }
+
+    impl Inner {
+        fn may_belong(&self, c: char) -> bool {
+            c.is_ascii_alphanumeric()
+                || matches!(
+                    c,
+                    '\\' | '%' | '&' | '#' | ';' | '{' | '}' | '"' | '\'' | '/'
+                )
+                || is_ignorable(c)
+                || self.chars.contains(&c)
+                || self.chars.contains(&fold(c))
+        }
+
+        /// Adds the byte spans of `text[start..end]` that hold a secret.
+        fn find(&self, text: &str, start: usize, end: usize, spans: &mut Vec<(usize, usize)>) {
+            let source: Vec<Unit> = text[start..end]
+                .char_indices()
+                .map(|(i, c)| (c, start + i))
+                .collect();
+            let decoded = decode_all(&source);
+            let exact: Vec<char> = decoded.iter().map(|u| u.0).collect();
+            let folded: Vec<char> = exact.iter().map(|&c| fold(c)).collect();
+            let source_folded: Vec<char> = source.iter().map(|u| fold(u.0)).collect();
+            for needle in &self.needles {
+                let (units, chars) = match (needle.undecoded, needle.folded) {
+                    (true, _) => (&source, &source_folded),
+                    (false, true) => (&decoded, &folded),
+                    (false, false) => (&decoded, &exact),
+                };
+                if chars.len() < needle.width {
+                    continue;
+                }
+                let end_of = |k: usize| units.get(k + 1).map_or(end, |u| u.1);
+                for p in 0..=chars.len() - needle.width {
+                    if needle.firsts.contains(&chars[p])
+                        && needle.windows.contains(&chars[p..p + needle.width])
+                    {
+                        spans.push((units[p].1, end_of(p + needle.width - 1)));
+                    }
+                }
+            }
+        }
+    }
+
+    fn text_needle(chars: Vec<char>, undecoded: bool) -> Option<Needle> {
+        if chars.is_empty() {
+            return None;
+        }
+        let width = chars.len().min(WINDOW);
+        let windows: HashSet<Vec<char>> = chars.windows(width).map(<[char]>::to_vec).collect();
+        Some(Needle {
+            firsts: windows.iter().map(|w| w[0]).collect(),
+            windows,
+            width,
+            folded: true,
+            undecoded,
+        })
+    }
+
+    fn whole_needle(chars: Vec<char>, folded: bool) -> Needle {
+        Needle {
+            firsts: chars.first().copied().into_iter().collect(),
+            width: chars.len(),
+            windows: HashSet::from([chars]),
+            folded,
+            undecoded: false,
+        }
+    }
+
+    /// The base64 characters that depend only on `secret`, for each of the
+    /// three offsets it can start at inside encoded text, in the standard
+    /// and the URL-safe alphabet.
+    fn base64_patterns(secret: &[u8]) -> Vec<Vec<char>> {
+        const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let bits = secret.len() * 8;
+        let mut out = Vec::new();
+        for offset in 0..3usize {
+            let mut buf = vec![0u8; offset];
+            buf.extend_from_slice(secret);
+            buf.extend_from_slice(&[0, 0]);
+            // Character i covers bits 6i..6i+6 of the stream; keep those
+            // that lie inside the secret's bits 8*offset..8*offset+bits.
+            let first = (8 * offset).div_ceil(6);
+            let last = (8 * offset + bits) / 6; // exclusive
+            let pattern: Vec<char> = (first..last)
+                .map(|i| {
+                    let bit = 6 * i;
+                    let (byte, shift) = (bit / 8, bit % 8);
+                    let two = (u16::from(buf[byte]) << 8) | u16::from(buf[byte + 1]);
+                    STD[usize::from((two >> (10 - shift)) & 63)] as char
+                })
+                .collect();
+            if pattern.len() >= MIN_ENCODED_BYTES {
+                let url: Vec<char> = pattern
+                    .iter()
+                    .map(|&c| match c {
+                        '+' => '-',
+                        '/' => '_',
+                        c => c,
+                    })
+                    .collect();
+                if url != pattern {
+                    out.push(url);
+                }
+                out.push(pattern);
+            }
+        }
+        out
+    }
+
+    fn units_of(text: &str) -> Vec<Unit> {
+        text.char_indices().map(|(i, c)| (c, i)).collect()
+    }
+
+    /// Decodes until a fixed point (or [`MAX_PASSES`]).
+    fn decode_all(units: &[Unit]) -> Vec<Unit> {
+        let mut current = units.to_vec();
+        for _ in 0..MAX_PASSES {
+            match decode_once(&current) {
+                Some(next) => current = next,
+                None => break,
+            }
+        }
+        current
+    }
+
+    /// Characters invisible in most renderings, which a server could put
+    /// between the key's characters.
+    fn is_ignorable(c: char) -> bool {
+        matches!(
+            c,
+            '\u{ad}' | '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{2060}' | '\u{feff}'
+        )
+    }
+
+    /// Full-width forms to ASCII, then lower case.
+    fn fold(c: char) -> char {
+        let c = match c as u32 {
+            0xff01..=0xff5e => char::from_u32(c as u32 - 0xfee0).unwrap_or(c),
+            _ => c,
+        };
+        if c.is_ascii() {
+            return c.to_ascii_lowercase();
+        }
+        let mut lower = c.to_lowercase();
+        match (lower.next(), lower.next()) {
+            (Some(l), None) => l,
+            _ => c,
+        }
+    }
+
+    fn hex_value(units: &[Unit], from: usize, digits: usize) -> Option<u32> {
+        let mut v = 0u32;
+        for k in 0..digits {
+            v = v * 16 + units.get(from + k)?.0.to_digit(16)?;
+        }
+        Some(v)
+    }
+
+    /// One decoding pass; `None` when nothing was decoded.
+    fn decode_once(units: &[Unit]) -> Option<Vec<Unit>> {
+        let mut out = Vec::with_capacity(units.len());
+        let mut changed = false;
+        let mut i = 0;
+        while i < units.len() {
+            let (c, start) = units[i];
+            let decoded = match c {
+                '\\' => backslash(units, i),
+                '%' => percent(units, i),
+                '&' => reference(units, i),
+                c if is_ignorable(c) => {
+                    changed = true;
+                    i += 1;
+                    continue;
+                }
+                _ => None,
+            };
+            match decoded {
+                Some((d, used)) => {
+                    out.push((d, start));
+                    i += used;
+                    changed = true;
+                }
+                None => {
+                    out.push((c, start));
+                    i += 1;
+                }
+            }
+        }
+        changed.then_some(out)
+    }
+
+    /// `\uXXXX` (with surrogate pairs), `\u{X..}`, `\xXX`, `\"`-style.
+    fn backslash(units: &[Unit], i: usize) -> Option<(char, usize)> {
+        let next = units.get(i + 1)?.0;
+        match next {
+            'u' if units.get(i + 2).map(|u| u.0) == Some('{') => {
+                let mut v = 0u32;
+                let mut k = i + 3;
+                while let Some(d) = units.get(k).and_then(|u| u.0.to_digit(16)) {
+                    v = v.checked_mul(16)?.checked_add(d)?;
+                    k += 1;
+                    if k - (i + 3) > 6 {
+                        return None;
+                    }
+                }
+                if k == i + 3 || units.get(k).map(|u| u.0) != Some('}') {
+                    return None;
+                }
+                Some((char::from_u32(v)?, k + 1 - i))
+            }
+            'u' => {
+                let v = hex_value(units, i + 2, 4)?;
+                if (0xd800..0xdc00).contains(&v) {
+                    let low = (units.get(i + 6)?.0 == '\\' && units.get(i + 7)?.0 == 'u')
+                        .then(|| hex_value(units, i + 8, 4))
+                        .flatten()
+                        .filter(|l| (0xdc00..0xe000).contains(l))?;
+                    let c = char::from_u32(0x10000 + ((v - 0xd800) << 10) + (low - 0xdc00))?;
+                    return Some((c, 12));
+                }
+                Some((char::from_u32(v)?, 6))
+            }
+            'x' => Some((char::from_u32(hex_value(units, i + 2, 2)?)?, 4)),
+            '"' | '\\' | '/' | '\'' => Some((next, 2)),
+            'b' => Some(('\u{8}', 2)),
+            'f' => Some(('\u{c}', 2)),
+            'n' => Some(('\n', 2)),
+            'r' => Some(('\r', 2)),
+            't' => Some(('\t', 2)),
+            _ => None,
+        }
+    }
+
+    /// `%XX`, several for one character of more than one UTF-8 byte.
+    fn percent(units: &[Unit], i: usize) -> Option<(char, usize)> {
+        let byte = |k: usize| -> Option<u8> {
+            if units.get(i + 3 * k)?.0 != '%' {
+                return None;
+            }
+            u8::try_from(hex_value(units, i + 3 * k + 1, 2)?).ok()
+        };
+        let lead = byte(0)?;
+        let len = match lead {
+            0x00..=0x7f => 1,
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf7 => 4,
+            _ => return None,
+        };
+        let bytes: Vec<u8> = (0..len).map(byte).collect::<Option<_>>()?;
+        let c = std::str::from_utf8(&bytes).ok()?.chars().next()?;
+        Some((c, 3 * len))
+    }
+
+    /// `&#NN;`, `&#xHH;` and the five XML entities.
+    fn reference(units: &[Unit], i: usize) -> Option<(char, usize)> {
+        let at = |k: usize| units.get(i + k).map(|u| u.0);
+        if at(1) == Some('#') {
+            let (radix, from) = if matches!(at(2), Some('x' | 'X')) {
+                (16, 3)
+            } else {
+                (10, 2)
+            };
+            let mut v = 0u32;
+            let mut k = from;
+            while let Some(d) = at(k).and_then(|c| c.to_digit(radix)) {
+                v = v.checked_mul(radix)?.checked_add(d)?;
+                k += 1;
+                if k - from > 8 {
+                    return None;
+                }
+            }
+            if k == from || at(k) != Some(';') {
+                return None;
+            }
+            return Some((char::from_u32(v)?, k + 1));
+        }
+        for (name, c) in [
+            ("quot;", '"'),
+            ("amp;", '&'),
+            ("lt;", '<'),
+            ("gt;", '>'),
+            ("apos;", '\''),
+        ] {
+            if name.chars().enumerate().all(|(k, n)| at(1 + k) == Some(n)) {
+                return Some((c, 1 + name.len()));
+            }
+        }
+        None
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn s(secret: &str, text: &str) -> String {
+            Scrubber::new([secret]).text(text).into_owned()
+        }
+
+        #[test]
+        fn every_encoding_of_the_key_is_scrubbed() {
+            let key = "sk-Ab1\"/\\xyz-0123456789";
+            let u: String = key.encode_utf16().map(|c| format!("\\u{c:04X}")).collect();
+            let pct: String = key.bytes().map(|b| format!("%{b:02x}")).collect();
+            let pct2: String = key.bytes().map(|b| format!("%25{b:02x}")).collect();
+            let refs: String = key.chars().map(|c| format!("&#{};", c as u32)).collect();
+            let zw: String = key.chars().flat_map(|c| [c, '\u{200b}']).collect();
+            let wide: String = key
+                .chars()
+                .map(|c| match c {
+                    '!'..='~' => char::from_u32(c as u32 + 0xfee0).unwrap(),
+                    c => c,
+                })
+                .collect();
+            let json = serde_json::to_string(key).unwrap();
+            let twice = serde_json::to_string(&json[1..json.len() - 1]).unwrap();
+            for form in [
+                key.to_string(),
+                key.to_uppercase(),
+                u.clone(),
+                u.replace('\\', "\\\\"),
+                pct,
+                pct2,
+                refs,
+                zw,
+                wide,
+                json[1..json.len() - 1].to_string(),
+                twice[1..twice.len() - 1].to_string(),
+                key[..16].to_string(),
+            ] {
+                let out = s(key, &format!("before {form} after"));
+                assert_eq!(out, "before [REDACTED] after", "{form:?}");
+            }
+        }
+
+        #[test]
+        fn base64_and_hex_at_any_offset() {
+            let key = "k3y-5ecret-v4lue";
+            let b64 = |t: &str| {
+                const A: &[u8] =
+                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+                let mut o = String::new();
+                for ch in t.as_bytes().chunks(3) {
+                    let b = [ch[0], *ch.get(1).unwrap_or(&0), *ch.get(2).unwrap_or(&0)];
+                    let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+                    for i in 0..=ch.len() {
+                        o.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+                    }
+                }
+                o
+            };
+            for prefix in ["Bearer ", "user:", "", "x"] {
+                let text = b64(&format!("{prefix}{key}"));
+                let out = s(key, &format!("auth {text} end"));
+                assert!(out.contains("[REDACTED]"), "{prefix:?}: {out}");
+                assert!(!out.contains(&text), "{out}");
+            }
+            let hex: String = key.bytes().map(|b| format!("{b:02X}")).collect();
+            assert_eq!(s(key, &hex), "[REDACTED]");
+        }
+
+        #[test]
+        fn ordinary_text_is_left_alone_and_short_keys_still_match() {
+            let key = "sk-0123456789abcdef0123";
+            let text = "The balance of account 12345 is 1,024.50 EUR. \\n %41 &amp;";
+            assert!(matches!(Scrubber::new([key]).text(text), Cow::Borrowed(_)));
+            assert_eq!(
+                s("q7Zk", "a Q7ZK b q7\\u005ak"),
+                "a [REDACTED] b [REDACTED]"
+            );
+            assert_eq!(s("", "anything"), "anything");
+            // A key that looks like an escape still matches itself.
+            assert_eq!(s("ab%41\\ncd", "x ab%41\\ncd y"), "x [REDACTED] y");
+        }
     }
 }
 
@@ -610,19 +1244,23 @@ mod tests {
         );
     }
 
+    fn parse_text(text: &str) -> ErrorInfo {
+        ErrorInfo::parse(serde_json::from_str(text).ok(), || text.to_string())
+    }
+
     #[test]
     fn error_bodies() {
-        let e = ErrorInfo::parse(r#"{"error":{"message":"m","type":"t","param":null,"code":500}}"#);
+        let e = parse_text(r#"{"error":{"message":"m","type":"t","param":null,"code":500}}"#);
         assert_eq!((e.message.as_str(), e.code.as_deref()), ("m", Some("500")));
-        let e = ErrorInfo::parse(
+        let e = parse_text(
             r#"{"error":{"message":"q","type":"insufficient_quota","code":"insufficient_quota"}}"#,
         );
         assert!(e.is_quota());
         assert_eq!(
-            ErrorInfo::parse(r#"{"error":"model not found"}"#).message,
+            parse_text(r#"{"error":"model not found"}"#).message,
             "model not found"
         );
-        assert_eq!(ErrorInfo::parse("Bad Gateway").message, "Bad Gateway");
+        assert_eq!(parse_text("Bad Gateway").message, "Bad Gateway");
     }
 
     #[test]
