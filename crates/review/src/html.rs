@@ -7,8 +7,10 @@
 //! so it can be mailed, attached to a ticket and opened offline. Values are
 //! shown as they are stored: what redaction replaced stays replaced, and
 //! each record's exact line is there beside its pretty-printed payload.
-//! Everything taken from the records is HTML-escaped, and no record data
-//! enters the script.
+//! Everything taken from the records is HTML-escaped, control and bidi
+//! formatting characters are shown as `<U+XXXX>` markers instead of
+//! taking effect, and no record data enters the script. The file is
+//! created 0600 (see [`write_report`]).
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -111,6 +113,31 @@ const SCRIPT: &str = r#"
 })();
 "#;
 
+/// HTML-escapes `text` after replacing each character of the terminal rule
+/// ([`agent_audit_stdout::is_terminal_unsafe`]: control characters and
+/// bidi formatting) by a visible `<U+XXXX>` marker. A browser applies bidi
+/// overrides and isolates too (U+202E shows `invoice_txt.exe` as
+/// `invoice_exe.txt`), so a reviewer must see them rather than their
+/// effect. Newlines and tabs are kept: the pretty-printed payload is laid
+/// out with them.
+fn esc(text: &str) -> String {
+    if !text
+        .chars()
+        .any(|c| agent_audit_stdout::is_terminal_unsafe(c) && c != '\n' && c != '\t')
+    {
+        return html_escape(text);
+    }
+    let mut marked = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if agent_audit_stdout::is_terminal_unsafe(c) && c != '\n' && c != '\t' {
+            let _ = write!(marked, "<U+{:04X}>", c as u32);
+        } else {
+            marked.push(c);
+        }
+    }
+    html_escape(&marked)
+}
+
 fn pct(v: f64) -> String {
     format!("{:.3}", v.clamp(0.0, 100.0))
 }
@@ -145,7 +172,7 @@ pub fn render(timeline: &Timeline, entries: &[Entry]) -> String {
     let start = agent_audit_core::Timestamp::from_unix_nanos(timeline.start_ns);
     let end = agent_audit_core::Timestamp::from_unix_nanos(timeline.end_ns);
     let span_ns = (timeline.end_ns - timeline.start_ns).max(1) as f64;
-    let rid = html_escape(&timeline.request_id);
+    let rid = esc(&timeline.request_id);
 
     let mut h = String::with_capacity(16 * 1024 + mine.len() * 2048);
     h.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
@@ -167,7 +194,7 @@ pub fn render(timeline: &Timeline, entries: &[Entry]) -> String {
         "conversation",
         &format!(
             "<code>{}</code>",
-            html_escape(timeline.correlation_id.as_deref().unwrap_or("-"))
+            esc(timeline.correlation_id.as_deref().unwrap_or("-"))
         ),
     );
     meta(
@@ -187,10 +214,7 @@ pub fn render(timeline: &Timeline, entries: &[Entry]) -> String {
     );
     let mut files: Vec<String> = Vec::new();
     for (_, e) in &mine {
-        let f = format!(
-            "<code>{}</code>",
-            html_escape(&e.file.display().to_string())
-        );
+        let f = format!("<code>{}</code>", esc(&e.file.display().to_string()));
         if !files.contains(&f) {
             files.push(f);
         }
@@ -226,9 +250,9 @@ pub fn render(timeline: &Timeline, entries: &[Entry]) -> String {
                     h,
                     "<div class=\"row span\" style=\"--d:{}\" data-span=\"{}\" title=\"{}\"><div class=\"name\">{} <span class=\"mono\" style=\"color:var(--muted);font-weight:400\">turn</span></div><div class=\"track\"><div class=\"bar\" style=\"left:{}%;width:{}%\"></div></div><div class=\"dur\">{}</div></div>",
                     row.depth,
-                    html_escape(node.span_id.as_deref().unwrap_or("")),
-                    html_escape(&title),
-                    html_escape(node.agent.as_deref().unwrap_or("-")),
+                    esc(node.span_id.as_deref().unwrap_or("")),
+                    esc(&title),
+                    esc(node.agent.as_deref().unwrap_or("-")),
                     pct(left),
                     pct(width),
                     fmt_ms((node.end_ns - node.start_ns) as f64 / 1e6)
@@ -264,8 +288,8 @@ pub fn render(timeline: &Timeline, entries: &[Entry]) -> String {
                     "<a class=\"{classes}\" href=\"#rec-{target}\" style=\"--d:{}\" data-seqs=\"{}\" title=\"{}\"><div class=\"name\"><span class=\"mono\">{label}</span> {}</div><div class=\"track\"><div class=\"bar\" style=\"left:{}%;width:{}%\"></div></div><div class=\"dur\">{dur}</div></a>",
                     row.depth,
                     seqs.join(" "),
-                    html_escape(&step.detail),
-                    html_escape(&step.label),
+                    esc(&step.detail),
+                    esc(&step.label),
                     pct(left),
                     pct(width),
                 );
@@ -289,7 +313,7 @@ pub fn render(timeline: &Timeline, entries: &[Entry]) -> String {
                 let names: Vec<&str> = rules.iter().filter_map(Value::as_str).collect();
                 format!(
                     "<span class=\"badge\">redacted: {}</span>",
-                    html_escape(&names.join(", "))
+                    esc(&names.join(", "))
                 )
             }
             _ => String::new(),
@@ -310,19 +334,19 @@ pub fn render(timeline: &Timeline, entries: &[Entry]) -> String {
                 ""
             },
             r.seq,
-            html_escape(event),
+            esc(event),
             r.seq,
-            html_escape(&r.ts),
-            html_escape(r.agent.as_deref().unwrap_or("-")),
-            html_escape(event),
-            html_escape(&summary),
+            esc(&r.ts),
+            esc(r.agent.as_deref().unwrap_or("-")),
+            esc(event),
+            esc(&summary),
         );
         h.push_str("<div class=\"rec-body\"><dl>");
         let field = |h: &mut String, k: &str, v: Option<&str>| {
             let _ = write!(
                 h,
                 "<dt>{k}</dt><dd class=\"mono\">{}</dd>",
-                html_escape(v.unwrap_or("-"))
+                esc(v.unwrap_or("-"))
             );
         };
         field(
@@ -338,8 +362,8 @@ pub fn render(timeline: &Timeline, entries: &[Entry]) -> String {
         let _ = writeln!(
             h,
             "</dl><pre class=\"payload\">{}</pre><details class=\"raw\"><summary>exact line</summary><pre class=\"line\">{}</pre></details></div></details>",
-            html_escape(&pretty),
-            html_escape(&exact)
+            esc(&pretty),
+            esc(&exact)
         );
     }
     h.push_str("</section>\n");
@@ -355,11 +379,27 @@ pub fn render(timeline: &Timeline, entries: &[Entry]) -> String {
 
 /// Writes `html` to `path` through a temporary file in the same directory
 /// and a rename, so a reader never sees half a report.
+///
+/// The report holds what the trail holds, so it is created 0600 whatever
+/// the umask, as the logs are. The temporary file is created exclusively
+/// (`O_CREAT | O_EXCL`, which never follows a symlink), and a symlink at
+/// `path` is refused rather than replaced: the caller named a file, and a
+/// link there was put by someone.
 pub fn write_report(path: &Path, html: &str) -> Result<(), ReviewError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let err = |source| ReviewError::Write {
         path: path.to_path_buf(),
         source,
     };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "it is a symbolic link; refusing to write a report through it (give the real path)",
+            )));
+        }
+        _ => {}
+    }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -368,14 +408,23 @@ pub fn write_report(path: &Path, html: &str) -> Result<(), ReviewError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "report.html".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = dir.join(format!(".{name}.{}.{nanos}.tmp", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err)?;
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(html.as_bytes())?;
-        f.sync_all()?;
+        file.write_all(html.as_bytes())?;
+        file.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     if let Err(e) = result {
+        // Only the file this call created exclusively is removed.
         let _ = std::fs::remove_file(&tmp);
         return Err(err(e));
     }

@@ -249,3 +249,105 @@ async fn the_report_renders_in_chromium_with_every_record_of_the_request() {
     );
     eprintln!("screenshot: {}", shot.display());
 }
+
+/// Bidi formatting characters (embeddings, overrides, isolates, marks).
+const BIDI: [char; 12] = [
+    '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}', '\u{2066}', '\u{2067}', '\u{2068}',
+    '\u{2069}', '\u{200e}', '\u{200f}', '\u{061c}',
+];
+
+/// One request of two records whose payload, agent and file name carry
+/// every bidi formatting character and C0/C1 controls.
+fn hostile_entries(dir: &Path) -> Vec<agent_audit_review::Entry> {
+    let bidi: String = BIDI.iter().collect();
+    let lines = [
+        serde_json::json!({
+            "v": 1, "seq": 1, "ts": "2026-11-25T23:32:22.000000000Z", "event_type": "user_request",
+            "request_id": "r-bidi", "correlation_id": "r-bidi", "trace_id": null,
+            "span_id": "00f067aa0ba902b7", "parent_span_id": null, "agent": "user\u{202e}proxy",
+            "payload": {"content": "open invoice_\u{202e}txt.exe", "all": bidi},
+            "prev": "0000000000000000000000000000000000000000000000000000000000000000"}),
+        serde_json::json!({
+            "v": 1, "seq": 2, "ts": "2026-11-25T23:32:23.000000000Z", "event_type": "final_result",
+            "request_id": "r-bidi", "correlation_id": "r-bidi", "trace_id": null,
+            "span_id": "00f067aa0ba902b7", "parent_span_id": null, "agent": "assistant",
+            "payload": {"answer": "ok\u{1b}]0;title\u{7}\u{9b}2J\u{7f}\u{85} done"},
+            "prev": "0000000000000000000000000000000000000000000000000000000000000000"}),
+    ];
+    let file: std::sync::Arc<Path> = std::sync::Arc::from(dir.join("log\u{202e}lmth.jsonl"));
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, v)| agent_audit_review::Entry {
+            file: file.clone(),
+            line: i as u64 + 1,
+            offset: 0,
+            log: 0,
+            bytes: v.to_string().into_bytes(),
+            record: serde_json::from_value(v.clone()).unwrap(),
+        })
+        .collect()
+}
+
+#[test]
+fn the_report_shows_bidi_and_control_characters_as_markers_not_their_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let entries = hostile_entries(dir.path());
+    let timeline = Timeline::build("r-bidi", &entries).unwrap();
+    let out = dir.path().join("report.html");
+    html::write_report(&out, &html::render(&timeline, &entries)).unwrap();
+    let page = std::fs::read_to_string(&out).unwrap();
+    let mut live = Vec::new();
+    for (i, c) in page.chars().enumerate() {
+        if BIDI.contains(&c) || (c.is_control() && c != '\n' && c != '\t') {
+            live.push(format!("U+{:04X} at char {i}", c as u32));
+        }
+    }
+    assert!(live.is_empty(), "live in the report's bytes: {live:?}");
+    for c in BIDI {
+        let marker = format!("&lt;U+{:04X}&gt;", c as u32);
+        assert!(page.contains(&marker), "{marker} missing");
+    }
+    assert!(page.contains("invoice_&lt;U+202E&gt;txt.exe"));
+    assert!(page.contains("user&lt;U+202E&gt;proxy"));
+    for c in [
+        "&lt;U+001B&gt;",
+        "&lt;U+0007&gt;",
+        "&lt;U+009B&gt;",
+        "&lt;U+007F&gt;",
+        "&lt;U+0085&gt;",
+    ] {
+        assert!(page.contains(c), "{c} missing");
+    }
+}
+
+#[test]
+fn the_report_file_is_0600_and_a_symlink_at_its_path_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let entries = hostile_entries(dir.path());
+    let timeline = Timeline::build("r-bidi", &entries).unwrap();
+    let page = html::render(&timeline, &entries);
+    let out = dir.path().join("report.html");
+    html::write_report(&out, &page).unwrap();
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+
+    let target = dir.path().join("target.txt");
+    std::fs::write(&target, b"keep me").unwrap();
+    let link = dir.path().join("link.html");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let e = html::write_report(&link, &page).unwrap_err();
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // A dangling link is refused too: the report would land wherever it points.
+    std::fs::remove_file(&target).unwrap();
+    assert!(html::write_report(&link, &page).is_err());
+    assert!(!target.exists());
+}

@@ -59,7 +59,10 @@ use agent_audit_core::{AckLevel, Batch, FailureKind, Record, Sink, SinkError, Si
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-pub use pretty::{format_pretty, format_pretty_stored, sanitize, summarize};
+pub use pretty::{
+    format_pretty, format_pretty_stored, is_bidi_control, is_terminal_unsafe, sanitize,
+    sanitize_text, summarize,
+};
 
 /// How records are printed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

@@ -196,25 +196,54 @@ fn clip(text: &str, max: usize) -> String {
 }
 
 /// Escapes characters that would let a payload move the cursor, clear the
-/// screen or reorder text on a terminal (C0/C1 controls, bidi overrides), as
-/// `\u{..}`.
+/// screen or reorder text on a terminal (see [`is_terminal_unsafe`]), as
+/// `\u{..}`. Newlines and tabs are escaped too: the result is one line.
 pub fn sanitize(line: &str) -> String {
-    if !line.chars().any(needs_escape) {
-        return line.to_string();
+    escape_unsafe(line, |_| false)
+}
+
+/// [`sanitize`] for text of several lines (a model's answer): the same
+/// rule, except that `\n` and `\t` are kept, since they only move to the
+/// next line or column. `\r` is escaped: it would let a line overwrite
+/// what was printed before it.
+pub fn sanitize_text(text: &str) -> String {
+    escape_unsafe(text, |c| c == '\n' || c == '\t')
+}
+
+/// The rule [`sanitize`], [`sanitize_text`] and the HTML report share: C0
+/// and C1 control characters and DEL (ESC starts CSI and OSC sequences,
+/// and U+009B and U+009D are CSI and OSC on their own: clear screen, window
+/// title, clipboard writes), and the bidirectional formatting characters of
+/// [`is_bidi_control`].
+pub fn is_terminal_unsafe(c: char) -> bool {
+    c.is_control() || is_bidi_control(c)
+}
+
+/// The Unicode bidirectional formatting characters, which reorder the text
+/// around them when it is displayed (U+202E shows `txt.exe` as `exe.txt`):
+/// the embeddings and overrides U+202A..U+202E, the isolates
+/// U+2066..U+2069, and the marks U+200E, U+200F and U+061C.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x202A..=0x202E | 0x2066..=0x2069 | 0x200E | 0x200F | 0x061C
+    )
+}
+
+fn escape_unsafe(text: &str, keep: impl Fn(char) -> bool) -> String {
+    let escape = |c: char| is_terminal_unsafe(c) && !keep(c);
+    if !text.chars().any(escape) {
+        return text.to_string();
     }
-    let mut out = String::with_capacity(line.len() + 16);
-    for c in line.chars() {
-        if needs_escape(c) {
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if escape(c) {
             let _ = write!(out, "\\u{{{:x}}}", c as u32);
         } else {
             out.push(c);
         }
     }
     out
-}
-
-fn needs_escape(c: char) -> bool {
-    c.is_control() || matches!(c as u32, 0x202A..=0x202E | 0x2066..=0x2069)
 }
 
 #[cfg(test)]
@@ -286,11 +315,21 @@ mod tests {
             &mut out,
         );
         let line = String::from_utf8(out).unwrap();
-        assert!(!line.chars().any(needs_escape), "{line:?}");
+        assert!(!line.chars().any(is_terminal_unsafe), "{line:?}");
         assert!(
             line.starts_with("2026-11-25T23:32:22.123Z #7     evil\\u{1b}[2J"),
             "{line}"
         );
         assert!(line.contains("\\u{202e}txt.exe"), "{line}");
+    }
+
+    #[test]
+    fn text_keeps_newlines_and_tabs_and_escapes_the_rest() {
+        let answer = "line 1\n\tline 2\r\u{1b}]52;c;aGk=\u{7}\u{9b}2J\u{200f}\u{61c}\u{2067}";
+        assert_eq!(
+            sanitize_text(answer),
+            "line 1\n\tline 2\\u{d}\\u{1b}]52;c;aGk=\\u{7}\\u{9b}2J\\u{200f}\\u{61c}\\u{2067}"
+        );
+        assert_eq!(sanitize("a\nb"), "a\\u{a}b");
     }
 }

@@ -1,5 +1,16 @@
 //! `agent-audit run`: the tutorial's audited agent.
+//!
+//! What the model says is untrusted text. On a terminal the answer goes
+//! through the review commands' rule (`agent_audit::stdout::sanitize_text`:
+//! control characters and bidi formatting escaped as `\u{..}`, newlines and
+//! tabs kept), so an answer cannot clear the screen, set the window title
+//! or write the clipboard. When stdout is not a terminal the answer is
+//! data and is written exactly as the model gave it (the trail holds the
+//! same text); whoever prints it to a terminal later must escape it, as
+//! `agent-audit show` does. Errors and the delivery report on stderr are
+//! for people, so they are always escaped.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,6 +18,7 @@ use std::time::Duration;
 use agent_audit::Auditor;
 use agent_audit::agents;
 use agent_audit::config::Config;
+use agent_audit::stdout::sanitize_text;
 
 use crate::error::CliError;
 
@@ -43,10 +55,20 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         .shutdown(Duration::from_secs(args.drain_secs))
         .await;
     if !report.is_clean() {
-        eprint!("agent-audit: delivery report:\n{report}");
+        // Sink errors quote what collectors and file systems said.
+        eprint!(
+            "agent-audit: delivery report:\n{}",
+            sanitize_text(&report.to_string())
+        );
     }
-    let answer = outcome.map_err(|e| CliError::Runtime(format!("the agent stopped: {e}")))?;
-    outln!("{answer}");
+    // The error quotes the model server's message.
+    let answer = outcome
+        .map_err(|e| CliError::Runtime(sanitize_text(&format!("the agent stopped: {e}"))))?;
+    if std::io::stdout().is_terminal() {
+        outln!("{}", sanitize_text(&answer));
+    } else {
+        outln!("{answer}");
+    }
     let failed_required: Vec<_> = report
         .sinks
         .iter()
