@@ -1,6 +1,8 @@
 //! `agent-audit run` end to end: the real binary, the real file system, the
 //! tutorial's Python reader.
 
+mod hostile;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -480,4 +482,127 @@ fn a_closed_stdout_does_not_panic_and_the_audit_file_stays_complete() {
     for t in TUTORIAL_SEQUENCE {
         assert!(types.iter().any(|x| x == t), "{t} missing");
     }
+}
+
+fn base64(t: &str) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut o = String::new();
+    for ch in t.as_bytes().chunks(3) {
+        let b = [ch[0], *ch.get(1).unwrap_or(&0), *ch.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=ch.len() {
+            o.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+        }
+    }
+    o
+}
+
+/// The forms of `key` that must not be in `bytes`: as it is, JSON-encoded,
+/// `\u`-escaped, upper-cased, base64 of `Bearer KEY`, and any 16-byte run.
+fn key_leaks(bytes: &[u8], key: &str) -> Vec<String> {
+    let has = |n: &str| bytes.windows(n.len()).any(|w| w == n.as_bytes());
+    let json = serde_json::to_string(key).unwrap();
+    let mut found: Vec<String> = [
+        ("the key", key.to_string()),
+        ("the key JSON-encoded", json[1..json.len() - 1].to_string()),
+        ("the key \\u-escaped", hostile::u_escape(key)),
+        ("the key upper-cased", key.to_uppercase()),
+        ("base64 of `Bearer KEY`", base64(&format!("Bearer {key}"))),
+    ]
+    .into_iter()
+    .filter(|(_, f)| has(f))
+    .map(|(w, _)| w.to_string())
+    .collect();
+    if key
+        .as_bytes()
+        .windows(16)
+        .any(|w| bytes.windows(16).any(|x| x == w))
+    {
+        found.push("a 16-byte run of the key".into());
+    }
+    found
+}
+
+#[test]
+fn run_against_a_server_echoing_the_key_leaves_no_trace_of_it_on_stdout_stderr_or_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    // Not `sk-` shaped, with JSON-special characters.
+    let key = format!(
+        "loc\"al\\key/{:x}{:x}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    // The key `\u`-escaped (a JSON string that decodes to it),
+    // upper-cased, and as base64 of the header it came in.
+    let echo = |k: &str| {
+        serde_json::to_string(&format!(
+            "@U@ {} {}",
+            k.to_uppercase(),
+            base64(&format!("Bearer {k}"))
+        ))
+        .unwrap()
+        .replace("@U@", &hostile::u_escape(k))
+    };
+    let mut problems = Vec::new();
+    for (scenario, status, code) in [("answer", 200u16, 0), ("401", 401, 1), ("500", 500, 1)] {
+        let server = hostile::Server::start(move |_, req| {
+            let body = match status {
+                200 => hostile::completion(&echo(&req.key())),
+                _ => hostile::error(&echo(&req.key())),
+            };
+            (status, body)
+        });
+        let log = format!("{scenario}.jsonl");
+        let cfg = hostile::config(
+            dir.path(),
+            &log,
+            "[[sinks]]\ntype = \"stdout\"\nformat = \"json\"\nrequired = false\n\n[[sinks]]\nname = \"readable\"\ntype = \"stdout\"\nrequired = false\n",
+            &server,
+            "HOSTILE_MODEL_KEY",
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_agent-audit"))
+            .args(["run", "--config", &cfg, PROMPT])
+            .current_dir(dir.path())
+            .env_remove("AGENT_AUDIT_CONFIG")
+            .env("HOSTILE_MODEL_KEY", &key)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{scenario}: {}",
+            text(&out.stderr)
+        );
+        let sent = server.requests();
+        assert!(
+            !sent.is_empty() && sent.iter().all(|r| r.key() == key),
+            "{scenario}"
+        );
+        let events = lines(&dir.path().join(&log))
+            .iter()
+            .map(|l| json(l)["event_type"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>();
+        let expected = if status == 200 {
+            "final_result"
+        } else {
+            "model_error"
+        };
+        assert!(
+            events.iter().any(|e| e == expected),
+            "{scenario}: {events:?}"
+        );
+        for (what, bytes) in [
+            ("stdout", out.stdout.clone()),
+            ("stderr", out.stderr.clone()),
+            ("the log", std::fs::read(dir.path().join(&log)).unwrap()),
+        ] {
+            for leak in key_leaks(&bytes, &key) {
+                problems.push(format!("{scenario}: {what} holds {leak}"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
