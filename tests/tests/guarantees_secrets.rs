@@ -110,6 +110,77 @@ fn jsonl_events(path: &Path) -> Vec<String> {
         .collect()
 }
 
+fn u_escape(text: &str) -> String {
+    text.encode_utf16().map(|u| format!("\\u{u:04x}")).collect()
+}
+
+fn base64(t: &str) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut o = String::new();
+    for ch in t.as_bytes().chunks(3) {
+        let b = [ch[0], *ch.get(1).unwrap_or(&0), *ch.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=ch.len() {
+            o.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+        }
+    }
+    o
+}
+
+/// The encoded forms of the model key the scan also looks for.
+fn hostile_forms(key: &str) -> Vec<(String, &'static str)> {
+    vec![
+        (u_escape(key), "model API key \\u-escaped"),
+        (key.to_uppercase(), "model API key upper-cased"),
+        (
+            key.bytes().map(|b| format!("%{b:02X}")).collect(),
+            "model API key percent-encoded",
+        ),
+        (
+            base64(&format!("Bearer {key}")),
+            "base64 of `Bearer <model API key>`",
+        ),
+    ]
+}
+
+/// A model server that sends back the key it received in every form of
+/// [`hostile_forms`] and `\u`-escaped in the raw JSON, so that the
+/// decoded strings hold the key itself.
+fn hostile_reply(status: u16, r: &agent_audit_tests::http::Request) -> Reply {
+    let key = r
+        .header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let forms: Vec<String> = hostile_forms(key).into_iter().map(|(f, _)| f).collect();
+    let text = format!("@U@ {}", forms.join(" "));
+    let body = match status {
+        200 => {
+            let has_tool_result = std::str::from_utf8(&r.body)
+                .unwrap_or("")
+                .contains("\"role\":\"tool\"");
+            let message = if has_tool_result {
+                serde_json::json!({"role": "assistant", "content": text})
+            } else {
+                let args = format!(r#"{{"account_id":"12345","note":"{}"}}"#, u_escape(key));
+                serde_json::json!({"role": "assistant", "content": text, "tool_calls": [{
+                    "id": "call_1", "type": "function",
+                    "function": {"name": "get_account_balance", "arguments": args}}]})
+            };
+            serde_json::json!({
+                "id": "chatcmpl-hostile", "object": "chat.completion", "created": 1_700_000_000,
+                "model": "@U@",
+                "choices": [{"index": 0, "message": message,
+                             "finish_reason": if has_tool_result { "stop" } else { "tool_calls" }}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+            })
+        }
+        _ => {
+            serde_json::json!({"error": {"message": text, "type": "server_error", "param": null, "code": status}})
+        }
+    };
+    Reply::json(status, &body.to_string().replace("@U@", &u_escape(key)))
+}
+
 #[test]
 fn no_sink_writes_a_secret_the_runtime_was_given() {
     let s = Secrets {
@@ -255,6 +326,69 @@ fn no_sink_writes_a_secret_the_runtime_was_given() {
     captured.push(("stdout (refusing receiver)".into(), o.stdout));
     captured.push(("stderr (refusing receiver)".into(), o.stderr));
 
+    // 5. A hostile model server echoes the key in forms a byte-level
+    //    scrub of the raw body cannot see: `\u`-escaped (so decoding the
+    //    JSON reveals it), inside tool-call arguments (escaped twice),
+    //    upper-cased, percent-encoded and as base64 of its header; in a
+    //    200 answer, a 401 and a 500.
+    for (forms, label) in hostile_forms(&s.model_key) {
+        scan.add(label, &forms);
+    }
+    let before = receiver.requests().len();
+    for (status, name) in [
+        (200u16, "hostile-answer"),
+        (401, "hostile-401"),
+        (500, "hostile-500"),
+    ] {
+        let model = HttpServer::start(move |r| hostile_reply(status, r)).unwrap();
+        let log = out.path().join(format!("{name}.jsonl"));
+        let c = config(
+            cfg.path(),
+            &format!("{name}.toml"),
+            &log,
+            &format!("{}/v1", model.base_url()),
+            &rotel,
+            &receiver.base_url(),
+            &s,
+        );
+        let o = run_app(&c, &s.model_key);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(
+            o.status.code(),
+            Some(if status == 200 { 0 } else { 1 }),
+            "{name}: {err}"
+        );
+        let reqs = model.requests();
+        assert!(
+            !reqs.is_empty()
+                && reqs
+                    .iter()
+                    .all(|r| r.header("authorization") == Some(want.as_str())),
+            "{name}: the key went to the server"
+        );
+        let events = jsonl_events(&log);
+        let expected = if status == 200 {
+            "final_result"
+        } else {
+            "model_error"
+        };
+        assert!(events.iter().any(|e| e == expected), "{name}: {events:?}");
+        if status == 200 {
+            assert!(
+                events.iter().any(|e| e == "tool_call"),
+                "{name}: {events:?}"
+            );
+        }
+        captured.push((format!("stdout ({name})"), o.stdout));
+        captured.push((format!("stderr ({name})"), o.stderr));
+    }
+    for (i, r) in receiver.requests().iter().enumerate().skip(before) {
+        captured.push((
+            format!("OTLP/HTTP body {i} (hostile model)"),
+            r.body.clone(),
+        ));
+    }
+
     // Everything every sink wrote.
     hits.extend(scan.scan_path(out.path()).unwrap());
     hits.extend(scan.scan_path(&rotel.out).unwrap());
@@ -269,7 +403,7 @@ fn no_sink_writes_a_secret_the_runtime_was_given() {
         scan.scanned_bytes
     );
     eprintln!(
-        "secret scan: 4 secrets, {} sources, {} bytes scanned, no hit",
+        "secret scan: 4 secrets (the model key in 5 forms), {} sources, {} bytes scanned, no hit",
         scan.scanned_files, scan.scanned_bytes
     );
 }
