@@ -186,6 +186,26 @@ impl<R: BufRead> Reader<R> {
 
     /// Parses a raw line into a record, or says why it is not one.
     pub fn parse(&self, raw: RawLine) -> Result<Line, ReadError> {
+        self.parse_or_return(raw).map_err(|b| b.0)
+    }
+
+    /// [`Reader::parse`], giving a line that is not a record back with the
+    /// error, for callers that judge its bytes further (the verifier asks
+    /// whether a write cut short could have left them).
+    pub(crate) fn parse_or_return(&self, raw: RawLine) -> Result<Line, Box<(ReadError, RawLine)>> {
+        match self.check(&raw) {
+            Ok(record) => Ok(Line {
+                number: raw.number,
+                offset: raw.offset,
+                bytes: raw.bytes,
+                record,
+                terminated: raw.terminated,
+            }),
+            Err(e) => Err(Box::new((e, raw))),
+        }
+    }
+
+    fn check(&self, raw: &RawLine) -> Result<StoredRecord, ReadError> {
         let torn = || ReadError::TornFinalLine {
             path: self.path.clone(),
             line: raw.number,
@@ -221,13 +241,7 @@ impl<R: BufRead> Reader<R> {
         };
         match serde_json::from_str::<StoredRecord>(text) {
             Ok(record) => match check_schema(&record) {
-                Ok(()) => Ok(Line {
-                    number: raw.number,
-                    offset: raw.offset,
-                    bytes: raw.bytes,
-                    record,
-                    terminated: raw.terminated,
-                }),
+                Ok(()) => Ok(record),
                 Err(v) => Err(not_v1(v)),
             },
             // Off the hot path: only a line that is not a record pays for
@@ -420,9 +434,77 @@ pub(crate) fn seq_hint(bytes: &[u8]) -> Option<u64> {
     std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
+/// The opening every line the writer writes starts with.
+const RECORD_OPENING: &[u8] = br#"{"v":1,"seq":"#;
+
+/// Whether `bytes` could be what a write cut short leaves of one of the
+/// writer's lines: a proper prefix of a record, so a start of
+/// `{"v":1,"seq":`, strict JSON up to where it stops (a UTF-8 character
+/// may be cut at the very end) and incomplete there. No JSON reader,
+/// however lenient, takes such bytes for a record. Bytes that parse as
+/// anything, or stop being strict JSON before they end (`NaN`, a NUL, a
+/// BOM, a lone surrogate, trailing text), were not left by a torn write.
+pub(crate) fn is_torn_write(bytes: &[u8]) -> bool {
+    let opening = bytes.len().min(RECORD_OPENING.len());
+    if bytes.is_empty() || bytes[..opening] != RECORD_OPENING[..opening] {
+        return false;
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        // `error_len() == None`: the input ends inside a character.
+        Err(e) if e.error_len().is_none() => match std::str::from_utf8(&bytes[..e.valid_up_to()]) {
+            Ok(t) => t,
+            Err(_) => return false,
+        },
+        Err(_) => return false,
+    };
+    // Into a Value, not IgnoredAny: only decoding strings rejects a lone
+    // surrogate escape.
+    let incomplete = |t: &str| match serde_json::from_str::<serde_json::Value>(t) {
+        Ok(_) => false,
+        Err(e) => e.classify() == serde_json::error::Category::Eof,
+    };
+    // serde_json calls a number cut after its `.`, `e` or sign invalid
+    // rather than incomplete; one more digit tells the two apart.
+    incomplete(text)
+        || matches!(
+            text.as_bytes().last(),
+            Some(b'.' | b'e' | b'E' | b'+' | b'-')
+        ) && incomplete(&format!("{text}0"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_proper_prefix_of_a_record_is_a_torn_write() {
+        let line = "{\"v\":1,\"seq\":7,\"ts\":\"2026-11-25T23:32:22.000000000Z\",\"payload\":{\"t\":\"\\u00e9 é\",\"n\":[1.5e3,true,null]},\"prev\":\"00\"}".as_bytes();
+        for cut in 1..line.len() {
+            let torn = &line[..cut];
+            assert!(is_torn_write(torn), "{:?}", String::from_utf8_lossy(torn));
+        }
+        let not_torn: [&[u8]; 11] = [
+            line,
+            b"",
+            b"x",
+            b" {\"v\":1",
+            b"{\"v\":1,\"seq\":NaN",
+            b"\xef\xbb\xbf{\"v\":1",
+            b"{\"v\":1,\"seq\":7,\"a\":\"\x00",
+            b"{\"v\":1,\"seq\":7} x",
+            b"{\"v\":1,\"seq\":7,\"a\":\"\xff",
+            b"{\"v\":1,\"seq\":7,\"a\":\"\\ud800\"",
+            b"{\"v\":1,\"seq\":7,,",
+        ];
+        for bytes in not_torn {
+            assert!(
+                !is_torn_write(bytes),
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
 
     #[test]
     fn seq_hint_needs_complete_digits() {

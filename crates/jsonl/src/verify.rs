@@ -95,7 +95,8 @@ use crate::error::ReadError;
 use crate::files;
 use crate::keys::PublicKey;
 use crate::options::ChainKey;
-use crate::reader::{Reader, seq_hint};
+use crate::reader::{Reader, is_torn_write, seq_hint};
+use crate::tail::MAX_BAD;
 
 /// How many lines the classifier looks ahead of and behind a broken link.
 const WINDOW: usize = 8;
@@ -104,6 +105,9 @@ const WINDOW: usize = 8;
 const HEADS_KEPT: usize = 1 << 20;
 /// Progress is reported at least every this many bytes.
 const PROGRESS_EVERY: u64 = 4 << 20;
+/// Notices kept in full; later ones are only counted, so a hostile file
+/// of many small oddities cannot make the report grow without bound.
+pub const MAX_NOTICES: usize = 100;
 
 /// What to verify against.
 #[derive(Debug, Clone, Default)]
@@ -392,8 +396,11 @@ pub struct VerifyReport {
     pub checkpoints: CheckpointReport,
     /// The first problem, if any.
     pub problem: Option<Problem>,
-    /// Things worth knowing that are not problems.
+    /// Things worth knowing that are not problems: the first
+    /// [`MAX_NOTICES`] of them.
     pub notices: Vec<Notice>,
+    /// Notices found beyond the first [`MAX_NOTICES`], counted only.
+    pub notices_omitted: u64,
 }
 
 impl fmt::Display for VerifyReport {
@@ -442,6 +449,9 @@ impl fmt::Display for VerifyReport {
         }
         for n in &self.notices {
             writeln!(f, "note: {}:{}: {}", n.file.display(), n.line, n.message)?;
+        }
+        if self.notices_omitted > 0 {
+            writeln!(f, "note: and {} more notice(s)", self.notices_omitted)?;
         }
         Ok(())
     }
@@ -660,6 +670,9 @@ struct Entry {
     bytes: Vec<u8>,
     /// The payload, for checkpoint records.
     checkpoint: Option<serde_json::Value>,
+    /// The `detail` of an `audit_gap` record of reason `sink_notice`: what
+    /// a sink found on opening its file (a torn line it skipped).
+    sink_notice: Option<String>,
 }
 
 impl Entry {
@@ -673,10 +686,35 @@ impl Entry {
 struct Bad {
     file: usize,
     line: u64,
+    /// Byte offset of its first byte in its file.
+    offset: u64,
+    /// Its length, without the newline.
+    len: u64,
     terminated: bool,
     /// JSON, but not a record: never a torn write.
     json: bool,
+    /// Its bytes could be what a write cut short leaves (see
+    /// [`is_torn_write`]).
+    torn: bool,
     message: String,
+}
+
+/// Lines that are not records, with the chain continuing over them: only
+/// legitimate as torn writes a restart of the writer skipped, each named
+/// (by byte offset and length) in the `sink_notice` gap records that the
+/// restart wrote first.
+struct Recovery {
+    lines: Vec<Bad>,
+    named: Vec<bool>,
+}
+
+/// Whether a sink's open notice names the line at `offset` (`None`: any
+/// offset) of `len` bytes. The wording is the JSONL sink's
+/// (`JsonlSink::open_file`): "... at byte offset {offset} of {path} ({len}
+/// bytes...".
+fn notice_names(detail: &str, offset: Option<u64>, len: u64) -> bool {
+    offset.is_none_or(|o| detail.contains(&format!("byte offset {o} of ")))
+        && detail.contains(&format!(" ({len} bytes"))
 }
 
 enum Item {
@@ -756,7 +794,7 @@ impl<'a> Source<'a> {
             let number = raw.number;
             let terminated = raw.terminated;
             let hint = seq_hint(&raw.bytes);
-            return Ok(Some(match reader.parse(raw) {
+            return Ok(Some(match reader.parse_or_return(raw) {
                 Ok(line) => {
                     self.lines[self.idx].1 += 1;
                     let mut prev = [0u8; 32];
@@ -767,6 +805,18 @@ impl<'a> Source<'a> {
                     let checkpoint = (line.record.event_type
                         == agent_audit_core::EventType::Checkpoint)
                         .then(|| line.record.payload.clone());
+                    let sink_notice = (line.record.event_type
+                        == agent_audit_core::EventType::AuditGap
+                        && line.record.payload.get("reason")
+                            == Some(&serde_json::Value::from("sink_notice")))
+                    .then(|| {
+                        line.record
+                            .payload
+                            .get("detail")?
+                            .as_str()
+                            .map(str::to_string)
+                    })
+                    .flatten();
                     Item::Record(Entry {
                         file,
                         line: number,
@@ -775,9 +825,11 @@ impl<'a> Source<'a> {
                         hash: self.chain.hash(&line.bytes),
                         bytes: line.bytes,
                         checkpoint,
+                        sink_notice,
                     })
                 }
-                Err(e) => {
+                Err(bad) => {
+                    let (e, raw) = *bad;
                     let json = matches!(e, ReadError::NotSchemaV1 { .. });
                     let detail = match &e {
                         ReadError::NotSchemaV1 { reason, .. } => {
@@ -801,8 +853,11 @@ impl<'a> Source<'a> {
                     Item::Bad(Bad {
                         file,
                         line: number,
+                        offset: raw.offset,
+                        len: raw.len,
                         terminated,
                         json,
+                        torn: !raw.too_long && is_torn_write(&raw.bytes),
                         message: format!("{detail}{was}"),
                     })
                 }
@@ -835,8 +890,12 @@ struct Walk<'a> {
     first: Option<(u64, bool)>,
     links_ok: u64,
     pending_bad: Vec<Bad>,
+    /// A run of bad lines the chain continued over, waiting for the
+    /// restart's notices to name them.
+    recovery: Option<Recovery>,
     problem: Option<Problem>,
     notices: Vec<Notice>,
+    notices_omitted: u64,
     cps: CheckpointReport,
     last_cp_record: Option<u64>,
     expect: Vec<Expect>,
@@ -932,8 +991,10 @@ impl<'a> Walk<'a> {
             first: None,
             links_ok: 0,
             pending_bad: Vec::new(),
+            recovery: None,
             problem: None,
             notices: Vec::new(),
+            notices_omitted: 0,
             cps,
             last_cp_record: None,
             expect,
@@ -954,6 +1015,12 @@ impl<'a> Walk<'a> {
         seq: Option<u64>,
         message: String,
     ) {
+        // Lines are read in order, so bad lines still waiting for their
+        // notices come before whatever was found since.
+        if let Some(recovery) = self.recovery.take() {
+            self.unnamed(recovery);
+            return;
+        }
         let hint = match kind {
             _ if self.keyed => None,
             ProblemKind::Edited | ProblemKind::KeyMismatch | ProblemKind::Deleted | ProblemKind::Inserted | ProblemKind::Reordered
@@ -980,6 +1047,10 @@ impl<'a> Walk<'a> {
     }
 
     fn notice(&mut self, file: usize, line: u64, message: String) {
+        if self.notices.len() >= MAX_NOTICES {
+            self.notices_omitted += 1;
+            return;
+        }
         self.notices.push(Notice {
             file: self.path(file),
             line,
@@ -1014,7 +1085,20 @@ impl<'a> Walk<'a> {
                     );
                     self.problem(ProblemKind::BadRecord, b.file, b.line, None, msg);
                 }
-                Some(Item::Bad(b)) => self.pending_bad.push(b),
+                Some(Item::Bad(b)) => {
+                    self.pending_bad.push(b);
+                    // More lines in a row than the writer ever skips on a
+                    // restart: no recovery, so no need to keep them.
+                    if self.pending_bad.len() > MAX_BAD {
+                        let b = &self.pending_bad[0];
+                        let (file, line) = (b.file, b.line);
+                        let msg = format!(
+                            "{}; it starts a run of more than {MAX_BAD} lines that are not records, more than a restart of the writer ever skips",
+                            b.message
+                        );
+                        self.problem(ProblemKind::BadJson, file, line, None, msg);
+                    }
+                }
                 Some(Item::Record(e)) => self.record(e, progress)?,
             }
         }
@@ -1068,6 +1152,17 @@ impl<'a> Walk<'a> {
                 self.problem(ProblemKind::BadJson, file, line, None, msg);
                 return Ok(());
             }
+            let ahead = self.lookahead(progress)?;
+            let genesis = decode_head(GENESIS);
+            if let Some(m) = ahead.iter().position(|n| n.prev == genesis) {
+                let msg = format!(
+                    "{} line(s) from here were inserted before the start of the chain: {} starts it (its prev is the genesis value)",
+                    m + 1,
+                    self.at_file(&ahead[m])
+                );
+                self.problem(ProblemKind::Inserted, e.file, e.line, Some(e.seq), msg);
+                return Ok(());
+            }
             let more = if files::list(&self.src.files[e.file])
                 .map(|l| l.len() > 1)
                 .unwrap_or(false)
@@ -1098,15 +1193,50 @@ impl<'a> Walk<'a> {
         if !self.ring.is_empty() {
             self.links_ok += 1;
         }
-        for b in std::mem::take(&mut self.pending_bad) {
-            self.notice(
-                b.file,
-                b.line,
-                format!(
-                    "not a record: {}; the chain continues over it from the record before, so the writer skipped it (a torn write recovered on restart)",
+        if !self.pending_bad.is_empty() {
+            let lines = std::mem::take(&mut self.pending_bad);
+            if let Some(b) = lines.iter().find(|b| !b.torn) {
+                let (file, line) = (b.file, b.line);
+                let msg = format!(
+                    "{}; the chain continues over it, but it is not what a write cut short leaves (the beginning of a record, strict JSON up to where it stops): it was put there or changed afterwards",
                     b.message
-                ),
-            );
+                );
+                self.problem(ProblemKind::BadJson, file, line, None, msg);
+                return Ok(());
+            }
+            self.recovery = Some(Recovery {
+                named: vec![false; lines.len()],
+                lines,
+            });
+        }
+        if let Some(mut recovery) = self.recovery.take() {
+            // The restart writes its notices before anything else, so the
+            // records right after the skipped lines must be those notices.
+            let Some(detail) = &e.sink_notice else {
+                self.unnamed(recovery);
+                return Ok(());
+            };
+            // A later part of a log may be a copy cut anywhere (its offsets
+            // are not the writer's): there the length must match, and the
+            // place is still only right before the notices.
+            let partial = self.options.partial;
+            for (b, named) in recovery.lines.iter().zip(recovery.named.iter_mut()) {
+                *named |= notice_names(detail, (!partial).then_some(b.offset), b.len);
+            }
+            if recovery.named.iter().all(|&n| n) {
+                for b in recovery.lines {
+                    self.notice(
+                        b.file,
+                        b.line,
+                        format!(
+                            "not a record: {}; a torn write recovered on restart: the chain continues over it from the record before, and the writer's restart names it in its audit_gap (line {})",
+                            b.message, e.line
+                        ),
+                    );
+                }
+            } else {
+                self.recovery = Some(recovery);
+            }
         }
         if let Some((p_seq, p_line, p_hash)) = self.ring.back().map(|p| (p.seq, p.line, p.hash)) {
             if e.seq <= p_seq {
@@ -1531,7 +1661,29 @@ impl<'a> Walk<'a> {
         self.problem(ProblemKind::Edited, e.file, e.line, Some(e.seq), msg);
     }
 
+    /// Reports the first line of `recovery` no notice of the writer named.
+    fn unnamed(&mut self, recovery: Recovery) {
+        let Some(b) = recovery
+            .lines
+            .iter()
+            .zip(&recovery.named)
+            .find_map(|(b, &named)| (!named).then_some(b))
+        else {
+            return;
+        };
+        let (file, line) = (b.file, b.line);
+        let msg = format!(
+            "{}; the chain continues over it, but the writer did not record skipping it (a restart that recovers from a torn write names each line it skips, by byte offset and length, in an audit_gap record right after it): it was put there afterwards",
+            b.message
+        );
+        self.problem(ProblemKind::BadJson, file, line, None, msg);
+    }
+
     fn at_end(&mut self) {
+        if let Some(recovery) = self.recovery.take() {
+            self.unnamed(recovery);
+            return;
+        }
         if let Some(b) = self.pending_bad.first() {
             let last_file = self.src.files.len().saturating_sub(1);
             let torn = self
@@ -1539,9 +1691,23 @@ impl<'a> Walk<'a> {
                 .last()
                 .is_some_and(|l| !l.terminated && l.file == last_file);
             let (file, line) = (b.file, b.line);
+            // A restart ends a torn line with a newline before it writes
+            // anything else, and can itself be cut short: the log then ends
+            // with torn writes, the last one terminated.
+            let all_torn = self
+                .pending_bad
+                .iter()
+                .all(|l| l.torn && l.file == last_file);
             if torn && self.pending_bad.len() == 1 {
                 let msg = format!(
                     "the last line is incomplete: {}; a write was cut short (crash, full disk) or the file was cut",
+                    b.message
+                );
+                self.problem(ProblemKind::TornTail, file, line, None, msg);
+            } else if all_torn {
+                let msg = format!(
+                    "the log ends with {} incomplete line(s) from here: {}; writes were cut short (a crash, then a restart that ended the torn line and was cut short too)",
+                    self.pending_bad.len(),
                     b.message
                 );
                 self.problem(ProblemKind::TornTail, file, line, None, msg);
@@ -1671,6 +1837,7 @@ impl<'a> Walk<'a> {
             checkpoints: self.cps,
             problem: self.problem,
             notices: self.notices,
+            notices_omitted: self.notices_omitted,
         };
         // A gap notice about the line a problem is at (or the one before)
         // is part of that problem, not a separate fact.

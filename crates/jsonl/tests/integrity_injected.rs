@@ -1,0 +1,280 @@
+//! Lines that are not records, put into real logs by someone other than
+//! the writer. A line the chain skips over is accepted only where the
+//! writer itself recorded skipping it: a torn write, as the last line
+//! before a restart, named by the `audit_gap` notice that restart wrote.
+//! Every other malformed line, wherever it is, is damage.
+
+mod integrity_support;
+
+use std::path::{Path, PathBuf};
+
+use agent_audit_jsonl::JsonlOptions;
+use agent_audit_jsonl::verify::{ProblemKind, VerifyOptions, VerifyReport};
+use integrity_support::*;
+
+/// A real record line of the log with its seq replaced by `seq` (raw
+/// JSON text, so `NaN` and the like can be written).
+fn with_seq(line: &[u8], seq: &str) -> Vec<u8> {
+    let text = std::str::from_utf8(line).unwrap();
+    let start = text.find(r#""seq":"#).unwrap() + 6;
+    let end = start + text[start..].find(',').unwrap();
+    format!("{}{seq}{}", &text[..start], &text[end..]).into_bytes()
+}
+
+/// Replaces the first `from` in a line.
+fn replaced(line: &[u8], from: &str, to: &[u8]) -> Vec<u8> {
+    let text = std::str::from_utf8(line).unwrap();
+    let at = text.find(from).unwrap();
+    let mut out = line[..at].to_vec();
+    out.extend_from_slice(to);
+    out.extend_from_slice(&line[at + from.len()..]);
+    out
+}
+
+/// Every kind of malformed line, built from a real record `r` of the log
+/// so each looks as much like a record as it can.
+fn malformed(r: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    let cat = |parts: &[&[u8]]| parts.concat();
+    let mut long = r.to_vec();
+    long.extend(std::iter::repeat_n(
+        b' ',
+        agent_audit_jsonl::DEFAULT_MAX_LINE,
+    ));
+    vec![
+        // Python's json and jq read these as records.
+        ("seq NaN", with_seq(r, "NaN")),
+        ("seq Infinity", with_seq(r, "Infinity")),
+        ("seq -Infinity", with_seq(r, "-Infinity")),
+        ("seq 1e400", with_seq(r, "1e400")),
+        ("seq 2.5", with_seq(r, "2.5")),
+        ("seq -1", with_seq(r, "-1")),
+        ("seq 2^64", with_seq(r, "18446744073709551616")),
+        (
+            "duplicate key",
+            replaced(
+                r,
+                r#""event_type":"#,
+                br#""event_type":"final_result","event_type":"#,
+            ),
+        ),
+        (
+            "invalid UTF-8",
+            replaced(r, "get_account_balance", b"get_\xff\xfe_balance"),
+        ),
+        (
+            "overlong UTF-8",
+            replaced(r, "get_account_balance", b"get_\xc0\xafbalance"),
+        ),
+        (
+            "lone surrogate",
+            replaced(r, "get_account_balance", br"get_\ud800_balance"),
+        ),
+        ("trailing garbage", cat(&[r, b" x"])),
+        ("two records on a line", cat(&[r, r])),
+        ("BOM", cat(&[b"\xef\xbb\xbf", r])),
+        ("CR inside", replaced(r, r#","ts":"#, b"\r,\"ts\":")),
+        ("CR alone", b"\r".to_vec()),
+        ("NUL", cat(&[r, b"\0"])),
+        ("NULs", vec![0u8; 64]),
+        ("over-long line", long),
+        ("empty line", Vec::new()),
+        ("spaces", b"   ".to_vec()),
+        // JSON, but not a record.
+        (
+            "JSON object, not a record",
+            br#"{"event_type":"tool_call","payload":{}}"#.to_vec(),
+        ),
+        ("JSON array", b"[]".to_vec()),
+        ("JSON number", b"1".to_vec()),
+        ("JSON null", b"null".to_vec()),
+        ("record with v 2", replaced(r, r#""v":1"#, br#""v":2"#)),
+        // Lenient readers (JSON5, some JavaScript and Python tools) take these.
+        (
+            "single quotes",
+            String::from_utf8_lossy(r).replace('"', "'").into_bytes(),
+        ),
+        ("trailing comma", replaced(r, r#","prev":"#, b",,\"prev\":")),
+        ("comment", cat(&[b"// ", r])),
+        ("unquoted key", replaced(r, r#""v":1"#, b"v:1")),
+        // Shaped like a torn write, but no restart recorded skipping it.
+        ("torn-shaped", r[..r.len() / 2].to_vec()),
+        (
+            "torn-shaped at a UTF-8 cut",
+            cat(&[&r[..r.len() / 2], b"\xc3"]),
+        ),
+    ]
+}
+
+/// `lines` with `extra` put before line index `at` (`lines.len()` = after
+/// the last).
+fn inserted(lines: &[Vec<u8>], at: usize, extra: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = lines.to_vec();
+    out.insert(at, extra.to_vec());
+    out
+}
+
+#[track_caller]
+fn expect_damage(report: &VerifyReport, what: &str) {
+    let Some(p) = &report.problem else {
+        panic!("{what}: verified as intact:\n{report}");
+    };
+    assert!(!report.intact, "{what}");
+    assert!(
+        // A line that is still a record to this reader (a CR is JSON
+        // whitespace) is a copy that does not fit the chain where it is.
+        matches!(
+            p.kind,
+            ProblemKind::BadJson
+                | ProblemKind::BadRecord
+                | ProblemKind::Inserted
+                | ProblemKind::Reordered
+                | ProblemKind::Edited
+                | ProblemKind::TornTail
+        ),
+        "{what}: {p}"
+    );
+}
+
+/// Puts every malformed line at every kind of place into a copy of the
+/// log at `original` and verifies each with `options`.
+fn every_line_everywhere(original: &Path, options: &VerifyOptions, chain: &str) -> usize {
+    let base = lines(original);
+    let sample = base[base.len() / 2..]
+        .iter()
+        .find(|l| l.windows(11).any(|w| w == b"\"tool_call\""))
+        .unwrap()
+        .clone();
+    let dir = original.parent().unwrap().join(format!("{chain}-cases"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path: PathBuf = dir.join("audit-log.jsonl");
+    let mut cases = 0;
+    for (what, bad) in malformed(&sample) {
+        // Before the first line, after the first, in the middle, before
+        // the last, after the last.
+        for at in [0, 1, base.len() / 2, base.len() - 1, base.len()] {
+            write_lines(&path, &inserted(&base, at, &bad));
+            let report = verify_with(&[&path], options);
+            expect_damage(&report, &format!("{chain}: {what} before line index {at}"));
+            cases += 1;
+        }
+        // Unterminated, at the end: a torn tail nobody recovered from.
+        if bad.is_empty() {
+            // Appending nothing leaves the log as it was.
+            continue;
+        }
+        let mut data = std::fs::read(original).unwrap();
+        data.extend_from_slice(&bad);
+        std::fs::write(&path, &data).unwrap();
+        expect_damage(
+            &verify_with(&[&path], options),
+            &format!("{chain}: {what} as an unterminated last line"),
+        );
+        cases += 1;
+    }
+    cases
+}
+
+#[tokio::test]
+async fn every_malformed_line_inserted_anywhere_in_a_plain_chain_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    write_log(JsonlOptions::new(&path), 12).await;
+    expect_intact(&plain(&[&path]));
+    let cases = every_line_everywhere(&path, &VerifyOptions::default(), "plain");
+    assert!(cases > 150, "{cases}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_malformed_line_inserted_anywhere_in_a_keyed_signed_chain_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = write_signed_log(dir.path(), 30, 4, Some(KEY), None).await;
+    let options = VerifyOptions {
+        public_keys: vec![s.signer.public_key()],
+        ..keyed()
+    };
+    let report = verify_with(&[&s.log], &options);
+    expect_intact(&report);
+    assert!(report.checkpoints.signatures_verified >= 5, "{report}");
+    every_line_everywhere(&s.log, &options, "keyed");
+}
+
+/// Ten records, then a crash while writing the eleventh, then a restart
+/// that writes `after` more: the writer's own recovery.
+async fn recovered(dir: &Path, after: u64) -> PathBuf {
+    let path = dir.join("audit-log.jsonl");
+    write_log(JsonlOptions::new(&path), 10).await;
+    let mut data = std::fs::read(&path).unwrap();
+    data.extend_from_slice(br#"{"v":1,"seq":11,"ts":"2026-11-25T23:3"#);
+    std::fs::write(&path, &data).unwrap();
+    write_log(JsonlOptions::new(&path), after).await;
+    path
+}
+
+#[tokio::test]
+async fn the_torn_line_the_writer_recovered_from_passes_and_nothing_else_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = recovered(dir.path(), 3).await;
+    let report = plain(&[&path]);
+    expect_intact(&report);
+    assert!(
+        report
+            .notices
+            .iter()
+            .any(|n| n.line == 11 && n.message.contains("recovered")),
+        "{report}"
+    );
+    let base = lines(&path);
+    // Line 12 is the restart's audit_gap naming line 11's offset and length.
+    assert!(
+        String::from_utf8_lossy(&base[11]).contains("sink_notice"),
+        "{}",
+        String::from_utf8_lossy(&base[11])
+    );
+
+    // The torn bytes replaced by a line of the same length that lenient
+    // readers take for a record: same offset, same length, still damage.
+    let torn_len = base[10].len();
+    let mut forged = with_seq(&base[3], "NaN");
+    forged.truncate(torn_len - 1);
+    forged.push(b'}');
+    assert_eq!(forged.len(), torn_len);
+    let mut l = base.clone();
+    l[10] = forged;
+    write_lines(&path, &l);
+    expect_damage(
+        &plain(&[&path]),
+        "the torn line replaced by a forged record",
+    );
+
+    // Bytes no write could leave (not the start of a record), at the named
+    // place and length.
+    let mut l = base.clone();
+    l[10] = vec![b'x'; torn_len];
+    write_lines(&path, &l);
+    expect_problem(&plain(&[&path]), ProblemKind::BadJson, 11);
+
+    // A second torn-shaped line elsewhere, which no notice names.
+    let l = inserted(&base, 5, &base[10]);
+    write_lines(&path, &l);
+    expect_problem(&plain(&[&path]), ProblemKind::BadJson, 6);
+
+    // The torn line and its notice in place, and one more torn-shaped line
+    // right before it: the notice names one line, not two.
+    let l = inserted(&base, 10, &base[10][..20]);
+    write_lines(&path, &l);
+    expect_problem(&plain(&[&path]), ProblemKind::BadJson, 11);
+}
+
+#[tokio::test]
+async fn a_run_of_bad_lines_longer_than_any_recovery_is_damage_at_its_first_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    write_log(JsonlOptions::new(&path), 4).await;
+    let base = lines(&path);
+    let mut l = base[..2].to_vec();
+    l.extend(std::iter::repeat_n(b"x".to_vec(), 100_000));
+    l.extend_from_slice(&base[2..]);
+    write_lines(&path, &l);
+    let p = expect_problem(&plain(&[&path]), ProblemKind::BadJson, 3);
+    assert!(p.message.contains("not a valid record"), "{p}");
+}
