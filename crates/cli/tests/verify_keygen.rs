@@ -204,3 +204,183 @@ async fn keygen_then_signed_checkpoints_verify_and_truncation_is_caught_off_host
     assert_eq!(code(&o), 1, "{}", stdout(&o));
     assert!(stdout(&o).contains("truncated"), "{}", stdout(&o));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_nan_record_between_two_records_of_a_keyed_signed_log_fails_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let o = agent_audit(&["keygen", "--out", keys.to_str().unwrap()], &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let signer = Signer::load(keys.join("audit-signing-key.pem")).unwrap();
+    let (path, _) = write_log(dir.path(), 12, true, Some(signer)).await;
+    let (p, pk) = (
+        path.to_str().unwrap(),
+        keys.join("audit-signing-key.pub.pem"),
+    );
+    let args = [
+        "verify",
+        "--key-env",
+        "CHAIN_K",
+        "--public-key",
+        pk.to_str().unwrap(),
+        p,
+    ];
+    let o = agent_audit(&args, &[("CHAIN_K", KEY)]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+
+    // What an attacker without the key writes: a tool_call record that
+    // Python's json and jq read as any other, with "seq":NaN so that this
+    // reader does not, put between two records.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let forged = lines[4]
+        .replacen(r#""seq":5,"#, r#""seq":NaN,"#, 1)
+        .replacen(r#""i":4"#, r#""i":"rm -rf /srv/data""#, 1);
+    assert!(
+        forged.contains("NaN") && forged.contains("rm -rf"),
+        "{forged}"
+    );
+    lines.insert(5, forged);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let o = agent_audit(&args, &[("CHAIN_K", KEY)]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains(&format!("{p}:6: bad_json")),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// Runs the binary with stdout and stderr to files, sampling the child's
+/// peak resident set (`VmHWM` in /proc/<pid>/status) every millisecond
+/// until it exits. Returns the exit code, the peak in KiB, and stderr.
+fn peak_rss(args: &[&str], dir: &Path) -> (i32, u64, String) {
+    let out = std::fs::File::create(dir.join("stdout")).unwrap();
+    let err = std::fs::File::create(dir.join("stderr")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agent-audit"))
+        .args(args)
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let status = loop {
+        // Read before try_wait: once reaped, the pid's status is gone.
+        if let Ok(s) = std::fs::read_to_string(&status_path)
+            && let Some(kib) = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
+    // Killed by a signal (an abort on allocation failure) has no code.
+    let code = status
+        .code()
+        .unwrap_or_else(|| panic!("{args:?}: {status}\n{stderr}"));
+    (code, peak, stderr)
+}
+
+/// What the checking tools may use, whatever the file.
+const RSS_BOUND_KIB: u64 = 64 << 10;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checking_tools_stay_small_on_millions_of_bad_lines_and_one_endless_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = write_log(dir.path(), 3, false, None).await;
+    // Three million short junk lines after three records (20 MB).
+    let mut data = std::fs::read(&path).unwrap();
+    let junk: [&[u8]; 6] = [
+        b"junk!\n",
+        b"{\"v\":1,\n",
+        b"NaN NaN\n",
+        b"]]]]]]\n",
+        b"\xff\xfe\xfd\xfc\n",
+        b"{{{{{{\n",
+    ];
+    for i in 0..3_000_000 {
+        data.extend_from_slice(junk[i % junk.len()]);
+    }
+    std::fs::write(&path, &data).unwrap();
+    drop(data);
+    let p = path.to_str().unwrap();
+    let work = dir.path().join("out");
+    std::fs::create_dir_all(&work).unwrap();
+    for (args, expect) in [
+        (vec!["verify", p], 1),
+        (vec!["tail", "-n", "5", p], 1),
+        (vec!["stats", p], 0),
+        (vec!["show", p], 1),
+        (vec!["timeline", "--request-id", "r1", p], 0),
+    ] {
+        let (code, kib, stderr) = peak_rss(&args, &work);
+        eprintln!(
+            "{args:?}: exit {code}, peak RSS {kib} KiB, {} bytes on stderr",
+            stderr.len()
+        );
+        assert_eq!(code, expect, "{args:?}: {stderr:.2000}");
+        assert!(kib < RSS_BOUND_KIB, "{args:?}: peak RSS {kib} KiB");
+        // The first bad lines in full, the rest counted.
+        assert!(
+            stderr.len() < 64 << 10,
+            "{args:?}: {} bytes on stderr",
+            stderr.len()
+        );
+    }
+    let (_, _, shown) = peak_rss(&["show", p], &work);
+    assert!(shown.contains("more line(s)"), "{shown:.2000}");
+
+    // One line of 300 MB without a newline.
+    let huge = dir.path().join("huge.jsonl");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&huge).unwrap());
+        f.write_all(br#"{"v":1,"seq":1,"ts":""#).unwrap();
+        let block = vec![b'a'; 1 << 20];
+        for _ in 0..300 {
+            f.write_all(&block).unwrap();
+        }
+    }
+    let h = huge.to_str().unwrap();
+    for args in [
+        vec!["verify", h],
+        vec!["tail", "-n", "5", h],
+        vec!["show", h],
+        vec!["stats", h],
+    ] {
+        let (code, kib, stderr) = peak_rss(&args, &work);
+        eprintln!("{args:?}: exit {code}, peak RSS {kib} KiB");
+        assert!(kib < RSS_BOUND_KIB, "{args:?}: peak RSS {kib} KiB");
+        if args[0] == "stats" {
+            assert_eq!(code, 0, "{stderr}");
+        } else if args[0] == "tail" {
+            // The line may still be being written: said, not failed.
+            assert_eq!(code, 0, "{stderr}");
+            assert!(
+                stderr.contains(&format!("{h}:1: ")) && stderr.contains("no newline yet"),
+                "{stderr}"
+            );
+        } else {
+            assert_eq!(code, 1, "{args:?}: {stderr}");
+        }
+    }
+    let o = agent_audit(&["verify", h], &[]);
+    assert!(
+        stdout(&o).contains(&format!("{h}:1: torn_tail")) && stdout(&o).contains("longer than"),
+        "{}",
+        stdout(&o)
+    );
+    let o = agent_audit(&["show", h], &[]);
+    assert!(
+        stderr(&o).contains(&format!("{h}:1: ")) && stderr(&o).contains("longer than"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -54,6 +54,12 @@ use agent_audit_jsonl::{DEFAULT_MAX_LINE, ReadError, Reader, check_schema, files
 use crate::error::ReviewError;
 use crate::source::Entry;
 
+/// Lines that are not records one [`Follower::poll`] (or the opening
+/// read) returns as [`FollowEvent::Bad`]; further ones in the same poll are
+/// only counted ([`Follower::bad_lines_omitted`]), so a file of millions of
+/// junk lines costs no more memory than one of a few.
+pub const MAX_BAD_PER_POLL: usize = 20;
+
 /// Where a [`Follower`] starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartAt {
@@ -99,7 +105,13 @@ pub struct Follower {
     file: Option<(File, FileId)>,
     offset: u64,
     line: u64,
+    /// Byte offset where the line in `partial` starts.
+    line_start: u64,
     partial: Vec<u8>,
+    /// The line in `partial` outgrew [`DEFAULT_MAX_LINE`]; its bytes are
+    /// no longer kept.
+    too_long: bool,
+    bad_omitted: u64,
     last_seq: Option<u64>,
     /// Rotated files already read or older than the start.
     known: HashSet<FileId>,
@@ -127,7 +139,10 @@ impl Follower {
             file: None,
             offset: 0,
             line: 0,
+            line_start: 0,
             partial: Vec::new(),
+            too_long: false,
+            bad_omitted: 0,
             last_seq: None,
             known,
             pending: VecDeque::new(),
@@ -137,20 +152,20 @@ impl Follower {
                 path: follower.path,
             });
         }
-        let mut first = Vec::new();
+        let mut first = match start {
+            StartAt::Beginning => Collector::all(),
+            // Reading to the end keeps nothing, so memory stays bounded
+            // whatever the file holds.
+            StartAt::End => Collector::last(0),
+            StartAt::Last(n) => Collector::last(n),
+        };
         follower.drain(&mut first)?;
-        match start {
-            StartAt::Beginning => follower.pending.extend(first),
-            StartAt::End => {}
-            StartAt::Last(n) => {
-                let records: Vec<FollowEvent> = first
-                    .into_iter()
-                    .filter(|e| matches!(e, FollowEvent::Record(_)))
-                    .collect();
-                let skip = records.len().saturating_sub(n);
-                follower.pending.extend(records.into_iter().skip(skip));
-            }
+        if start == StartAt::End {
+            first.events.clear();
+            first.omitted = 0;
         }
+        follower.bad_omitted += first.omitted;
+        follower.pending.extend(first.finish());
         Ok(follower)
     }
 
@@ -164,6 +179,19 @@ impl Follower {
         self.last_seq
     }
 
+    /// The line being read when it has outgrown any record without its
+    /// newline arriving yet: its number and byte offset. Its bytes are not
+    /// kept; once it ends it is reported as [`ReadError::TooLong`].
+    pub fn overlong_line(&self) -> Option<(u64, u64)> {
+        self.too_long.then_some((self.line + 1, self.line_start))
+    }
+
+    /// Lines that were not records and were counted but not returned,
+    /// beyond [`MAX_BAD_PER_POLL`] in a poll, since the follower opened.
+    pub fn bad_lines_omitted(&self) -> u64 {
+        self.bad_omitted
+    }
+
     /// Opens the path afresh; false if it does not exist.
     fn reopen(&mut self) -> Result<bool, ReviewError> {
         match File::open(&self.path) {
@@ -175,7 +203,9 @@ impl Follower {
                 self.file = Some((f, id_of(&meta)));
                 self.offset = 0;
                 self.line = 0;
+                self.line_start = 0;
                 self.partial.clear();
+                self.too_long = false;
                 Ok(true)
             }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
@@ -189,7 +219,14 @@ impl Follower {
 
     /// Everything new since the last poll, in order.
     pub fn poll(&mut self) -> Result<Vec<FollowEvent>, ReviewError> {
-        let mut out: Vec<FollowEvent> = self.pending.drain(..).collect();
+        let mut out = Collector::all();
+        out.events.extend(self.pending.drain(..));
+        let result = self.poll_into(&mut out);
+        self.bad_omitted += out.omitted;
+        result.map(|()| out.finish())
+    }
+
+    fn poll_into(&mut self, out: &mut Collector) -> Result<(), ReviewError> {
         // Look at the path before draining: whatever the old file received
         // before a rename is then read in full below.
         let now = match std::fs::metadata(&self.path) {
@@ -205,28 +242,28 @@ impl Follower {
         // The size seen above predates the drain: compare it with where
         // reading stood then, or a file growing meanwhile looks truncated.
         let read_before = self.offset;
-        self.drain(&mut out)?;
+        self.drain(out)?;
         let current = self.file.as_ref().map(|(_, id)| *id);
         match (now, current) {
             (Some(m), Some(id)) if id_of(&m) != id => {
-                self.finish_torn(&mut out);
+                self.finish_torn(out);
                 self.known.insert(id);
                 self.file = None;
-                let caught_up = self.switch(&mut out)?;
+                let caught_up = self.switch(out)?;
                 out.push(FollowEvent::Rotated { caught_up });
             }
             (Some(m), Some(_)) if m.len() < read_before => {
                 out.push(FollowEvent::Truncated { len: m.len() });
                 if self.reopen()? {
-                    self.drain(&mut out)?;
+                    self.drain(out)?;
                 }
             }
             (Some(_), None) => {
-                self.switch(&mut out)?;
+                self.switch(out)?;
             }
             _ => {}
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Moves to the file now at the path, reading first the rotated files
@@ -234,7 +271,7 @@ impl Follower {
     /// files are listed: every file rotated before it was created is then
     /// listed under its rotated name, so none can slip between the listing
     /// and the opening however fast the writer rotates.
-    fn switch(&mut self, out: &mut Vec<FollowEvent>) -> Result<Vec<PathBuf>, ReviewError> {
+    fn switch(&mut self, out: &mut Collector) -> Result<Vec<PathBuf>, ReviewError> {
         if !self.reopen()? {
             // Between a rename and the new file's creation: the rotated
             // files are read once there is a new file to bound them.
@@ -256,7 +293,7 @@ impl Follower {
     /// after (the open file itself, once full, and its successors) may not
     /// be, so they are left to later polls: the bound is the open file's
     /// first seq, read after the listing.
-    fn catch_up(&mut self, out: &mut Vec<FollowEvent>) -> Result<Vec<PathBuf>, ReviewError> {
+    fn catch_up(&mut self, out: &mut Collector) -> Result<Vec<PathBuf>, ReviewError> {
         let listed = files::list(&self.path)?;
         let bound = match &self.file {
             Some((file, _)) => first_seq(file),
@@ -307,21 +344,21 @@ impl Follower {
     }
 
     /// A line still without newline when its file is left is torn.
-    fn finish_torn(&mut self, out: &mut Vec<FollowEvent>) {
-        if !self.partial.is_empty() {
-            let len = self.partial.len() as u64;
+    fn finish_torn(&mut self, out: &mut Collector) {
+        if !self.partial.is_empty() || self.too_long {
             out.push(FollowEvent::Bad(ReadError::TornFinalLine {
                 path: self.path.clone(),
                 line: self.line + 1,
-                offset: self.offset - len,
-                len,
+                offset: self.line_start,
+                len: self.offset - self.line_start,
             }));
             self.partial.clear();
+            self.too_long = false;
         }
     }
 
     /// Reads the open file to its current end, emitting whole lines.
-    fn drain(&mut self, out: &mut Vec<FollowEvent>) -> Result<(), ReviewError> {
+    fn drain(&mut self, out: &mut Collector) -> Result<(), ReviewError> {
         let Some((file, _)) = self.file.as_mut() else {
             return Ok(());
         };
@@ -347,27 +384,106 @@ impl Follower {
                 }
             };
             let mut chunk = &buf[..n];
+            let mut pos = self.offset;
             self.offset += n as u64;
             while let Some(i) = chunk.iter().position(|&b| b == b'\n') {
-                let start = self.offset - (chunk.len() as u64) - self.partial.len() as u64;
-                self.partial.extend_from_slice(&chunk[..i]);
+                extend_partial(&mut self.partial, &mut self.too_long, &chunk[..i]);
                 chunk = &chunk[i + 1..];
+                pos += i as u64 + 1;
                 self.line += 1;
-                let bytes = std::mem::take(&mut self.partial);
-                let event = parse_line(&self.path, &self.name, self.line, bytes, start);
+                let start = std::mem::replace(&mut self.line_start, pos);
+                let event = if std::mem::take(&mut self.too_long) {
+                    // Never parse what is left of an overlong line: its end
+                    // alone could look like a record.
+                    FollowEvent::Bad(ReadError::TooLong {
+                        path: self.path.clone(),
+                        line: self.line,
+                        offset: start,
+                        max: DEFAULT_MAX_LINE,
+                    })
+                } else {
+                    let bytes = std::mem::take(&mut self.partial);
+                    parse_line(&self.path, &self.name, self.line, bytes, start)
+                };
                 if let FollowEvent::Record(e) = &event {
                     self.last_seq = Some(e.record.seq);
                 }
                 out.push(event);
             }
-            if self.partial.len() + chunk.len() > DEFAULT_MAX_LINE {
-                // Keep memory bounded: an endless line is reported once its
-                // newline arrives, without its bytes.
-                self.partial.clear();
-            }
-            self.partial.extend_from_slice(chunk);
+            extend_partial(&mut self.partial, &mut self.too_long, chunk);
         }
         Ok(())
+    }
+}
+
+/// Adds `piece` to the line being read, unless that makes it longer than
+/// any record: then its bytes are dropped and it is reported, without
+/// them, once it ends.
+fn extend_partial(partial: &mut Vec<u8>, too_long: &mut bool, piece: &[u8]) {
+    if *too_long {
+        return;
+    }
+    if partial.len() + piece.len() > DEFAULT_MAX_LINE {
+        *too_long = true;
+        *partial = Vec::new();
+    } else {
+        partial.extend_from_slice(piece);
+    }
+}
+
+/// Where read events go: every event, or (for [`StartAt::Last`]) only the
+/// last records; in both, at most [`MAX_BAD_PER_POLL`] bad lines, the rest
+/// counted.
+struct Collector {
+    events: Vec<FollowEvent>,
+    /// With `Some(n)`, records go to `last`, which keeps the newest `n`.
+    keep: Option<usize>,
+    last: VecDeque<FollowEvent>,
+    bad: usize,
+    omitted: u64,
+}
+
+impl Collector {
+    fn all() -> Collector {
+        Collector {
+            events: Vec::new(),
+            keep: None,
+            last: VecDeque::new(),
+            bad: 0,
+            omitted: 0,
+        }
+    }
+
+    fn last(n: usize) -> Collector {
+        Collector {
+            keep: Some(n),
+            ..Collector::all()
+        }
+    }
+
+    fn push(&mut self, event: FollowEvent) {
+        match (&event, self.keep) {
+            (FollowEvent::Bad(_), _) if self.bad >= MAX_BAD_PER_POLL => self.omitted += 1,
+            (FollowEvent::Bad(_), _) => {
+                self.bad += 1;
+                self.events.push(event);
+            }
+            (FollowEvent::Record(_), Some(n)) => {
+                if n == 0 {
+                    return;
+                }
+                if self.last.len() == n {
+                    self.last.pop_front();
+                }
+                self.last.push_back(event);
+            }
+            _ => self.events.push(event),
+        }
+    }
+
+    fn finish(mut self) -> Vec<FollowEvent> {
+        self.events.extend(self.last);
+        self.events
     }
 }
 

@@ -228,8 +228,12 @@ impl Iterator for Source {
     }
 }
 
-/// Every record of `paths` that `keep` accepts, and every line that could
-/// not be read.
+/// How many unreadable lines [`load`] keeps in full; the rest are counted
+/// in [`Loaded::bad_line_count`], so a file of junk costs no memory.
+pub const MAX_BAD_KEPT: usize = 100;
+
+/// Every record of `paths` that `keep` accepts, and the lines that could
+/// not be read (the first [`MAX_BAD_KEPT`] in full, all counted).
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -255,17 +259,24 @@ pub fn load<P: AsRef<Path>>(
     let files = source.files().to_vec();
     let mut entries = Vec::new();
     let mut bad_lines = Vec::new();
+    let mut bad_line_count = 0;
     for item in source {
         match item {
             Ok(entry) if keep(&entry.record) => entries.push(entry),
             Ok(_) => {}
-            Err(e) => bad_lines.push(e),
+            Err(e) => {
+                bad_line_count += 1;
+                if bad_lines.len() < MAX_BAD_KEPT {
+                    bad_lines.push(e);
+                }
+            }
         }
     }
     Ok(Loaded {
         files,
         entries,
         bad_lines,
+        bad_line_count,
     })
 }
 
@@ -276,6 +287,9 @@ pub struct Loaded {
     pub files: Vec<SourceFile>,
     /// The records kept, in file order.
     pub entries: Vec<Entry>,
-    /// Lines that are not records, and files that could not be read.
+    /// Lines that are not records, and files that could not be read: the
+    /// first [`MAX_BAD_KEPT`].
     pub bad_lines: Vec<ReadError>,
+    /// How many there were in all.
+    pub bad_line_count: u64,
 }

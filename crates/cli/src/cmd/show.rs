@@ -78,6 +78,57 @@ pub fn record_line(json: bool, entry: &Entry, buf: &mut Vec<u8>) {
     buf.push(b'\n');
 }
 
+/// How many unreadable lines a reading command prints in full.
+pub const BAD_SHOWN: u64 = 20;
+
+/// Lines that are not records, as the reading commands report them on
+/// stderr: the first [`BAD_SHOWN`] in full, the rest only counted, so a
+/// file of millions of junk lines gives a short report.
+pub struct BadLines {
+    total: u64,
+    suffix: &'static str,
+}
+
+impl BadLines {
+    /// Reports with `suffix` after each line's message.
+    pub fn new(suffix: &'static str) -> BadLines {
+        BadLines { total: 0, suffix }
+    }
+
+    /// One more unreadable line.
+    pub fn report(&mut self, e: &dyn std::fmt::Display) {
+        self.total += 1;
+        if self.total <= BAD_SHOWN {
+            eprintln!("agent-audit: {e}{}", self.suffix);
+        }
+    }
+
+    /// Lines counted elsewhere and not shown.
+    pub fn add_unshown(&mut self, n: u64) {
+        self.total += n;
+    }
+
+    /// Says on stderr how many were not shown, if any.
+    pub fn print_rest(&self) {
+        if self.total > BAD_SHOWN {
+            eprintln!(
+                "agent-audit: {} more line(s) that are not records were not shown (`agent-audit verify` names the first problem)",
+                self.total - BAD_SHOWN
+            );
+        }
+    }
+
+    /// The error a command ends with when there were any.
+    pub fn error(&self) -> Option<CliError> {
+        (self.total > 0).then(|| {
+            CliError::Runtime(format!(
+                "{} line(s) could not be read as records (see above)",
+                self.total
+            ))
+        })
+    }
+}
+
 /// Writes to stdout; a closed pipe (`| head`) ends the command quietly.
 pub fn write_out(out: &mut impl Write, bytes: &[u8]) -> Result<bool, CliError> {
     match out.write_all(bytes) {
@@ -141,14 +192,13 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let source = args.inputs.open()?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut bad = 0usize;
+    let mut bad = BadLines::new("");
     let mut buf = Vec::new();
     for item in source {
         let entry = match item {
             Ok(e) => e,
             Err(e) => {
-                bad += 1;
-                eprintln!("agent-audit: {e}");
+                bad.report(&e);
                 continue;
             }
         };
@@ -161,10 +211,9 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         }
     }
     flush_out(&mut out)?;
-    if bad > 0 {
-        return Err(CliError::Runtime(format!(
-            "{bad} line(s) could not be read as records (see above)"
-        )));
+    bad.print_rest();
+    match bad.error() {
+        Some(e) => Err(e),
+        None => Ok(ExitCode::SUCCESS),
     }
-    Ok(ExitCode::SUCCESS)
 }

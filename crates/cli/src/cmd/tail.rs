@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agent_audit_review::{FollowEvent, Follower, StartAt};
 
-use super::show::{flush_out, record_line, review_err, write_out};
+use super::show::{BadLines, flush_out, record_line, review_err, write_out};
 use crate::error::CliError;
 
 /// Arguments of `tail`.
@@ -38,7 +38,8 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let mut follower = Follower::open(&args.file, StartAt::Last(args.lines)).map_err(review_err)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut bad = 0usize;
+    let mut bad = BadLines::new("");
+    let mut omitted = 0;
     let mut buf = Vec::new();
     loop {
         let events = follower.poll().map_err(review_err)?;
@@ -50,10 +51,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
                         return Ok(ExitCode::SUCCESS);
                     }
                 }
-                FollowEvent::Bad(e) => {
-                    bad += 1;
-                    eprintln!("agent-audit: {e}");
-                }
+                FollowEvent::Bad(e) => bad.report(&e),
                 FollowEvent::Rotated { caught_up } => {
                     for p in caught_up {
                         eprintln!("agent-audit: read rotated file {}", p.display());
@@ -69,16 +67,27 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
                 ),
             }
         }
+        // Lines past the follower's per-poll limit were only counted.
+        let now = follower.bad_lines_omitted();
+        bad.add_unshown(now - omitted);
+        omitted = now;
         flush_out(&mut out)?;
         if !args.follow {
             break;
         }
         std::thread::sleep(Duration::from_millis(args.interval_ms));
     }
-    if bad > 0 {
-        return Err(CliError::Runtime(format!(
-            "{bad} line(s) could not be read as records (see above)"
-        )));
+    if let Some((line, offset)) = follower.overlong_line() {
+        // Not an error yet: the line may still be being written.
+        eprintln!(
+            "agent-audit: {}:{line}: the last line (from byte {offset}) is longer than {} bytes and has no newline yet; it is not a record",
+            args.file.display(),
+            agent_audit::jsonl::DEFAULT_MAX_LINE
+        );
     }
-    Ok(ExitCode::SUCCESS)
+    bad.print_rest();
+    match bad.error() {
+        Some(e) => Err(e),
+        None => Ok(ExitCode::SUCCESS),
+    }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use agent_audit_review::progress::Progress;
 use agent_audit_review::{Entry, Timeline};
 
-use super::show::{Inputs, flush_out, review_err, write_out};
+use super::show::{BadLines, Inputs, flush_out, review_err, write_out};
 use crate::error::CliError;
 
 /// Arguments of `timeline`.
@@ -33,15 +33,17 @@ fn load_request(inputs: &Inputs, request_id: &str) -> Result<(Vec<Entry>, Vec<St
         .collect();
     let mut progress = Progress::new(source.total_bytes(), "reading");
     let mut entries = Vec::new();
+    let mut bad = BadLines::new(" (skipped)");
     while let Some(item) = source.next() {
         match item {
             Ok(e) if e.record.request_id.as_deref() == Some(request_id) => entries.push(e),
             Ok(_) => {}
-            Err(e) => eprintln!("agent-audit: {e} (skipped)"),
+            Err(e) => bad.report(&e),
         }
         progress.set(source.bytes_read());
     }
     progress.finish();
+    bad.print_rest();
     Ok((entries, names))
 }
 
