@@ -81,7 +81,7 @@ use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::head::{ChainHead, HeadHandle};
+use crate::head::{ChainHead, HeadHandle, Mark};
 use crate::keys::{PublicKey, Signer};
 
 /// First line of the canonical message.
@@ -347,18 +347,19 @@ pub struct CheckpointSummary {
     pub last: Option<CheckpointPayload>,
     /// The receipt of the final (shutdown) checkpoint, once written.
     pub final_receipt: Option<Receipt>,
+    /// Checkpoints that fell due while the checkpointer was so far behind
+    /// (tens of thousands of them) that the sink stopped keeping their
+    /// lines: the next checkpoint then covers more than `every` records.
+    pub marks_dropped: u64,
 }
 
 struct State {
-    /// `written` of the sink's head when the last checkpoint was taken.
+    /// `written` of the sink's head at the line the last checkpoint covers.
     written_at_last: u64,
+    /// `counted` there: application lines, what `every` counts.
+    counted_at_last: u64,
     /// The last checkpoint's `upto_seq` (the next one's `from_seq`).
     upto_last: Option<u64>,
-    /// Seq of our last checkpoint record while the sink has not written it.
-    own_pending: Option<u64>,
-    /// Lines since `written_at_last` that are our own checkpoint records
-    /// (they do not make the log need another checkpoint).
-    own_lines: u64,
     rotations: u64,
     last_at: Instant,
     summary: CheckpointSummary,
@@ -377,6 +378,11 @@ struct Shared {
 /// Emits signed `checkpoint` records for one [`JsonlSink`](crate::JsonlSink)'s
 /// chain: every `every` records, every `interval` while records flow, after
 /// each rotation and, through [`Checkpointer::finish`], at shutdown.
+///
+/// The sink marks the line where each `every`-th record falls as it writes
+/// it, so a checkpoint covers exactly `every` records even when the sink
+/// writes thousands in one batch; the checkpoint record itself follows
+/// within the writer's queue.
 ///
 /// ```
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -448,7 +454,8 @@ impl Checkpointer {
             every: options.every.max(1),
             interval: options.interval.max(Duration::from_millis(1)),
         };
-        let rotations = head.get().rotations;
+        head.set_every(options.every);
+        let now = head.get();
         let shared = Arc::new(Shared {
             auditor,
             head,
@@ -456,10 +463,11 @@ impl Checkpointer {
             options,
             state: Mutex::new(State {
                 written_at_last: 0,
+                // Lines written before the checkpointer started count
+                // toward its first checkpoint by time, not by number.
+                counted_at_last: 0,
                 upto_last: None,
-                own_pending: None,
-                own_lines: 0,
-                rotations,
+                rotations: now.rotations,
                 last_at: Instant::now(),
                 summary: CheckpointSummary::default(),
                 first_error: None,
@@ -473,25 +481,34 @@ impl Checkpointer {
         })
     }
 
-    /// Emits a checkpoint now if lines were written since the last one;
-    /// returns it.
+    /// Emits the checkpoints that fell due, then one now if lines were
+    /// written since; returns the last one emitted.
     pub async fn checkpoint_now(&self) -> Result<Option<CheckpointPayload>, CheckpointError> {
         let mut state = self.shared.state.lock().await;
-        let head = self.shared.head.get();
-        if pending_lines(&mut state, &head) == 0 {
-            return Ok(None);
+        let emitted = state.summary.emitted;
+        let head = self.shared.sign_due(&mut state).await?;
+        if pending_lines(&state, &head) == 0 {
+            let last = state.summary.last.clone();
+            return Ok(last.filter(|_| state.summary.emitted > emitted));
         }
         let (cp, result) = self
             .shared
-            .emit(&mut state, &head, CheckpointReason::Manual, false)
+            .emit(
+                &mut state,
+                &head,
+                &Covered::head(&head),
+                CheckpointReason::Manual,
+                false,
+            )
             .await;
         result.map(|_| Some(cp))
     }
 
     /// Stops the periodic checkpoints, waits until every record emitted so
-    /// far is in the file, and emits a final checkpoint covering it (unless
-    /// the last checkpoint already does), waiting until it is written.
-    /// Call it when the application has stopped emitting and before
+    /// far is in the file, and emits the checkpoints due and a final one
+    /// covering it all (unless the last checkpoint already does), waiting
+    /// until it is written. Call it when the application has stopped
+    /// emitting and before
     /// [`Dispatcher::shutdown`](agent_audit_core::Dispatcher::shutdown).
     ///
     /// Returns what was emitted, or the first error any checkpoint met.
@@ -522,15 +539,29 @@ impl Checkpointer {
             }
         }
         let mut state = shared.state.lock().await;
-        let head = shared.head.get();
-        if head.opened && pending_lines(&mut state, &head) > 0 {
+        let head = match shared.sign_due(&mut state).await {
+            Ok(head) => head,
+            Err(e) => {
+                state.first_error.get_or_insert(e);
+                shared.head.get()
+            }
+        };
+        if head.opened && pending_lines(&state, &head) > 0 {
             let (_, result) = shared
-                .emit(&mut state, &head, CheckpointReason::Shutdown, true)
+                .emit(
+                    &mut state,
+                    &head,
+                    &Covered::head(&head),
+                    CheckpointReason::Shutdown,
+                    true,
+                )
                 .await;
             if let Err(e) = result {
                 state.first_error.get_or_insert(e);
             }
         }
+        // Nothing signs marks from now on.
+        shared.head.set_every(0);
         match state.first_error.take() {
             Some(e) => Err(e),
             None => Ok(std::mem::take(&mut state.summary)),
@@ -542,32 +573,77 @@ impl Drop for Checkpointer {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
+            self.shared.head.set_every(0);
         }
     }
 }
 
-/// Lines written since the last checkpoint that are not our own checkpoint
-/// records.
-fn pending_lines(state: &mut State, head: &ChainHead) -> u64 {
-    if let Some(own) = state.own_pending
-        && head.seq >= own
-    {
-        state.own_lines += 1;
-        state.own_pending = None;
+/// Application lines written after the last checkpoint's line.
+fn pending_lines(state: &State, head: &ChainHead) -> u64 {
+    head.counted.saturating_sub(state.counted_at_last)
+}
+
+/// The line a checkpoint covers: a mark the sink left, or its head.
+struct Covered {
+    seq: u64,
+    head: String,
+    written: u64,
+    counted: u64,
+}
+
+impl Covered {
+    fn head(h: &ChainHead) -> Covered {
+        Covered {
+            seq: h.seq,
+            head: h.head.clone(),
+            written: h.written,
+            counted: h.counted,
+        }
     }
-    head.written
-        .saturating_sub(state.written_at_last)
-        .saturating_sub(state.own_lines)
+
+    fn mark(m: Mark) -> Covered {
+        Covered {
+            seq: m.seq,
+            head: m.head,
+            written: m.written,
+            counted: m.counted,
+        }
+    }
 }
 
 impl Shared {
-    /// Signs the state in `head` and emits it. Returns the payload and the
-    /// outcome; on failure the state is left so the next attempt covers the
-    /// same lines.
+    /// Emits a `count` checkpoint for every mark the sink left since the
+    /// last call, oldest first; returns the head published with them.
+    async fn sign_due(&self, state: &mut State) -> Result<ChainHead, CheckpointError> {
+        let (head, marks, dropped) = self.head.take();
+        state.summary.marks_dropped += dropped;
+        for mark in marks {
+            // A checkpoint of another reason may already cover it.
+            if mark.counted <= state.counted_at_last || !head.opened {
+                continue;
+            }
+            let (_, result) = self
+                .emit(
+                    state,
+                    &head,
+                    &Covered::mark(mark),
+                    CheckpointReason::Count,
+                    false,
+                )
+                .await;
+            result?;
+        }
+        Ok(head)
+    }
+
+    /// Signs `covered` (a line of the log behind `head`) and emits it.
+    /// Returns the payload and the outcome; on failure the state is left so
+    /// the next attempt covers the same lines.
     async fn emit(
         &self,
         state: &mut State,
         head: &ChainHead,
+        covered: &Covered,
         reason: CheckpointReason,
         wait: bool,
     ) -> (CheckpointPayload, Result<u64, CheckpointError>) {
@@ -577,9 +653,9 @@ impl Shared {
             &head.log,
             ChainAlgorithm::of(head.keyed),
             from_seq,
-            head.seq,
-            head.written - state.written_at_last.min(head.written),
-            &head.head,
+            covered.seq,
+            covered.written.saturating_sub(state.written_at_last),
+            &covered.head,
             reason,
         );
         let result = if wait {
@@ -593,11 +669,13 @@ impl Shared {
         match result {
             Ok(receipt) => {
                 let seq = receipt.seq;
-                state.written_at_last = head.written;
-                state.upto_last = Some(head.seq);
-                state.own_pending = Some(seq);
-                state.own_lines = 0;
-                state.rotations = head.rotations;
+                state.written_at_last = covered.written;
+                state.counted_at_last = covered.counted;
+                state.upto_last = Some(covered.seq);
+                self.head.covered(covered.counted);
+                if covered.written == head.written {
+                    state.rotations = head.rotations;
+                }
                 state.summary.emitted += 1;
                 state.summary.last = Some(cp.clone());
                 if wait {
@@ -607,7 +685,7 @@ impl Shared {
             }
             Err(source) => {
                 state.summary.failed += 1;
-                let upto_seq = head.seq;
+                let upto_seq = covered.seq;
                 (cp, Err(CheckpointError::Emit { upto_seq, source }))
             }
         }
@@ -620,17 +698,28 @@ async fn run(shared: Arc<Shared>) {
         let stop = shared.stop.notified();
         let deadline = {
             let mut state = shared.state.lock().await;
-            let head = shared.head.get();
+            let head = match shared.sign_due(&mut state).await {
+                Ok(head) => head,
+                Err(e) => {
+                    state.first_error.get_or_insert(e);
+                    shared.head.get()
+                }
+            };
             let pending = if head.opened {
-                pending_lines(&mut state, &head)
+                pending_lines(&state, &head)
             } else {
                 0
             };
+            if pending == 0 {
+                // Everything is covered, the end of a rotated file too.
+                state.rotations = head.rotations;
+            }
             let reason = if pending == 0 {
                 None
             } else if head.rotations != state.rotations {
                 Some(CheckpointReason::Rotation)
             } else if pending >= shared.options.every {
+                // Only when marks were dropped (see `marks_dropped`).
                 Some(CheckpointReason::Count)
             } else if state.last_at.elapsed() >= shared.options.interval {
                 Some(CheckpointReason::Interval)
@@ -639,7 +728,10 @@ async fn run(shared: Arc<Shared>) {
             };
             match reason {
                 Some(reason) => {
-                    let (_, result) = shared.emit(&mut state, &head, reason, false).await;
+                    let covered = Covered::head(&head);
+                    let (_, result) = shared
+                        .emit(&mut state, &head, &covered, reason, false)
+                        .await;
                     if let Err(e) = result {
                         state.first_error.get_or_insert(e);
                     }

@@ -26,15 +26,69 @@ pub struct ChainHead {
     pub opened_after_seq: u64,
     /// Lines this sink has appended since it opened the log.
     pub written: u64,
+    /// Those of them that are not `checkpoint` records: what
+    /// `checkpoint_every` counts.
+    pub counted: u64,
     /// How many times the sink has started a new file since it opened:
     /// rotations, and reopening the path after the file was moved away or
     /// deleted underneath it.
     pub rotations: u64,
 }
 
+/// Most marks kept for the checkpointer: far more than it falls behind by
+/// in practice (it signs one per `checkpoint_every` records), and a bound
+/// on memory if it stalls.
+const MAX_MARKS: usize = 1 << 16;
+
+/// The chain at the line where a checkpoint falls due: the
+/// `checkpoint_every`-th counted line since the last checkpoint. The sink
+/// records it as it writes, so a checkpoint covers exactly that many
+/// records however many the sink writes in one batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Mark {
+    /// The line's seq.
+    pub seq: u64,
+    /// Its chain value.
+    pub head: String,
+    /// [`ChainHead::written`] up to and including it.
+    pub written: u64,
+    /// [`ChainHead::counted`] up to and including it.
+    pub counted: u64,
+}
+
+/// A mark the sink found in a batch not yet committed: `lines` counts the
+/// lines since the last commit, up to and including it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PendingMark {
+    pub seq: u64,
+    pub head: [u8; 64],
+    pub lines: u64,
+    pub counted: u64,
+}
+
+/// Where the next mark falls, as the sink reads it at the start of a batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cadence {
+    /// `checkpoint_every`; 0 while no checkpointer watches.
+    pub every: u64,
+    /// The `counted` value at which the next mark falls.
+    pub next_due: u64,
+    /// `counted` so far.
+    pub counted: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    head: ChainHead,
+    every: u64,
+    next_due: u64,
+    marks: std::collections::VecDeque<Mark>,
+    marks_dropped: u64,
+}
+
 #[derive(Debug)]
 struct Inner {
-    state: Mutex<ChainHead>,
+    state: Mutex<State>,
     changed: Notify,
 }
 
@@ -75,21 +129,28 @@ impl HeadHandle {
     /// A handle on a sink that has not opened yet.
     pub fn new() -> HeadHandle {
         HeadHandle(Arc::new(Inner {
-            state: Mutex::new(ChainHead {
-                log: String::new(),
-                keyed: false,
-                opened: false,
-                seq: 0,
-                head: GENESIS.to_string(),
-                opened_after_seq: 0,
-                written: 0,
-                rotations: 0,
+            state: Mutex::new(State {
+                head: ChainHead {
+                    log: String::new(),
+                    keyed: false,
+                    opened: false,
+                    seq: 0,
+                    head: GENESIS.to_string(),
+                    opened_after_seq: 0,
+                    written: 0,
+                    counted: 0,
+                    rotations: 0,
+                },
+                every: 0,
+                next_due: 0,
+                marks: std::collections::VecDeque::new(),
+                marks_dropped: 0,
             }),
             changed: Notify::new(),
         }))
     }
 
-    fn lock(&self) -> MutexGuard<'_, ChainHead> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         // The state is plain data updated in one statement at a time, so a
         // panic elsewhere cannot leave it half-written: a poisoned lock is
         // still safe to use.
@@ -98,7 +159,42 @@ impl HeadHandle {
 
     /// A snapshot of the current state.
     pub fn get(&self) -> ChainHead {
-        self.lock().clone()
+        self.lock().head.clone()
+    }
+
+    /// Asks the sink to mark every `every`-th counted line from now on
+    /// (0: none). Called by the checkpointer when it starts.
+    pub(crate) fn set_every(&self, every: u64) {
+        let mut s = self.lock();
+        s.every = every;
+        s.next_due = s.head.counted.saturating_add(every);
+        s.marks.clear();
+    }
+
+    /// The head and the marks published since the last call, together: a
+    /// mark is published with the head of the same commit, so every mark
+    /// at or before the head returned is among them.
+    pub(crate) fn take(&self) -> (ChainHead, Vec<Mark>, u64) {
+        let mut s = self.lock();
+        let marks = s.marks.drain(..).collect();
+        (s.head.clone(), marks, std::mem::take(&mut s.marks_dropped))
+    }
+
+    /// A checkpoint now covers the counted lines up to `counted`: the next
+    /// mark falls `every` after it (never earlier than already due).
+    pub(crate) fn covered(&self, counted: u64) {
+        let mut s = self.lock();
+        s.next_due = s.next_due.max(counted.saturating_add(s.every));
+    }
+
+    /// Where the next mark falls; read by the sink before a batch.
+    pub(crate) fn cadence(&self) -> Cadence {
+        let s = self.lock();
+        Cadence {
+            every: s.every,
+            next_due: s.next_due,
+            counted: s.head.counted,
+        }
     }
 
     /// Waits until the sink publishes a change (a write, a rotation, an
@@ -111,7 +207,10 @@ impl HeadHandle {
     /// Called by the sink once its file is open and its chain resumed.
     pub(crate) fn opened(&self, path: &Path, keyed: bool, last_seq: Option<u64>, head: &str) {
         {
-            let mut s = self.lock();
+            let mut st = self.lock();
+            st.marks.clear();
+            st.next_due = st.every;
+            let s = &mut st.head;
             s.log = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -123,15 +222,43 @@ impl HeadHandle {
             s.head.clear();
             s.head.push_str(head);
             s.written = 0;
+            s.counted = 0;
         }
         self.0.changed.notify_one();
     }
 
     /// Called by the sink after lines reached the file: `lines` lines, the
-    /// last with `seq`, after which the chain head is `head`.
-    pub(crate) fn advanced(&self, seq: u64, head: &[u8; 64], lines: u64) {
+    /// last with `seq`, after which the chain head is `head`, `counted` of
+    /// all lines so far are not checkpoints, and `marks` fell among them
+    /// (the next one due at `next_due`).
+    pub(crate) fn advanced(
+        &self,
+        seq: u64,
+        head: &[u8; 64],
+        lines: u64,
+        counted: u64,
+        marks: &mut Vec<PendingMark>,
+        next_due: u64,
+    ) {
         {
-            let mut s = self.lock();
+            let mut st = self.lock();
+            let written = st.head.written;
+            for m in marks.drain(..) {
+                if st.marks.len() >= MAX_MARKS {
+                    st.marks.pop_front();
+                    st.marks_dropped += 1;
+                }
+                st.marks.push_back(Mark {
+                    seq: m.seq,
+                    head: String::from_utf8_lossy(&m.head).into_owned(),
+                    written: written + m.lines,
+                    counted: m.counted,
+                });
+            }
+            // The checkpointer may have moved it on meanwhile.
+            st.next_due = st.next_due.max(next_due);
+            let s = &mut st.head;
+            s.counted = counted;
             s.seq = seq;
             s.head.clear();
             // The sink stores only lowercase hex digits in its head.
@@ -145,7 +272,7 @@ impl HeadHandle {
     /// Called by the sink after it renamed a full file and started a new
     /// one, or reopened its path after the file was moved or deleted.
     pub(crate) fn rotated(&self) {
-        self.lock().rotations += 1;
+        self.lock().head.rotations += 1;
         self.0.changed.notify_one();
     }
 }

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent_audit_core::{AckLevel, Batch, Record, Sink, SinkError, SinkOpen};
+use agent_audit_core::{AckLevel, Batch, EventType, Record, Sink, SinkError, SinkOpen};
 
 use crate::chain::Chain;
 use crate::error::JsonlError;
 use crate::files;
-use crate::head::HeadHandle;
+use crate::head::{Cadence, HeadHandle, PendingMark};
 use crate::options::{FsyncPolicy, JsonlOptions};
 use crate::tail::{self, ScanError};
 
@@ -487,6 +487,10 @@ impl JsonlSink {
         let mut pending: Option<Pending> = None;
         // Lines written since the last commit.
         let mut lines = 0u64;
+        // Checkpoints fall due by counted line, wherever a batch ends: the
+        // lines where they do are marked here and published on commit.
+        let mut cadence = self.published.cadence();
+        let mut marks = Vec::new();
         for r in records {
             let line_start = buf.len();
             let prev_head = self.chain.head_raw();
@@ -510,7 +514,7 @@ impl JsonlSink {
                 });
                 if active.regular && has_record && (too_big || too_old) {
                     self.write_chunk(&buf[..line_start], pending.take())?;
-                    self.commit(prev_head, lines);
+                    self.commit(prev_head, lines, &cadence, &mut marks);
                     lines = 0;
                     self.rotate()?;
                     buf.drain(..line_start);
@@ -525,13 +529,25 @@ impl JsonlSink {
                 },
             });
             lines += 1;
+            if r.event_type != EventType::Checkpoint {
+                cadence.counted += 1;
+                if cadence.every > 0 && cadence.counted >= cadence.next_due {
+                    marks.push(PendingMark {
+                        seq: r.seq,
+                        head: self.chain.head_raw(),
+                        lines,
+                        counted: cadence.counted,
+                    });
+                    cadence.next_due = cadence.counted.saturating_add(cadence.every);
+                }
+            }
             if buf.len() >= CHUNK {
                 self.write_chunk(buf, pending.take())?;
                 buf.clear();
             }
         }
         self.write_chunk(buf, pending.take())?;
-        self.commit(self.chain.head_raw(), lines);
+        self.commit(self.chain.head_raw(), lines, &cadence, &mut marks);
         Ok(())
     }
 
@@ -570,7 +586,13 @@ impl JsonlSink {
     /// Records that everything written so far, ending with a line whose
     /// chain value is `head`, is in the file: the point a failed write
     /// rewinds to, and what checkpoints may name.
-    fn commit(&mut self, head: [u8; 64], lines: u64) {
+    fn commit(
+        &mut self,
+        head: [u8; 64],
+        lines: u64,
+        cadence: &Cadence,
+        marks: &mut Vec<PendingMark>,
+    ) {
         let Some(active) = self.active.as_ref() else {
             return;
         };
@@ -582,7 +604,8 @@ impl JsonlSink {
             first_ts: active.first_ts,
         };
         if let (Some(last), true) = (active.last_seq, lines > 0) {
-            self.published.advanced(last, &head, lines);
+            self.published
+                .advanced(last, &head, lines, cadence.counted, marks, cadence.next_due);
         }
     }
 

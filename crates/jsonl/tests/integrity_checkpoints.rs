@@ -375,3 +375,110 @@ fn a_checkpointer_outside_a_runtime_is_an_error_not_a_panic() {
     assert!(err.to_string().contains("Tokio runtime"), "{err}");
     rt.block_on(d.shutdown(SHUTDOWN));
 }
+
+/// Emits `n` records as fast as the dispatcher takes them (so the sink
+/// writes batches of thousands), with a checkpoint every `every`, and
+/// returns the log's path and its checkpoints.
+async fn flat_out(
+    dir: &std::path::Path,
+    n: u64,
+    every: u64,
+) -> (
+    std::path::PathBuf,
+    Signer,
+    Vec<(u64, u64, CheckpointPayload)>,
+) {
+    let path = dir.join("audit-log.jsonl");
+    let sink = JsonlSink::new(JsonlOptions::new(&path)).unwrap();
+    let head = sink.head_handle();
+    let d = Dispatcher::builder()
+        .sink(SinkOptions::new("jsonl").queue(65_536), sink)
+        .start()
+        .await
+        .unwrap();
+    let signer = Signer::generate();
+    let cp = Checkpointer::start(
+        Auditor::new(d.clone()).with_agent("agent-audit"),
+        head,
+        signer.clone(),
+        CheckpointOptions {
+            every,
+            interval: Duration::from_secs(3600),
+        },
+    )
+    .unwrap();
+    let a = Auditor::new(d.clone()).for_request(Some("r1"));
+    for i in 0..n {
+        a.emit(EventType::ToolCall, &tool_call(i)).await.unwrap();
+    }
+    cp.finish().await.unwrap();
+    assert!(d.shutdown(SHUTDOWN).await.is_clean());
+    let cps = checkpoints_in(&path);
+    (path, signer, cps)
+}
+
+/// The application records (not checkpoints) with a seq in `(from, upto]`.
+fn records_between(path: &std::path::Path, from: u64, upto: u64) -> u64 {
+    Reader::open(path)
+        .unwrap()
+        .map(|l| l.unwrap().record)
+        .filter(|r| r.seq > from && r.seq <= upto && r.event_type != EventType::Checkpoint)
+        .count() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_come_every_n_records_however_large_the_sinks_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, signer, cps) = flat_out(dir.path(), 20_500, 1000).await;
+    let (last, counted) = cps.split_last().unwrap();
+    assert_eq!(last.2.reason, CheckpointReason::Shutdown, "{:#?}", last.2);
+    // Each checkpoint covers exactly the next 1000 application records
+    // (batches of up to 4096 records do not stretch that), and the last
+    // one the remaining 500.
+    assert_eq!(counted.len(), 20, "{}", counted.len());
+    let mut from = 0;
+    for (i, (_, seq, cp)) in cps.iter().enumerate() {
+        assert_eq!(cp.from_seq, from, "checkpoint {i}: coverage chains");
+        let apps = records_between(&path, cp.from_seq, cp.upto_seq);
+        if cp.reason == CheckpointReason::Count {
+            assert_eq!(
+                apps, 1000,
+                "checkpoint {i} covers {apps} application records: {cp:#?}"
+            );
+        } else {
+            assert!(apps <= 1000, "checkpoint {i}: {apps}");
+        }
+        // `records` counts every line in the range, earlier checkpoints too.
+        let lines = records_between(&path, cp.from_seq, cp.upto_seq)
+            + cps
+                .iter()
+                .filter(|c| c.1 > cp.from_seq && c.1 <= cp.upto_seq)
+                .count() as u64;
+        assert_eq!(cp.records, lines, "checkpoint {i}");
+        assert!(cp.upto_seq < *seq);
+        from = cp.upto_seq;
+    }
+    let report = verify_with(&[&path], &with_key(signer.public_key()));
+    expect_intact(&report);
+    assert_eq!(report.checkpoints.heads_matched, cps.len() as u64);
+    assert_eq!(report.checkpoints.uncovered_records, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_every_record_covers_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, signer, cps) = flat_out(dir.path(), 300, 1).await;
+    let counted: Vec<_> = cps
+        .iter()
+        .filter(|c| c.2.reason == CheckpointReason::Count)
+        .collect();
+    assert_eq!(counted.len(), 300, "{}", counted.len());
+    for (_, _, cp) in &counted {
+        assert_eq!(
+            records_between(&path, cp.from_seq, cp.upto_seq),
+            1,
+            "{cp:#?}"
+        );
+    }
+    expect_intact(&verify_with(&[&path], &with_key(signer.public_key())));
+}
