@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use crate::error::{EmitError, StartError};
 use crate::ids::{SpanId, TraceId};
 use crate::lease::{Leased, SeqLease};
-use crate::record::{EventType, Record, RecordMeta};
+use crate::record::{EventType, MAX_SEQ, Record, RecordMeta};
 use crate::redact::PayloadFilter;
 use crate::sink::{AckLevel, Batch, ShutdownSignal, Sink, SinkError};
 use crate::time::Timestamp;
@@ -148,7 +148,11 @@ impl DispatcherBuilder {
     /// Opens every sink, continues the seq after the highest one they hold,
     /// starts the workers and writes a gap record for any damage reported.
     pub async fn start(self) -> Result<Dispatcher, StartError> {
+        if self.sinks.is_empty() {
+            return Err(StartError::NoSinks);
+        }
         let mut last_seq = 0u64;
+        let mut held_by = String::new();
         let mut opened = Vec::new();
         let mut notices = Vec::new();
         for (options, mut sink) in self.sinks {
@@ -162,22 +166,47 @@ impl DispatcherBuilder {
                 sink: options.name.clone(),
                 source,
             })?;
-            last_seq = last_seq.max(open.last_seq.unwrap_or(0));
+            if let Some(seq) = open.last_seq
+                && seq > last_seq
+            {
+                last_seq = seq;
+                held_by = format!("sink `{}`", options.name);
+            }
             for n in open.notices {
                 notices.push((options.name.clone(), n));
             }
             opened.push((options, sink));
         }
         let lease_error = |source| StartError::Lease { source };
-        let (lease, skipped) = match self.lease {
+        let (lease, skipped, lease_notice) = match self.lease {
             Some(store) => {
-                let (mut leased, skipped) =
+                let (leased, skipped) =
                     Leased::open(store, self.lease_block, last_seq).map_err(lease_error)?;
-                last_seq = leased.next_seq() - 1;
-                leased.ensure(last_seq + 1).map_err(lease_error)?;
-                (Some(leased), skipped)
+                if skipped.is_some() {
+                    last_seq = leased.last_reserved();
+                    held_by = format!("the seq lease `{}`", leased.location());
+                }
+                let notice = leased.take_notice().map(|n| (leased.location(), n));
+                (Some(leased), skipped, notice)
             }
-            None => (None, None),
+            None => (None, None, None),
+        };
+        // The start numbers its own notices, then at least one record must
+        // fit: refused up front rather than half started. Before anything
+        // is written or reserved, so the sinks and the lease stay as found.
+        let needed = notices.len() as u64
+            + u64::from(skipped.is_some())
+            + u64::from(lease_notice.is_some())
+            + 1;
+        if MAX_SEQ.saturating_sub(last_seq) < needed {
+            return Err(StartError::SeqExhausted { last_seq, held_by });
+        }
+        let lease = match lease {
+            Some(mut leased) => {
+                leased.ensure(last_seq + 1).map_err(lease_error)?;
+                Some(leased)
+            }
+            None => None,
         };
         let slots: Vec<Arc<SinkSlot>> = opened
             .into_iter()
@@ -188,6 +217,7 @@ impl DispatcherBuilder {
                 next_seq: last_seq + 1,
                 lease,
                 lease_error: None,
+                unnumbered: 0,
             }),
             sinks: slots,
             filter: self.filter,
@@ -198,6 +228,13 @@ impl DispatcherBuilder {
             before_shutdown: Mutex::new(Vec::new()),
         });
         let d = Dispatcher { shared };
+        // What the lease store worked around comes first: it decided
+        // where the numbering starts.
+        if let Some((lease, detail)) = lease_notice {
+            let payload =
+                serde_json::json!({"reason": "lease_notice", "lease": lease, "detail": detail});
+            d.emit_internal(EventType::AuditGap, payload).await?;
+        }
         for (sink, notice) in notices {
             let payload =
                 serde_json::json!({"reason": "sink_notice", "sink": sink, "detail": notice});
@@ -252,11 +289,24 @@ type ShutdownHook =
     Box<dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send>;
 
 struct Order {
+    /// The seq the next record gets; `MAX_SEQ + 1` once every seq is used.
     next_seq: u64,
     lease: Option<Leased>,
     /// A lease store that failed while numbering a gap record, for the
     /// next emit to report.
     lease_error: Option<crate::lease::LeaseError>,
+    /// Gap records that could not be numbered because the seq space was
+    /// used up, for the shutdown report.
+    unnumbered: u64,
+}
+
+/// Every seq up to [`MAX_SEQ`] is used.
+struct Exhausted;
+
+impl From<Exhausted> for EmitError {
+    fn from(_: Exhausted) -> EmitError {
+        EmitError::SeqExhausted { last_seq: MAX_SEQ }
+    }
 }
 
 impl Order {
@@ -273,8 +323,12 @@ impl Order {
 
     /// Gives a draft the next seq and the current time, in one critical
     /// section so that time never runs backwards along the sequence.
-    fn stamp(&mut self, draft: Draft) -> Arc<Record> {
+    /// Past [`MAX_SEQ`] there is no seq to give: an error, never a wrap.
+    fn stamp(&mut self, draft: Draft) -> Result<Arc<Record>, Exhausted> {
         let seq = self.next_seq;
+        if seq > MAX_SEQ {
+            return Err(Exhausted);
+        }
         // Gap records are numbered without an emit; `keep_leased` leaves
         // half a block of room for them, so this only runs if a flood of
         // them used it all up.
@@ -283,14 +337,15 @@ impl Order {
         {
             self.lease_error = Some(e);
         }
-        self.next_seq += 1;
-        Arc::new(Record::from_parts(
+        // `seq <= MAX_SEQ < u64::MAX`: no overflow.
+        self.next_seq = seq + 1;
+        Ok(Arc::new(Record::from_parts(
             seq,
             Timestamp::now(),
             draft.meta,
             draft.body,
             draft.payload_at,
-        ))
+        )))
     }
 }
 
@@ -332,6 +387,9 @@ impl Dispatcher {
         if shared.closed.load(Ordering::Acquire) {
             return Err(EmitError::Closed);
         }
+        if order.next_seq > MAX_SEQ {
+            return Err(Exhausted.into());
+        }
         order.keep_leased()?;
         shared.flush_gaps(&mut order, false).await;
         for s in &shared.sinks {
@@ -348,7 +406,8 @@ impl Dispatcher {
                 });
             }
         }
-        let record = order.stamp(draft);
+        // The gap records just numbered may have taken the last seqs.
+        let record = order.stamp(draft)?;
         let seq = record.seq;
         let mut dropped_required = None;
         for s in &shared.sinks {
@@ -395,9 +454,6 @@ impl Dispatcher {
                     });
                 }
             }
-        }
-        if self.shared.sinks.is_empty() {
-            reached = level;
         }
         Ok(Receipt {
             seq,
@@ -496,10 +552,12 @@ impl Dispatcher {
             }
         }
         let mut lease_error = None;
+        let unnumbered_gaps;
         {
             let mut order = shared.order.lock().await;
             if first {
                 shared.flush_gaps(&mut order, true).await;
+                // `next_seq` starts at 1 at least.
                 let last_used = order.next_seq - 1;
                 if let Some(e) = order.lease_error.take() {
                     lease_error = Some(e.to_string());
@@ -510,6 +568,7 @@ impl Dispatcher {
                     lease_error = Some(e.to_string());
                 }
             }
+            unnumbered_gaps = order.unnumbered;
             for s in &shared.sinks {
                 s.close_queue(Some(deadline));
             }
@@ -534,6 +593,7 @@ impl Dispatcher {
         shared.shut_down.store(true, Ordering::Release);
         ShutdownReport {
             lease_error,
+            unnumbered_gaps,
             sinks: shared
                 .sinks
                 .iter()
@@ -618,15 +678,24 @@ impl Shared {
                     serde_json::json!({
                         "reason": gap.reason,
                         "sink": s.options.name,
-                        "from_seq": gap.from,
-                        "to_seq": gap.to,
+                        // `null` for a failure that lost nothing (an
+                        // fsync that failed after every line was in).
+                        "from_seq": gap.ranges.first().map(|r| r.0),
+                        "to_seq": gap.ranges.last().map(|r| r.1),
                         "lost": gap.count,
                         "ranges": gap.ranges,
                         "error": gap.error,
                     })
                 };
                 let draft = self.internal_draft(EventType::AuditGap, &payload);
-                let record = order.stamp(draft);
+                let Ok(record) = order.stamp(draft) else {
+                    // No seq is left for the note; the loss it describes
+                    // is still counted in health and the shutdown report,
+                    // which also counts the notes that could not be
+                    // written.
+                    order.unnumbered += 1;
+                    continue;
+                };
                 for (j, other) in self.sinks.iter().enumerate() {
                     if j == i {
                         // The sink that lost records gets the note even when
@@ -732,12 +801,17 @@ pub struct ShutdownReport {
     /// Why the seq lease could not be lowered to the last seq used (the
     /// next start then skips the seqs still reserved, and says so).
     pub lease_error: Option<String>,
+    /// `audit_gap` records that could not be written because the seq
+    /// space was used up ([`MAX_SEQ`]); what they would have named is still
+    /// in the sinks' counts.
+    pub unnumbered_gaps: u64,
 }
 
 impl ShutdownReport {
     /// Whether every sink finished and nothing was lost.
     pub fn is_clean(&self) -> bool {
         self.lease_error.is_none()
+            && self.unnumbered_gaps == 0
             && self.sinks.iter().all(|s| {
                 s.finished && s.undelivered == 0 && s.health.failed == 0 && s.health.dropped == 0
             })
@@ -763,6 +837,13 @@ impl std::fmt::Display for ShutdownReport {
         }
         if let Some(e) = &self.lease_error {
             writeln!(f, "seq lease not released: {e}")?;
+        }
+        if self.unnumbered_gaps > 0 {
+            writeln!(
+                f,
+                "{} audit_gap record(s) not written: the seq space is used up",
+                self.unnumbered_gaps
+            )?;
         }
         Ok(())
     }
@@ -791,8 +872,6 @@ struct Queue {
 
 struct Gap {
     reason: &'static str,
-    from: u64,
-    to: u64,
     count: u64,
     ranges: Vec<(u64, u64)>,
     error: Option<String>,
@@ -803,7 +882,7 @@ struct Outcomes {
     /// Seq ranges that failed or were dropped, oldest first, bounded.
     bad: VecDeque<(u64, u64, DeliveryError)>,
     pending_drop: Vec<(u64, u64)>,
-    pending_fail: Option<(u64, u64, u64, String)>,
+    pending_fail: Option<PendingFail>,
     last_fail_note: Option<Instant>,
     pending_notices: Vec<String>,
     notices: u64,
@@ -813,6 +892,30 @@ struct Outcomes {
 }
 
 const BAD_RANGES_KEPT: usize = 4096;
+
+/// Failed writes not yet named in a `sink_failed` gap record.
+struct PendingFail {
+    /// Exactly the seqs the sink was given and does not hold, ascending.
+    ranges: Vec<(u64, u64)>,
+    /// How many records failed.
+    count: u64,
+    /// The latest failure's message.
+    error: String,
+}
+
+/// A `sink_failed` gap record is written as soon as it holds this many
+/// ranges, even within its second: failures alternating with successes
+/// (a disk that fills, frees a little, fills) give a range each, and the
+/// record must stay small.
+const FAIL_RANGES_PER_GAP: usize = 256;
+
+/// Appends `seq` to ascending `ranges`, extending the last when adjacent.
+fn push_seq(ranges: &mut Vec<(u64, u64)>, seq: u64) {
+    match ranges.last_mut() {
+        Some((_, to)) if to.checked_add(1) == Some(seq) => *to = seq,
+        _ => ranges.push((seq, seq)),
+    }
+}
 
 struct SinkSlot {
     options: SinkOptions,
@@ -951,6 +1054,7 @@ impl SinkSlot {
             self.note_drop(record.seq);
             return false;
         }
+        // Seqs end at MAX_SEQ, so one past a seq is always a u64.
         self.pushed.fetch_max(record.seq + 1, Ordering::AcqRel);
         q.items.push_back(record);
         let wake = std::mem::replace(&mut q.worker_sleeping, false);
@@ -967,7 +1071,7 @@ impl SinkSlot {
         self.dropped_or_refused.fetch_add(1, Ordering::Relaxed);
         let mut o = lock(&self.outcomes);
         match o.pending_drop.last_mut() {
-            Some((_, to)) if *to + 1 == seq => *to = seq,
+            Some((_, to)) if to.checked_add(1) == Some(seq) => *to = seq,
             _ => o.pending_drop.push((seq, seq)),
         }
         self.gap_pending.store(true, Ordering::Release);
@@ -986,8 +1090,7 @@ impl SinkSlot {
             let ranges = std::mem::take(&mut o.pending_drop);
             out.push(Gap {
                 reason: "queue_full",
-                from: ranges[0].0,
-                to: ranges[ranges.len() - 1].1,
+                // Disjoint ranges of seqs <= MAX_SEQ: the sum fits.
                 count: ranges.iter().map(|(a, b)| b - a + 1).sum(),
                 ranges,
                 error: None,
@@ -996,8 +1099,6 @@ impl SinkSlot {
         for notice in o.pending_notices.drain(..) {
             out.push(Gap {
                 reason: "sink_notice",
-                from: 0,
-                to: 0,
                 count: 0,
                 ranges: Vec::new(),
                 error: Some(notice),
@@ -1005,16 +1106,17 @@ impl SinkSlot {
         }
         let due = force
             || o.last_fail_note
-                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
-        if due && let Some((from, to, count, error)) = o.pending_fail.take() {
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+            || o.pending_fail
+                .as_ref()
+                .is_some_and(|f| f.ranges.len() >= FAIL_RANGES_PER_GAP);
+        if due && let Some(fail) = o.pending_fail.take() {
             o.last_fail_note = Some(Instant::now());
             out.push(Gap {
                 reason: "sink_failed",
-                from,
-                to,
-                count,
-                ranges: vec![(from, to)],
-                error: Some(error),
+                count: fail.count,
+                ranges: fail.ranges,
+                error: Some(fail.error),
             });
         }
         let left =
@@ -1119,10 +1221,9 @@ impl SinkSlot {
     }
 
     fn complete(&self, batch: &[Arc<Record>], result: Result<AckLevel, SinkError>) {
-        let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+        let Some(last) = batch.last().map(|r| r.seq) else {
             return;
         };
-        let (first, last) = (first.seq, last.seq);
         match result {
             Ok(level) => {
                 self.delivered
@@ -1134,23 +1235,41 @@ impl SinkSlot {
                 self.failed.fetch_add(failed, Ordering::Relaxed);
                 self.delivered
                     .fetch_add(batch.len() as u64 - failed, Ordering::Relaxed);
+                // A write that failed part way: the records the sink says
+                // it holds reached their levels like any others, and only
+                // the rest are named lost.
+                let held = e.records_held(batch.len(), AckLevel::Written) as usize;
+                for level in [AckLevel::Written, AckLevel::Durable, AckLevel::Exported] {
+                    let n = e.records_held(batch.len(), level) as usize;
+                    if level <= self.max_level && n > 0 {
+                        self.advance(batch[n - 1].seq + 1, level);
+                    }
+                }
                 let mut o = lock(&self.outcomes);
                 let msg = e.to_string();
                 o.last_error = Some(msg.clone());
-                match &mut o.pending_fail {
-                    Some((_, to, n, m)) => {
-                        *to = last;
-                        *n += failed;
-                        *m = msg;
-                    }
-                    None => o.pending_fail = Some((first, last, failed, msg)),
+                let fail = o.pending_fail.get_or_insert_with(|| PendingFail {
+                    ranges: Vec::new(),
+                    count: 0,
+                    error: String::new(),
+                });
+                for r in &batch[held..] {
+                    push_seq(&mut fail.ranges, r.seq);
                 }
+                fail.count += failed;
+                fail.error = msg;
                 self.gap_pending.store(true, Ordering::Release);
                 if self.options.required {
                     o.broken = Some(e.clone());
                     self.is_broken.store(true, Ordering::Release);
                 }
-                push_bad(&mut o.bad, first, last, DeliveryError::Failed(e));
+                // A waiter for any record not at the sink's highest level
+                // learns of the failure (one whose fsync failed is in the
+                // file, but not known durable).
+                let at_max = e.records_held(batch.len(), self.max_level) as usize;
+                if let Some(r) = batch.get(at_max) {
+                    push_bad(&mut o.bad, r.seq, last, DeliveryError::Failed(e));
+                }
             }
         }
         self.done.fetch_max(last + 1, Ordering::AcqRel);
@@ -1302,7 +1421,7 @@ impl SinkSlot {
 fn push_bad(bad: &mut VecDeque<(u64, u64, DeliveryError)>, from: u64, to: u64, e: DeliveryError) {
     if let Some((_, last_to, DeliveryError::Dropped)) = bad.back_mut()
         && matches!(e, DeliveryError::Dropped)
-        && *last_to + 1 == from
+        && last_to.checked_add(1) == Some(from)
     {
         *last_to = to;
         return;

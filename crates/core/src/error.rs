@@ -7,6 +7,23 @@ use crate::sink::SinkError;
 /// Why [`crate::DispatcherBuilder::start`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// No sink was added: records would go nowhere, a trail with none is
+    /// no trail.
+    #[error("a dispatcher needs at least one sink: with none, records would go nowhere")]
+    NoSinks,
+    /// The sinks or the seq lease already reach the top of the seq space
+    /// ([`crate::MAX_SEQ`]), leaving no seq for the start's own notices and
+    /// a first record. Numbering never wraps; nothing was written.
+    #[error(
+        "no seq is left to number records with: {held_by} already reaches seq {last_seq} (seqs end at {max} and never wrap); if that file was altered, restore it, otherwise start a new log"
+        , max = crate::MAX_SEQ
+    )]
+    SeqExhausted {
+        /// The highest seq found.
+        last_seq: u64,
+        /// Where it was found: ``sink `name` `` or the seq lease.
+        held_by: String,
+    },
     /// A sink could not open its storage.
     #[error("sink `{sink}` failed to open: {source}")]
     Open {
@@ -103,6 +120,16 @@ pub enum EmitError {
     /// seq beyond the lease could be reused after a crash.
     #[error("record refused: {0}")]
     Lease(#[source] crate::lease::LeaseError),
+    /// Every seq up to [`crate::MAX_SEQ`] is used: the record was refused,
+    /// since numbering never wraps. No later record can be numbered by
+    /// this log.
+    #[error(
+        "record refused: the seq space is used up (the last seq, {last_seq}, is taken; numbering never wraps)"
+    )]
+    SeqExhausted {
+        /// The last seq there is.
+        last_seq: u64,
+    },
     /// The dispatcher was shut down.
     #[error("the dispatcher is shut down")]
     Closed,

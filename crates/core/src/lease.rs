@@ -41,6 +41,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::record::MAX_SEQ;
+
 /// Where a dispatcher durably notes the highest seq it may hand out.
 ///
 /// Implementations must make [`SeqLease::store`] durable before returning
@@ -53,6 +55,20 @@ pub trait SeqLease: Send + Sync + 'static {
 
     /// Durably notes that seqs up to and including `upto` may be handed out.
     fn store(&self, upto: u64) -> Result<(), LeaseError>;
+
+    /// Where the lease lives, for errors (a file path). The default says
+    /// only that it is a lease.
+    fn location(&self) -> String {
+        String::from("unnamed")
+    }
+
+    /// Something the last [`SeqLease::load`] found and worked around (a
+    /// lease file left empty by a store that never completed, read as no
+    /// lease), for an `audit_gap` record with reason `lease_notice`, so
+    /// that nothing is handled silently. The default has none.
+    fn take_notice(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A lease could not be read or stored.
@@ -108,6 +124,10 @@ impl SeqLease for MemoryLease {
         *g = Some(upto);
         Ok(())
     }
+
+    fn location(&self) -> String {
+        String::from("memory")
+    }
 }
 
 /// The dispatcher's view of its lease.
@@ -127,7 +147,8 @@ impl Leased {
         last_seq: u64,
     ) -> Result<(Leased, Option<(u64, u64)>), LeaseError> {
         let held = store.load()?.unwrap_or(0);
-        let skipped = (held > last_seq).then_some((last_seq + 1, held));
+        // `held > last_seq`, so `last_seq + 1` cannot overflow.
+        let skipped = (held > last_seq).then(|| (last_seq + 1, held));
         let leased = Leased {
             store,
             upto: held.max(last_seq),
@@ -136,19 +157,32 @@ impl Leased {
         Ok((leased, skipped))
     }
 
-    /// The seq after the last one an earlier process may have used.
-    pub(crate) fn next_seq(&self) -> u64 {
-        self.upto + 1
+    /// The last seq an earlier process may have used.
+    pub(crate) fn last_reserved(&self) -> u64 {
+        self.upto
+    }
+
+    /// Where the lease lives, for errors.
+    pub(crate) fn location(&self) -> String {
+        self.store.location()
+    }
+
+    /// What the store worked around when it was read, if anything.
+    pub(crate) fn take_notice(&self) -> Option<String> {
+        self.store.take_notice()
     }
 
     /// Keeps at least half a block reserved ahead of `next_seq`, so that
     /// the few records the dispatcher numbers on its own between emits
-    /// (gap records) never outrun the lease.
+    /// (gap records) never outrun the lease. Nothing is reserved beyond
+    /// [`MAX_SEQ`]: no record can get a seq there, and a lease above it
+    /// would make the next start refuse to number anything.
     pub(crate) fn ensure(&mut self, next_seq: u64) -> Result<(), LeaseError> {
-        if self.upto >= next_seq.saturating_add(self.block / 2) {
+        let wanted = next_seq.saturating_add(self.block / 2).min(MAX_SEQ);
+        if self.upto >= wanted {
             return Ok(());
         }
-        let upto = next_seq.saturating_add(self.block - 1);
+        let upto = next_seq.saturating_add(self.block - 1).min(MAX_SEQ);
         self.store.store(upto)?;
         self.upto = upto;
         Ok(())

@@ -59,7 +59,7 @@ pub use error::{EmitError, StartError};
 pub use ids::{SpanId, TraceId};
 pub use lease::{LeaseError, MemoryLease, SeqLease};
 pub use memory::{MemorySink, MemorySinkError};
-pub use record::{EventType, Record, SCHEMA_VERSION, StoredRecord};
+pub use record::{EventType, MAX_SEQ, Record, SCHEMA_VERSION, StoredRecord};
 pub use redact::PayloadFilter;
 pub use sink::{AckLevel, Batch, FailureKind, ShutdownSignal, Sink, SinkError, SinkOpen};
 pub use time::Timestamp;

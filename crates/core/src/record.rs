@@ -230,6 +230,13 @@ impl Record {
     }
 }
 
+/// The highest seq a record can get. Numbering stops there with
+/// [`crate::EmitError::SeqExhausted`] and never wraps (a wrap would hand out
+/// 0, 1, 2… again and break the chain's numbering). `u64::MAX` itself is
+/// never used, so "one past the last seq", which the dispatcher counts
+/// acknowledgements by, is always a `u64`.
+pub const MAX_SEQ: u64 = u64::MAX - 1;
+
 /// Appends the decimal digits of `n` without allocating.
 pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     let mut buf = [0u8; 20];

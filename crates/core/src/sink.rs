@@ -59,6 +59,11 @@ pub struct SinkError {
     /// Records of the batch the destination refused, when it said how many
     /// (an OTLP `partial_success`); `None` means the whole batch failed.
     rejected: Option<u64>,
+    /// Leading records of the batch the sink holds despite the failure, per
+    /// level (`Written`, `Durable`, `Exported`): a write that failed part
+    /// way through, after some records were in place. Without it the
+    /// dispatcher would name records the sink holds as lost.
+    held: [u64; 3],
     source: Arc<dyn std::error::Error + Send + Sync>,
 }
 
@@ -80,6 +85,7 @@ impl SinkError {
         SinkError {
             kind,
             rejected: None,
+            held: [0; 3],
             source: Arc::new(source),
         }
     }
@@ -94,6 +100,7 @@ impl SinkError {
         SinkError {
             kind: FailureKind::Permanent,
             rejected: Some(count),
+            held: [0; 3],
             source: Arc::new(source),
         }
     }
@@ -103,10 +110,42 @@ impl SinkError {
         self.kind
     }
 
-    /// How many records of a batch of `batch_len` this error failed.
+    /// Says that the sink holds the first `records` of the batch at
+    /// `level` (and the levels below it) although the write failed: the
+    /// failure is about the records after them. Call it once per level
+    /// reached, e.g. `.holding(5, AckLevel::Written).holding(3,
+    /// AckLevel::Durable)` for a file whose fsync failed after two of five
+    /// more lines went in. `Accepted` says nothing and is ignored.
+    pub fn holding(mut self, records: u64, level: AckLevel) -> Self {
+        let top = match level {
+            AckLevel::Accepted => return self,
+            AckLevel::Written => 0,
+            AckLevel::Durable => 1,
+            AckLevel::Exported => 2,
+        };
+        for held in &mut self.held[..=top] {
+            *held = (*held).max(records);
+        }
+        self
+    }
+
+    /// How many leading records of a batch of `batch_len` the sink holds at
+    /// `level` or above despite this error (see [`SinkError::holding`]).
+    pub fn records_held(&self, batch_len: usize, level: AckLevel) -> u64 {
+        let i = match level {
+            AckLevel::Accepted | AckLevel::Written => 0,
+            AckLevel::Durable => 1,
+            AckLevel::Exported => 2,
+        };
+        self.held[i].min(batch_len as u64)
+    }
+
+    /// How many records of a batch of `batch_len` this error failed: those
+    /// after the ones the sink holds, or as many as the destination said
+    /// it refused.
     pub fn records_failed(&self, batch_len: usize) -> u64 {
-        self.rejected
-            .map_or(batch_len as u64, |n| n.min(batch_len as u64))
+        let rest = batch_len as u64 - self.records_held(batch_len, AckLevel::Written);
+        self.rejected.map_or(rest, |n| n.min(rest))
     }
 }
 
