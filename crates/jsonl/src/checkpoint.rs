@@ -84,8 +84,12 @@ use tokio::time::Instant;
 use crate::head::{ChainHead, HeadHandle, Mark};
 use crate::keys::{PublicKey, Signer};
 
-/// First line of the canonical message.
+/// First line of the canonical message of a checkpoint without an
+/// [`Origin`] (written before origins were signed, or by a writer that does
+/// not know its log's first line).
 pub const MESSAGE_VERSION: &str = "agent-audit-checkpoint-v1";
+/// First line of the canonical message of a checkpoint with an [`Origin`].
+pub const MESSAGE_VERSION_ORIGIN: &str = "agent-audit-checkpoint-v2";
 /// The signature algorithm named in the `alg` key.
 pub const ALGORITHM: &str = "ed25519";
 
@@ -160,12 +164,30 @@ impl CheckpointReason {
     }
 }
 
+/// Which log a checkpoint speaks for, whatever its files are called: the
+/// seq and chain value of the log's first line (the one whose `prev` is the
+/// genesis value). A file renamed keeps it; a log rewritten from its first
+/// line on no longer has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Origin {
+    /// The first line's seq.
+    pub seq: u64,
+    /// Its chain value (64 lowercase hex digits).
+    pub head: String,
+}
+
 /// The payload of a `checkpoint` record. See the [module docs](self).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointPayload {
-    /// The log's name (its active file's name).
+    /// The log's name (its active file's name when signed): a label; the
+    /// log's identity is `origin`.
     pub log: String,
+    /// The log's first line, when the writer knew it (it does unless the
+    /// log's first files were removed before it started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
     /// The chain's hash function.
     pub chain: ChainAlgorithm,
     /// Coverage starts after this seq.
@@ -212,7 +234,7 @@ pub enum SignatureError {
 }
 
 impl CheckpointPayload {
-    /// Builds and signs a checkpoint, stamped now.
+    /// Builds and signs a checkpoint without an [`Origin`], stamped now.
     #[allow(clippy::too_many_arguments)]
     pub fn sign(
         signer: &Signer,
@@ -224,8 +246,28 @@ impl CheckpointPayload {
         head: &str,
         reason: CheckpointReason,
     ) -> CheckpointPayload {
+        Self::sign_with_origin(
+            signer, log, None, chain, from_seq, upto_seq, records, head, reason,
+        )
+    }
+
+    /// Builds and signs a checkpoint of the log that began at `origin`,
+    /// stamped now.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sign_with_origin(
+        signer: &Signer,
+        log: &str,
+        origin: Option<Origin>,
+        chain: ChainAlgorithm,
+        from_seq: u64,
+        upto_seq: u64,
+        records: u64,
+        head: &str,
+        reason: CheckpointReason,
+    ) -> CheckpointPayload {
         let mut cp = CheckpointPayload {
             log: log.to_string(),
+            origin,
             chain,
             from_seq,
             upto_seq,
@@ -246,8 +288,17 @@ impl CheckpointPayload {
         // A JSON string literal has no raw newline, so the quoted name
         // cannot fake a following line.
         let log = serde_json::to_string(&self.log).unwrap_or_default();
+        // Without an origin, the message of the first version, so that
+        // checkpoints signed before origins existed still verify.
+        let (version, origin) = match &self.origin {
+            Some(o) => (
+                MESSAGE_VERSION_ORIGIN,
+                format!("origin_seq={}\norigin_head={}\n", o.seq, o.head),
+            ),
+            None => (MESSAGE_VERSION, String::new()),
+        };
         format!(
-            "{MESSAGE_VERSION}\nlog={log}\nchain={}\nfrom_seq={}\nupto_seq={}\nrecords={}\nhead={}\nreason={}\nsigned_at={}\nalg={}\nkey_id={}\n",
+            "{version}\nlog={log}\n{origin}chain={}\nfrom_seq={}\nupto_seq={}\nrecords={}\nhead={}\nreason={}\nsigned_at={}\nalg={}\nkey_id={}\n",
             self.chain,
             self.from_seq,
             self.upto_seq,
@@ -648,9 +699,10 @@ impl Shared {
         wait: bool,
     ) -> (CheckpointPayload, Result<u64, CheckpointError>) {
         let from_seq = state.upto_last.unwrap_or(head.opened_after_seq);
-        let cp = CheckpointPayload::sign(
+        let cp = CheckpointPayload::sign_with_origin(
             &self.signer,
             &head.log,
+            head.origin.clone(),
             ChainAlgorithm::of(head.keyed),
             from_seq,
             covered.seq,

@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use crate::chain::GENESIS;
+use crate::checkpoint::Origin;
 
 /// The chain state of a sink's file at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +12,10 @@ pub struct ChainHead {
     /// The log's name: the active file's name (`audit-log.jsonl`), the same
     /// for every rotated file of it.
     pub log: String,
+    /// The log's first line, once known: what checkpoints name the log by.
+    /// `None` before the first line is written, and when the log's first
+    /// file is gone (removed by retention) so its first line is unknown.
+    pub origin: Option<Origin>,
     /// Whether the chain is HMAC-SHA256 (a chain key is set).
     pub keyed: bool,
     /// Whether the sink has opened its file; before that nothing else here
@@ -132,6 +137,7 @@ impl HeadHandle {
             state: Mutex::new(State {
                 head: ChainHead {
                     log: String::new(),
+                    origin: None,
                     keyed: false,
                     opened: false,
                     seq: 0,
@@ -205,7 +211,14 @@ impl HeadHandle {
     }
 
     /// Called by the sink once its file is open and its chain resumed.
-    pub(crate) fn opened(&self, path: &Path, keyed: bool, last_seq: Option<u64>, head: &str) {
+    pub(crate) fn opened(
+        &self,
+        path: &Path,
+        origin: Option<Origin>,
+        keyed: bool,
+        last_seq: Option<u64>,
+        head: &str,
+    ) {
         {
             let mut st = self.lock();
             st.marks.clear();
@@ -215,6 +228,7 @@ impl HeadHandle {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            s.origin = origin;
             s.keyed = keyed;
             s.opened = true;
             s.seq = last_seq.unwrap_or(0);
@@ -267,6 +281,11 @@ impl HeadHandle {
             s.written += lines;
         }
         self.0.changed.notify_one();
+    }
+
+    /// Called by the sink once the log's first line is in the file.
+    pub(crate) fn set_origin(&self, origin: Origin) {
+        self.lock().head.origin = Some(origin);
     }
 
     /// Called by the sink after it renamed a full file and started a new

@@ -10,9 +10,13 @@ use std::time::Duration;
 use agent_audit_core::{AckLevel, Batch, EventType, Record, Sink, SinkError, SinkOpen};
 
 use crate::chain::Chain;
+use crate::checkpoint::Origin;
 use crate::error::JsonlError;
 use crate::files;
 use crate::head::{Cadence, HeadHandle, PendingMark};
+
+/// The genesis chain value as the sink holds its head.
+const GENESIS_RAW: &[u8; 64] = b"0000000000000000000000000000000000000000000000000000000000000000";
 use crate::options::{FsyncPolicy, JsonlOptions};
 use crate::tail::{self, ScanError};
 
@@ -95,6 +99,11 @@ pub struct JsonlSink {
     dirty: bool,
     /// Where the committed head is published for checkpoints.
     published: HeadHandle,
+    /// The log's first line, for checkpoints to name the log by; `None`
+    /// until known (see [`ChainHead::origin`](crate::ChainHead::origin)).
+    origin: Option<Origin>,
+    /// `origin` was found in the batch being written: published with it.
+    origin_unpublished: bool,
 }
 
 impl std::fmt::Debug for JsonlSink {
@@ -204,6 +213,8 @@ impl JsonlSink {
             buf: Vec::with_capacity(2 * CHUNK),
             dirty: false,
             published: HeadHandle::new(),
+            origin: None,
+            origin_unpublished: false,
         })
     }
 
@@ -338,8 +349,14 @@ impl JsonlSink {
             unsynced: false,
         });
         self.opened = true;
-        self.published
-            .opened(&path, self.chain.is_keyed(), last_seq, self.chain.head());
+        self.origin = self.find_origin(regular);
+        self.published.opened(
+            &path,
+            self.origin.clone(),
+            self.chain.is_keyed(),
+            last_seq,
+            self.chain.head(),
+        );
         Ok(SinkOpen {
             // A damaged line's seq may have reached another sink before the
             // crash: never hand it out again.
@@ -387,6 +404,29 @@ impl JsonlSink {
             }
         }
         Ok("the start of the log (no earlier record)".to_string())
+    }
+
+    /// The log's first line: the first record of its oldest file, if that
+    /// record starts the chain. Unknown (and checkpoints then name no
+    /// origin) when the log's first files are gone, or on a read error:
+    /// only checkpoints depend on it, never the records.
+    fn find_origin(&self, regular: bool) -> Option<Origin> {
+        // A FIFO or device as the path has no first line to read (and
+        // reading one could block or never end).
+        if !regular {
+            return None;
+        }
+        let list = files::list(&self.options.path).ok()?;
+        let oldest = list.first()?;
+        let file = File::open(&oldest.path).ok()?;
+        if !file.metadata().ok()?.is_file() {
+            return None;
+        }
+        let (seq, bytes, prev) = tail::first_record_line(&file).ok()??;
+        (prev == crate::chain::GENESIS).then(|| Origin {
+            seq,
+            head: hex::encode(self.chain.hash(&bytes)),
+        })
     }
 
     fn not_open(&self) -> JsonlError {
@@ -437,6 +477,10 @@ impl JsonlSink {
         active.last_seq = self.committed.last_seq;
         active.first_ts = self.committed.first_ts;
         self.chain.set_head_raw(self.committed.head);
+        if std::mem::take(&mut self.origin_unpublished) {
+            // The first line was cut off with the rest of the failed write.
+            self.origin = None;
+        }
         self.dirty = false;
         Ok(())
     }
@@ -494,6 +538,7 @@ impl JsonlSink {
         for r in records {
             let line_start = buf.len();
             let prev_head = self.chain.head_raw();
+            let starts_chain = self.origin.is_none() && prev_head == *GENESIS_RAW;
             r.encode_line(self.chain.head(), buf);
             self.chain.advance(&buf[line_start..]);
             buf.push(b'\n');
@@ -529,6 +574,13 @@ impl JsonlSink {
                 },
             });
             lines += 1;
+            if starts_chain {
+                self.origin = Some(Origin {
+                    seq: r.seq,
+                    head: String::from_utf8_lossy(&self.chain.head_raw()).into_owned(),
+                });
+                self.origin_unpublished = true;
+            }
             if r.event_type != EventType::Checkpoint {
                 cadence.counted += 1;
                 if cadence.every > 0 && cadence.counted >= cadence.next_due {
@@ -604,6 +656,11 @@ impl JsonlSink {
             first_ts: active.first_ts,
         };
         if let (Some(last), true) = (active.last_seq, lines > 0) {
+            if std::mem::take(&mut self.origin_unpublished)
+                && let Some(origin) = self.origin.clone()
+            {
+                self.published.set_origin(origin);
+            }
             self.published
                 .advanced(last, &head, lines, cadence.counted, marks, cadence.next_due);
         }

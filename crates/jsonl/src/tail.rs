@@ -168,3 +168,25 @@ pub(crate) fn first_record(file: &File) -> io::Result<Option<(u64, Option<i128>)
     }
     Ok(None)
 }
+
+/// The seq, exact bytes and `prev` of the first record among the first
+/// lines of `file`.
+pub(crate) fn first_record_line(file: &File) -> io::Result<Option<(u64, Vec<u8>, String)>> {
+    // Bounded: whatever the file holds, this reads no more than a few
+    // lines' worth.
+    let src = At { file, pos: 0 }.take(MAX_LINE);
+    let mut reader = Reader::new("", BufReader::new(src));
+    for _ in 0..MAX_BAD {
+        match reader.next_raw() {
+            None => return Ok(None),
+            Some(Err(crate::ReadError::Io { source, .. })) => return Err(source),
+            Some(Err(_)) => return Ok(None),
+            Some(Ok(raw)) => {
+                if let Some(r) = parse_record(&raw.bytes) {
+                    return Ok(Some((r.seq, raw.bytes, r.prev)));
+                }
+            }
+        }
+    }
+    Ok(None)
+}

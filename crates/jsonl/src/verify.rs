@@ -90,7 +90,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::chain::{Chain, GENESIS};
-use crate::checkpoint::{ChainAlgorithm, CheckpointPayload};
+use crate::checkpoint::{ChainAlgorithm, CheckpointPayload, Origin};
 use crate::error::ReadError;
 use crate::files;
 use crate::keys::PublicKey;
@@ -893,6 +893,8 @@ struct Walk<'a> {
     /// A run of bad lines the chain continued over, waiting for the
     /// restart's notices to name them.
     recovery: Option<Recovery>,
+    /// The first line of the log, when the files start the chain.
+    origin: Option<Origin>,
     problem: Option<Problem>,
     notices: Vec<Notice>,
     notices_omitted: u64,
@@ -906,6 +908,21 @@ struct Walk<'a> {
 fn decode_head(s: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     hex::decode_to_slice(s, &mut out).ok().map(|()| out)
+}
+
+/// The first line of the log `first` begins, if its first record starts
+/// the chain (its `prev` is the genesis value).
+fn origin_of(first: &Path, chain: &Chain) -> Option<Origin> {
+    let file = std::fs::File::open(first).ok()?;
+    // Reading a pipe here would take its lines from the verifier.
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let (seq, bytes, prev) = crate::tail::first_record_line(&file).ok()??;
+    (prev == GENESIS).then(|| Origin {
+        seq,
+        head: hex::encode(chain.hash(&bytes)),
+    })
 }
 
 fn plain_hash(bytes: &[u8]) -> [u8; 32] {
@@ -933,10 +950,18 @@ impl<'a> Walk<'a> {
             Some(k) => Chain::keyed(k.bytes()),
             None => Chain::plain(),
         };
+        let origin = origin_of(&files[0], &chain);
+        // Off-host checkpoints name the log by its first line; by name
+        // only those without one, or all of the name when none names this
+        // log's first line (a log rewritten from its first line on must
+        // still meet the checkpoints of its name).
+        let by_origin = |cp: &OffHostCheckpoint| origin.is_some() && cp.payload.origin == origin;
+        let any_by_origin = options.checkpoints.iter().any(by_origin);
         let mut expect = Vec::new();
         let mut others = Vec::new();
         for cp in &options.checkpoints {
-            if cp.payload.log == log {
+            let by_name = cp.payload.log == log && (cp.payload.origin.is_none() || !any_by_origin);
+            if by_origin(cp) || by_name {
                 expect.push(Expect {
                     head: decode_head(&cp.payload.head),
                     cp: cp.clone(),
@@ -992,6 +1017,7 @@ impl<'a> Walk<'a> {
             links_ok: 0,
             pending_bad: Vec::new(),
             recovery: None,
+            origin,
             problem: None,
             notices: Vec::new(),
             notices_omitted: 0,
@@ -1415,10 +1441,12 @@ impl<'a> Walk<'a> {
             self.problem(ProblemKind::BadCheckpoint, e.file, e.line, Some(e.seq), msg);
             return false;
         }
-        let mine = cp.log == self.log;
+        // A checkpoint in the log speaks for the log, whatever its files
+        // are called now and whatever its `log` label says: a file renamed
+        // after its lines were rewritten must not escape the comparison.
         let Some(&(_, hash, ordinal, _)) = self.find_head(cp.upto_seq) else {
             let oldest = self.heads.front().map(|h| h.0);
-            if mine && oldest.is_some_and(|o| o < cp.upto_seq) {
+            if oldest.is_some_and(|o| o < cp.upto_seq) {
                 let msg = format!(
                     "checkpoint covers seq {}, but no line of the log has that seq: it was deleted",
                     cp.upto_seq
@@ -1434,14 +1462,6 @@ impl<'a> Walk<'a> {
             return true;
         };
         if Some(hash) != decode_head(&cp.head) {
-            if !mine {
-                self.notice(
-                    e.file,
-                    e.line,
-                    format!("checkpoint of another log ({:?}, not {:?}) does not match this chain; not compared", cp.log, self.log),
-                );
-                return true;
-            }
             let mode = ChainAlgorithm::of(self.keyed);
             if cp.chain != mode {
                 let msg = format!(
@@ -1456,8 +1476,15 @@ impl<'a> Walk<'a> {
                 });
                 return false;
             }
+            let began = match (&cp.origin, &self.origin) {
+                (Some(signed), Some(here)) if signed != here => format!(
+                    "; it says the log began at seq {} with chain value {}, but this log begins at seq {} with {}",
+                    signed.seq, signed.head, here.seq, here.head
+                ),
+                _ => String::new(),
+            };
             let msg = format!(
-                "checkpoint signed head {} for seq {}, but that line's chain value differs: lines up to seq {} were rewritten and the chain recomputed",
+                "checkpoint signed head {} for seq {}, but that line's chain value differs: lines up to seq {} were rewritten and the chain recomputed{began}",
                 cp.head, cp.upto_seq, cp.upto_seq
             );
             self.problem(ProblemKind::Rewritten, e.file, e.line, Some(e.seq), msg);

@@ -482,3 +482,127 @@ async fn a_checkpoint_every_record_covers_every_record() {
     }
     expect_intact(&verify_with(&[&path], &with_key(signer.public_key())));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewritten_log_under_another_name_is_still_compared_with_its_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = write_signed_log(dir.path(), 25, 10, None, None).await;
+    let cps = checkpoints_in(&s.log);
+    let renamed = dir.path().join("renamed").join("quiet.jsonl");
+    std::fs::create_dir_all(renamed.parent().unwrap()).unwrap();
+
+    // Renamed untouched: every signed head matches, whatever the name.
+    std::fs::copy(&s.log, &renamed).unwrap();
+    let report = verify_with(&[&renamed], &with_key(s.signer.public_key()));
+    expect_intact(&report);
+    assert_eq!(
+        report.checkpoints.heads_matched,
+        cps.len() as u64,
+        "{report}"
+    );
+
+    // Record 5 changed, the plain chain recomputed, the checkpoints left as
+    // they are (their signatures hold), the file renamed.
+    let mut l = lines(&s.log);
+    l[4] = String::from_utf8(l[4].clone())
+        .unwrap()
+        .replacen("12345", "99999", 1)
+        .into_bytes();
+    rechain_plain(&mut l, 5);
+    write_lines(&renamed, &l);
+    std::fs::remove_file(&s.log).unwrap();
+    let p = expect_problem(
+        &verify_with(&[&renamed], &with_key(s.signer.public_key())),
+        ProblemKind::Rewritten,
+        cps[0].0,
+    );
+    assert!(p.message.contains("rewritten"), "{p}");
+
+    // Every line rewritten, the first included, so the log seems to start
+    // another chain: the checkpoints inside it still speak for it.
+    let mut l = lines(&renamed);
+    for line in l
+        .iter_mut()
+        .filter(|l| !l.windows(12).any(|w| w == b"\"checkpoint\""))
+    {
+        *line = String::from_utf8(line.clone())
+            .unwrap()
+            .replacen("12345", "54321", 1)
+            .into_bytes();
+    }
+    rechain_plain(&mut l, 1);
+    write_lines(&renamed, &l);
+    let report = verify_with(&[&renamed], &with_key(s.signer.public_key()));
+    let p = expect_problem(&report, ProblemKind::Rewritten, cps[0].0);
+    assert!(p.message.contains("began"), "{p}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_host_checkpoints_are_found_for_a_renamed_log_by_its_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = write_signed_log(dir.path(), 25, 10, None, None).await;
+    let renamed = dir.path().join("quiet.jsonl");
+    let mut l = lines(&s.log);
+    // Cut after the second checkpoint's line, and rename.
+    let cps = checkpoints_in(&s.log);
+    l.truncate(cps[1].0 as usize - 3);
+    write_lines(&renamed, &l);
+    let report = verify_with(&[&renamed], &with_off_host(&s));
+    let p = expect_problem(&report, ProblemKind::Truncated, l.len() as u64 + 1);
+    assert!(p.message.contains("off-host checkpoint"), "{p}");
+}
+
+#[test]
+fn a_checkpoint_signed_before_origins_were_signed_still_verifies() {
+    let signer = Signer::generate();
+    let mut cp = CheckpointPayload::sign(
+        &signer,
+        "audit-log.jsonl",
+        agent_audit_jsonl::checkpoint::ChainAlgorithm::Sha256,
+        0,
+        3,
+        3,
+        &"ab".repeat(32),
+        CheckpointReason::Manual,
+    );
+    assert!(cp.origin.is_none());
+    assert!(cp.verify(&signer.public_key()).is_ok());
+    let v1 = String::from_utf8(cp.canonical_message()).unwrap();
+    assert!(v1.starts_with("agent-audit-checkpoint-v1\n"), "{v1}");
+    // Claiming an origin the signer did not sign breaks the signature.
+    cp.origin = Some(agent_audit_jsonl::checkpoint::Origin {
+        seq: 1,
+        head: "cd".repeat(32),
+    });
+    assert!(cp.verify(&signer.public_key()).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_checkpoint_names_the_logs_first_line_across_rotation_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = write_signed_log(dir.path(), 20, 5, Some(KEY), Some(2_000)).await;
+    let s = write_signed_log(dir.path(), 20, 5, Some(KEY), Some(2_000)).await;
+    let all = agent_audit_jsonl::files::list(&s.log).unwrap();
+    assert!(all.len() > 3, "{all:?}");
+    let first = lines(&all[0].path)[0].clone();
+    let expected = agent_audit_jsonl::checkpoint::Origin {
+        seq: 1,
+        head: hex::encode(agent_audit_jsonl::chain::Chain::keyed(KEY).hash(&first)),
+    };
+    let mut n = 0;
+    for f in &all {
+        for (_, _, cp) in checkpoints_in(&f.path) {
+            assert_eq!(cp.origin.as_ref(), Some(&expected), "{cp:#?}");
+            n += 1;
+        }
+    }
+    assert!(n >= 8, "{n}");
+    let options = VerifyOptions {
+        public_keys: vec![before.signer.public_key(), s.signer.public_key()],
+        ..keyed()
+    };
+    let paths: Vec<&std::path::Path> = all.iter().map(|f| f.path.as_path()).collect();
+    let report = verify_with(&paths, &options);
+    expect_intact(&report);
+    assert_eq!(report.checkpoints.heads_matched, n, "{report}");
+}
