@@ -2,9 +2,9 @@
 //! ordinary `checkpoint` records so every sink (and so a host other than
 //! the writer's, through the OTLP sink) keeps a copy.
 //!
-//! A checkpoint says "the line with seq `upto_seq` of log `log` has chain
-//! value `head`, and this writer appended `records` lines after seq
-//! `from_seq` up to it", signed by a key the writer holds. Since each line's
+//! A checkpoint says "the line with seq `upto_seq` of the log that began
+//! at `origin` has chain value `head`, and this writer appended `records`
+//! lines after seq `from_seq` up to it", signed by a key the writer holds. Since each line's
 //! `prev` pins the line before it, the head pins every line up to
 //! `upto_seq`: whoever rewrites any of them (even recomputing a plain
 //! chain) must also forge the signature. Kept off the host, checkpoints
@@ -13,7 +13,8 @@
 //! ## The payload
 //!
 //! ```json
-//! {"log":"audit-log.jsonl","chain":"sha256","from_seq":0,"upto_seq":1000,
+//! {"log":"audit-log.jsonl","origin":{"seq":1,"head":"<64 hex>"},
+//!  "chain":"sha256","from_seq":0,"upto_seq":1000,
 //!  "records":1000,"head":"<64 hex>","reason":"count",
 //!  "signed_at":"2026-11-25T23:32:22.123456789Z","alg":"ed25519",
 //!  "key_id":"<16 hex>","signature":"<128 hex>"}
@@ -21,7 +22,8 @@
 //!
 //! | key | meaning |
 //! |---|---|
-//! | `log` | the log's name: its active file's name |
+//! | `log` | the log's active file's name, a label |
+//! | `origin` | the log's identity: `seq` and chain value `head` of its first line (whose `prev` is the genesis value); absent when the writer does not know it |
 //! | `chain` | `sha256` (plain chain) or `hmac-sha256` (keyed chain) |
 //! | `from_seq` | the previous checkpoint's `upto_seq` from the same writer, or the last seq already in the log when the writer opened it (0 for a new log) |
 //! | `upto_seq` | the seq of the last line covered |
@@ -40,8 +42,10 @@
 //! forge a line break):
 //!
 //! ```text
-//! agent-audit-checkpoint-v1
+//! agent-audit-checkpoint-v2
 //! log="audit-log.jsonl"
+//! origin_seq=1
+//! origin_head=<64 hex>
 //! chain=sha256
 //! from_seq=0
 //! upto_seq=1000
@@ -52,6 +56,10 @@
 //! alg=ed25519
 //! key_id=<16 hex>
 //! ```
+//!
+//! Without `origin`, the message has no `origin_` lines and begins
+//! `agent-audit-checkpoint-v1`, as checkpoints did before origins were
+//! signed, so those still verify.
 //!
 //! The record around the payload (its own seq, ts, ids) is not signed: the
 //! chain covers it, and the next checkpoint covers that.

@@ -192,6 +192,7 @@ impl<R: BufRead> Reader<R> {
     /// [`Reader::parse`], giving a line that is not a record back with the
     /// error, for callers that judge its bytes further (the verifier asks
     /// whether a write cut short could have left them).
+    #[inline]
     pub(crate) fn parse_or_return(&self, raw: RawLine) -> Result<Line, Box<(ReadError, RawLine)>> {
         match self.check(&raw) {
             Ok(record) => Ok(Line {
@@ -205,6 +206,7 @@ impl<R: BufRead> Reader<R> {
         }
     }
 
+    #[inline]
     fn check(&self, raw: &RawLine) -> Result<StoredRecord, ReadError> {
         let torn = || ReadError::TornFinalLine {
             path: self.path.clone(),

@@ -22,8 +22,11 @@
 //! with a plain chain); a seq that jumps forward is a notice, since the
 //! writer itself skips seqs it could not write (and records an `audit_gap`).
 //! A line that is not a record is `bad_json`, or `torn_tail` when it is the
-//! unterminated last line, unless the chain continues over it: that is a
-//! torn write the writer recovered from on restart, and a notice. A line
+//! unterminated last line, even when the chain continues over it, with one
+//! exception, a notice: a torn write the writer recovered from on restart.
+//! That is a proper prefix of a record, the last line before the restart,
+//! and named (by byte offset and length) by the `sink_notice` `audit_gap`
+//! records the restart writes first. A line
 //! that is JSON but not a schema v1 record (a key missing, unknown or
 //! mistyped, `v` other than 1, see [`crate::check_schema`]) is
 //! `bad_record` wherever it is: a cut-short write is never valid JSON, so
@@ -46,7 +49,9 @@
 //! Every `checkpoint` record in the file is checked: its head must be the
 //! hash of its `upto_seq` line and its `records` the number of lines since
 //! `from_seq`; with [`VerifyOptions::public_keys`] its signature is checked
-//! too. Checkpoints kept elsewhere ([`load_checkpoints`],
+//! too. A checkpoint in the files is compared whatever the files are called:
+//! the log is named by its first line (the checkpoint's signed `origin`),
+//! not by a file name. Checkpoints kept elsewhere ([`load_checkpoints`],
 //! [`VerifyOptions::checkpoints`]) are compared with the file: a head that
 //! differs means the lines up to it were rewritten, and a log that ends
 //! before a checkpoint's seq (or lacks the checkpoint record itself) was
