@@ -660,7 +660,9 @@ mod scrub {
 
     struct Needle {
         windows: HashSet<Vec<char>>,
-        firsts: HashSet<char>,
+        /// The first two characters of each window: a cheap test before
+        /// hashing a whole window.
+        firsts: Bigrams,
         width: usize,
         /// Compared after case folding (the text forms, hex); base64 is
         /// compared exactly.
@@ -677,6 +679,8 @@ mod scrub {
         /// Folded and exact characters of every needle: a character outside
         /// these and outside escape syntax ends a run worth decoding.
         chars: HashSet<char>,
+        /// The ASCII part of `chars` and of escape syntax, as a bitmap.
+        ascii: u128,
     }
 
     /// Scrubs a set of secrets. Cheap to clone; no `Debug` that could print
@@ -728,12 +732,19 @@ mod scrub {
                 .iter()
                 .flat_map(|n| n.windows.iter().flatten().copied())
                 .collect();
+            let mut inner = Inner {
+                needles,
+                min_width,
+                chars,
+                ascii: 0,
+            };
+            for c in (0u8..128).map(char::from) {
+                if inner.may_belong_slow(c) {
+                    inner.ascii |= 1 << c as u32;
+                }
+            }
             Scrubber {
-                inner: Some(Arc::new(Inner {
-                    needles,
-                    min_width,
-                    chars,
-                })),
+                inner: Some(Arc::new(inner)),
             }
         }
 
@@ -826,6 +837,13 @@ mod scrub {
 
     impl Inner {
         fn may_belong(&self, c: char) -> bool {
+            if c.is_ascii() {
+                return self.ascii & (1 << c as u32) != 0;
+            }
+            self.may_belong_slow(c)
+        }
+
+        fn may_belong_slow(&self, c: char) -> bool {
             c.is_ascii_alphanumeric()
                 || matches!(
                     c,
@@ -857,7 +875,8 @@ mod scrub {
                 }
                 let end_of = |k: usize| units.get(k + 1).map_or(end, |u| u.1);
                 for p in 0..=chars.len() - needle.width {
-                    if needle.firsts.contains(&chars[p])
+                    let second = chars.get(p + 1).copied().filter(|_| needle.width > 1);
+                    if needle.firsts.contains(chars[p], second)
                         && needle.windows.contains(&chars[p..p + needle.width])
                     {
                         spans.push((units[p].1, end_of(p + needle.width - 1)));
@@ -874,7 +893,7 @@ mod scrub {
         let width = chars.len().min(WINDOW);
         let windows: HashSet<Vec<char>> = chars.windows(width).map(<[char]>::to_vec).collect();
         Some(Needle {
-            firsts: windows.iter().map(|w| w[0]).collect(),
+            firsts: Bigrams::of(windows.iter().map(Vec::as_slice)),
             windows,
             width,
             folded: true,
@@ -882,9 +901,35 @@ mod scrub {
         })
     }
 
+    /// A bitmap of (low byte of the first, low byte of the second
+    /// character) pairs; a hit may be false and is checked in full.
+    struct Bigrams(Box<[u64; 1024]>);
+
+    impl Bigrams {
+        fn index(a: char, b: Option<char>) -> usize {
+            ((a as usize & 0xff) << 8) | b.map_or(0, |b| b as usize & 0xff)
+        }
+
+        fn of<'a>(windows: impl IntoIterator<Item = &'a [char]>) -> Bigrams {
+            let mut bits = Box::new([0u64; 1024]);
+            for w in windows {
+                if let Some(&a) = w.first() {
+                    let i = Bigrams::index(a, w.get(1).copied());
+                    bits[i / 64] |= 1 << (i % 64);
+                }
+            }
+            Bigrams(bits)
+        }
+
+        fn contains(&self, a: char, b: Option<char>) -> bool {
+            let i = Bigrams::index(a, b);
+            self.0[i / 64] & (1 << (i % 64)) != 0
+        }
+    }
+
     fn whole_needle(chars: Vec<char>, folded: bool) -> Needle {
         Needle {
-            firsts: chars.first().copied().into_iter().collect(),
+            firsts: Bigrams::of([chars.as_slice()]),
             width: chars.len(),
             windows: HashSet::from([chars]),
             folded,
