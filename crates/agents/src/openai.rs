@@ -182,10 +182,12 @@ impl OpenAiClientBuilder {
 /// `Retry-After` (seconds or HTTP date) up to [`RetryPolicy::max_retry_after`].
 ///
 /// A server may echo the API key back, on purpose or not, so the key is
-/// scrubbed (replaced by `[REDACTED]`) twice: from the raw body before it is
-/// parsed, and from every text the client returns after decoding (content,
-/// tool-call ids, names and arguments, finish reason, model name, response
-/// id, every error message). The scrub recognises the key in any letter
+/// scrubbed (replaced by `[REDACTED]`) twice: from every string of the
+/// decoded body (or from the body as text when it is not JSON), and again
+/// from every text the client returns (content, tool-call ids, names and
+/// arguments, finish reason, model name, response id, every error
+/// message), since joining content parts or re-serialising an arguments
+/// object can assemble what no single string held. The scrub recognises the key in any letter
 /// case, behind JSON, JavaScript, Rust and percent escapes and HTML
 /// character references (nested and mixed, up to 8 levels), with
 /// zero-width characters or full-width letters in between, a run of 16 of
@@ -646,7 +648,7 @@ mod scrub {
 
     /// Characters of a secret matched on their own: a key cut short after
     /// this many characters is still scrubbed.
-    pub(super) const WINDOW: usize = 16;
+    const WINDOW: usize = 16;
     /// Levels of nested escaping undone; each pass undoes one.
     const MAX_PASSES: usize = 8;
     /// Hex and base64 forms are looked for only for secrets this long:
