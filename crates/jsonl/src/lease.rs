@@ -3,12 +3,28 @@
 //! collector, stdout) but not yet to the log never numbers new records with
 //! their seqs. See `agent_audit_core::lease` for the protocol.
 //!
-//! The file holds one line, `upto <20 digits>`, rewritten in place at a
-//! fixed offset and `fdatasync`ed before the dispatcher numbers records up
-//! to it: 26 bytes, inside one disk sector, so a power loss leaves the old
-//! value or the new one. Created 0600 and never through a symlink, like the
-//! log. It is not part of the log (`verify` and the readers ignore it);
-//! deleting it gives up the protection for one restart, nothing else.
+//! The file holds one line, `upto <20 digits>` (26 bytes). A store never
+//! rewrites it in place: it writes the line to `<log>.seq.tmp` (created
+//! 0600 with `O_EXCL | O_NOFOLLOW`), fsyncs it, renames it over the lease
+//! and fsyncs the directory, all before the dispatcher numbers records up
+//! to the new value. So the name always holds a whole line, the old one or
+//! the new one, whatever stops the store (a full disk, a crash, a power
+//! loss); a store that fails removes its temporary file, and a stale one a
+//! crash left is removed by the next store (the log's lock makes this
+//! process the only writer). It costs a rename and two fsyncs per store,
+//! and the dispatcher stores once per half block (about 30 times per
+//! million records at the default block).
+//!
+//! Reading never follows a symlink (`O_NOFOLLOW`) and refuses anything but
+//! a regular file. An empty file, or a start of the line (possibly padded
+//! with zeros), is what an earlier version's first store left when it was
+//! cut short by a full disk or a crash: no record was numbered under it,
+//! since the dispatcher numbers none before its store returns, so it reads
+//! as no lease (numbering continues after the log's last record) and the
+//! recovery is reported ([`SeqLease::take_notice`]). Anything else is an
+//! error that names the file and what is wrong with it, never its bytes.
+//! It is not part of the log (`verify` and the readers ignore it); deleting
+//! it gives up the protection for one restart, nothing else.
 //!
 //! ```
 //! use agent_audit_core::SeqLease;
@@ -27,7 +43,8 @@
 //! ```
 
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -37,7 +54,86 @@ use agent_audit_core::{LeaseError, SeqLease};
 #[derive(Debug)]
 pub struct FileLease {
     path: PathBuf,
-    file: Mutex<Option<File>>,
+    /// Where a store writes the new line before renaming it over `path`.
+    tmp: PathBuf,
+    /// Serialises stores, which share `tmp`.
+    storing: Mutex<()>,
+    /// What the last load worked around, until taken.
+    notice: Mutex<Option<String>>,
+}
+
+/// What is wrong with a lease file. Never carries the file's bytes: the
+/// path could have been pointed at anything, and errors reach stderr and
+/// the trail.
+#[derive(Debug, thiserror::Error)]
+enum Problem {
+    #[error("is a symbolic link; a lease is never read or written through one")]
+    Symlink,
+    #[error("is not a regular file")]
+    NotRegular,
+    #[error(
+        "is not a seq lease ({what}; {len} bytes) and was not left by agent-audit's lease writer; find out what changed it, then delete it to continue after the log's last seq"
+    )]
+    Foreign { what: &'static str, len: usize },
+    #[error("{doing}: {source}")]
+    Io {
+        doing: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(doing: &'static str) -> impl FnOnce(io::Error) -> Problem {
+    move |source| match source.raw_os_error() {
+        Some(libc::ELOOP) => Problem::Symlink,
+        _ => Problem::Io { doing, source },
+    }
+}
+
+/// The line's length: `upto ` and 20 digits and a newline.
+const LEN: usize = 26;
+
+/// What a lease file holds.
+#[derive(Debug, PartialEq)]
+enum Content {
+    Valid(u64),
+    /// A start of a line its writer never finished.
+    Torn,
+    Foreign(&'static str),
+}
+
+/// Whether `b` may stand at position `i` of a lease line.
+fn fits(i: usize, b: u8) -> bool {
+    match i {
+        0..5 => b == b"upto "[i],
+        5..25 => b.is_ascii_digit(),
+        _ => b == b'\n',
+    }
+}
+
+fn classify(bytes: &[u8]) -> Content {
+    if bytes.len() > LEN {
+        return Content::Foreign("longer than one `upto` line");
+    }
+    // A file extended before its data reached the disk reads as zeros.
+    let end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let text = &bytes[..end];
+    if !text.iter().enumerate().all(|(i, &b)| fits(i, b)) {
+        return Content::Foreign("line 1 is not `upto <20 digits>`");
+    }
+    if text.len() < LEN {
+        return Content::Torn;
+    }
+    if bytes.len() != text.len() {
+        return Content::Foreign("line 1 is followed by other bytes");
+    }
+    match std::str::from_utf8(&text[5..25])
+        .ok()
+        .and_then(|d| d.parse().ok())
+    {
+        Some(upto) => Content::Valid(upto),
+        None => Content::Foreign("the number is beyond the seq space"),
+    }
 }
 
 impl FileLease {
@@ -50,9 +146,13 @@ impl FileLease {
         }
         let mut name = log.file_name()?.to_os_string();
         name.push(".seq");
+        let path = log.with_file_name(&name);
+        name.push(".tmp");
         Some(FileLease {
-            path: log.with_file_name(name),
-            file: Mutex::new(None),
+            tmp: log.with_file_name(name),
+            path,
+            storing: Mutex::new(()),
+            notice: Mutex::new(None),
         })
     }
 
@@ -61,81 +161,120 @@ impl FileLease {
         &self.path
     }
 
-    fn error(&self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> LeaseError {
-        LeaseError::new(self.path.display().to_string(), source)
+    fn error(&self, problem: Problem) -> LeaseError {
+        LeaseError::new(self.path.display().to_string(), problem)
     }
 
-    fn open(&self) -> Result<(File, bool), LeaseError> {
-        let existed = self.path.exists();
-        let file = OpenOptions::new()
+    fn dir(&self) -> &Path {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        }
+    }
+
+    fn read(&self) -> Result<Option<Vec<u8>>, Problem> {
+        // O_NONBLOCK: opening a FIFO planted at the path must not wait for
+        // a writer; it is refused below as not a regular file.
+        let file = match OpenOptions::new()
             .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&self.path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("opening it")(e)),
+        };
+        if !file.metadata().map_err(io_err("reading it"))?.is_file() {
+            return Err(Problem::NotRegular);
+        }
+        // One byte more than a line tells a longer file apart, without
+        // reading a large one whole.
+        let mut bytes = Vec::with_capacity(LEN + 1);
+        file.take(LEN as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io_err("reading it"))?;
+        Ok(Some(bytes))
+    }
+
+    fn write(&self, upto: u64) -> Result<(), Problem> {
+        // rename(2) would replace a symlink, not follow it, but one planted
+        // at the lease's name means someone is tampering with it: say so.
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if m.file_type().is_symlink() => return Err(Problem::Symlink),
+            Ok(m) if !m.is_file() => return Err(Problem::NotRegular),
+            _ => {}
+        }
+        // Left by a store a crash interrupted (the log's lock makes this
+        // process the only writer of the lease).
+        match std::fs::remove_file(&self.tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("removing a stale temporary file")(e)),
+        }
+        let mut file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(false)
+            .create_new(true)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
-            .open(&self.path)
-            .map_err(|e| self.error(e))?;
-        Ok((file, !existed))
+            .open(&self.tmp)
+            .map_err(io_err("creating its temporary file"))?;
+        let line = format!("upto {upto:020}\n");
+        let written = file
+            .write_all(line.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(io_err("writing its temporary file"))
+            .and_then(|()| {
+                std::fs::rename(&self.tmp, &self.path)
+                    .map_err(io_err("renaming its temporary file over it"))
+            });
+        if let Err(e) = written {
+            drop(file);
+            // A full disk must leave no half-written file behind, under
+            // either name.
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(e);
+        }
+        // The new name must survive a power loss too.
+        File::open(self.dir())
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("syncing its directory"))
     }
 }
 
-const LEN: usize = 26;
-
 impl SeqLease for FileLease {
     fn load(&self) -> Result<Option<u64>, LeaseError> {
-        let text = match std::fs::read(&self.path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.error(e)),
+        let Some(bytes) = self.read().map_err(|p| self.error(p))? else {
+            return Ok(None);
         };
-        let parsed = std::str::from_utf8(&text)
-            .ok()
-            .and_then(|t| t.strip_suffix('\n'))
-            .and_then(|t| t.strip_prefix("upto "))
-            .filter(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|d| d.parse::<u64>().ok());
-        match parsed {
-            Some(upto) => Ok(Some(upto)),
-            None => Err(self.error(format!(
-                "line 1 is not `upto <20 digits>` ({} bytes: {:?}); if the file was damaged, delete it to continue after the log's last seq",
-                text.len(),
-                String::from_utf8_lossy(&text[..text.len().min(40)])
-            ))),
+        match classify(&bytes) {
+            Content::Valid(upto) => Ok(Some(upto)),
+            Content::Torn => {
+                let notice = format!(
+                    "seq lease {} held {} bytes, the start of a line its writer never finished (a first store cut short by a full disk or a crash, before any record was numbered under it); read as no lease: numbering continues after the log's last record, and the next store replaces the file",
+                    self.path.display(),
+                    bytes.len()
+                );
+                *self.notice.lock().unwrap_or_else(|e| e.into_inner()) = Some(notice);
+                Ok(None)
+            }
+            Content::Foreign(what) => Err(self.error(Problem::Foreign {
+                what,
+                len: bytes.len(),
+            })),
         }
     }
 
     fn store(&self, upto: u64) -> Result<(), LeaseError> {
-        let mut guard = self
-            .file
-            .lock()
-            .map_err(|_| self.error("an earlier store panicked"))?;
-        if guard.is_none() {
-            let (file, created) = self.open()?;
-            if created {
-                // The new name must survive a power loss too.
-                let dir = match self.path.parent() {
-                    Some(p) if !p.as_os_str().is_empty() => p,
-                    _ => Path::new("."),
-                };
-                File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|e| self.error(e))?;
-            }
-            *guard = Some(file);
-        }
-        let Some(file) = guard.as_ref() else {
-            return Err(self.error("not open"));
-        };
-        let line = format!("upto {upto:020}\n");
-        file.write_all_at(line.as_bytes(), 0)
-            .and_then(|()| file.set_len(LEN as u64))
-            .and_then(|()| file.sync_data())
-            .map_err(|e| {
-                // Reopen next time: the handle may be what failed.
-                *guard = None;
-                self.error(e)
-            })
+        let _one = self.storing.lock().unwrap_or_else(|e| e.into_inner());
+        self.write(upto).map_err(|p| self.error(p))
+    }
+
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn take_notice(&self) -> Option<String> {
+        self.notice.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
@@ -185,6 +324,116 @@ mod tests {
         let e = FileLease::for_log(&log).unwrap().store(1).unwrap_err();
         assert!(e.to_string().contains("audit-log.jsonl.seq"), "{e}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "");
+    }
+
+    #[test]
+    fn a_lease_torn_by_its_own_writer_reads_as_absent_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit-log.jsonl");
+        let seq = dir.path().join("audit-log.jsonl.seq");
+        // What a first store cut short leaves: nothing, a start of the
+        // line, or a length with no data yet (zeros).
+        let torn: [&[u8]; 5] = [
+            b"",
+            b"up",
+            b"upto 0000000000000006",
+            b"upto 0000000000000006553",
+            &[0u8; 26],
+        ];
+        for bytes in torn {
+            std::fs::write(&seq, bytes).unwrap();
+            let lease = FileLease::for_log(&log).unwrap();
+            assert_eq!(lease.load().unwrap(), None, "{bytes:?}");
+            let notice = lease.take_notice().expect("the recovery is reported");
+            assert!(
+                notice.contains("audit-log.jsonl.seq") && notice.contains("log's last"),
+                "{notice}"
+            );
+            assert_eq!(lease.take_notice(), None, "reported once");
+            // The next store replaces it whole.
+            lease.store(9).unwrap();
+            assert_eq!(lease.load().unwrap(), Some(9));
+        }
+    }
+
+    #[test]
+    fn foreign_content_is_an_error_that_echoes_none_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit-log.jsonl");
+        let seq = dir.path().join("audit-log.jsonl.seq");
+        for bytes in [
+            &b"SECRET-TOKEN-abcdef\n"[..],
+            b"upto 1234567890123456789x\n",
+            b"upto 99999999999999999999\n",
+            b"upto 00000000000000000007\nSECRET",
+            b"SECRET",
+        ] {
+            std::fs::write(&seq, bytes).unwrap();
+            let e = FileLease::for_log(&log).unwrap().load().unwrap_err();
+            let msg = format!("{e} / {e:?}");
+            assert!(msg.contains("audit-log.jsonl.seq"), "{msg}");
+            assert!(!msg.contains("SECRET") && !msg.contains("12345"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn a_symlink_at_the_lease_path_is_not_followed_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit-log.jsonl");
+        let target = dir.path().join("shadow");
+        std::fs::write(&target, "root:SECRET-HASH:19000:0:99999:7:::\n").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("audit-log.jsonl.seq")).unwrap();
+        let e = FileLease::for_log(&log).unwrap().load().unwrap_err();
+        let msg = format!("{e} / {e:?}");
+        assert!(
+            msg.contains("audit-log.jsonl.seq") && msg.contains("symbolic link"),
+            "{msg}"
+        );
+        assert!(!msg.contains("SECRET") && !msg.contains("root:"), "{msg}");
+        // A lease that is a valid line elsewhere is not taken either.
+        std::fs::write(&target, "upto 00000000000000000007\n").unwrap();
+        assert!(FileLease::for_log(&log).unwrap().load().is_err());
+    }
+
+    #[test]
+    fn a_fifo_at_the_lease_path_is_refused_without_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit-log.jsonl");
+        let seq = dir.path().join("audit-log.jsonl.seq");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&seq)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let e = FileLease::for_log(&log).unwrap().load().unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn a_store_replaces_the_file_whole_and_leaves_no_temporary_file() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit-log.jsonl");
+        let lease = FileLease::for_log(&log).unwrap();
+        // A temporary file a crash left behind is not in the way.
+        std::fs::write(dir.path().join("audit-log.jsonl.seq.tmp"), "upto").unwrap();
+        lease.store(5).unwrap();
+        let first = std::fs::metadata(lease.path()).unwrap().ino();
+        lease.store(6).unwrap();
+        // A new file renamed over the old one: never rewritten in place,
+        // so no moment of the store leaves a torn lease under the name.
+        assert_ne!(std::fs::metadata(lease.path()).unwrap().ino(), first);
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec!["audit-log.jsonl.seq".to_string()]);
+        let mode = std::fs::metadata(lease.path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(lease.load().unwrap(), Some(6));
     }
 
     #[test]

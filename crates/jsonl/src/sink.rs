@@ -99,6 +99,11 @@ pub struct JsonlSink {
     dirty: bool,
     /// Where the committed head is published for checkpoints.
     published: HeadHandle,
+    /// Records of the batch being written that are committed to the file,
+    /// and how many of those are synced: what a write that fails part way
+    /// still holds, reported with its error so that the dispatcher does
+    /// not name them lost.
+    batch_held: (u64, u64),
     /// The log's first line, for checkpoints to name the log by; `None`
     /// until known (see [`ChainHead::origin`](crate::ChainHead::origin)).
     origin: Option<Origin>,
@@ -213,6 +218,7 @@ impl JsonlSink {
             buf: Vec::with_capacity(2 * CHUNK),
             dirty: false,
             published: HeadHandle::new(),
+            batch_held: (0, 0),
             origin: None,
             origin_unpublished: false,
         })
@@ -499,6 +505,8 @@ impl JsonlSink {
                 source,
             })?;
         active.unsynced = false;
+        // Every committed line is in the synced file.
+        self.batch_held.1 = self.batch_held.0;
         Ok(())
     }
 
@@ -648,6 +656,7 @@ impl JsonlSink {
         let Some(active) = self.active.as_ref() else {
             return;
         };
+        self.batch_held.0 += lines;
         self.committed = Mark {
             len: active.len,
             head,
@@ -826,6 +835,7 @@ impl JsonlSink {
 
     /// [`Sink::write`] with the typed error.
     pub fn write_records(&mut self, records: &[Arc<Record>]) -> Result<AckLevel, JsonlError> {
+        self.batch_held = (0, 0);
         if !self.opened {
             return Err(self.not_open());
         }
@@ -894,8 +904,13 @@ impl Sink for JsonlSink {
     }
 
     fn write(&mut self, batch: &Batch<'_>) -> Result<AckLevel, SinkError> {
-        self.write_records(batch.records)
-            .map_err(SinkError::permanent)
+        // The lines committed before the failure (fsync = "every", a
+        // rotation mid-batch) stay in the file: they are not lost.
+        self.write_records(batch.records).map_err(|e| {
+            SinkError::permanent(e)
+                .holding(self.batch_held.0, AckLevel::Written)
+                .holding(self.batch_held.1, AckLevel::Durable)
+        })
     }
 
     fn tick(&mut self) -> Result<Option<AckLevel>, SinkError> {
