@@ -173,7 +173,15 @@ impl HeadHandle {
     pub(crate) fn set_every(&self, every: u64) {
         let mut s = self.lock();
         s.every = every;
-        s.next_due = s.head.counted.saturating_add(every);
+        // Counting starts where the log was opened (the dispatcher's own
+        // notices come before a checkpointer can start). Lines already past
+        // a whole `every` are signed at once by the checkpointer instead.
+        let counted = s.head.counted;
+        s.next_due = if counted < every {
+            every
+        } else {
+            counted.saturating_add(every)
+        };
         s.marks.clear();
     }
 

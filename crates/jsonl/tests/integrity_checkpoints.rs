@@ -47,19 +47,21 @@ async fn checkpoints_every_n_records_and_at_shutdown_verify() {
     let dir = tempfile::tempdir().unwrap();
     let s = write_signed_log(dir.path(), 25, 10, None, None).await;
     let cps = checkpoints_in(&s.log);
-    // The checkpoint task runs beside the writer, so a count checkpoint
-    // comes once it sees at least 10 new application records (its own
-    // lines do not count): after 10 and 20 on an idle machine, a little
-    // later on a busy one. The shutdown checkpoint covers the rest.
+    // A count checkpoint covers exactly the next 10 application records
+    // (its own lines do not count): after 10 and 20. The shutdown
+    // checkpoint covers the rest.
     let (last, counts) = cps.split_last().unwrap();
     assert_eq!(last.2.reason, CheckpointReason::Shutdown, "{cps:#?}");
-    assert!(!counts.is_empty() && counts.len() <= 2, "{cps:#?}");
+    assert_eq!(counts.len(), 2, "{cps:#?}");
     let mut from = 0;
-    for (i, (_, seq, cp)) in cps.iter().enumerate() {
+    for (_, seq, cp) in &cps {
         assert_eq!(cp.from_seq, from, "coverage chains: {cps:#?}");
-        let own = i as u64; // earlier checkpoints' lines inside this range
         if cp.reason == CheckpointReason::Count {
-            assert!(cp.records - own.min(1) >= 10, "{cps:#?}");
+            assert_eq!(
+                records_between(&s.log, cp.from_seq, cp.upto_seq),
+                10,
+                "{cps:#?}"
+            );
         }
         assert!(cp.upto_seq < *seq);
         from = cp.upto_seq;
@@ -419,17 +421,27 @@ async fn flat_out(
 
 /// The application records (not checkpoints) with a seq in `(from, upto]`.
 fn records_between(path: &std::path::Path, from: u64, upto: u64) -> u64 {
+    app_seqs(path)
+        .iter()
+        .filter(|&&seq| seq > from && seq <= upto)
+        .count() as u64
+}
+
+/// The seqs of the application records (not checkpoints) of a log.
+fn app_seqs(path: &std::path::Path) -> Vec<u64> {
     Reader::open(path)
         .unwrap()
         .map(|l| l.unwrap().record)
-        .filter(|r| r.seq > from && r.seq <= upto && r.event_type != EventType::Checkpoint)
-        .count() as u64
+        .filter(|r| r.event_type != EventType::Checkpoint)
+        .map(|r| r.seq)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_come_every_n_records_however_large_the_sinks_batches() {
     let dir = tempfile::tempdir().unwrap();
     let (path, signer, cps) = flat_out(dir.path(), 20_500, 1000).await;
+    let seqs = app_seqs(&path);
     let (last, counted) = cps.split_last().unwrap();
     assert_eq!(last.2.reason, CheckpointReason::Shutdown, "{:#?}", last.2);
     // Each checkpoint covers exactly the next 1000 application records
@@ -439,7 +451,10 @@ async fn checkpoints_come_every_n_records_however_large_the_sinks_batches() {
     let mut from = 0;
     for (i, (_, seq, cp)) in cps.iter().enumerate() {
         assert_eq!(cp.from_seq, from, "checkpoint {i}: coverage chains");
-        let apps = records_between(&path, cp.from_seq, cp.upto_seq);
+        let apps = seqs
+            .iter()
+            .filter(|&&q| q > cp.from_seq && q <= cp.upto_seq)
+            .count() as u64;
         if cp.reason == CheckpointReason::Count {
             assert_eq!(
                 apps, 1000,
@@ -449,7 +464,7 @@ async fn checkpoints_come_every_n_records_however_large_the_sinks_batches() {
             assert!(apps <= 1000, "checkpoint {i}: {apps}");
         }
         // `records` counts every line in the range, earlier checkpoints too.
-        let lines = records_between(&path, cp.from_seq, cp.upto_seq)
+        let lines = apps
             + cps
                 .iter()
                 .filter(|c| c.1 > cp.from_seq && c.1 <= cp.upto_seq)
