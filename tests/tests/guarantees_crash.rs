@@ -316,7 +316,7 @@ fn durable_receipts_come_only_after_fdatasync_of_their_bytes() {
             "-qq",
             "--seccomp-bpf",
             "-e",
-            "trace=openat,write,fdatasync,fsync",
+            "trace=openat,write,fdatasync,fsync,close",
             "-s",
             "64",
             "-o",
@@ -429,7 +429,11 @@ impl SyncTrace {
     fn complete(&mut self, name: &str, args: &str, at_entry: u64, ret: String) {
         let fd = args.split([',', ')', ' ']).next().unwrap_or("").to_string();
         match name {
-            "openat" if args.contains(&self.log) => self.log_fd = Some(ret),
+            // The writer's descriptor, not a reader's: the sink opens the
+            // log again read-only to find its first line.
+            "openat" if args.contains(&self.log) && args.contains("O_APPEND") => {
+                self.log_fd = Some(ret)
+            }
             "openat" if args.contains(&format!("{},", self.dir)) => self.dir_fds.push(ret),
             "write" if Some(&fd) == self.log_fd.as_ref() => {
                 self.written += ret.parse::<u64>().unwrap_or(0);
@@ -438,7 +442,164 @@ impl SyncTrace {
                 self.synced = self.synced.max(at_entry);
             }
             "fsync" if self.dir_fds.contains(&fd) && ret == "0" => self.dir_synced = true,
+            // A closed descriptor's number is reused (by the seq lease's
+            // temporary file, say): an fsync of that is not the directory's.
+            "close" if ret == "0" => self.dir_fds.retain(|d| *d != fd),
             _ => {}
         }
     }
+}
+
+// ------------------------------------------------ the seq lease file itself
+
+fn leased_start(
+    log: &std::path::Path,
+) -> impl std::future::Future<Output = Result<agent_audit::Dispatcher, agent_audit::StartError>> {
+    let lease = agent_audit::jsonl::FileLease::for_log(log).unwrap();
+    let sink = agent_audit::jsonl::JsonlSink::new(
+        agent_audit::jsonl::JsonlOptions::new(log).fsync(agent_audit::jsonl::FsyncPolicy::Batch),
+    )
+    .unwrap();
+    agent_audit::Dispatcher::builder()
+        .sink(agent_audit::SinkOptions::new("jsonl"), sink)
+        .seq_lease(std::sync::Arc::new(lease))
+        .lease_block(16)
+        .start()
+}
+
+async fn write_records(log: &std::path::Path, n: u64) -> Vec<u64> {
+    let d = leased_start(log).await.unwrap();
+    let a = agent_audit::Auditor::new(d.clone());
+    let mut seqs = Vec::new();
+    for i in 0..n {
+        let r = a
+            .emit_wait(
+                agent_audit::EventType::ToolCall,
+                &serde_json::json!({"i": i}),
+                agent_audit::AckLevel::Durable,
+            )
+            .await
+            .unwrap();
+        seqs.push(r.seq);
+    }
+    let report = d.shutdown(Duration::from_secs(5)).await;
+    assert!(report.is_clean(), "{report}");
+    seqs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_file_at_the_top_of_the_seq_space_refuses_the_start_and_leaves_log_and_lease_as_they_were()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit-log.jsonl");
+    let seq_file = dir.path().join("audit-log.jsonl.seq");
+    assert_eq!(write_records(&log, 3).await, vec![1, 2, 3]);
+    let log_before = std::fs::read(&log).unwrap();
+    for top in [u64::MAX, agent_audit::MAX_SEQ] {
+        let lease = format!("upto {top:020}\n");
+        std::fs::write(&seq_file, &lease).unwrap();
+        let err = leased_start(&log).await.unwrap_err();
+        assert!(
+            matches!(err, agent_audit::StartError::SeqExhausted { last_seq, .. } if last_seq == top),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("audit-log.jsonl.seq") && msg.contains("never wrap"),
+            "{msg}"
+        );
+        // Before, the next writer handed out 0, 1, 2... after seq 3.
+        assert_eq!(std::fs::read(&log).unwrap(), log_before, "log untouched");
+        assert_eq!(std::fs::read_to_string(&seq_file).unwrap(), lease);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbering_runs_up_to_the_last_seq_of_a_lease_file_and_stops_there_with_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit-log.jsonl");
+    let seq_file = dir.path().join("audit-log.jsonl.seq");
+    write_records(&log, 3).await;
+    let max = agent_audit::MAX_SEQ;
+    std::fs::write(&seq_file, format!("upto {:020}\n", max - 5)).unwrap();
+    let d = leased_start(&log).await.unwrap();
+    let a = agent_audit::Auditor::new(d.clone());
+    let mut got = Vec::new();
+    let mut refused = 0;
+    for i in 0..10 {
+        match a
+            .emit_wait(
+                agent_audit::EventType::ToolCall,
+                &serde_json::json!({"i": i}),
+                agent_audit::AckLevel::Durable,
+            )
+            .await
+        {
+            Ok(r) => got.push(r.seq),
+            Err(agent_audit::EmitError::SeqExhausted { last_seq }) => {
+                assert_eq!(last_seq, max);
+                refused += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // seq_skipped takes max - 4.
+    assert_eq!(got, ((max - 3)..=max).collect::<Vec<_>>());
+    assert_eq!(refused, 6);
+    let report = d.shutdown(Duration::from_secs(5)).await;
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(
+        std::fs::read_to_string(&seq_file).unwrap(),
+        format!("upto {max:020}\n"),
+        "never a lease beyond the last seq"
+    );
+    // One chain, seqs rising to the last one, no wrap.
+    let recs = check_file(&log, None).unwrap().records;
+    let seqs: Vec<u64> = recs.iter().map(|r| r.seq).collect();
+    let mut want = vec![1, 2, 3];
+    want.extend((max - 4)..=max);
+    assert_eq!(seqs, want);
+    assert_eq!(recs[3].payload()["reason"], "seq_skipped");
+    // And the next start says there is nothing left.
+    let err = leased_start(&log).await.unwrap_err();
+    assert!(
+        matches!(err, agent_audit::StartError::SeqExhausted { .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_file_its_writer_left_torn_is_recovered_from_the_log_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit-log.jsonl");
+    let seq_file = dir.path().join("audit-log.jsonl.seq");
+    let mut next = write_records(&log, 7).await.last().copied().unwrap() + 1;
+    // What an earlier version's first store left when the disk was full
+    // or the process died mid-write.
+    for torn in [&b""[..], b"upto 000000000", &[0u8; 26]] {
+        std::fs::write(&seq_file, torn).unwrap();
+        let seqs = write_records(&log, 2).await;
+        // The recovery note takes the first seq after the log's last.
+        assert_eq!(seqs, vec![next + 1, next + 2], "{torn:?}");
+        let recs = check_file(&log, None).unwrap().records;
+        let note = recs.iter().find(|r| r.seq == next).unwrap();
+        assert_eq!(note.event_type(), "audit_gap");
+        assert_eq!(note.payload()["reason"], "lease_notice");
+        assert!(
+            note.payload()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("continues after the log's last record"),
+            "{}",
+            note.payload()
+        );
+        next += 3;
+    }
+    // Foreign content is not guessed at.
+    std::fs::write(&seq_file, "hello, world\n").unwrap();
+    let err = leased_start(&log).await.unwrap_err().to_string();
+    assert!(
+        err.contains("audit-log.jsonl.seq") && !err.contains("hello"),
+        "{err}"
+    );
 }

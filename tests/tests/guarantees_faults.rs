@@ -685,3 +685,247 @@ queue = {QUEUE}
     assert_eq!(j["delivered"].as_u64().unwrap(), recs.len() as u64);
     drop(stalled_pipe);
 }
+
+// ------------------------------------------------------------ a real full disk
+
+/// A small tmpfs of its own, mounted for the test and unmounted when it
+/// ends: a disk that really fills (`ENOSPC` part way through a write, space
+/// coming back when a file is cut back or deleted), which `/dev/full` and a
+/// file size limit only imitate.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(bytes: u64) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={bytes},mode=0700"))
+            .arg("tmpfs")
+            .arg(dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("mount not runnable: {e}"));
+        assert!(
+            out.status.success(),
+            "mount -t tmpfs {} failed (the fault tests run as root, like chattr above): {}",
+            dir.path().display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills every free byte with `name`; deleting it frees them again.
+    fn fill(&self, name: &str) -> PathBuf {
+        use std::io::Write;
+        let path = self.path().join(name);
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 4096];
+        for chunk in [&block[..], &block[..1]] {
+            loop {
+                match f.write(chunk) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                    Err(e) => panic!("filling {}: {e}", path.display()),
+                }
+            }
+        }
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazy: a file still open in a leaked dispatcher must not keep the
+        // mount (and the test's temporary directory) alive.
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The files in `dir`, by name.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+async fn start_leased(log: &Path) -> Result<Dispatcher, agent_audit::StartError> {
+    let lease = agent_audit::jsonl::FileLease::for_log(log).unwrap();
+    Dispatcher::builder()
+        .sink(SinkOptions::new("jsonl"), jsonl(log))
+        .seq_lease(std::sync::Arc::new(lease))
+        .start()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_at_first_start_leaves_no_torn_lease_and_the_next_start_continues_the_seq() {
+    let disk = Tmpfs::mount(256 * 1024);
+    let log = disk.path().join("audit-log.jsonl");
+    let seq_file = disk.path().join("audit-log.jsonl.seq");
+
+    // First start on a full disk: refused, naming the lease and the cause.
+    let filler = disk.fill("filler");
+    let err = start_leased(&log).await.unwrap_err().to_string();
+    assert!(
+        err.contains("audit-log.jsonl.seq") && err.contains("No space left"),
+        "{err}"
+    );
+    // Before, a 0-byte lease was left here and every later start failed
+    // until someone deleted it.
+    assert_eq!(names_in(disk.path()), ["audit-log.jsonl", "filler"]);
+
+    // Room again: the next start succeeds.
+    std::fs::remove_file(&filler).unwrap();
+    let d = start_leased(&log).await.unwrap();
+    let a = Auditor::new(d.clone());
+    for i in 0..5 {
+        let r = a
+            .emit_wait(EventType::ToolCall, &tool(i), AckLevel::Durable)
+            .await
+            .unwrap();
+        assert_eq!(r.seq, i + 1);
+    }
+    assert!(d.shutdown(Duration::from_secs(5)).await.is_clean());
+    let before = std::fs::read(&seq_file).unwrap();
+    assert_eq!(before, b"upto 00000000000000000005\n");
+
+    // A later start on a full disk: the store fails, the old lease stays
+    // whole and nothing else is left behind.
+    let filler = disk.fill("filler");
+    let err = start_leased(&log).await.unwrap_err().to_string();
+    assert!(err.contains("No space left"), "{err}");
+    assert_eq!(std::fs::read(&seq_file).unwrap(), before);
+    assert_eq!(
+        names_in(disk.path()),
+        ["audit-log.jsonl", "audit-log.jsonl.seq", "filler"]
+    );
+
+    // Freed: numbering continues where it stopped, in one chain.
+    std::fs::remove_file(&filler).unwrap();
+    let d = start_leased(&log).await.unwrap();
+    let r = Auditor::new(d.clone())
+        .emit_wait(EventType::ToolCall, &tool(5), AckLevel::Durable)
+        .await
+        .unwrap();
+    assert_eq!(r.seq, 6);
+    assert!(d.shutdown(Duration::from_secs(5)).await.is_clean());
+    let seqs: Vec<u64> = records(&log).iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=6).collect::<Vec<_>>());
+}
+
+/// Emits `n` records of varying size (so that the last free bytes take
+/// some and not others) without waiting for each, then waits until every
+/// sink wrote or failed them.
+async fn emit_varied(d: &Dispatcher, a: &Auditor, i: &mut u64, n: u64) {
+    for _ in 0..n {
+        let pad = "x".repeat(((*i * 7919) % 1500) as usize);
+        a.emit(EventType::ToolCall, &json!({"i": *i, "pad": pad}))
+            .await
+            .unwrap();
+        *i += 1;
+    }
+    let last = d.next_seq().await - 1;
+    d.wait(last, AckLevel::Written).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_full_disk_the_gap_ranges_are_exactly_the_seqs_the_file_lacks_every_run() {
+    use agent_audit::jsonl::FsyncPolicy;
+    use std::collections::BTreeSet;
+    // Each run fills the disk, then frees a little at a time (a cleanup
+    // job deleting old files), so failed and written batches alternate
+    // within the second a sink_failed record gathers; the policies differ
+    // in whether a failed batch already committed some of its lines.
+    let policies = [
+        FsyncPolicy::Batch,
+        FsyncPolicy::Every,
+        FsyncPolicy::Never,
+        FsyncPolicy::Every,
+        FsyncPolicy::Batch,
+    ];
+    for (run, fsync) in policies.into_iter().enumerate() {
+        let disk = Tmpfs::mount(128 * 1024);
+        let dir = tempfile::tempdir().unwrap();
+        let log = disk.path().join("audit-log.jsonl");
+        let kept = dir.path().join("kept.jsonl");
+        // Room that a cleanup frees later, 4 KiB (one tmpfs page) each.
+        let spare: Vec<PathBuf> = (0..6)
+            .map(|i| {
+                let p = disk.path().join(format!("old-{i}"));
+                std::fs::write(&p, vec![0u8; 4096]).unwrap();
+                p
+            })
+            .collect();
+        let d = Dispatcher::builder()
+            .sink(
+                SinkOptions::new("tmpfs").required(false).max_batch(8),
+                JsonlSink::new(JsonlOptions::new(&log).fsync(fsync)).unwrap(),
+            )
+            .sink(SinkOptions::new("kept"), jsonl(&kept))
+            .start()
+            .await
+            .unwrap();
+        let a = Auditor::new(d.clone());
+        let mut i = 0u64;
+        // Until the disk is full and the file sink has failed.
+        while sink_health(&d, "tmpfs").failed == 0 {
+            emit_varied(&d, &a, &mut i, 20).await;
+            assert!(i < 10_000, "the disk never filled");
+        }
+        for old in &spare {
+            std::fs::remove_file(old).unwrap();
+            emit_varied(&d, &a, &mut i, 12).await;
+        }
+        emit_varied(&d, &a, &mut i, 40).await;
+        let rep = d.shutdown(Duration::from_secs(10)).await;
+        let t = report(&rep.sinks, "tmpfs");
+
+        let held: BTreeSet<u64> = records(&log).iter().map(|r| r.seq).collect();
+        let kept_recs = records(&kept);
+        let about_tmpfs = |r: &Checked| {
+            r.event_type() == "audit_gap"
+                && r.payload()["reason"] == "sink_failed"
+                && r.payload()["sink"] == "tmpfs"
+        };
+        // Everything but the notes about its own failures went to the
+        // file sink.
+        let sent: BTreeSet<u64> = kept_recs
+            .iter()
+            .filter(|r| !about_tmpfs(r))
+            .map(|r| r.seq)
+            .collect();
+        let missing: BTreeSet<u64> = sent.difference(&held).copied().collect();
+        let mut named = BTreeSet::new();
+        let mut lost = 0;
+        for g in kept_recs.iter().filter(|r| about_tmpfs(r)) {
+            lost += g.payload()["lost"].as_u64().unwrap();
+            for range in g.payload()["ranges"].as_array().unwrap() {
+                let (from, to) = (range[0].as_u64().unwrap(), range[1].as_u64().unwrap());
+                named.extend(from..=to);
+            }
+        }
+        let ctx = format!("run {run} (fsync {fsync:?}), {rep}");
+        assert!(!missing.is_empty() && !held.is_empty(), "{ctx}");
+        let wrong: Vec<u64> = named.intersection(&held).copied().collect();
+        assert!(
+            wrong.is_empty(),
+            "gap ranges name seqs the file holds: {wrong:?}; {ctx}"
+        );
+        assert_eq!(named, missing, "{ctx}");
+        assert_eq!(lost, missing.len() as u64, "{ctx}");
+        assert_eq!(t.health.failed, lost, "{ctx}");
+        assert_eq!(t.health.delivered, held.len() as u64, "{ctx}");
+    }
+}
