@@ -94,6 +94,17 @@ async fn run(how: Underneath) -> Run {
             .unwrap();
     }
     assert_head_is_the_files_end(&head, &log);
+    // The checkpointer signs the reopen on its own task; under load it may
+    // not have seen the new file yet, and finish() would then sign it as the
+    // shutdown checkpoint. Wait (bounded) for the rotation checkpoint.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !checkpoints(&log)
+        .iter()
+        .any(|c| c.reason == CheckpointReason::Rotation)
+        && std::time::Instant::now() < until
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     cp.finish().await.unwrap();
     assert!(d.shutdown(SHUTDOWN).await.is_clean());
     assert_head_is_the_files_end(&head, &log);
