@@ -370,7 +370,8 @@ impl Dispatcher {
         self.shared.max_record_bytes
     }
 
-    /// The seq the next record will get.
+    /// The seq the next record will get; `u64::MAX` (beyond [`MAX_SEQ`])
+    /// once every seq is used.
     pub async fn next_seq(&self) -> u64 {
         self.shared.order.lock().await.next_seq
     }
