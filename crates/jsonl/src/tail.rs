@@ -152,21 +152,10 @@ impl Read for At<'_> {
 /// The seq and time (Unix nanoseconds, when its `ts` parses) of the first
 /// record among the first lines of `file`.
 pub(crate) fn first_record(file: &File) -> io::Result<Option<(u64, Option<i128>)>> {
-    let mut reader = Reader::new("", BufReader::new(At { file, pos: 0 }));
-    for _ in 0..MAX_BAD {
-        match reader.next_raw() {
-            None => return Ok(None),
-            Some(Err(crate::ReadError::Io { source, .. })) => return Err(source),
-            Some(Err(_)) => return Ok(None),
-            Some(Ok(raw)) => {
-                if let Some(r) = parse_record(&raw.bytes) {
-                    let ts = Timestamp::parse(&r.ts).map(|t| t.unix_nanos());
-                    return Ok(Some((r.seq, ts)));
-                }
-            }
-        }
-    }
-    Ok(None)
+    first_of(At { file, pos: 0 }, |_, r| {
+        let ts = Timestamp::parse(&r.ts).map(|t| t.unix_nanos());
+        (r.seq, ts)
+    })
 }
 
 /// The seq, exact bytes and `prev` of the first record among the first
@@ -174,7 +163,17 @@ pub(crate) fn first_record(file: &File) -> io::Result<Option<(u64, Option<i128>)
 pub(crate) fn first_record_line(file: &File) -> io::Result<Option<(u64, Vec<u8>, String)>> {
     // Bounded: whatever the file holds, this reads no more than a few
     // lines' worth.
-    let src = At { file, pos: 0 }.take(MAX_LINE);
+    first_of(At { file, pos: 0 }.take(MAX_LINE), |bytes, r| {
+        (r.seq, bytes, r.prev)
+    })
+}
+
+/// The first record among the first `MAX_BAD` lines of `src`, with its exact
+/// bytes, through `f`; `None` when none of them is a record.
+fn first_of<R: Read, T>(
+    src: R,
+    f: impl FnOnce(Vec<u8>, agent_audit_core::StoredRecord) -> T,
+) -> io::Result<Option<T>> {
     let mut reader = Reader::new("", BufReader::new(src));
     for _ in 0..MAX_BAD {
         match reader.next_raw() {
@@ -183,7 +182,7 @@ pub(crate) fn first_record_line(file: &File) -> io::Result<Option<(u64, Vec<u8>,
             Some(Err(_)) => return Ok(None),
             Some(Ok(raw)) => {
                 if let Some(r) = parse_record(&raw.bytes) {
-                    return Ok(Some((r.seq, raw.bytes, r.prev)));
+                    return Ok(Some(f(raw.bytes, r)));
                 }
             }
         }
