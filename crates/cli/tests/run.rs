@@ -1,28 +1,15 @@
 //! `agent-audit run` end to end: the real binary, the real file system, the
 //! tutorial's Python reader.
 
+mod common;
 mod hostile;
 
 use std::path::Path;
-use std::process::{Command, Output};
+
+use common::{PROMPT, agent_audit, text};
+use std::process::Command;
 
 use sha2::{Digest, Sha256};
-
-const PROMPT: &str = "What is the balance of account 12345?";
-
-fn agent_audit(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_agent-audit"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("AGENT_AUDIT_CONFIG")
-        .env_remove("OPENAI_API_KEY")
-        .output()
-        .expect("the agent-audit binary runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn lines(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)

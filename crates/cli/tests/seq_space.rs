@@ -2,26 +2,14 @@
 //! `u64::MAX` is refused with a clear error and exit 1, never a wrap, and
 //! the log stays one valid chain.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-const PROMPT: &str = "What is the balance of account 12345?";
+use std::path::Path;
+
+use common::{PROMPT, agent_audit, text};
+
 /// The last seq a record can get (`agent_audit::MAX_SEQ`).
 const MAX_SEQ: u64 = u64::MAX - 1;
-
-fn agent_audit(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_agent-audit"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("AGENT_AUDIT_CONFIG")
-        .env_remove("OPENAI_API_KEY")
-        .output()
-        .expect("the agent-audit binary runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn seqs(log: &Path) -> Vec<u64> {
     std::fs::read_to_string(log)
