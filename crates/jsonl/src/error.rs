@@ -42,6 +42,19 @@ pub enum JsonlError {
         /// The path.
         path: PathBuf,
     },
+    /// The path is a FIFO, a device, a socket: something that is not a
+    /// regular file. Records written there go to whoever reads the pipe,
+    /// or nowhere (`/dev/null`), and nothing can be read back or
+    /// verified, so a trail could be lost without an error.
+    #[error(
+        "refusing audit log {path}: it is {kind}, not a regular file; records written there would not be kept where they can be read back and verified. A JSONL path must be a regular file or not exist yet"
+    )]
+    NotRegular {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead (`a FIFO (named pipe)`, `a character device`...).
+        kind: &'static str,
+    },
     /// Another writer (this process or another) holds the file's lock.
     #[error(
         "audit log {path} is in use: another writer holds its lock; two writers would interleave the chain, so only one may append at a time"

@@ -21,9 +21,96 @@
 //! ```
 
 use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use crate::error::JsonlError;
+
+/// What a file that is not a regular file is, for errors.
+pub(crate) fn kind_of(t: std::fs::FileType) -> &'static str {
+    if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
+}
+
+fn open_error(path: &Path, source: io::Error) -> JsonlError {
+    match source.raw_os_error() {
+        Some(libc::ELOOP) => JsonlError::Symlink {
+            path: path.to_path_buf(),
+        },
+        Some(libc::EISDIR) => JsonlError::IsDirectory {
+            path: path.to_path_buf(),
+        },
+        // open(2) of a UNIX socket, or of a FIFO/device with nothing
+        // behind it: say what the path is rather than "No such device".
+        Some(libc::ENXIO | libc::ENODEV) => match std::fs::symlink_metadata(path) {
+            Ok(meta) if !meta.is_file() => JsonlError::NotRegular {
+                path: path.to_path_buf(),
+                kind: kind_of(meta.file_type()),
+            },
+            _ => JsonlError::Open {
+                path: path.to_path_buf(),
+                source,
+            },
+        },
+        _ => JsonlError::Open {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
+/// Opens (or with `create_new`, creates) the active file of a log for
+/// appending: mode 0600 when created, never through a symlink
+/// (`O_NOFOLLOW`), and only if it is a regular file.
+///
+/// The type is taken from the opened descriptor (`fstat`), not from the
+/// path beforehand, so nothing can be swapped in between; and the open
+/// itself is non-blocking, so a FIFO at the path is refused at once
+/// instead of hanging the writer (or, opened read-write, silently taking
+/// records nobody reads). `O_NONBLOCK` stays set on the regular file it
+/// returns, where Linux ignores it: reads and writes of regular files
+/// block as usual.
+pub(crate) fn open_log_file(path: &Path, create_new: bool) -> Result<File, JsonlError> {
+    let mut opts = OpenOptions::new();
+    opts.read(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    if create_new {
+        opts.create_new(true);
+    } else {
+        opts.create(true);
+    }
+    let file = opts.open(path).map_err(|e| open_error(path, e))?;
+    let meta = file.metadata().map_err(|e| open_error(path, e))?;
+    if meta.is_dir() {
+        return Err(JsonlError::IsDirectory {
+            path: path.to_path_buf(),
+        });
+    }
+    if !meta.is_file() {
+        return Err(JsonlError::NotRegular {
+            path: path.to_path_buf(),
+            kind: kind_of(meta.file_type()),
+        });
+    }
+    Ok(file)
+}
 
 /// One file of a log, as [`list`] returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +186,16 @@ pub fn list(path: &Path) -> Result<Vec<LogFile>, JsonlError> {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if let Some(seqs) = parse_rotated(path, name) {
+            // A FIFO or device under a rotated file's name would hang or
+            // never end whoever reads the log (the sink resuming its
+            // chain, `verify`): it is not part of any log.
+            let file_type = entry.file_type().map_err(list_err)?;
+            if !file_type.is_file() && !file_type.is_symlink() {
+                return Err(JsonlError::NotRegular {
+                    path: entry.path(),
+                    kind: kind_of(file_type),
+                });
+            }
             out.push(LogFile {
                 path: match path.parent() {
                     Some(p) => p.join(name),

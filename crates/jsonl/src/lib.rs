@@ -52,9 +52,13 @@
 //! lock (`flock`, released by the kernel when the process exits, even on
 //! SIGKILL). A second writer, in this process or another, gets
 //! [`JsonlError::InUse`] naming the path instead of interleaving the chain.
-//! Devices such as `/dev/null` or `/dev/full` are written to but not locked,
-//! scanned or rotated. With any fsync policy but `never`, the directory is
-//! synced so a new file's name survives a power loss.
+//! The path must be a regular file or not exist yet: a FIFO, a device
+//! (`/dev/null`, `/dev/full`) or a socket is refused with
+//! [`JsonlError::NotRegular`], checked on the opened descriptor (`fstat`)
+//! and opened `O_NONBLOCK`, so a FIFO never hangs the writer and records
+//! never go where they cannot be read back. With any fsync policy but
+//! `never`, the directory is synced so a new file's name survives a power
+//! loss.
 //!
 //! It then reads the file from its end to the last whole record: its seq
 //! becomes [`SinkOpen::last_seq`](agent_audit_core::SinkOpen) (the
@@ -146,7 +150,10 @@ mod tail;
 
 pub use error::{JsonlError, ReadError};
 pub use lease::FileLease;
-pub use options::{ChainKey, FsyncPolicy, JsonlOptions, parse_rotate_every};
+pub use options::{
+    ChainKey, FsyncPolicy, JsonlOptions, MAX_FSYNC_INTERVAL_MS, MAX_ROTATE_BYTES, MAX_ROTATE_EVERY,
+    parse_rotate_every,
+};
 pub use reader::{DEFAULT_MAX_LINE, Line, RawLine, Reader, SchemaViolation, check_schema};
 pub use sink::JsonlSink;
 

@@ -64,6 +64,17 @@ fn default_interval_ms() -> u64 {
     1000
 }
 
+/// Largest `fsync_interval_ms`: one hour. A longer period leaves records
+/// at `Written` for longer than anyone means by "interval", and an
+/// unbounded one would overflow the timer.
+pub const MAX_FSYNC_INTERVAL_MS: u64 = 3_600_000;
+
+/// Largest `rotate_bytes`: 1 TiB per file.
+pub const MAX_ROTATE_BYTES: u64 = 1 << 40;
+
+/// Largest `rotate_every`: 366 days (a yearly rotation, leap years too).
+pub const MAX_ROTATE_EVERY: Duration = Duration::from_secs(366 * 86_400);
+
 /// Options of a [`crate::JsonlSink`].
 ///
 /// Deserialises from the `[[sinks]] type = "jsonl"` table of `audit.toml`
@@ -172,8 +183,10 @@ impl JsonlOptions {
         &self.path
     }
 
-    /// Checks values serde cannot: a zero interval, rotation size or age,
-    /// an empty path, an empty key.
+    /// Checks values serde cannot: a zero or too large interval, rotation
+    /// size or age (the bounds are [`MAX_FSYNC_INTERVAL_MS`],
+    /// [`MAX_ROTATE_BYTES`] and [`MAX_ROTATE_EVERY`]), an empty path, an
+    /// empty key.
     pub fn validate(&self) -> Result<(), JsonlError> {
         let bad = |field: &'static str, reason: &str| {
             Err(JsonlError::InvalidOption {
@@ -188,16 +201,41 @@ impl JsonlOptions {
         if self.fsync_interval_ms == 0 {
             return bad("fsync_interval_ms", "must be at least 1");
         }
+        if self.fsync_interval_ms > MAX_FSYNC_INTERVAL_MS {
+            return bad(
+                "fsync_interval_ms",
+                &format!(
+                    "is {}: at most {MAX_FSYNC_INTERVAL_MS} (one hour)",
+                    self.fsync_interval_ms
+                ),
+            );
+        }
         if self.rotate_bytes == Some(0) {
             return bad(
                 "rotate_bytes",
                 "must be at least 1 (omit it to never rotate)",
             );
         }
+        if let Some(n) = self.rotate_bytes.filter(|n| *n > MAX_ROTATE_BYTES) {
+            return bad(
+                "rotate_bytes",
+                &format!("is {n}: at most {MAX_ROTATE_BYTES} (1 TiB; omit it to never rotate)"),
+            );
+        }
         if self.rotate_every == Some(Duration::ZERO) {
             return bad(
                 "rotate_every",
                 "must be longer than zero (omit it to never rotate by age)",
+            );
+        }
+        if let Some(d) = self.rotate_every.filter(|d| *d > MAX_ROTATE_EVERY) {
+            return bad(
+                "rotate_every",
+                &format!(
+                    "is {} seconds: at most {} (366 days; omit it to never rotate by age)",
+                    d.as_secs(),
+                    MAX_ROTATE_EVERY.as_secs()
+                ),
             );
         }
         if self

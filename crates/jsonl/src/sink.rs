@@ -1,8 +1,8 @@
 //! The JSONL file sink.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt, PermissionsExt as _};
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,28 +145,12 @@ fn dir_of(path: &Path) -> PathBuf {
 }
 
 /// Opens (or with `create_new`, creates) the active file: append-only,
-/// mode 0600 when created, never through a symlink; then locks it.
+/// mode 0600 when created, never through a symlink, a regular file only
+/// (see [`files::open_log_file`]); then locks it.
 fn open_active(path: &Path, create_new: bool) -> Result<(File, bool), JsonlError> {
-    let mut opts = OpenOptions::new();
-    opts.read(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW);
-    if create_new {
-        opts.create_new(true);
-    } else {
-        opts.create(true);
-    }
-    let file = opts.open(path).map_err(|e| open_error(path, e))?;
+    let file = files::open_log_file(path, create_new)?;
     let meta = file.metadata().map_err(|e| open_error(path, e))?;
-    if meta.is_dir() {
-        return Err(JsonlError::IsDirectory {
-            path: path.to_path_buf(),
-        });
-    }
     let regular = meta.is_file();
-    // Devices such as /dev/null are shared by every process: locking them
-    // would make unrelated writers collide, and there is no chain to keep.
     if regular {
         match file.try_lock() {
             Ok(()) => {}

@@ -466,16 +466,52 @@ async fn a_second_writer_in_the_same_process_gets_a_clear_error() {
     sink.open_file().unwrap();
 }
 
+/// A small tmpfs of its own, filled to the last byte: a disk that really
+/// is full (`/dev/full` is a device, which the sink refuses as a path).
+struct FullDisk {
+    dir: tempfile::TempDir,
+}
+
+impl FullDisk {
+    fn mount() -> FullDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=65536,mode=0700", "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("mount not runnable: {e}"));
+        assert!(
+            out.status.success(),
+            "mount -t tmpfs {} failed (this test runs as root, like the fault tests): {}",
+            dir.path().display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut filler = std::fs::File::create(dir.path().join("filler")).unwrap();
+        let block = vec![0u8; 4096];
+        for chunk in [&block[..], &block[..1]] {
+            while let Ok(n) = filler.write(chunk) {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        FullDisk { dir }
+    }
+}
+
+impl Drop for FullDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dev_full_fails_the_emit_with_the_path_and_cause() {
-    let path = PathBuf::from("/dev/full");
-    assert!(
-        path.exists(),
-        "/dev/full is missing: this test needs a Linux /dev"
-    );
-    let mut sink = JsonlSink::new(JsonlOptions::new(&path)).unwrap();
-    sink.open_file().unwrap();
-    drop(sink);
+async fn a_full_disk_fails_the_emit_with_the_path_and_cause() {
+    let disk = FullDisk::mount();
+    let path = disk.dir.path().join("audit-log.jsonl");
     let d = start(JsonlOptions::new(&path)).await;
     let err = Auditor::new(d.clone())
         .emit_wait(EventType::ToolCall, &tool_call(1), AckLevel::Durable)
@@ -483,7 +519,7 @@ async fn dev_full_fails_the_emit_with_the_path_and_cause() {
         .unwrap_err();
     let msg = err.to_string();
     assert!(
-        msg.contains("/dev/full") && msg.contains("cannot write"),
+        msg.contains(&path.display().to_string()) && msg.contains("cannot write"),
         "{msg}"
     );
     assert!(
@@ -502,6 +538,130 @@ async fn dev_full_fails_the_emit_with_the_path_and_cause() {
     );
     let report = d.shutdown(SHUTDOWN).await;
     assert_eq!(report.sinks[0].health.failed, 1);
+}
+
+/// `open_file` on another thread, so a sink that blocks (a FIFO opened
+/// for reading) fails the test instead of hanging it.
+fn open_within(path: &Path, limit: std::time::Duration) -> Result<(), JsonlError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = path.to_path_buf();
+    std::thread::spawn(move || {
+        let r = JsonlSink::new(JsonlOptions::new(&p))
+            .unwrap()
+            .open_file()
+            .map(|_| ());
+        let _ = tx.send(r);
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("opening {} hung for {limit:?}", path.display()))
+}
+
+fn mkfifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+#[test]
+fn a_fifo_a_device_or_a_socket_at_the_path_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.jsonl");
+    mkfifo(&fifo);
+    let socket = dir.path().join("socket.jsonl");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    for (path, kind) in [
+        (fifo.clone(), "FIFO"),
+        (PathBuf::from("/dev/null"), "character device"),
+        (PathBuf::from("/dev/full"), "character device"),
+        (socket.clone(), "socket"),
+    ] {
+        let err = open_within(&path, std::time::Duration::from_secs(10)).unwrap_err();
+        assert!(
+            matches!(err, JsonlError::NotRegular { .. }),
+            "{path:?}: {err:?}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&path.display().to_string())
+                && msg.contains(kind)
+                && msg.contains("not a regular file"),
+            "{msg}"
+        );
+    }
+    // Through the dispatcher, the start fails: no record can be accepted.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = rt
+        .block_on(
+            Dispatcher::builder()
+                .sink(
+                    SinkOptions::new("trail"),
+                    JsonlSink::new(JsonlOptions::new(&fifo)).unwrap(),
+                )
+                .start(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, StartError::Open { .. }), "{err:?}");
+    assert!(err.to_string().contains("FIFO"), "{err}");
+}
+
+#[test]
+fn a_fifo_under_a_rotated_name_is_refused_instead_of_read() {
+    // With no active file the sink resumes the chain from the newest
+    // rotated file: a FIFO there would block that read forever.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    let rotated = files::rotated_name(&path, 1, 2);
+    mkfifo(&rotated);
+    let err = open_within(&path, std::time::Duration::from_secs(10)).unwrap_err();
+    assert!(matches!(err, JsonlError::NotRegular { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&rotated.display().to_string()),
+        "{err}"
+    );
+    let err = files::list(&path).unwrap_err();
+    assert!(err.to_string().contains("FIFO"), "{err}");
+}
+
+#[test]
+fn sizes_above_their_bounds_are_refused_by_name_and_the_bounds_are_accepted() {
+    use agent_audit_jsonl::{MAX_FSYNC_INTERVAL_MS, MAX_ROTATE_BYTES, MAX_ROTATE_EVERY};
+    use std::time::Duration;
+    let at = [
+        JsonlOptions::new("a.jsonl").fsync_interval(Duration::from_millis(MAX_FSYNC_INTERVAL_MS)),
+        JsonlOptions::new("a.jsonl").rotate_bytes(MAX_ROTATE_BYTES),
+        JsonlOptions::new("a.jsonl").rotate_every(MAX_ROTATE_EVERY),
+    ];
+    for opts in at {
+        opts.validate().unwrap_or_else(|e| panic!("{opts:?}: {e}"));
+    }
+    for (opts, field) in [
+        (
+            JsonlOptions::new("a.jsonl")
+                .fsync_interval(Duration::from_millis(MAX_FSYNC_INTERVAL_MS + 1)),
+            "fsync_interval_ms",
+        ),
+        (
+            JsonlOptions::new("a.jsonl").rotate_bytes(MAX_ROTATE_BYTES + 1),
+            "rotate_bytes",
+        ),
+        (
+            JsonlOptions::new("a.jsonl").rotate_every(MAX_ROTATE_EVERY + Duration::from_secs(1)),
+            "rotate_every",
+        ),
+        (
+            JsonlOptions::new("a.jsonl").fsync_interval(Duration::MAX),
+            "fsync_interval_ms",
+        ),
+    ] {
+        let err = JsonlSink::new(opts).unwrap_err();
+        assert!(
+            matches!(&err, JsonlError::InvalidOption { field: f, .. } if *f == field),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("at most"), "{err}");
+    }
 }
 
 #[test]
