@@ -14,7 +14,7 @@ use crate::ids::{SpanId, TraceId};
 use crate::lease::{Leased, SeqLease};
 use crate::record::{EventType, MAX_SEQ, Record, RecordMeta};
 use crate::redact::PayloadFilter;
-use crate::sink::{AckLevel, Batch, ShutdownSignal, Sink, SinkError};
+use crate::sink::{AckLevel, Batch, Retrying, ShutdownSignal, Sink, SinkError, StatusSignal};
 use crate::time::Timestamp;
 
 /// What a sink does with a record when its queue is full.
@@ -792,6 +792,9 @@ pub struct SinkHealth {
     pub notices: u64,
     /// The most recent notice.
     pub last_notice: Option<String>,
+    /// Set while the sink retries a write it has not given up on (see
+    /// [`Sink::watch_status`]): records are stuck, not yet failed.
+    pub retrying: Option<Retrying>,
 }
 
 /// What [`Dispatcher::shutdown`] found, per sink.
@@ -948,6 +951,8 @@ struct SinkSlot {
     finished_cv: (Mutex<bool>, Condvar),
     /// The shutdown deadline, shared with the sink (`Sink::watch_shutdown`).
     shutdown: ShutdownSignal,
+    /// What the sink says it is doing (`Sink::watch_status`).
+    status: StatusSignal,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -967,6 +972,8 @@ impl SinkSlot {
     fn spawn(options: SinkOptions, mut sink: Box<dyn Sink>) -> Result<Arc<SinkSlot>, StartError> {
         let shutdown = ShutdownSignal::new();
         sink.watch_shutdown(shutdown.clone());
+        let status = StatusSignal::new();
+        sink.watch_status(status.clone());
         let slot = Arc::new(SinkSlot {
             max_level: sink.max_level(),
             queue: Mutex::new(Queue {
@@ -994,6 +1001,7 @@ impl SinkSlot {
             finished_notify: Notify::new(),
             finished_cv: (Mutex::new(false), Condvar::new()),
             shutdown,
+            status,
         });
         let worker = slot.clone();
         std::thread::Builder::new()
@@ -1210,6 +1218,7 @@ impl SinkSlot {
             last_error: o.last_error.clone(),
             notices: o.notices,
             last_notice: o.last_notice.clone(),
+            retrying: self.status.retrying(),
         }
     }
 
@@ -1357,6 +1366,9 @@ impl SinkSlot {
                     })
                 }))
                 .unwrap_or_else(|_| Err(SinkError::permanent(Panicked("write"))));
+                // A write that returned retries no more, whatever the sink
+                // forgot to say (or said just before it panicked).
+                self.status.clear();
                 self.complete(&batch, result);
                 self.in_flight.store(0, Ordering::Release);
                 batch.clear();

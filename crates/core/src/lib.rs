@@ -61,5 +61,7 @@ pub use lease::{LeaseError, MemoryLease, SeqLease};
 pub use memory::{MemorySink, MemorySinkError};
 pub use record::{EventType, MAX_SEQ, Record, SCHEMA_VERSION, StoredRecord};
 pub use redact::PayloadFilter;
-pub use sink::{AckLevel, Batch, FailureKind, ShutdownSignal, Sink, SinkError, SinkOpen};
+pub use sink::{
+    AckLevel, Batch, FailureKind, Retrying, ShutdownSignal, Sink, SinkError, SinkOpen, StatusSignal,
+};
 pub use time::Timestamp;

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::record::Record;
+use crate::time::Timestamp;
 
 /// How far a record got. Ordered: a fan-out's level is the lowest of its
 /// sinks'.
@@ -186,6 +187,74 @@ impl ShutdownSignal {
     }
 }
 
+/// What a sink that retries inside [`Sink::write`] is doing right now,
+/// published through its [`StatusSignal`] and shown in
+/// [`SinkHealth::retrying`](crate::SinkHealth::retrying).
+///
+/// A write that retries blocks the sink's queue (and, under
+/// `overflow = "block"`, the emitters) for up to its retry budget with no
+/// error yet to return; this is how an application learns, while it
+/// happens, that records are stuck and until when.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Retrying {
+    /// When the first attempt of the write being retried failed.
+    #[serde(serialize_with = "as_text")]
+    pub since: Timestamp,
+    /// When the sink gives up and fails the records (the retry budget's end,
+    /// or the shutdown deadline when that comes first).
+    #[serde(serialize_with = "as_text")]
+    pub until: Timestamp,
+    /// The whole retry budget, in milliseconds.
+    pub budget_ms: u64,
+    /// Attempts made so far.
+    pub attempts: u64,
+    /// What the last attempt met. The sink keeps secrets (header values,
+    /// credentials) out of it; it may still quote a server, so escape it
+    /// before printing it to a terminal.
+    pub last_error: String,
+}
+
+fn as_text<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(t.as_str())
+}
+
+/// Where a sink publishes its live state for
+/// [`Dispatcher::health`](crate::Dispatcher::health), handed to it once when it starts
+/// ([`Sink::watch_status`]); the opposite direction to [`ShutdownSignal`].
+/// Cloning shares the one value.
+#[derive(Clone, Debug, Default)]
+pub struct StatusSignal(Arc<Mutex<Option<Retrying>>>);
+
+impl StatusSignal {
+    /// A signal saying nothing.
+    pub fn new() -> Self {
+        StatusSignal::default()
+    }
+
+    /// Says the sink is retrying (replacing what it said before).
+    pub fn set_retrying(&self, retrying: Retrying) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(retrying);
+    }
+
+    /// Changes the published state in place, so that several retry loops
+    /// of one sink (requests in flight together) can keep the earliest
+    /// `since` while updating the last error.
+    pub fn update(&self, f: impl FnOnce(&mut Option<Retrying>)) {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// Says the sink is no longer retrying (it delivered, or gave up and
+    /// reported the failure from [`Sink::write`]).
+    pub fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// What the sink says now.
+    pub fn retrying(&self) -> Option<Retrying> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// A destination for records.
 ///
 /// The dispatcher gives each sink its own worker thread and calls these
@@ -232,6 +301,13 @@ pub trait Sink: Send + 'static {
     /// dispatcher publishes its shutdown deadline. The default ignores it.
     fn watch_shutdown(&mut self, _signal: ShutdownSignal) {}
 
+    /// Receives, once before the first write, the signal through which the
+    /// sink says it is retrying (see [`Retrying`]); the dispatcher shows it
+    /// in its health snapshot. A sink that retries inside [`Sink::write`]
+    /// sets it on the first failed attempt and clears it when the write
+    /// returns. The default ignores it.
+    fn watch_status(&mut self, _status: StatusSignal) {}
+
     /// Things the sink noticed and worked around while running (its file was
     /// moved away and it reopened the path, say). The dispatcher asks after
     /// every write and tick and turns each into an `audit_gap` record with
@@ -267,6 +343,9 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
     fn watch_shutdown(&mut self, signal: ShutdownSignal) {
         (**self).watch_shutdown(signal)
+    }
+    fn watch_status(&mut self, status: StatusSignal) {
+        (**self).watch_status(status)
     }
     fn take_notices(&mut self) -> Vec<String> {
         (**self).take_notices()

@@ -135,3 +135,70 @@ async fn a_write_begun_before_shutdown_sees_the_deadline_and_its_batch_is_report
     assert!(s.finished, "the write never learned the deadline: {report}");
     assert_eq!((s.health.failed, s.undelivered), (3, 0), "{report}");
 }
+
+/// Says it is retrying, then waits until the test lets the write finish;
+/// it never clears the status itself (the dispatcher must).
+struct SaysRetrying {
+    status: agent_audit_core::StatusSignal,
+    release: Arc<Mutex<bool>>,
+}
+
+impl Sink for SaysRetrying {
+    fn max_level(&self) -> AckLevel {
+        AckLevel::Exported
+    }
+    fn watch_status(&mut self, status: agent_audit_core::StatusSignal) {
+        self.status = status;
+    }
+    fn write(&mut self, _batch: &Batch<'_>) -> Result<AckLevel, SinkError> {
+        let now = agent_audit_core::Timestamp::now();
+        self.status.set_retrying(agent_audit_core::Retrying {
+            since: now,
+            until: now,
+            budget_ms: 300_000,
+            attempts: 1,
+            last_error: "connection refused".to_string(),
+        });
+        while !*self.release.lock().unwrap() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(AckLevel::Exported)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retrying_sink_shows_in_health_until_its_write_returns() {
+    let release = Arc::new(Mutex::new(false));
+    // Boxed as a `dyn Sink` and boxed again by the builder, so the status
+    // reaches the sink only if `impl Sink for Box<S>` forwards the hook.
+    let sink: Box<dyn Sink> = Box::new(SaysRetrying {
+        status: agent_audit_core::StatusSignal::new(),
+        release: release.clone(),
+    });
+    let d = Dispatcher::builder()
+        .sink(SinkOptions::new("collector").required(false), sink)
+        .start()
+        .await
+        .unwrap();
+    let a = Auditor::new(d.clone());
+    let seq = a.emit(EventType::ToolCall, &json!({})).await.unwrap().seq;
+    let start = Instant::now();
+    let shown = loop {
+        if let Some(r) = d.health().sinks[0].retrying.clone() {
+            break r;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "never shown");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(shown.last_error, "connection refused");
+    assert_eq!(shown.budget_ms, 300_000);
+    let json = serde_json::to_value(d.health()).unwrap();
+    assert_eq!(
+        json["sinks"][0]["retrying"]["since"].as_str(),
+        Some(shown.since.as_str())
+    );
+    *release.lock().unwrap() = true;
+    d.wait(seq, AckLevel::Exported).await.unwrap();
+    assert_eq!(d.health().sinks[0].retrying, None);
+    d.shutdown(Duration::from_secs(5)).await;
+}
