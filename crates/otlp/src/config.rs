@@ -135,7 +135,10 @@ impl Default for RetryConfig {
 pub struct OtlpConfig {
     /// Collector URL. For gRPC `http://host:4317` (or `https://`); for HTTP
     /// the full URL, or a base URL without path to which `/v1/logs` is
-    /// appended.
+    /// appended. A user or password in the URL (`http://user:pw@host`) is
+    /// refused: credentials go in `headers`. Wherever the endpoint is
+    /// shown (errors, Debug, `audit_gap` records) its query and fragment
+    /// are shown as `***`.
     pub endpoint: Option<String>,
     /// `grpc`, `http/protobuf` (the OTLP default) or `http/json`.
     pub protocol: Option<Protocol>,
@@ -172,7 +175,7 @@ pub struct OtlpConfig {
 impl fmt::Debug for OtlpConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OtlpConfig")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.endpoint.as_deref().map(redact_endpoint))
             .field("protocol", &self.protocol)
             .field(
                 "headers",
@@ -259,7 +262,8 @@ fn detect_host_name() -> Option<String> {
 }
 
 /// Why an OTLP sink could not be configured. Names the key or variable at
-/// fault; header values are never included.
+/// fault; header values are never included, nor an endpoint's user,
+/// password, query or fragment.
 #[derive(Debug, thiserror::Error)]
 pub enum OtlpConfigError {
     /// The endpoint is not an `http://` or `https://` URL.
@@ -267,10 +271,24 @@ pub enum OtlpConfigError {
     Endpoint {
         /// `endpoint` or the variable it came from.
         origin: String,
-        /// The endpoint as given.
+        /// The endpoint as given, with anything that could be a secret
+        /// (user, password, query, fragment) shown as `***`.
         value: String,
         /// What is wrong.
         reason: String,
+    },
+    /// The endpoint carries a user or password (`http://user:pw@host`).
+    /// It is refused rather than used, because the endpoint is quoted in
+    /// errors and `audit_gap` records; neither the user nor the password
+    /// is in the message.
+    #[error(
+        "otlp sink: {origin} holds a user or password (an `@` in the URL), which would be quoted in errors and audit records; remove it from the URL and send credentials as a header instead, through {hint}"
+    )]
+    Credentials {
+        /// `endpoint` or the variable it came from.
+        origin: String,
+        /// Where headers go for this origin.
+        hint: &'static str,
     },
     /// A variable named an unknown protocol.
     #[error(
@@ -329,7 +347,7 @@ pub enum OtlpConfigError {
     Client {
         /// Protocol.
         protocol: Protocol,
-        /// Endpoint.
+        /// Endpoint, query and fragment shown as `***`.
         endpoint: String,
         /// What failed.
         reason: String,
@@ -343,7 +361,9 @@ pub enum OtlpConfigError {
 /// and the environment.
 #[derive(Clone)]
 pub struct OtlpSettings {
-    /// Where requests go: the gRPC base URL, or the full HTTP URL.
+    /// Where requests go: the gRPC base URL, or the full HTTP URL. Never
+    /// holds a user or password ([`crate::OtlpSink::new`] refuses one); a
+    /// query is allowed but never shown.
     pub endpoint: String,
     /// Wire protocol.
     pub protocol: Protocol,
@@ -376,7 +396,7 @@ pub struct OtlpSettings {
 impl fmt::Debug for OtlpSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OtlpSettings")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &redact_endpoint(&self.endpoint))
             .field("protocol", &self.protocol)
             .field(
                 "headers",
@@ -574,13 +594,39 @@ impl OtlpConfig {
     }
 }
 
-fn parse_url(origin: &str, value: &str) -> Result<reqwest::Url, OtlpConfigError> {
+/// Where credentials belong, for the error that refuses them in a URL.
+pub(crate) fn headers_hint(origin: &str) -> &'static str {
+    if origin.starts_with(LOGS) {
+        "OTEL_EXPORTER_OTLP_LOGS_HEADERS (e.g. authorization=Basic%20<base64>)"
+    } else if origin.starts_with(ALL) {
+        "OTEL_EXPORTER_OTLP_HEADERS (e.g. authorization=Basic%20<base64>)"
+    } else {
+        "the sink's `headers` key (e.g. headers = { authorization = \"Basic <base64>\" })"
+    }
+}
+
+pub(crate) fn parse_url(origin: &str, value: &str) -> Result<reqwest::Url, OtlpConfigError> {
+    // Checked on the text before parsing, so that a URL the parser rejects
+    // is refused for its credentials too instead of quoted.
+    if has_userinfo(value) {
+        return Err(OtlpConfigError::Credentials {
+            origin: origin.to_string(),
+            hint: headers_hint(origin),
+        });
+    }
     let err = |reason: String| OtlpConfigError::Endpoint {
         origin: origin.to_string(),
-        value: value.to_string(),
+        value: redact_endpoint(value),
         reason,
     };
+    // The parser's message never quotes the input.
     let url = reqwest::Url::parse(value.trim()).map_err(|e| err(e.to_string()))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(OtlpConfigError::Credentials {
+            origin: origin.to_string(),
+            hint: headers_hint(origin),
+        });
+    }
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(err(format!(
             "scheme `{}` is not http or https",
@@ -591,6 +637,43 @@ fn parse_url(origin: &str, value: &str) -> Result<reqwest::Url, OtlpConfigError>
         return Err(err("no host".to_string()));
     }
     Ok(url)
+}
+
+/// Where what follows `scheme://` starts (0 when there is no scheme).
+fn after_scheme(value: &str) -> usize {
+    value.find("://").map_or(0, |i| i + 3)
+}
+
+/// Whether `value` may carry a user or password: any `@` after the scheme.
+/// Wider than the URL grammar on purpose: a password holding `/`, `?` or
+/// `#` makes a parser end the authority early, and the text must still be
+/// caught (an `@` elsewhere in an OTLP endpoint has no use).
+pub(crate) fn has_userinfo(value: &str) -> bool {
+    value[after_scheme(value)..].contains('@')
+}
+
+/// `value` as it may be shown: everything up to the last `@` after the
+/// scheme (a user and password, which are refused anyway) and the query
+/// and fragment (which may carry an API key) replaced by `***`. Works on
+/// text that is not a valid URL too, since that is what errors quote.
+pub(crate) fn redact_endpoint(value: &str) -> String {
+    let value = value.trim();
+    let start = after_scheme(value);
+    let mut out = String::with_capacity(value.len());
+    out.push_str(&value[..start]);
+    let mut rest = &value[start..];
+    if let Some(at) = rest.rfind('@') {
+        out.push_str("***");
+        rest = &rest[at..];
+    }
+    match rest.find(['?', '#']) {
+        Some(i) => {
+            out.push_str(&rest[..=i]);
+            out.push_str("***");
+        }
+        None => out.push_str(rest),
+    }
+    out
 }
 
 fn join_logs_path(base: &str) -> String {
@@ -836,6 +919,104 @@ mod tests {
             e.to_string().contains("authorization") && !e.to_string().contains("s3cret"),
             "{e}"
         );
+    }
+
+    const USER: &str = "alice-the-user";
+    const PASSWORD: &str = "hunter2-pass";
+
+    fn assert_no_credentials(text: &str) {
+        assert!(
+            !text.contains(USER) && !text.contains(PASSWORD),
+            "credentials leaked: {text}"
+        );
+    }
+
+    #[test]
+    fn credentials_in_the_table_endpoint_are_refused_without_being_quoted() {
+        for endpoint in [
+            format!("http://{USER}:{PASSWORD}@127.0.0.1:4318"),
+            format!("https://{USER}:{PASSWORD}@collector.example/v1/logs?x=1"),
+            format!("http://{USER}@127.0.0.1:4317"),
+            format!("http://:{PASSWORD}@127.0.0.1:4317"),
+            // The parser rejects these; they must still not be quoted.
+            format!("http://{USER}:{PASSWORD}@"),
+            format!("http://{USER}:{PASSWORD}@exa mple:99999"),
+            // A `/` in the password ends a parser's authority early.
+            format!("http://{USER}:{PASSWORD}/x@127.0.0.1:4317"),
+        ] {
+            for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+                let c = OtlpConfig {
+                    endpoint: Some(endpoint.clone()),
+                    protocol: Some(protocol),
+                    ..Default::default()
+                };
+                let e = c.resolve_with_env(svc(), env(&[])).unwrap_err();
+                assert!(
+                    matches!(&e, OtlpConfigError::Credentials { origin, .. } if origin == "endpoint"),
+                    "{endpoint}: {e:?}"
+                );
+                let text = e.to_string();
+                assert!(
+                    text.contains("endpoint") && text.contains("`headers`"),
+                    "{text}"
+                );
+                assert_no_credentials(&text);
+                assert_no_credentials(&format!("{e:?}"));
+                assert_no_credentials(&format!("{c:?}"));
+            }
+        }
+    }
+
+    #[test]
+    fn credentials_in_the_endpoint_variables_are_refused_without_being_quoted() {
+        let url = format!("http://{USER}:{PASSWORD}@col:4318");
+        for var in [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+        ] {
+            let e = OtlpConfig::default()
+                .resolve_with_env(svc(), env(&[(var, &url)]))
+                .unwrap_err();
+            let text = e.to_string();
+            assert!(
+                matches!(&e, OtlpConfigError::Credentials { origin, .. } if origin == var),
+                "{e:?}"
+            );
+            let headers_var = var.replace("ENDPOINT", "HEADERS");
+            assert!(text.contains(var) && text.contains(&headers_var), "{text}");
+            assert_no_credentials(&text);
+            assert_no_credentials(&format!("{e:?}"));
+        }
+    }
+
+    #[test]
+    fn shown_endpoints_hide_queries_fragments_and_userinfo() {
+        assert_eq!(
+            redact_endpoint("https://col:4318/v1/logs?api_key=k3y#frag"),
+            "https://col:4318/v1/logs?***"
+        );
+        assert_eq!(
+            redact_endpoint("http://u:p@col:4317"),
+            "http://***@col:4317"
+        );
+        assert_eq!(redact_endpoint("http://col#k3y"), "http://col#***");
+        assert_eq!(redact_endpoint("http://col:4317/"), "http://col:4317/");
+        // An invalid endpoint is quoted with its query hidden.
+        let c = OtlpConfig {
+            endpoint: Some("ftp://col/?token=k3y".into()),
+            ..Default::default()
+        };
+        let e = c.resolve_with_env(svc(), env(&[])).unwrap_err();
+        assert!(!e.to_string().contains("k3y"), "{e}");
+        // A query is allowed, and never shown by Debug.
+        let c = OtlpConfig {
+            endpoint: Some("http://127.0.0.1:4318/v1/logs?token=k3y".into()),
+            ..Default::default()
+        };
+        assert!(!format!("{c:?}").contains("k3y"), "{c:?}");
+        let s = c.resolve_with_env(svc(), env(&[])).unwrap();
+        assert_eq!(s.endpoint, "http://127.0.0.1:4318/v1/logs?token=k3y");
+        assert!(!format!("{s:?}").contains("k3y"), "{s:?}");
     }
 
     #[test]

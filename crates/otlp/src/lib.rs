@@ -69,7 +69,16 @@
 //! `linger_ms`, `max_request_bytes`,
 //! `retry = { initial_backoff_ms, max_backoff_ms, max_elapsed_ms }`. With no
 //! `endpoint`, the standard `OTEL_EXPORTER_OTLP_LOGS_*` and
-//! `OTEL_EXPORTER_OTLP_*` variables apply (see [`OtlpConfig`]).
+//! `OTEL_EXPORTER_OTLP_*` variables apply (see [`OtlpConfig`]). An
+//! endpoint with a user or password (`http://user:pw@host`), in the table
+//! or a variable, is refused with [`OtlpConfigError::Credentials`]:
+//! credentials go in `headers`. An endpoint is only ever shown with its
+//! query and fragment as `***`.
+//!
+//! While a batch is retried the sink publishes
+//! [`Retrying`](agent_audit_core::Retrying) (since when, until when, the
+//! last error) through [`Sink::watch_status`](agent_audit_core::Sink::watch_status),
+//! which the dispatcher's health snapshot shows.
 //!
 //! Delivery is at least once: a request whose answer was lost is sent
 //! again, so a consumer that must count records exactly deduplicates on

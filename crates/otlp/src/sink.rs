@@ -4,7 +4,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use agent_audit_core::{AckLevel, Batch, FailureKind, Record, ShutdownSignal, Sink, SinkError};
+use agent_audit_core::{
+    AckLevel, Batch, FailureKind, Record, Retrying, ShutdownSignal, Sink, SinkError, StatusSignal,
+    Timestamp,
+};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message as _;
@@ -12,12 +15,15 @@ use prost::bytes::Bytes;
 use rand::Rng as _;
 use tokio::task::JoinHandle;
 
-use crate::config::{OtlpConfig, OtlpConfigError, OtlpSettings, Protocol, ServiceInfo};
+use crate::config::{
+    OtlpConfig, OtlpConfigError, OtlpSettings, Protocol, ServiceInfo, has_userinfo, headers_hint,
+    redact_endpoint,
+};
 use crate::mapping::Mapper;
 use crate::transport::{Accepted, Transport};
 
-/// Why records did not reach the collector. Names the endpoint; never
-/// carries header values.
+/// Why records did not reach the collector. Names the endpoint (its query
+/// and fragment shown as `***`); never carries header values.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ExportError {
     /// Transient failures (connection refused, UNAVAILABLE, HTTP 503...)
@@ -103,12 +109,15 @@ pub struct OtlpSink {
     transport: Option<Transport>,
     runtime: Option<tokio::runtime::Runtime>,
     shutdown: ShutdownSignal,
+    /// Where a request being retried says so (`Sink::watch_status`).
+    status: StatusSignal,
     /// Reused buffer for encoded LogRecords.
     buf: Vec<u8>,
 }
 
 /// What one request's retry loop needs, shared by the requests in flight.
 struct Policy {
+    /// The endpoint as shown in errors ([`redact_endpoint`]).
     endpoint: String,
     protocol: Protocol,
     timeout: Duration,
@@ -120,7 +129,7 @@ struct Policy {
 impl std::fmt::Debug for OtlpSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OtlpSink")
-            .field("endpoint", &self.settings.endpoint)
+            .field("endpoint", &self.policy.endpoint)
             .field("protocol", &self.settings.protocol)
             .finish()
     }
@@ -146,8 +155,15 @@ impl OtlpSink {
     }
 
     /// A sink from resolved settings. Nothing is sent (nor connected) until
-    /// the first write.
+    /// the first write. An endpoint with a user or password is refused
+    /// here too, for settings built without [`OtlpConfig::resolve`].
     pub fn new(settings: OtlpSettings) -> Result<OtlpSink, OtlpConfigError> {
+        if has_userinfo(&settings.endpoint) {
+            return Err(OtlpConfigError::Credentials {
+                origin: "endpoint".to_string(),
+                hint: headers_hint("endpoint"),
+            });
+        }
         // One worker thread carries the connection and the requests in
         // flight while the dispatcher's thread encodes the next ones.
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -164,7 +180,7 @@ impl OtlpSink {
         Ok(OtlpSink {
             mapper: Mapper::new(&settings.service),
             policy: Arc::new(Policy {
-                endpoint: settings.endpoint.clone(),
+                endpoint: redact_endpoint(&settings.endpoint),
                 protocol: settings.protocol,
                 timeout: settings.timeout,
                 initial_backoff: settings.initial_backoff,
@@ -175,11 +191,13 @@ impl OtlpSink {
             transport: Some(transport),
             runtime: Some(runtime),
             shutdown: ShutdownSignal::new(),
+            status: StatusSignal::new(),
             buf: Vec::new(),
         })
     }
 
-    /// Where records go.
+    /// Where records go, as configured: it may hold a query with a
+    /// secret, so print [`OtlpSink`]'s Debug form or an error instead.
     pub fn endpoint(&self) -> &str {
         &self.settings.endpoint
     }
@@ -191,7 +209,7 @@ impl OtlpSink {
 
     fn encode_error(&self, detail: String) -> ExportError {
         ExportError::Encode {
-            endpoint: self.settings.endpoint.clone(),
+            endpoint: self.policy.endpoint.clone(),
             detail,
         }
     }
@@ -322,6 +340,7 @@ impl OtlpSink {
                             body,
                             deadline,
                             self.shutdown.clone(),
+                            self.status.clone(),
                         );
                         in_flight.push_back((handle.spawn(task), n));
                     }
@@ -363,6 +382,7 @@ async fn export(
     body: Bytes,
     deadline: Option<Instant>,
     shutdown: ShutdownSignal,
+    status: StatusSignal,
 ) -> Result<Accepted, ExportError> {
     let start = Instant::now();
     let budget_end = start + p.max_elapsed;
@@ -412,7 +432,12 @@ async fn export(
             }
         };
         let mut err = match attempt {
-            Ok(accepted) => return Ok(accepted),
+            Ok(accepted) => {
+                // The collector answers again: whatever another request
+                // of the batch said about retrying is over too.
+                status.clear();
+                return Ok(accepted);
+            }
             Err(e) => e,
         };
         // An attempt cut short by what is left of the retry budget says
@@ -445,6 +470,12 @@ async fn export(
             ),
             None => err.detail,
         };
+        // Said before the first backoff, so that an operator learns within
+        // one attempt's time that records are stuck, and until when.
+        let end = stop_at().map_or(budget_end, |s| s.min(budget_end));
+        if Instant::now() + wait < end {
+            publish_retrying(&status, &p, attempts, &detail, end);
+        }
         // Sleeps in slices so that a shutdown beginning meanwhile ends the
         // wait as soon as the rest of it would pass the deadline.
         let wake = Instant::now() + wait;
@@ -460,6 +491,32 @@ async fn export(
             tokio::time::sleep((wake - now).min(SHUTDOWN_POLL)).await;
         }
     }
+}
+
+/// Says (or updates) that a request is being retried until `end`. Requests
+/// in flight together share the one status: the earliest `since` stays,
+/// the latest word on the error and the end wins.
+fn publish_retrying(status: &StatusSignal, p: &Policy, attempts: u32, detail: &str, end: Instant) {
+    let now = Timestamp::now();
+    let left = end.saturating_duration_since(Instant::now());
+    let until =
+        Timestamp::from_unix_nanos(now.unix_nanos().saturating_add(left.as_nanos() as i128));
+    status.update(|s| match s {
+        Some(r) => {
+            r.until = until;
+            r.attempts = r.attempts.max(u64::from(attempts));
+            r.last_error = detail.to_string();
+        }
+        None => {
+            *s = Some(Retrying {
+                since: now,
+                until,
+                budget_ms: p.max_elapsed.as_millis() as u64,
+                attempts: u64::from(attempts),
+                last_error: detail.to_string(),
+            })
+        }
+    });
 }
 
 /// Resolves once the shutdown deadline (less the margin) has passed.
@@ -486,12 +543,15 @@ impl Sink for OtlpSink {
 
     fn write(&mut self, batch: &Batch<'_>) -> Result<AckLevel, SinkError> {
         let total = batch.records.len() as u64;
-        match self.write_records(batch.records, batch.deadline) {
+        let result = self.write_records(batch.records, batch.deadline);
+        // Delivered or given up: either way no longer retrying.
+        self.status.clear();
+        match result {
             Ok((0, _)) => Ok(AckLevel::Exported),
             Ok((rejected, message)) => Err(SinkError::rejected(
                 rejected,
                 ExportError::Rejected {
-                    endpoint: self.settings.endpoint.clone(),
+                    endpoint: self.policy.endpoint.clone(),
                     rejected,
                     sent: total,
                     message: message.unwrap_or_default(),
@@ -508,6 +568,10 @@ impl Sink for OtlpSink {
 
     fn watch_shutdown(&mut self, signal: ShutdownSignal) {
         self.shutdown = signal;
+    }
+
+    fn watch_status(&mut self, status: StatusSignal) {
+        self.status = status;
     }
 
     fn close(&mut self) -> Result<Option<AckLevel>, SinkError> {

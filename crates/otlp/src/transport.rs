@@ -12,7 +12,7 @@ use prost::bytes::{Buf, BufMut, Bytes};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 
-use crate::config::{Compression, OtlpConfigError, OtlpSettings, Protocol};
+use crate::config::{Compression, OtlpConfigError, OtlpSettings, Protocol, redact_endpoint};
 
 /// The collector took the request; `rejected` of its records were refused.
 #[derive(Debug, Clone, Default)]
@@ -86,7 +86,7 @@ impl Transport {
     pub(crate) fn new(s: &OtlpSettings) -> Result<Transport, OtlpConfigError> {
         let client_err = |reason: String| OtlpConfigError::Client {
             protocol: s.protocol,
-            endpoint: s.endpoint.clone(),
+            endpoint: redact_endpoint(&s.endpoint),
             reason,
         };
         match s.protocol {
@@ -263,8 +263,16 @@ impl Transport {
         }
     }
 
-    /// `text` with every configured header value replaced by `***`.
+    /// `text` with every configured header value, and the endpoint's
+    /// query, replaced by `***`.
     fn scrub(&self, mut text: String) -> String {
+        // A collector or proxy may quote the URL it was asked for.
+        if let Transport::Http { url, .. } = self
+            && let Some(q) = url.query().filter(|q| !q.is_empty())
+            && text.contains(q)
+        {
+            text = text.replace(q, "***");
+        }
         let values: Vec<&str> = match self {
             Transport::Grpc { headers, .. } => headers
                 .iter()
@@ -427,6 +435,9 @@ async fn send_http(
         .send()
         .await
         .map_err(|e| {
+            // reqwest quotes the whole URL, query included; the endpoint is
+            // already named (redacted) by the error this detail goes into.
+            let e = e.without_url();
             let detail = format!("request failed: {}", error_chain(&e));
             if e.is_timeout() {
                 AttemptError::timeout(detail)
@@ -446,6 +457,7 @@ async fn send_http(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.contains("json"));
     let bytes = response.bytes().await.map_err(|e| {
+        let e = e.without_url();
         AttemptError::transient(format!("reading the response failed: {}", error_chain(&e)))
     })?;
     if status.is_success() {
