@@ -14,6 +14,7 @@
 //! - [`procs`]: child processes (the binaries in `src/bin`), their memory.
 //! - [`chat`]: a real Chat Completions server on loopback.
 //! - [`http`]: a scripted HTTP server on loopback (a collector or proxy).
+//! - [`disk`]: a real full disk (a small tmpfs filled to the last byte).
 //! - [`collector`]: a real OpenTelemetry collector (rotel), and a server
 //!   that accepts and never answers.
 //!
@@ -33,6 +34,7 @@
 pub mod chain;
 pub mod chat;
 pub mod collector;
+pub mod disk;
 pub mod http;
 pub mod procs;
 pub mod secrets;

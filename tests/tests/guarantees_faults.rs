@@ -16,6 +16,7 @@ use agent_audit::{
     AckLevel, Auditor, Dispatcher, EmitError, EventType, SinkHealth, SinkOptions, SinkReport,
 };
 use agent_audit_tests::chain::{self, Checked, check_file};
+use agent_audit_tests::disk::Tmpfs;
 use agent_audit_tests::procs::{Lines, Reported, wait_for_report};
 use serde_json::{Value, json};
 
@@ -82,15 +83,17 @@ fn tool(i: u64) -> Value {
     json!({"tool": "transfer", "arguments": {"amount": i}, "i": i})
 }
 
-// ------------------------------------------------------------ /dev/full
+// ------------------------------------------------------------ a disk full from the start
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dev_full_optional_sink_fails_on_the_first_emit_and_the_other_sink_keeps_everything() {
+async fn full_disk_optional_sink_fails_on_the_first_emit_and_the_other_sink_keeps_everything() {
     const N: u64 = 200;
     let dir = tempfile::tempdir().unwrap();
     let kept = dir.path().join("kept.jsonl");
+    let disk = Tmpfs::full();
+    let full_path = disk.path().join("full.jsonl");
     let d = Dispatcher::builder()
-        .sink(SinkOptions::new("full").required(false), jsonl("/dev/full"))
+        .sink(SinkOptions::new("full").required(false), jsonl(&full_path))
         .sink(SinkOptions::new("kept"), jsonl(&kept))
         .start()
         .await
@@ -107,7 +110,7 @@ async fn dev_full_optional_sink_fails_on_the_first_emit_and_the_other_sink_keeps
     assert_eq!(first.failed[0].sink, "full");
     let err = first.failed[0].error.to_string();
     assert!(
-        err.contains("/dev/full") && err.contains("No space left on device"),
+        err.contains(&full_path.display().to_string()) && err.contains("No space left on device"),
         "{err}"
     );
     let h = sink_health(&d, "full");
@@ -143,11 +146,15 @@ async fn dev_full_optional_sink_fails_on_the_first_emit_and_the_other_sink_keeps
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dev_full_required_sink_fails_the_emit_and_refuses_the_next_one() {
+async fn full_disk_required_sink_fails_the_emit_and_refuses_the_next_one() {
     let dir = tempfile::tempdir().unwrap();
     let kept = dir.path().join("kept.jsonl");
+    let disk = Tmpfs::full();
     let d = Dispatcher::builder()
-        .sink(SinkOptions::new("full").required(true), jsonl("/dev/full"))
+        .sink(
+            SinkOptions::new("full").required(true),
+            jsonl(disk.path().join("full.jsonl")),
+        )
         .sink(SinkOptions::new("kept").required(false), jsonl(&kept))
         .start()
         .await
@@ -687,68 +694,6 @@ queue = {QUEUE}
 }
 
 // ------------------------------------------------------------ a real full disk
-
-/// A small tmpfs of its own, mounted for the test and unmounted when it
-/// ends: a disk that really fills (`ENOSPC` part way through a write, space
-/// coming back when a file is cut back or deleted), which `/dev/full` and a
-/// file size limit only imitate.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(bytes: u64) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o"])
-            .arg(format!("size={bytes},mode=0700"))
-            .arg("tmpfs")
-            .arg(dir.path())
-            .output()
-            .unwrap_or_else(|e| panic!("mount not runnable: {e}"));
-        assert!(
-            out.status.success(),
-            "mount -t tmpfs {} failed (the fault tests run as root, like chattr above): {}",
-            dir.path().display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Fills every free byte with `name`; deleting it frees them again.
-    fn fill(&self, name: &str) -> PathBuf {
-        use std::io::Write;
-        let path = self.path().join(name);
-        let mut f = std::fs::File::create(&path).unwrap();
-        let block = vec![0u8; 4096];
-        for chunk in [&block[..], &block[..1]] {
-            loop {
-                match f.write(chunk) {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
-                    Err(e) => panic!("filling {}: {e}", path.display()),
-                }
-            }
-        }
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Lazy: a file still open in a leaked dispatcher must not keep the
-        // mount (and the test's temporary directory) alive.
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.dir.path())
-            .status();
-    }
-}
 
 /// The files in `dir`, by name.
 fn names_in(dir: &Path) -> Vec<String> {

@@ -200,6 +200,16 @@ pub enum ConfigError {
         /// First line with an invalid byte.
         line: usize,
     },
+    /// The path names a directory, a FIFO, a device or a socket.
+    #[error(
+        "{path}: cannot read configuration: it is {kind}, not a regular file (a configuration is a regular file)"
+    )]
+    NotRegular {
+        /// The file.
+        path: String,
+        /// What it is instead ("a FIFO (named pipe)", "a directory", ...).
+        kind: &'static str,
+    },
     /// A section whose values are well-formed but do not fit together.
     #[error("{path}: [{section}]: {message}")]
     Invalid {
@@ -387,11 +397,13 @@ impl Config {
             source,
         };
         let meta = std::fs::metadata(path).map_err(read_err)?;
-        if meta.is_dir() {
-            return Err(read_err(std::io::Error::new(
-                std::io::ErrorKind::IsADirectory,
-                "is a directory",
-            )));
+        // Opening a FIFO blocks until someone writes to it, and a device
+        // yields whatever it likes: a configuration is a regular file.
+        if !meta.is_file() {
+            return Err(ConfigError::NotRegular {
+                path: name,
+                kind: file_kind(&meta.file_type()),
+            });
         }
         if meta.len() > MAX_CONFIG_BYTES {
             return Err(ConfigError::TooLarge {
@@ -469,6 +481,15 @@ impl Config {
         let mut sinks = Vec::new();
         match raw.sinks {
             None => sinks = Config::default().sinks,
+            Some(tables) if tables.is_empty() => {
+                return Err(ConfigError::Parse {
+                    path: source.into(),
+                    line: key_line(text, 0..text.len(), "sinks"),
+                    column: 1,
+                    key: Some("sinks".into()),
+                    message: "no sinks: an audit trail needs at least one, or records would go nowhere (remove `sinks` for the default JSONL file and stdout)".into(),
+                });
+            }
             Some(tables) => {
                 for (i, table) in tables.into_iter().enumerate() {
                     sinks.push(parse_sink(text, source, i, table)?);
@@ -493,11 +514,38 @@ impl Config {
         }
         #[cfg(feature = "jsonl")]
         if let Some(integrity) = &raw.integrity {
-            integrity.validate().map_err(|e| ConfigError::Invalid {
-                path: source.into(),
-                section: "integrity",
-                message: e.to_string(),
+            integrity.validate().map_err(|e| match &e {
+                agent_audit_jsonl::integrity::IntegrityError::InvalidValue { field, reason } => {
+                    ConfigError::Parse {
+                        path: source.into(),
+                        line: key_line(text, section(text, "integrity"), field),
+                        column: 1,
+                        key: Some(format!("integrity.{field}")),
+                        message: reason.clone(),
+                    }
+                }
+                _ => ConfigError::Invalid {
+                    path: source.into(),
+                    section: "integrity",
+                    message: e.to_string(),
+                },
             })?;
+        }
+        #[cfg(feature = "agents")]
+        if let Some(model) = &raw.model
+            && let Err(e) = model.validate()
+        {
+            let key = match &e {
+                agent_audit_agents::ModelConfigError::OutOfRange { key, .. } => Some(*key),
+                _ => None,
+            };
+            return Err(ConfigError::Parse {
+                path: source.into(),
+                line: key.map_or(1, |k| key_line(text, section(text, "model"), k)),
+                column: 1,
+                key: key.map(|k| format!("model.{k}")),
+                message: e.to_string().trim_start_matches("[model] ").to_string(),
+            });
         }
         Ok(Config {
             source: source.into(),
@@ -666,6 +714,51 @@ fn path_string(path: &serde_path_to_error::Path) -> Option<String> {
     (s != "." && !s.is_empty()).then_some(s)
 }
 
+/// What a non-regular file is, for errors.
+fn file_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The bytes of the `[name]` table: from its header line to the next
+/// header, or the whole text when it has no header of its own (an inline
+/// table), so that [`key_line`] finds a key of that table rather than a
+/// key of the same name elsewhere.
+fn section(text: &str, name: &str) -> std::ops::Range<usize> {
+    let header = format!("[{name}]");
+    let mut offset = 0;
+    let mut start = None;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            if start.is_some() {
+                return start.unwrap_or(0)..offset;
+            }
+            if t.trim_end()
+                .split('#')
+                .next()
+                .is_some_and(|h| h.trim() == header)
+            {
+                start = Some(offset);
+            }
+        }
+        offset += line.len();
+    }
+    start.unwrap_or(0)..text.len()
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
     let before = &text.as_bytes()[..offset];
@@ -775,7 +868,15 @@ fn parse_sink(
     }
     let kind = match ty.as_str() {
         #[cfg(feature = "jsonl")]
-        "jsonl" => SinkKind::Jsonl(options(t, &err)?),
+        "jsonl" => {
+            let o: agent_audit_jsonl::JsonlOptions = options(t, &err)?;
+            if let Err(agent_audit_jsonl::JsonlError::InvalidOption { field, reason, .. }) =
+                o.validate()
+            {
+                return Err(err(field, format!("{field} {reason}")));
+            }
+            SinkKind::Jsonl(o)
+        }
         #[cfg(feature = "stdout")]
         "stdout" => SinkKind::Stdout(options(t, &err)?),
         #[cfg(feature = "otlp")]

@@ -67,6 +67,40 @@ pub struct ModelConfig {
     pub max_retries: Option<u32>,
 }
 
+/// Largest `timeout_ms`: one hour for one attempt.
+pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+
+/// Largest `max_retries`.
+pub const MAX_RETRIES: u32 = 20;
+
+impl ModelConfig {
+    /// Checks the numbers against their bounds (`timeout_ms` 1 to
+    /// [`MAX_TIMEOUT_MS`], `max_retries` at most [`MAX_RETRIES`]) without
+    /// building anything or reading the environment, so a configuration
+    /// loader can refuse them with the key's line.
+    pub fn validate(&self) -> Result<(), ModelConfigError> {
+        let range = |key, value: u64, min, max| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(ModelConfigError::OutOfRange {
+                    key,
+                    value,
+                    min,
+                    max,
+                })
+            }
+        };
+        if let Some(ms) = self.timeout_ms {
+            range("timeout_ms", ms, 1, MAX_TIMEOUT_MS)?;
+        }
+        if let Some(n) = self.max_retries {
+            range("max_retries", u64::from(n), 0, u64::from(MAX_RETRIES))?;
+        }
+        Ok(())
+    }
+}
+
 /// Why a `[model]` section could not become a model. Each names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelConfigError {
@@ -89,9 +123,18 @@ pub enum ModelConfigError {
         /// The key.
         key: &'static str,
     },
-    /// `timeout_ms = 0`.
-    #[error("[model] timeout_ms must be greater than 0")]
-    ZeroTimeout,
+    /// A number outside its documented range.
+    #[error("[model] {key} is {value}: it must be between {min} and {max}")]
+    OutOfRange {
+        /// The key.
+        key: &'static str,
+        /// The configured value.
+        value: u64,
+        /// Smallest allowed.
+        min: u64,
+        /// Largest allowed.
+        max: u64,
+    },
     /// `base_url` is invalid or the client could not be built.
     #[error("[model] {0}")]
     Client(#[from] ClientBuildError),
@@ -128,10 +171,8 @@ pub fn build_model_with_env(
                 .as_deref()
                 .filter(|m| !m.trim().is_empty())
                 .ok_or(ModelConfigError::MissingModel)?;
+            config.validate()?;
             let timeout_ms = config.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
-            if timeout_ms == 0 {
-                return Err(ModelConfigError::ZeroTimeout);
-            }
             let key = match &config.api_key_env {
                 Some(var) => Some(
                     env(var)

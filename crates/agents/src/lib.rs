@@ -65,7 +65,10 @@ pub mod tutorial;
 pub use agent::{
     AgentError, AssistantAgent, ChatResult, EndReason, HumanInputMode, UserProxyAgent,
 };
-pub use config::{ModelConfig, ModelConfigError, Provider, build_model, build_model_with_env};
+pub use config::{
+    MAX_RETRIES, MAX_TIMEOUT_MS, ModelConfig, ModelConfigError, Provider, build_model,
+    build_model_with_env,
+};
 pub use input::{InputError, InputProvider, ScriptedInput, TerminalInput};
 pub use model::{
     BoxFuture, ChatModel, ChatRequest, ChatResponse, Message, ModelError, ModelErrorKind, ToolCall,

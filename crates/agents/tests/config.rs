@@ -97,8 +97,33 @@ fn build_errors_name_what_is_wrong() {
     assert!(e.to_string().contains("TEAM_KEY"));
     assert!(matches!(
         err(openai(&|c| c.timeout_ms = Some(0))),
-        ModelConfigError::ZeroTimeout
+        ModelConfigError::OutOfRange {
+            key: "timeout_ms",
+            value: 0,
+            ..
+        }
     ));
+    // Every number has an upper bound: an hour-long attempt, twenty retries.
+    let e = err(openai(&|c| c.timeout_ms = Some(i64::MAX as u64)));
+    assert!(
+        matches!(
+            e,
+            ModelConfigError::OutOfRange {
+                key: "timeout_ms",
+                max: 3_600_000,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(matches!(
+        err(openai(&|c| c.max_retries = Some(21))),
+        ModelConfigError::OutOfRange {
+            key: "max_retries",
+            ..
+        }
+    ));
+    assert!(build_model_with_env(&openai(&|c| c.max_retries = Some(20)), no_env).is_ok());
     let e = err(openai(&|c| c.base_url = Some("ftp://x/v1".into())));
     assert!(e.to_string().contains("ftp"), "{e}");
     let e = err(openai(&|c| {

@@ -9,6 +9,7 @@ use std::path::Path;
 use common::{PROMPT, agent_audit, text};
 use std::process::Command;
 
+use agent_audit_tests::disk::Tmpfs;
 use sha2::{Digest, Sha256};
 
 fn lines(path: &Path) -> Vec<String> {
@@ -258,7 +259,7 @@ fn an_unwritable_log_path_fails_clearly_with_exit_1() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("a-directory")).unwrap();
     std::fs::write(dir.path().join("a-file"), b"").unwrap();
-    for path in ["/dev/full", "a-directory", "a-file/below-a-file.jsonl"] {
+    for path in ["a-directory", "a-file/below-a-file.jsonl"] {
         let cfg = write_config(
             dir.path(),
             &format!("[[sinks]]\ntype = \"jsonl\"\npath = \"{path}\"\nfsync = \"batch\"\n"),
@@ -274,9 +275,13 @@ fn an_unwritable_log_path_fails_clearly_with_exit_1() {
 #[test]
 fn a_failing_optional_sink_is_reported_and_a_failing_required_one_stops_the_run() {
     let dir = tempfile::tempdir().unwrap();
+    let disk = Tmpfs::full();
     let optional = write_config(
         dir.path(),
-        "[[sinks]]\ntype = \"jsonl\"\npath = \"good.jsonl\"\n\n[[sinks]]\nname = \"full-disk\"\ntype = \"jsonl\"\npath = \"/dev/full\"\nrequired = false\n",
+        &format!(
+            "[[sinks]]\ntype = \"jsonl\"\npath = \"good.jsonl\"\n\n[[sinks]]\nname = \"full-disk\"\ntype = \"jsonl\"\npath = \"{}\"\nrequired = false\n",
+            disk.path().join("full.jsonl").display()
+        ),
     );
     let out = agent_audit(dir.path(), &["run", "--config", &optional, PROMPT]);
     let err = text(&out.stderr);
@@ -300,7 +305,10 @@ fn a_failing_optional_sink_is_reported_and_a_failing_required_one_stops_the_run(
 
     let required = write_config(
         dir.path(),
-        "[[sinks]]\ntype = \"jsonl\"\npath = \"good2.jsonl\"\n\n[[sinks]]\nname = \"full-disk\"\ntype = \"jsonl\"\npath = \"/dev/full\"\nrequired = true\n",
+        &format!(
+            "[[sinks]]\ntype = \"jsonl\"\npath = \"good2.jsonl\"\n\n[[sinks]]\nname = \"full-disk\"\ntype = \"jsonl\"\npath = \"{}\"\nrequired = true\n",
+            disk.path().join("full2.jsonl").display()
+        ),
     );
     let out = agent_audit(dir.path(), &["run", "--config", &required, PROMPT]);
     let err = text(&out.stderr);

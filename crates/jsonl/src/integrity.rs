@@ -148,9 +148,17 @@ pub fn chain_key_from_env(var: &str) -> Result<ChainKey, IntegrityError> {
     Ok(ChainKey::new(bytes))
 }
 
+/// Largest `checkpoint_every`: ten million records. Rarer checkpoints
+/// leave a longer tail of the log that only the chain protects.
+pub const MAX_CHECKPOINT_EVERY: u64 = 10_000_000;
+
+/// Largest `checkpoint_interval_secs`: one day.
+pub const MAX_CHECKPOINT_INTERVAL_SECS: u64 = 86_400;
+
 impl IntegrityConfig {
-    /// Checks values serde cannot (zero counts or intervals, an empty
-    /// variable name).
+    /// Checks values serde cannot: zero or too large counts and intervals
+    /// (the bounds are [`MAX_CHECKPOINT_EVERY`] and
+    /// [`MAX_CHECKPOINT_INTERVAL_SECS`]), an empty variable name.
     pub fn validate(&self) -> Result<(), IntegrityError> {
         let bad = |field, reason: &str| {
             Err(IntegrityError::InvalidValue {
@@ -161,8 +169,26 @@ impl IntegrityConfig {
         if self.checkpoint_every == 0 {
             return bad("checkpoint_every", "must be at least 1");
         }
+        if self.checkpoint_every > MAX_CHECKPOINT_EVERY {
+            return bad(
+                "checkpoint_every",
+                &format!(
+                    "is {}: at most {MAX_CHECKPOINT_EVERY} records between checkpoints",
+                    self.checkpoint_every
+                ),
+            );
+        }
         if self.checkpoint_interval_secs == 0 {
             return bad("checkpoint_interval_secs", "must be at least 1");
+        }
+        if self.checkpoint_interval_secs > MAX_CHECKPOINT_INTERVAL_SECS {
+            return bad(
+                "checkpoint_interval_secs",
+                &format!(
+                    "is {}: at most {MAX_CHECKPOINT_INTERVAL_SECS} (one day)",
+                    self.checkpoint_interval_secs
+                ),
+            );
         }
         if self.key_env.as_deref().is_some_and(str::is_empty) {
             return bad("key_env", "must name an environment variable");
