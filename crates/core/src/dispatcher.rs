@@ -1293,7 +1293,10 @@ impl SinkSlot {
         // would only hold blocked emitters back.
         let fill = self.options.max_batch.min(self.options.queue);
         let mut last_tick = Instant::now();
-        let mut batch: Vec<Arc<Record>> = Vec::with_capacity(self.options.max_batch);
+        // A batch never holds more than the queue did, so its capacity is
+        // `fill`: a huge `max_batch` from a sink must not become one huge
+        // allocation up front.
+        let mut batch: Vec<Arc<Record>> = Vec::with_capacity(fill);
         loop {
             let deadline;
             {

@@ -390,3 +390,29 @@ async fn sink_notices_become_records_in_every_sink_and_show_in_health() {
         assert_eq!(note.payload["sink"], "noticing");
     }
 }
+
+/// A sink may ask for batches far larger than memory (a configuration's
+/// `batch_size * max_in_flight`): the worker's batch buffer is sized by the
+/// queue, so this is an ordinary run, not an allocation failure that
+/// aborts the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_max_batch_allocates_by_the_queue_not_by_the_batch() {
+    let sink = MemorySink::new();
+    let d = Dispatcher::builder()
+        .sink(
+            SinkOptions::new("m").queue(64).max_batch(usize::MAX / 64),
+            sink.clone(),
+        )
+        .start()
+        .await
+        .unwrap();
+    let aud = Auditor::new(d.clone());
+    for i in 0..200 {
+        aud.emit(EventType::ToolCall, &json!({"i": i}))
+            .await
+            .unwrap();
+    }
+    let report = d.shutdown(Duration::from_secs(10)).await;
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(sink.len(), 200);
+}
