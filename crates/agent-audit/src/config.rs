@@ -880,7 +880,13 @@ fn parse_sink(
         #[cfg(feature = "stdout")]
         "stdout" => SinkKind::Stdout(options(t, &err)?),
         #[cfg(feature = "otlp")]
-        "otlp" => SinkKind::Otlp(options(t, &err)?),
+        "otlp" => {
+            let o: agent_audit_otlp::OtlpConfig = options(t, &err)?;
+            // A configuration error (exit 2), before anything starts.
+            o.check_credentials()
+                .map_err(|e| err("endpoint", e.to_string()))?;
+            SinkKind::Otlp(o)
+        }
         other => {
             return Err(err(
                 "type",

@@ -440,6 +440,41 @@ impl OtlpConfig {
             .max(1)
     }
 
+    /// Refuses a user or password in the endpoint this configuration
+    /// would use (the table's, else `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`,
+    /// else `OTEL_EXPORTER_OTLP_ENDPOINT` of this process), so that a
+    /// caller can report it as a configuration error before starting
+    /// anything. [`OtlpConfig::resolve`] refuses it too.
+    pub fn check_credentials(&self) -> Result<(), OtlpConfigError> {
+        self.check_credentials_with_env(|k| std::env::var(k).ok())
+    }
+
+    /// [`OtlpConfig::check_credentials`], reading variables through `env`.
+    pub fn check_credentials_with_env(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), OtlpConfigError> {
+        let (origin, value) = match &self.endpoint {
+            Some(e) => ("endpoint".to_string(), e.clone()),
+            None => {
+                let found = [format!("{LOGS}ENDPOINT"), format!("{ALL}ENDPOINT")]
+                    .into_iter()
+                    .find_map(|k| env(&k).filter(|v| !v.trim().is_empty()).map(|v| (k, v)));
+                match found {
+                    Some(f) => f,
+                    None => return Ok(()),
+                }
+            }
+        };
+        if has_userinfo(&value) {
+            return Err(OtlpConfigError::Credentials {
+                hint: headers_hint(&origin),
+                origin,
+            });
+        }
+        Ok(())
+    }
+
     /// Resolves the configuration against the process environment.
     pub fn resolve(&self, service: ServiceInfo) -> Result<OtlpSettings, OtlpConfigError> {
         self.resolve_with_env(service, |k| std::env::var(k).ok())
@@ -987,6 +1022,30 @@ mod tests {
             assert_no_credentials(&text);
             assert_no_credentials(&format!("{e:?}"));
         }
+    }
+
+    #[test]
+    fn check_credentials_sees_what_resolve_would_use() {
+        let url = format!("http://{USER}:{PASSWORD}@col:4318");
+        let table = OtlpConfig {
+            endpoint: Some(url.clone()),
+            ..Default::default()
+        };
+        let e = table.check_credentials_with_env(env(&[])).unwrap_err();
+        assert_no_credentials(&e.to_string());
+        // The table's endpoint wins, so a variable with credentials is
+        // not used and not refused.
+        let clean = OtlpConfig {
+            endpoint: Some("http://col:4318".into()),
+            ..Default::default()
+        };
+        let vars = [("OTEL_EXPORTER_OTLP_ENDPOINT", url.as_str())];
+        assert!(clean.check_credentials_with_env(env(&vars)).is_ok());
+        let e = OtlpConfig::default()
+            .check_credentials_with_env(env(&vars))
+            .unwrap_err();
+        assert!(e.to_string().contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{e}");
+        assert_no_credentials(&e.to_string());
     }
 
     #[test]
