@@ -22,6 +22,8 @@ use agent_audit::stdout::sanitize_text;
 
 use crate::error::CliError;
 
+mod notice;
+
 /// Arguments of `run`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -49,11 +51,14 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         );
     }
     let dispatcher = config.start().await?;
+    // A sink stuck retrying says so on stderr while it happens.
+    let watcher = notice::Watcher::start(dispatcher.clone());
     let auditor = Auditor::new(dispatcher.clone()).for_request(args.request_id.as_deref());
     let outcome = agents::tutorial::run(&auditor, model, &args.prompt).await;
     let report = dispatcher
         .shutdown(Duration::from_secs(args.drain_secs))
         .await;
+    watcher.stop().await;
     if !report.is_clean() {
         // Sink errors quote what collectors and file systems said.
         eprint!(
