@@ -47,7 +47,7 @@ pub(crate) fn kind_of(t: std::fs::FileType) -> &'static str {
     }
 }
 
-fn open_error(path: &Path, source: io::Error) -> JsonlError {
+pub(crate) fn open_error(path: &Path, source: io::Error) -> JsonlError {
     match source.raw_os_error() {
         Some(libc::ELOOP) => JsonlError::Symlink {
             path: path.to_path_buf(),

@@ -122,21 +122,6 @@ impl std::fmt::Debug for JsonlSink {
     }
 }
 
-fn open_error(path: &Path, source: io::Error) -> JsonlError {
-    match source.raw_os_error() {
-        Some(libc::ELOOP) => JsonlError::Symlink {
-            path: path.to_path_buf(),
-        },
-        Some(libc::EISDIR) => JsonlError::IsDirectory {
-            path: path.to_path_buf(),
-        },
-        _ => JsonlError::Open {
-            path: path.to_path_buf(),
-            source,
-        },
-    }
-}
-
 fn dir_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -149,7 +134,7 @@ fn dir_of(path: &Path) -> PathBuf {
 /// (see [`files::open_log_file`]); then locks it.
 fn open_active(path: &Path, create_new: bool) -> Result<(File, bool), JsonlError> {
     let file = files::open_log_file(path, create_new)?;
-    let meta = file.metadata().map_err(|e| open_error(path, e))?;
+    let meta = file.metadata().map_err(|e| crate::files::open_error(path, e))?;
     let regular = meta.is_file();
     if regular {
         match file.try_lock() {
