@@ -885,6 +885,19 @@ fn parse_sink(
             // A configuration error (exit 2), before anything starts.
             o.check_credentials()
                 .map_err(|e| err("endpoint", e.to_string()))?;
+            if let Err(e @ agent_audit_otlp::OtlpConfigError::OutOfRange { key, .. }) = o.validate()
+            {
+                // `retry.max_elapsed_ms` sits on the `retry` line (an inline
+                // table) or in a `[sinks.retry]` table below the sink's.
+                let head = key.split('.').next().unwrap_or(key);
+                return Err(ConfigError::Parse {
+                    path: source.into(),
+                    line: key_line(text, span.clone(), head),
+                    column: 1,
+                    key: Some(format!("sinks[{index}].{key}")),
+                    message: e.to_string().trim_start_matches("otlp sink: ").to_string(),
+                });
+            }
             SinkKind::Otlp(o)
         }
         other => {

@@ -218,6 +218,21 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 3 << 20;
 /// Default time allowed for one attempt (the OTLP default).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The range of every number an OTLP sink takes, as `(key, min, max)`.
+/// The upper bounds keep each size to what one process can hold (a
+/// `batch_size * max_in_flight` batch is allocated; a trillion aborts the
+/// process) and each time to what an operator means by it.
+pub const BOUNDS: [(&str, u64, u64); 8] = [
+    ("timeout_ms", 1, 600_000),
+    ("batch_size", 1, 65_536),
+    ("max_in_flight", 1, 64),
+    ("linger_ms", 0, 60_000),
+    ("max_request_bytes", 1024, 64 << 20),
+    ("retry.initial_backoff_ms", 1, 60_000),
+    ("retry.max_backoff_ms", 0, 600_000),
+    ("retry.max_elapsed_ms", 0, 86_400_000),
+];
+
 /// The `service.*` and `host.name` resource attributes every exported
 /// record carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -308,8 +323,9 @@ pub enum OtlpConfigError {
         /// Its value.
         value: String,
     },
-    /// A timeout variable is not a number of milliseconds.
-    #[error("otlp sink: {origin} = `{value}` is not a number of milliseconds")]
+    /// A timeout variable is not a number of milliseconds from 1 to
+    /// 600000 (the bound of `timeout_ms`).
+    #[error("otlp sink: {origin} = `{value}` is not a number of milliseconds from 1 to 600000")]
     Timeout {
         /// The variable.
         origin: String,
@@ -326,11 +342,17 @@ pub enum OtlpConfigError {
         /// What is wrong.
         reason: String,
     },
-    /// A number that must be positive is zero.
-    #[error("otlp sink: `{key}` must be at least 1")]
-    Zero {
-        /// The key.
+    /// A number outside its documented range (see [`OtlpConfig::validate`]).
+    #[error("otlp sink: `{key}` is {value}: it must be between {min} and {max}")]
+    OutOfRange {
+        /// The key (`batch_size`, `retry.max_elapsed_ms`, ...).
         key: &'static str,
+        /// The configured value.
+        value: u64,
+        /// Smallest allowed.
+        min: u64,
+        /// Largest allowed.
+        max: u64,
     },
     /// The CA file could not be read or holds no certificate.
     #[error("otlp sink: CA certificate {path} (from {origin}): {reason}")]
@@ -438,6 +460,35 @@ impl OtlpConfig {
         self.batch_size()
             .saturating_mul(self.max_in_flight())
             .max(1)
+    }
+
+    /// Checks every number against [`BOUNDS`] without reading the
+    /// environment or any file, so a configuration loader can refuse an
+    /// absurd size with the key's line before anything starts.
+    /// [`OtlpConfig::resolve`] checks the same.
+    pub fn validate(&self) -> Result<(), OtlpConfigError> {
+        let retry = self.retry.clone().unwrap_or_default();
+        let values = [
+            self.timeout_ms,
+            self.batch_size.map(|n| n as u64),
+            self.max_in_flight.map(|n| n as u64),
+            self.linger_ms,
+            self.max_request_bytes.map(|n| n as u64),
+            Some(retry.initial_backoff_ms),
+            Some(retry.max_backoff_ms),
+            Some(retry.max_elapsed_ms),
+        ];
+        for ((key, min, max), value) in BOUNDS.into_iter().zip(values) {
+            if let Some(value) = value.filter(|v| !(min..=max).contains(v)) {
+                return Err(OtlpConfigError::OutOfRange {
+                    key,
+                    value,
+                    min,
+                    max,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Refuses a user or password in the endpoint this configuration
@@ -566,12 +617,12 @@ impl OtlpConfig {
             },
         };
 
+        self.validate()?;
         let timeout = match self.timeout_ms {
-            Some(0) => return Err(OtlpConfigError::Zero { key: "timeout_ms" }),
             Some(ms) => Duration::from_millis(ms),
             None => match var("TIMEOUT") {
                 Some((origin, value)) => match value.trim().parse::<u64>() {
-                    Ok(ms) if ms > 0 => Duration::from_millis(ms),
+                    Ok(ms) if (1..=BOUNDS[0].2).contains(&ms) => Duration::from_millis(ms),
                     _ => return Err(OtlpConfigError::Timeout { origin, value }),
                 },
                 None => DEFAULT_TIMEOUT,
@@ -588,28 +639,10 @@ impl OtlpConfig {
         };
 
         let batch_size = self.batch_size();
-        if batch_size == 0 {
-            return Err(OtlpConfigError::Zero { key: "batch_size" });
-        }
         let max_in_flight = self.max_in_flight();
-        if max_in_flight == 0 {
-            return Err(OtlpConfigError::Zero {
-                key: "max_in_flight",
-            });
-        }
         let linger = self.linger_ms.map_or(DEFAULT_LINGER, Duration::from_millis);
         let max_request_bytes = self.max_request_bytes.unwrap_or(DEFAULT_MAX_REQUEST_BYTES);
-        if max_request_bytes == 0 {
-            return Err(OtlpConfigError::Zero {
-                key: "max_request_bytes",
-            });
-        }
         let retry = self.retry.clone().unwrap_or_default();
-        if retry.initial_backoff_ms == 0 {
-            return Err(OtlpConfigError::Zero {
-                key: "retry.initial_backoff_ms",
-            });
-        }
         Ok(OtlpSettings {
             endpoint,
             protocol,
@@ -1076,6 +1109,35 @@ mod tests {
         let s = c.resolve_with_env(svc(), env(&[])).unwrap();
         assert_eq!(s.endpoint, "http://127.0.0.1:4318/v1/logs?token=k3y");
         assert!(!format!("{s:?}").contains("k3y"), "{s:?}");
+    }
+
+    #[test]
+    fn every_number_is_accepted_up_to_its_bound_and_refused_one_past_it() {
+        for (key, min, max) in BOUNDS {
+            let table = |v: u64| match key.strip_prefix("retry.") {
+                Some(k) => format!("retry = {{ {k} = {v} }}"),
+                None => format!("{key} = {v}"),
+            };
+            let parse = |v: u64| -> OtlpConfig { toml::from_str(&table(v)).unwrap() };
+            assert!(parse(max).validate().is_ok(), "{key} = {max}");
+            assert!(parse(min).validate().is_ok(), "{key} = {min}");
+            let e = parse(max + 1).validate().unwrap_err();
+            assert!(
+                matches!(e, OtlpConfigError::OutOfRange { key: k, value, .. } if k == key && value == max + 1),
+                "{key}: {e:?}"
+            );
+            assert!(e.to_string().contains(&max.to_string()), "{e}");
+            if min > 0 {
+                assert!(parse(min - 1).validate().is_err(), "{key} = {}", min - 1);
+            }
+            // resolve() refuses what validate() refuses.
+            assert!(parse(max + 1).resolve_with_env(svc(), env(&[])).is_err());
+        }
+        // The timeout variable has the table key's bound.
+        let e = OtlpConfig::default()
+            .resolve_with_env(svc(), env(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "600001")]))
+            .unwrap_err();
+        assert!(matches!(e, OtlpConfigError::Timeout { .. }), "{e:?}");
     }
 
     #[test]

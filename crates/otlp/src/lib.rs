@@ -97,7 +97,7 @@ mod transport;
 mod wire;
 
 pub use config::{
-    Compression, DEFAULT_BATCH_SIZE, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT,
+    BOUNDS, Compression, DEFAULT_BATCH_SIZE, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_TIMEOUT, OtlpConfig, OtlpConfigError, OtlpSettings,
     Protocol, RetryConfig, ServiceInfo, TlsConfig,
 };

@@ -11,6 +11,7 @@ pub const PROMPT: &str = "What is the balance of account 12345?";
 
 /// Runs the real `agent-audit` binary in `dir`, with no configuration or
 /// API key inherited from the environment.
+#[allow(dead_code)] // each test file uses what it needs of this module
 pub fn agent_audit(dir: &Path, args: &[&str]) -> Output {
     command(dir, args)
         .output()
@@ -20,7 +21,7 @@ pub fn agent_audit(dir: &Path, args: &[&str]) -> Output {
 /// Like [`agent_audit`], for a case that might hang (a FIFO, a dead
 /// peer): a child still running after `limit` is killed and the test fails
 /// saying it hung, instead of the whole test run waiting forever.
-#[allow(dead_code)] // not every test file that shares this module hangs
+#[allow(dead_code)]
 pub fn agent_audit_within(dir: &Path, args: &[&str], limit: Duration) -> Output {
     let mut child = command(dir, args)
         .stdin(Stdio::null())
