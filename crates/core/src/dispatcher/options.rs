@@ -1,0 +1,68 @@
+//! How the dispatcher treats one sink: [`SinkOptions`] and its
+//! [`Overflow`] policy.
+
+/// What a sink does with a record when its queue is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overflow {
+    /// Wait for room: emitters slow down, nothing is lost.
+    #[default]
+    Block,
+    /// Drop the new record, count it and write an `audit_gap` record later.
+    DropNewest,
+    /// Refuse the emit with [`EmitError::QueueFull`](crate::EmitError::QueueFull);
+    /// no seq is used.
+    FailClosed,
+}
+
+/// How the dispatcher treats one sink.
+#[derive(Clone, Debug)]
+pub struct SinkOptions {
+    /// Name used in errors, health and gap records.
+    pub name: String,
+    /// Queue capacity in records.
+    pub queue: usize,
+    /// Policy when the queue is full.
+    pub overflow: Overflow,
+    /// Whether a failure of this sink fails `emit`.
+    pub required: bool,
+    /// Most records handed to one [`Sink::write`](crate::Sink::write).
+    pub max_batch: usize,
+}
+
+impl SinkOptions {
+    /// Defaults: queue 8192, `block`, required, batches of up to 4096.
+    pub fn new(name: impl Into<String>) -> Self {
+        SinkOptions {
+            name: name.into(),
+            queue: 8192,
+            overflow: Overflow::Block,
+            required: true,
+            max_batch: 4096,
+        }
+    }
+
+    /// Sets the queue capacity (at least 1).
+    pub fn queue(mut self, records: usize) -> Self {
+        self.queue = records.max(1);
+        self
+    }
+
+    /// Sets the overflow policy.
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// Sets whether the sink is required.
+    pub fn required(mut self, required: bool) -> Self {
+        self.required = required;
+        self
+    }
+
+    /// Sets the largest batch (at least 1).
+    pub fn max_batch(mut self, records: usize) -> Self {
+        self.max_batch = records.max(1);
+        self
+    }
+}

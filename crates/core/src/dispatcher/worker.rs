@@ -1,0 +1,192 @@
+//! The worker: one thread per sink takes batches from its queue, hands
+//! them to [`Sink::write`], moves the watermarks by the answer, ticks an
+//! idle sink, and closes it at the end.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::record::Record;
+use crate::sink::{AckLevel, Batch, Sink, SinkError};
+
+use super::lock;
+use super::receipt::{DeliveryError, push_bad};
+use super::slot::SinkSlot;
+
+impl SinkSlot {
+    /// The worker thread's body.
+    pub(super) fn run(self: Arc<Self>, mut sink: Box<dyn Sink>) {
+        let tick_every = sink.tick_interval();
+        let linger = sink.linger().filter(|l| !l.is_zero());
+        // A batch larger than the queue can never fill: lingering for it
+        // would only hold blocked emitters back.
+        let fill = self.options.max_batch.min(self.options.queue);
+        let mut last_tick = Instant::now();
+        // A batch never holds more than the queue did, so its capacity is
+        // `fill`: a huge `max_batch` from a sink must not become one huge
+        // allocation up front.
+        let mut batch: Vec<Arc<Record>> = Vec::with_capacity(fill);
+        loop {
+            let deadline;
+            {
+                let mut q = self.queue.lock();
+                loop {
+                    if !q.items.is_empty() || q.closing {
+                        break;
+                    }
+                    let wait = tick_every
+                        .map(|t| t.saturating_sub(last_tick.elapsed()))
+                        .unwrap_or(Duration::from_secs(3600));
+                    if wait.is_zero() {
+                        break;
+                    }
+                    q = self.queue.sleep(q, wait);
+                }
+                if let Some(linger) = linger {
+                    let until = Instant::now() + linger;
+                    while !q.closing
+                        && !q.items.is_empty()
+                        && q.items.len() < fill
+                        && self.shutdown.deadline().is_none()
+                    {
+                        let now = Instant::now();
+                        if now >= until {
+                            break;
+                        }
+                        q = self.queue.sleep(q, until - now);
+                    }
+                }
+                let n = q.items.len().min(self.options.max_batch);
+                batch.extend(q.items.drain(..n));
+                deadline = q.deadline;
+                if batch.is_empty() && q.closing {
+                    break;
+                }
+            }
+            self.queue.room.notify_waiters();
+            if let Some(d) = deadline
+                && Instant::now() >= d
+            {
+                let left = batch.len() as u64 + self.queue.lock().items.drain(..).count() as u64;
+                self.counts.abandoned.fetch_add(left, Ordering::Relaxed);
+                let mut o = lock(&self.outcomes);
+                if let (Some(first), true) = (batch.first(), left > 0) {
+                    push_bad(&mut o.bad, first.seq, u64::MAX, DeliveryError::Abandoned);
+                }
+                drop(o);
+                batch.clear();
+                break;
+            }
+            if !batch.is_empty() {
+                self.counts
+                    .in_flight
+                    .store(batch.len() as u64, Ordering::Release);
+                let result = catch_unwind(AssertUnwindSafe(|| {
+                    sink.write(&Batch {
+                        records: &batch,
+                        deadline,
+                    })
+                }))
+                .unwrap_or_else(|_| Err(SinkError::permanent(Panicked("write"))));
+                // A write that returned retries no more, whatever the sink
+                // forgot to say (or said just before it panicked).
+                self.status.clear();
+                self.complete(&batch, result);
+                self.counts.in_flight.store(0, Ordering::Release);
+                batch.clear();
+                self.collect_notices(&mut sink);
+            }
+            if let Some(every) = tick_every
+                && last_tick.elapsed() >= every
+            {
+                last_tick = Instant::now();
+                self.run_hook(&mut sink, |s| s.tick());
+                self.collect_notices(&mut sink);
+            }
+        }
+        self.run_hook(&mut sink, |s| s.close());
+        self.finished.set();
+        self.progress.notify_waiters();
+    }
+
+    /// Moves the watermarks and notes the outcome of one write.
+    fn complete(&self, batch: &[Arc<Record>], result: Result<AckLevel, SinkError>) {
+        let Some(last) = batch.last().map(|r| r.seq) else {
+            return;
+        };
+        match result {
+            Ok(level) => {
+                self.counts
+                    .delivered
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.marks.advance(last + 1, level);
+            }
+            Err(e) => {
+                let failed = e.records_failed(batch.len());
+                self.counts.failed.fetch_add(failed, Ordering::Relaxed);
+                self.counts
+                    .delivered
+                    .fetch_add(batch.len() as u64 - failed, Ordering::Relaxed);
+                // A write that failed part way: the records the sink says
+                // it holds reached their levels like any others, and only
+                // the rest are named lost.
+                let held = e.records_held(batch.len(), AckLevel::Written) as usize;
+                for level in [AckLevel::Written, AckLevel::Durable, AckLevel::Exported] {
+                    let n = e.records_held(batch.len(), level) as usize;
+                    if level <= self.max_level && n > 0 {
+                        self.marks.advance(batch[n - 1].seq + 1, level);
+                    }
+                }
+                let mut o = lock(&self.outcomes);
+                let msg = e.to_string();
+                o.last_error = Some(msg.clone());
+                self.note_failure(&mut o, &batch[held..], failed, msg);
+                if self.options.required {
+                    self.break_with(&mut o, e.clone());
+                }
+                // A waiter for any record not at the sink's highest level
+                // learns of the failure (one whose fsync failed is in the
+                // file, but not known durable).
+                let at_max = e.records_held(batch.len(), self.max_level) as usize;
+                if let Some(r) = batch.get(at_max) {
+                    push_bad(&mut o.bad, r.seq, last, DeliveryError::Failed(e));
+                }
+            }
+        }
+        self.marks.note_done(last + 1);
+        self.progress.notify_waiters();
+    }
+
+    /// Runs [`Sink::tick`] or [`Sink::close`]: the level it returns covers
+    /// everything processed so far.
+    fn run_hook(
+        &self,
+        sink: &mut Box<dyn Sink>,
+        hook: impl FnOnce(&mut Box<dyn Sink>) -> Result<Option<AckLevel>, SinkError>,
+    ) {
+        let result = catch_unwind(AssertUnwindSafe(|| hook(sink)))
+            .unwrap_or_else(|_| Err(SinkError::permanent(Panicked("tick/close"))));
+        let upto = self.marks.done();
+        match result {
+            Ok(Some(level)) => {
+                self.marks.advance(upto, level);
+                self.progress.notify_waiters();
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let mut o = lock(&self.outcomes);
+                o.last_error = Some(e.to_string());
+                if self.options.required {
+                    self.break_with(&mut o, e);
+                }
+                drop(o);
+                self.progress.notify_waiters();
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the sink panicked in {0}")]
+struct Panicked(&'static str);
