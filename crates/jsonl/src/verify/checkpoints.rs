@@ -1,0 +1,473 @@
+//! Checkpoints: the signed heads in the files and those kept elsewhere,
+//! compared with the chain the walk computes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::chain::{Chain, GENESIS};
+use crate::checkpoint::{ChainAlgorithm, CheckpointPayload, Origin};
+
+use super::source::Entry;
+use super::walk::Walk;
+use super::{ProblemKind, VerifyError, decode_head};
+
+/// A checkpoint kept off the writer's host, as [`load_checkpoints`] read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OffHostCheckpoint {
+    /// The file it was read from.
+    pub source: PathBuf,
+    /// Its line in that file.
+    pub line: u64,
+    /// The seq of the checkpoint record itself, when the copy has it.
+    pub seq: Option<u64>,
+    /// The payload.
+    pub payload: CheckpointPayload,
+}
+
+/// `checkpoint` records (as in an audit log), objects with the checkpoint
+/// payload under `payload` or `body` (an OTLP log record exported as JSON,
+/// its seq in `attributes."audit.seq"`), or bare payloads. Lines of other
+/// event types are skipped, so a full copy of the log's records will do.
+pub fn load_checkpoints(path: impl AsRef<Path>) -> Result<Vec<OffHostCheckpoint>, VerifyError> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|source| VerifyError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let number = i as u64 + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |reason: String| VerifyError::BadCheckpointFile {
+            path: path.to_path_buf(),
+            line: number,
+            reason,
+        };
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let Some(obj) = value.as_object() else {
+            return Err(bad("not a JSON object".into()));
+        };
+        let is_payload = |v: &serde_json::Value| {
+            v.get("signature").is_some() && v.get("upto_seq").is_some() && v.get("head").is_some()
+        };
+        let event_type = obj
+            .get("event_type")
+            .or_else(|| obj.get("event_name"))
+            .and_then(|v| v.as_str());
+        if let Some(t) = event_type
+            && t != "checkpoint"
+            && t != "agent_audit.checkpoint"
+        {
+            continue;
+        }
+        let payload = if is_payload(&value) {
+            &value
+        } else if let Some(p) = obj.get("payload").filter(|p| is_payload(p)) {
+            p
+        } else if let Some(p) = obj.get("body").filter(|p| is_payload(p)) {
+            p
+        } else if event_type.is_some() {
+            return Err(bad(
+                "a checkpoint record without a checkpoint payload".into()
+            ));
+        } else {
+            continue;
+        };
+        let payload = CheckpointPayload::from_value(payload).map_err(bad)?;
+        let seq_of = |v: &serde_json::Value| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        };
+        let seq = obj
+            .get("seq")
+            .and_then(seq_of)
+            .or_else(|| obj.get("attributes")?.get("audit.seq").and_then(seq_of));
+        out.push(OffHostCheckpoint {
+            source: path.to_path_buf(),
+            line: number,
+            seq,
+            payload,
+        });
+    }
+    Ok(out)
+}
+
+/// An off-host checkpoint's expectations.
+pub(super) struct Expect {
+    pub(super) cp: OffHostCheckpoint,
+    pub(super) head: Option<[u8; 32]>,
+    pub(super) head_seen: bool,
+    pub(super) record_seen: bool,
+}
+
+/// The first line of the log `first` begins, if its first record starts
+/// the chain (its `prev` is the genesis value).
+pub(super) fn origin_of(first: &Path, chain: &Chain) -> Option<Origin> {
+    let file = std::fs::File::open(first).ok()?;
+    // Reading a pipe here would take its lines from the verifier.
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let (seq, bytes, prev) = crate::tail::first_record_line(&file).ok()??;
+    (prev == GENESIS).then(|| Origin {
+        seq,
+        head: hex::encode(chain.hash(&bytes)),
+    })
+}
+
+/// The off-host checkpoints given for this log, indexed by the seq whose
+/// head each signs and by the seq of its own record.
+pub(super) struct OffHost {
+    pub(super) expect: Vec<Expect>,
+    by_head: HashMap<u64, Vec<usize>>,
+    by_record: HashMap<u64, Vec<usize>>,
+}
+
+impl OffHost {
+    /// Picks the checkpoints of the log named `log` whose first line is
+    /// `origin` among those given; an error when some are given but none
+    /// is this log's.
+    pub(super) fn select(
+        checkpoints: &[OffHostCheckpoint],
+        log: &str,
+        origin: &Option<Origin>,
+    ) -> Result<Self, VerifyError> {
+        // Off-host checkpoints name the log by its first line; by name
+        // only those without one, or all of the name when none names this
+        // log's first line (a log rewritten from its first line on must
+        // still meet the checkpoints of its name).
+        let by_origin = |cp: &OffHostCheckpoint| origin.is_some() && cp.payload.origin == *origin;
+        let any_by_origin = checkpoints.iter().any(by_origin);
+        let mut expect = Vec::new();
+        let mut others = Vec::new();
+        for cp in checkpoints {
+            let by_name = cp.payload.log == log && (cp.payload.origin.is_none() || !any_by_origin);
+            if by_origin(cp) || by_name {
+                expect.push(Expect {
+                    head: decode_head(&cp.payload.head),
+                    cp: cp.clone(),
+                    head_seen: false,
+                    record_seen: false,
+                });
+            } else if !others.contains(&cp.payload.log) {
+                others.push(cp.payload.log.clone());
+            }
+        }
+        if !checkpoints.is_empty() && expect.is_empty() {
+            return Err(VerifyError::NoCheckpointsForLog {
+                path: checkpoints[0].source.clone(),
+                log: log.to_string(),
+                found: others,
+            });
+        }
+        let mut expect_heads: HashMap<u64, Vec<usize>> = HashMap::new();
+        let mut expect_records: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (i, e) in expect.iter().enumerate() {
+            expect_heads
+                .entry(e.cp.payload.upto_seq)
+                .or_default()
+                .push(i);
+            if let Some(seq) = e.cp.seq {
+                expect_records.entry(seq).or_default().push(i);
+            }
+        }
+        Ok(OffHost {
+            expect,
+            by_head: expect_heads,
+            by_record: expect_records,
+        })
+    }
+
+    /// Whether an off-host checkpoint covers `seq`.
+    fn covers(&self, seq: u64) -> bool {
+        self.by_head.contains_key(&seq)
+    }
+}
+
+impl Walk<'_> {
+    pub(super) fn find_head(&self, seq: u64) -> Option<&(u64, [u8; 32], u64, bool)> {
+        let i = self.heads.partition_point(|h| h.0 < seq);
+        self.heads.get(i).filter(|h| h.0 == seq)
+    }
+
+    /// Checks a checkpoint record in the file. Returns false on a problem.
+    pub(super) fn check_in_file(&mut self, e: &Entry, value: &serde_json::Value) -> bool {
+        self.cps.in_file += 1;
+        let cp = match CheckpointPayload::from_value(value) {
+            Ok(cp) => cp,
+            Err(reason) => {
+                self.problem(
+                    ProblemKind::BadCheckpoint,
+                    e.file,
+                    e.line,
+                    Some(e.seq),
+                    format!("malformed checkpoint: {reason}"),
+                );
+                return false;
+            }
+        };
+        if !self.options.public_keys.is_empty() {
+            let Some(key) = self
+                .options
+                .public_keys
+                .iter()
+                .find(|k| k.key_id() == cp.key_id)
+            else {
+                let ids: Vec<&str> = self
+                    .options
+                    .public_keys
+                    .iter()
+                    .map(|k| k.key_id())
+                    .collect();
+                let msg = format!(
+                    "checkpoint signed by key {} but the public keys given are {}",
+                    cp.key_id,
+                    ids.join(", ")
+                );
+                self.problem(ProblemKind::UnknownKey, e.file, e.line, Some(e.seq), msg);
+                return false;
+            };
+            if let Err(err) = cp.verify(key) {
+                let msg = format!("checkpoint covering up to seq {}: {err}", cp.upto_seq);
+                self.problem(ProblemKind::BadSignature, e.file, e.line, Some(e.seq), msg);
+                return false;
+            }
+            self.cps.signatures_verified += 1;
+        }
+        if cp.upto_seq >= e.seq {
+            let msg = format!(
+                "checkpoint claims to cover seq {}, at or after its own seq",
+                cp.upto_seq
+            );
+            self.problem(ProblemKind::BadCheckpoint, e.file, e.line, Some(e.seq), msg);
+            return false;
+        }
+        // A checkpoint in the log speaks for the log, whatever its files
+        // are called now and whatever its `log` label says: a file renamed
+        // after its lines were rewritten must not escape the comparison.
+        let Some(&(_, hash, ordinal, _)) = self.find_head(cp.upto_seq) else {
+            let oldest = self.heads.front().map(|h| h.0);
+            if oldest.is_some_and(|o| o < cp.upto_seq) {
+                let msg = format!(
+                    "checkpoint covers seq {}, but no line of the log has that seq: it was deleted",
+                    cp.upto_seq
+                );
+                self.problem(ProblemKind::Deleted, e.file, e.line, Some(e.seq), msg);
+                return false;
+            }
+            self.notice(
+                e.file,
+                e.line,
+                format!("checkpoint of log {:?} covers seq {}, which is not among the lines verified; its head was not compared", cp.log, cp.upto_seq),
+            );
+            return true;
+        };
+        if Some(hash) != decode_head(&cp.head) {
+            let mode = ChainAlgorithm::of(self.keyed);
+            if cp.chain != mode {
+                let msg = format!(
+                    "checkpoint says the chain is {} but it is being verified as {}",
+                    cp.chain, mode
+                );
+                self.problem(ProblemKind::KeyMismatch, e.file, e.line, Some(e.seq), msg);
+                self.set_hint(if cp.chain == ChainAlgorithm::HmacSha256 {
+                    "give the chain key with --key-env VAR"
+                } else {
+                    "this log was written without a chain key: verify without --key-env"
+                });
+                return false;
+            }
+            let began = match (&cp.origin, &self.origin) {
+                (Some(signed), Some(here)) if signed != here => format!(
+                    "; it says the log began at seq {} with chain value {}, but this log begins at seq {} with {}",
+                    signed.seq, signed.head, here.seq, here.head
+                ),
+                _ => String::new(),
+            };
+            let msg = format!(
+                "checkpoint signed head {} for seq {}, but that line's chain value differs: lines up to seq {} were rewritten and the chain recomputed{began}",
+                cp.head, cp.upto_seq, cp.upto_seq
+            );
+            self.problem(ProblemKind::Rewritten, e.file, e.line, Some(e.seq), msg);
+            return false;
+        }
+        self.cps.heads_matched += 1;
+        // `records` counts lines with a seq in (from_seq, upto_seq].
+        let from_ordinal = if cp.from_seq == 0 {
+            self.first.filter(|f| f.1).map(|_| -1i128)
+        } else {
+            self.find_head(cp.from_seq).map(|h| h.2 as i128)
+        };
+        if let Some(from) = from_ordinal {
+            let count = ordinal as i128 - from;
+            if count != cp.records as i128 {
+                let msg = format!(
+                    "checkpoint says {} records lie in seq {}..={}, the log has {count}: lines were removed or added and the chain recomputed",
+                    cp.records,
+                    cp.from_seq.saturating_add(1),
+                    cp.upto_seq
+                );
+                self.problem(ProblemKind::Rewritten, e.file, e.line, Some(e.seq), msg);
+                return false;
+            }
+        }
+        self.cps.covered_upto = self.cps.covered_upto.max(Some(cp.upto_seq));
+        true
+    }
+
+    /// Checks a linked record against the off-host checkpoints (the head
+    /// they sign for its seq, the checkpoint record they say has its seq)
+    /// and, if it is a checkpoint, against the chain. Returns false on a
+    /// problem.
+    pub(super) fn check_checkpoints(&mut self, e: &Entry) -> bool {
+        if let Some(idxs) = self.off_host.by_head.get(&e.seq).cloned() {
+            for i in idxs {
+                let x = &mut self.off_host.expect[i];
+                x.head_seen = true;
+                if x.head != Some(e.hash) {
+                    let msg = format!(
+                        "the off-host checkpoint at line {} of {} signed head {} for seq {}, but this line's chain value differs: the lines up to here were rewritten and the chain recomputed",
+                        x.cp.line,
+                        x.cp.source.display(),
+                        x.cp.payload.head,
+                        e.seq
+                    );
+                    self.problem(ProblemKind::Rewritten, e.file, e.line, Some(e.seq), msg);
+                    return false;
+                }
+            }
+        }
+        if let Some(idxs) = self.off_host.by_record.get(&e.seq).cloned() {
+            let here = e
+                .checkpoint
+                .as_ref()
+                .and_then(|v| CheckpointPayload::from_value(v).ok());
+            for i in idxs {
+                let x = &mut self.off_host.expect[i];
+                x.record_seen = true;
+                if here.as_ref().map(|p| &p.signature) != Some(&x.cp.payload.signature) {
+                    let msg = format!(
+                        "the off-host copy (line {} of {}) has checkpoint record seq {} covering up to seq {}, but this line is a different record: the log after seq {} was rewritten",
+                        x.cp.line,
+                        x.cp.source.display(),
+                        e.seq,
+                        x.cp.payload.upto_seq,
+                        x.cp.payload.upto_seq
+                    );
+                    self.problem(ProblemKind::Rewritten, e.file, e.line, Some(e.seq), msg);
+                    return false;
+                }
+            }
+        }
+        if let Some(value) = &e.checkpoint
+            && !self.check_in_file(e, value)
+        {
+            return false;
+        }
+        if self.off_host.covers(e.seq) {
+            self.cps.covered_upto = self.cps.covered_upto.max(Some(e.seq));
+        }
+        true
+    }
+
+    /// At the end of the log: an off-host checkpoint whose head or record
+    /// was never met shows lines deleted or the log truncated. Returns
+    /// false on a problem.
+    pub(super) fn off_host_at_end(&mut self, last: Option<&Entry>) -> bool {
+        let last_seq = last.map(|l| l.seq);
+        for i in 0..self.off_host.expect.len() {
+            let x = &self.off_host.expect[i];
+            let upto = x.cp.payload.upto_seq;
+            let missing = if !x.head_seen {
+                Some(upto)
+            } else if x.cp.seq.is_some() && !x.record_seen {
+                x.cp.seq
+            } else {
+                None
+            };
+            let Some(seq) = missing else {
+                self.cps.off_host_matched += 1;
+                continue;
+            };
+            let (file, line) = match last {
+                Some(l) => (l.file, l.line + 1),
+                None => (self.src.files.len() - 1, 1),
+            };
+            let ends = match last_seq {
+                Some(s) => format!("the log ends at seq {s}"),
+                None => "the log has no record".to_string(),
+            };
+            let (kind, msg) = if last_seq.is_some_and(|s| s >= seq) {
+                (
+                    ProblemKind::Deleted,
+                    format!(
+                        "the off-host checkpoint at line {} of {} covers seq {upto}, but no line has seq {seq}: it was deleted",
+                        x.cp.line,
+                        x.cp.source.display()
+                    ),
+                )
+            } else {
+                (
+                    ProblemKind::Truncated,
+                    format!(
+                        "{ends}, but the off-host checkpoint at line {} of {} shows seq {seq} was written (it covers up to seq {upto}): the log was truncated or its tail rewritten",
+                        x.cp.line,
+                        x.cp.source.display()
+                    ),
+                )
+            };
+            self.problem(kind, file, line, last_seq, msg);
+            return false;
+        }
+        true
+    }
+
+    /// At the end of an intact log: what no checkpoint covers yet, and
+    /// checkpoints with no key to check them (or a key with none to check).
+    pub(super) fn checkpoint_notices(&mut self, last: Option<&Entry>) {
+        if let Some(c) = self.cps.covered_upto {
+            self.cps.uncovered_records = self
+                .heads
+                .iter()
+                .rev()
+                .take_while(|h| h.0 > c)
+                .filter(|h| !h.3)
+                .count() as u64;
+        }
+        if let (Some(l), Some(c)) = (last, self.cps.covered_upto)
+            && self.cps.uncovered_records > 0
+        {
+            let (file, line) = (l.file, l.line);
+            let n = self.cps.uncovered_records;
+            self.notice(
+                file,
+                line,
+                format!("{n} record(s) after seq {c} are not covered by a checkpoint yet (the writer is running, crashed, or the log was cut after its last checkpoint: compare with an off-host copy)"),
+            );
+        }
+        if !self.options.public_keys.is_empty() && self.cps.in_file == 0 {
+            let f = last.map_or(self.src.files.len() - 1, |l| l.file);
+            self.notice(
+                f,
+                0,
+                "no checkpoint record in the log: the public key had nothing to check (is [integrity] signing_key_file set on the writer?)".to_string(),
+            );
+        }
+        if self.options.public_keys.is_empty() && self.cps.in_file > 0 {
+            let f = last.map_or(self.src.files.len() - 1, |l| l.file);
+            self.notice(
+                f,
+                0,
+                format!(
+                    "{} checkpoint(s) found; their heads were compared but their signatures not checked: pass --public-key",
+                    self.cps.in_file
+                ),
+            );
+        }
+    }
+}
