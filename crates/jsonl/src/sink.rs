@@ -134,7 +134,9 @@ fn dir_of(path: &Path) -> PathBuf {
 /// (see [`files::open_log_file`]); then locks it.
 fn open_active(path: &Path, create_new: bool) -> Result<(File, bool), JsonlError> {
     let file = files::open_log_file(path, create_new)?;
-    let meta = file.metadata().map_err(|e| crate::files::open_error(path, e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| crate::files::open_error(path, e))?;
     let regular = meta.is_file();
     if regular {
         match file.try_lock() {
