@@ -50,6 +50,11 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
             "agent-audit: no [model] configured; using the deterministic offline model (answers are canned, records say model = \"offline\")"
         );
     }
+    if !config.sinks.iter().any(|s| s.required) {
+        eprintln!(
+            "agent-audit: no sink is required: a sink that fails will not stop the agent (the run still fails, and withholds the answer, if no sink holds every record)"
+        );
+    }
     let dispatcher = config.start().await?;
     // A sink stuck retrying says so on stderr while it happens.
     let watcher = notice::Watcher::start(dispatcher.clone());
@@ -66,6 +71,30 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
             sanitize_text(&report.to_string())
         );
     }
+    // The answer is shown only once the trail holds it: a required sink
+    // that lost a record, or no sink holding every record, fails the run
+    // before the user sees an answer whose record may not exist.
+    let lost = |s: &&agent_audit::SinkReport| {
+        s.health.failed > 0 || s.undelivered > 0 || s.health.dropped > 0
+    };
+    let failed_required: Vec<_> = report
+        .sinks
+        .iter()
+        .filter(|s| s.health.required && lost(s))
+        .map(|s| s.health.name.clone())
+        .collect();
+    if !failed_required.is_empty() {
+        return Err(CliError::Runtime(format!(
+            "required sink(s) {} did not deliver every record; the answer is withheld",
+            failed_required.join(", ")
+        )));
+    }
+    if report.sinks.iter().all(|s| lost(&s)) {
+        return Err(CliError::Runtime(
+            "no sink holds every record of this run (see the delivery report); the answer is withheld"
+                .into(),
+        ));
+    }
     // The error quotes the model server's message.
     let answer = outcome
         .map_err(|e| CliError::Runtime(sanitize_text(&format!("the agent stopped: {e}"))))?;
@@ -73,20 +102,6 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         outln!("{}", sanitize_text(&answer));
     } else {
         outln!("{answer}");
-    }
-    let failed_required: Vec<_> = report
-        .sinks
-        .iter()
-        .filter(|s| {
-            s.health.required && (s.health.failed > 0 || s.undelivered > 0 || s.health.dropped > 0)
-        })
-        .map(|s| s.health.name.clone())
-        .collect();
-    if !failed_required.is_empty() {
-        return Err(CliError::Runtime(format!(
-            "required sink(s) {} did not deliver every record",
-            failed_required.join(", ")
-        )));
     }
     Ok(ExitCode::SUCCESS)
 }
