@@ -5,8 +5,46 @@ use serde::Deserialize;
 /// Environment variable read for the `hash` key when `key_env` is not set.
 pub const DEFAULT_KEY_ENV: &str = "AUDIT_REDACTION_KEY";
 
-/// Field names redacted when `fields` is not given.
-pub const DEFAULT_FIELDS: [&str; 5] = ["api_key", "password", "authorization", "token", "secret"];
+/// Field names redacted when `fields` is not given: the built-in secret
+/// names. Each matches keys by their parts (see
+/// [`RedactionConfig::fields`]): `password` covers `pwd`, `db_pass`,
+/// `newPassword`; `token` covers `access_tokens`, `refresh_token`,
+/// `X-Auth-Token` but not `max_tokens` or `prompt_tokens`; `secret` covers
+/// `client_secret` and `aws_secret_access_key`.
+pub const DEFAULT_FIELDS: [&str; 32] = [
+    "api_key",
+    "password",
+    "authorization",
+    "token",
+    "secret",
+    "credential",
+    "private_key",
+    "access_key",
+    "signing_key",
+    "encryption_key",
+    "master_key",
+    "ssh_key",
+    "hmac_key",
+    "account_key",
+    "subscription_key",
+    "session_id",
+    "session_key",
+    "cookie",
+    "bearer",
+    "jwt",
+    "otp",
+    "connection_string",
+    "dsn",
+    "card_number",
+    "credit_card",
+    "cvv",
+    "ssn",
+    "social_security_number",
+    "iban",
+    "mnemonic",
+    "seed_phrase",
+    "recovery_code",
+];
 
 /// Detectors on when `detectors` is not given: the secret-shaped ones.
 /// The personal-data detectors (`email`, `payment_card`, `iban`) are opt-in.
@@ -22,7 +60,7 @@ pub const DEFAULT_DETECTORS: [Detector; 2] = [Detector::ApiKey, Detector::Bearer
 ///
 /// ```toml
 /// [redaction]
-/// fields = ["api_key", "password", "authorization", "token", "secret"]
+/// fields = ["api_key", "password", "authorization", "token", "secret"]  # default: DEFAULT_FIELDS
 /// detectors = ["email", "payment_card", "api_key", "bearer_token", "iban"]
 /// action = "mask"                  # default action: mask | hash | drop
 /// key_env = "AUDIT_REDACTION_KEY"  # key for hash
@@ -40,11 +78,19 @@ pub const DEFAULT_DETECTORS: [Detector; 2] = [Detector::ApiKey, Detector::Bearer
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedactionConfig {
-    /// Field names whose whole value is redacted, at any depth. A field
-    /// matches when its name, ASCII-lower-cased with `_` and `-` removed,
-    /// ends with the configured name so normalised: `token` also covers
-    /// `access_token`, `refreshToken` and `X-Auth-Token`. The rule name
-    /// reported is the configured name.
+    /// Field names whose whole value is redacted, at any depth, matched by
+    /// their parts: key and name are split into tokens (at `_`, `-`, `.`,
+    /// spaces and other non-alphanumerics, and at camelCase boundaries),
+    /// lower-cased and put in canonical form (`pwd`/`passwd` → `password`,
+    /// `tokens` → `token`, `apikey` → `api` `key`, `clientsecret` →
+    /// `client` `secret`…), and the key matches when the name's tokens
+    /// occur in it in order: `secret` covers `aws_secret_access_key`,
+    /// `api_key` covers `X-API-Key`. A key that, lower-cased without `_`
+    /// and `-`, ends with the name also matches (the rule before tokens).
+    /// For the built-in names ([`DEFAULT_FIELDS`]) a key whose other tokens
+    /// describe the secret is not matched (`token_count`, `max_tokens`,
+    /// `prompt_tokens`, `password_length`, `auth_type`, `secret_name`).
+    /// The rule name reported is the configured name.
     #[serde(default = "default_fields")]
     pub fields: Vec<String>,
     /// Built-in detectors run over every string (and number) value and
@@ -116,8 +162,9 @@ fn default_detectors() -> Vec<Detector> {
 pub enum Detector {
     /// E-mail addresses (Unicode letters allowed).
     Email,
-    /// Payment card numbers: 13 to 19 digits, single spaces or dashes
-    /// between them allowed, confirmed by the Luhn check.
+    /// Payment card numbers: 13 to 19 digits, confirmed by the Luhn check;
+    /// groups may be joined by single separators of one class: spaces or
+    /// dashes, dots, slashes, underscores.
     PaymentCard,
     /// API key shapes: `sk-…` (OpenAI, Anthropic), Stripe `sk_live_…`,
     /// AWS `AKIA…`/`ASIA…`, GitHub `ghp_…`/`github_pat_…`, Slack `xox?-…`,
@@ -127,7 +174,8 @@ pub enum Detector {
     /// `Bearer <token>` (any case), token of at least 8 characters.
     BearerToken,
     /// IBANs of the countries in the IBAN registry, with their exact
-    /// length, spaces between characters allowed, confirmed by mod 97.
+    /// length, single spaces, dashes or dots between characters allowed,
+    /// confirmed by mod 97.
     Iban,
 }
 

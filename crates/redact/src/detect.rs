@@ -52,15 +52,29 @@ pub(crate) fn luhn(digits: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
-/// Payment card numbers: within each run of digits joined by single spaces
-/// or dashes, the longest group-aligned window of 13 to 19 digits that
-/// passes Luhn, leftmost first. A run of more than 19 digits without
-/// separators is a long number, not a card.
+/// The separator class of a byte between two digit groups of a card
+/// number: space and dash (which may mix, as people type them), dot,
+/// slash, underscore.
+fn card_sep(b: u8) -> Option<u8> {
+    match b {
+        b' ' | b'-' => Some(b' '),
+        b'.' | b'/' | b'_' => Some(b),
+        _ => None,
+    }
+}
+
+/// Payment card numbers: within each run of digit groups joined by single
+/// separators (space, dash, dot, slash, underscore), the longest
+/// group-aligned window of 13 to 19 digits whose separators are of one
+/// class and that passes Luhn, leftmost first. A run of more than 19
+/// digits without separators is a long number, not a card.
 pub(crate) fn cards(s: &str, rule: usize, out: &mut Vec<Span>) {
     let b = s.as_bytes();
     let mut i = 0;
-    // (start, end) byte offsets of the digit groups of the current run.
+    // (start, end) byte offsets of the digit groups of the current run,
+    // and the class of the separator after each group but the last.
     let mut groups: Vec<(usize, usize)> = Vec::new();
+    let mut seps: Vec<u8> = Vec::new();
     let mut digits: Vec<u8> = Vec::with_capacity(19);
     while i < b.len() {
         if !b[i].is_ascii_digit() {
@@ -68,16 +82,19 @@ pub(crate) fn cards(s: &str, rule: usize, out: &mut Vec<Span>) {
             continue;
         }
         groups.clear();
+        seps.clear();
         loop {
             let start = i;
             while i < b.len() && b[i].is_ascii_digit() {
                 i += 1;
             }
             groups.push((start, i));
-            if i + 1 < b.len() && (b[i] == b' ' || b[i] == b'-') && b[i + 1].is_ascii_digit() {
-                i += 1;
-            } else {
-                break;
+            match b.get(i).copied().and_then(card_sep) {
+                Some(class) if b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                    seps.push(class);
+                    i += 1;
+                }
+                _ => break,
             }
         }
         let mut g = 0;
@@ -85,6 +102,9 @@ pub(crate) fn cards(s: &str, rule: usize, out: &mut Vec<Span>) {
             let mut best = None;
             let mut count = 0;
             for (h, &(gs, ge)) in groups.iter().enumerate().skip(g) {
+                if h > g && seps[h - 1] != seps[g] {
+                    break;
+                }
                 count += ge - gs;
                 if count > 19 {
                     break;
@@ -157,8 +177,9 @@ pub(crate) fn iban_checksum(chars: &[u8]) -> bool {
 }
 
 /// IBANs: a country code from the registry, two check digits, then exactly
-/// the country's length in letters and digits (single spaces between them
-/// allowed), not followed directly by another letter or digit, and mod 97.
+/// the country's length in letters and digits (single spaces, dashes or
+/// dots between them allowed after the first four), not followed directly
+/// by another letter or digit, and mod 97.
 /// Lower case is accepted.
 pub(crate) fn ibans(s: &str, rule: usize, out: &mut Vec<Span>) {
     let b = s.as_bytes();
@@ -185,7 +206,7 @@ pub(crate) fn ibans(s: &str, rule: usize, out: &mut Vec<Span>) {
             if b[q].is_ascii_alphanumeric() {
                 chars.push(b[q].to_ascii_uppercase());
                 q += 1;
-            } else if b[q] == b' '
+            } else if matches!(b[q], b' ' | b'-' | b'.')
                 && chars.len() >= 4
                 && q + 1 < b.len()
                 && b[q + 1].is_ascii_alphanumeric()

@@ -31,8 +31,8 @@ pub enum RedactError {
         /// What is wrong.
         problem: &'static str,
     },
-    /// A field name is empty once `_` and `-` are removed.
-    #[error("redaction field name `{field}` is empty once `_` and `-` are removed")]
+    /// A field name has no letter or digit.
+    #[error("redaction field name `{field}` has no letter or digit")]
     BadField {
         /// The name as given.
         field: String,

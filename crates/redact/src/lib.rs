@@ -69,6 +69,8 @@
 mod config;
 mod detect;
 mod error;
+mod names;
+mod normalize;
 mod redactor;
 
 pub use config::{
@@ -76,4 +78,4 @@ pub use config::{
     RuleConfig,
 };
 pub use error::RedactError;
-pub use redactor::{MAX_DEPTH, MIN_KEY_BYTES, Redactor, UNSCANNABLE};
+pub use redactor::{IdOutcome, MAX_DEPTH, MIN_KEY_BYTES, Redactor, UNSCANNABLE};

@@ -6,9 +6,11 @@ use regex::Regex;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-use crate::config::{Action, Detector, RedactionConfig};
+use crate::config::{Action, DEFAULT_FIELDS, Detector, RedactionConfig};
 use crate::detect::{self, Span};
 use crate::error::RedactError;
+use crate::names::{FieldName, Tokens};
+use crate::normalize;
 
 /// Deepest nesting scanned. serde_json refuses deeper JSON text, so only a
 /// value built in code can exceed it; what lies below is masked whole.
@@ -47,8 +49,7 @@ struct Rule {
 
 #[derive(Debug)]
 struct FieldRule {
-    /// Lower case, without `_` and `-`.
-    name: Vec<u8>,
+    name: FieldName,
     rule: usize,
 }
 
@@ -72,8 +73,11 @@ pub struct Redactor {
     card: Option<usize>,
     iban: Option<usize>,
     key: Option<Hmac<Sha256>>,
-    /// Last byte (either ASCII case) of every normalised field name: most
-    /// keys are ruled out by their last byte alone.
+    /// Every canonical token of every field name: a key none of whose
+    /// tokens is here matches no field by its parts.
+    field_tokens: std::collections::HashSet<String>,
+    /// Last byte (either ASCII case) of every field name without `_` and
+    /// `-`: the suffix rule needs it at the key's end.
     field_last: [bool; 256],
     /// A custom pattern uses `^`, `$`, `\A` or `\z`, which match at a
     /// string's edges but not inside a payload's JSON text, so
@@ -93,6 +97,25 @@ impl std::fmt::Debug for Redactor {
     }
 }
 
+/// What [`Redactor::redact_id`] did to an id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdOutcome {
+    /// No rule fired: keep the id.
+    Unchanged,
+    /// Write this id instead.
+    Replaced {
+        /// The masked or hashed id.
+        id: String,
+        /// The rules that fired.
+        rules: Vec<String>,
+    },
+    /// A `drop` rule fired: record no id.
+    Dropped {
+        /// The rules that fired.
+        rules: Vec<String>,
+    },
+}
+
 enum Scan {
     Unchanged,
     Replaced(String),
@@ -106,35 +129,22 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
-fn normalize_field(field: &str) -> Result<Vec<u8>, RedactError> {
-    let n: Vec<u8> = field
-        .to_lowercase()
-        .bytes()
-        .filter(|b| !matches!(b, b'_' | b'-'))
-        .collect();
-    if n.is_empty() {
-        return Err(RedactError::BadField {
-            field: field.to_string(),
-        });
-    }
-    Ok(n)
+/// The canonical tokens of the built-in secret names.
+fn builtin_names() -> Vec<Vec<String>> {
+    let mut t = Tokens::default();
+    DEFAULT_FIELDS
+        .iter()
+        .map(|f| {
+            t.split(f);
+            t.iter().map(str::to_string).collect()
+        })
+        .collect()
 }
 
-/// Whether `key`, ASCII-lower-cased without `_` and `-`, ends with `name`.
-fn key_matches(key: &str, name: &[u8]) -> bool {
-    let mut want = name.iter().rev();
-    let mut next = want.next();
-    for &b in key.as_bytes().iter().rev() {
-        let Some(&w) = next else { return true };
-        if b == b'_' || b == b'-' {
-            continue;
-        }
-        if b.to_ascii_lowercase() != w {
-            return false;
-        }
-        next = want.next();
-    }
-    next.is_none()
+fn compile_field(field: &str, builtin: &[Vec<String>]) -> Result<FieldName, RedactError> {
+    FieldName::new(field, builtin).ok_or_else(|| RedactError::BadField {
+        field: field.to_string(),
+    })
 }
 
 impl Redactor {
@@ -157,6 +167,7 @@ impl Redactor {
         let mut iban = None;
         let mut seen = std::collections::HashSet::new();
         let mut anchored = false;
+        let builtin = builtin_names();
         let add = |rules: &mut Vec<Rule>, name: &str, action: Action, norm: Norm| {
             rules.push(Rule {
                 name: name.to_string(),
@@ -202,7 +213,7 @@ impl Redactor {
                     let id = add(&mut rules, &r.name, action, Norm::Exact);
                     for f in names {
                         fields.push(FieldRule {
-                            name: normalize_field(f)?,
+                            name: compile_field(f, &builtin)?,
                             rule: id,
                         });
                     }
@@ -221,13 +232,13 @@ impl Redactor {
                 }
             }
         }
-        let mut global_fields: Vec<Vec<u8>> = Vec::new();
+        let mut global_fields: Vec<Vec<String>> = Vec::new();
         for f in &config.fields {
-            let name = normalize_field(f)?;
-            if global_fields.contains(&name) {
+            let name = compile_field(f, &builtin)?;
+            if global_fields.contains(&name.tokens) {
                 continue;
             }
-            global_fields.push(name.clone());
+            global_fields.push(name.tokens.clone());
             let id = add(&mut rules, f, config.action, Norm::Exact);
             fields.push(FieldRule { name, rule: id });
         }
@@ -287,11 +298,13 @@ impl Redactor {
         };
 
         let mut field_last = [false; 256];
+        let mut field_tokens = std::collections::HashSet::new();
         for f in &fields {
-            if let Some(&b) = f.name.last() {
+            if let Some(&b) = f.name.joined.last() {
                 field_last[usize::from(b)] = true;
                 field_last[usize::from(b.to_ascii_uppercase())] = true;
             }
+            field_tokens.extend(f.name.tokens.iter().cloned());
         }
         Ok(Redactor {
             rules,
@@ -300,6 +313,7 @@ impl Redactor {
             card,
             iban,
             key,
+            field_tokens,
             field_last,
             anchored,
             key_end: memchr::memmem::Finder::new(b"\":"),
@@ -343,6 +357,9 @@ impl Redactor {
         {
             return true;
         }
+        if !self.fields.is_empty() && self.field_key_in(payload_json) {
+            return true;
+        }
         let decoded;
         let text = if memchr::memchr(b'\\', bytes).is_some() {
             match decode_escapes(payload_json) {
@@ -355,9 +372,17 @@ impl Redactor {
         } else {
             payload_json
         };
-        if !self.fields.is_empty() && self.field_key_in(text) {
+        if self.detects(text) {
             return true;
         }
+        // The normalised view of the whole text holds the view of every
+        // string in it, still between quotes: no encoding or fold spans a
+        // `"`.
+        normalize::view(text).is_some_and(|v| self.detects(&v.text))
+    }
+
+    /// Whether some detector or pattern matches somewhere in `text`.
+    fn detects(&self, text: &str) -> bool {
         if self.regexes.iter().any(|(_, re)| re.is_match(text)) {
             return true;
         }
@@ -367,21 +392,48 @@ impl Redactor {
         {
             detect::cards(text, rule, &mut spans);
         }
-        if let Some(rule) = self.iban {
+        if let Some(rule) = self.iban
+            && text.len() >= 15
+        {
             detect::ibans(text, rule, &mut spans);
         }
         !spans.is_empty()
     }
 
-    /// Whether some `"…":` in `text` ends a key that a field rule matches.
-    fn field_key_in(&self, text: &str) -> bool {
-        for at in self.key_end.find_iter(text.as_bytes()) {
-            let key = &text[..at];
-            let last = key.bytes().rev().find(|b| !matches!(b, b'_' | b'-'));
-            if let Some(b) = last
-                && self.field_last[usize::from(b)]
-                && self.fields.iter().any(|f| key_matches(key, &f.name))
-            {
+    /// Whether some key of the compact JSON text `json` matches a field
+    /// rule. Keys are found on the raw text, where a key's closing quote
+    /// is the unescaped `"` before `:` and its opening quote the unescaped
+    /// `"` before that, so a key with an escaped quote is whole.
+    fn field_key_in(&self, json: &str) -> bool {
+        let b = json.as_bytes();
+        let mut tokens = Tokens::default();
+        for at in self.key_end.find_iter(b) {
+            if escaped(b, at) {
+                continue;
+            }
+            let mut p = at;
+            let start = loop {
+                match memchr::memrchr(b'"', &b[..p]) {
+                    Some(q) if escaped(b, q) => p = q,
+                    Some(q) => break q + 1,
+                    // Not a key after all; cannot tell, so maybe.
+                    None => return true,
+                }
+            };
+            let raw = &json[start..at];
+            let key_decoded;
+            let key = if raw.contains('\\') {
+                match decode_escapes(raw) {
+                    Some(d) => {
+                        key_decoded = d;
+                        key_decoded.as_str()
+                    }
+                    None => return true,
+                }
+            } else {
+                raw
+            };
+            if self.field_rule(key, &mut tokens).is_some() {
                 return true;
             }
         }
@@ -405,6 +457,48 @@ impl Redactor {
             }
         }
         names
+    }
+
+    /// Applies the rules to one of a record's ids, `field` being its name
+    /// (`request_id`, `correlation_id`): a field rule naming it replaces
+    /// (or drops) the whole id; otherwise the id is scanned like a string
+    /// value, so an e-mail address used as a correlation id is caught.
+    ///
+    /// The ids are not part of the payload a [`PayloadFilter`] sees: core
+    /// sets them from the `Auditor`'s scope. Until core calls this, an
+    /// application that builds ids from user data calls it before
+    /// `Auditor::for_request` / `with_correlation_id` (see
+    /// `docs/redaction.md`). `hash` is the action that keeps ids useful:
+    /// one customer, one pseudonym, records still join.
+    pub fn redact_id(&self, field: &str, id: &str) -> IdOutcome {
+        let mut fired: Vec<usize> = Vec::new();
+        let mut tokens = Tokens::default();
+        let outcome = if let Some(rule) = self.field_rule(field, &mut tokens) {
+            note(&mut fired, rule);
+            if self.rules[rule].action == Action::Drop {
+                None
+            } else {
+                match self.replace_whole(rule, &Value::String(id.to_string())) {
+                    Value::String(s) => Some(s),
+                    _ => Some(self.rules[rule].mask.clone()),
+                }
+            }
+        } else {
+            match self.scan(id, &mut fired) {
+                Scan::Unchanged => return IdOutcome::Unchanged,
+                Scan::Replaced(s) => Some(s),
+                Scan::Drop => None,
+            }
+        };
+        fired.sort_unstable();
+        let rules: Vec<String> = fired
+            .iter()
+            .filter_map(|&id| self.rules.get(id).map(|r| r.name.clone()))
+            .collect();
+        match outcome {
+            Some(id) => IdOutcome::Replaced { id, rules },
+            None => IdOutcome::Dropped { rules },
+        }
     }
 
     /// The pseudonym `hash` writes for `text` under rule `rule`'s
@@ -450,10 +544,21 @@ impl Redactor {
         Value::String(r.mask.clone())
     }
 
-    fn field_rule(&self, key: &str) -> Option<usize> {
+    /// The first field rule matching `key`; `tokens` is scratch space.
+    fn field_rule(&self, key: &str, tokens: &mut Tokens) -> Option<usize> {
+        if self.fields.is_empty() || is_mask(key) {
+            return None;
+        }
+        let last = key.bytes().rev().find(|b| !matches!(b, b'_' | b'-'));
+        let by_suffix = last.is_some_and(|b| self.field_last[usize::from(b)]);
+        tokens.split(key);
+        let by_parts = tokens.iter().any(|t| self.field_tokens.contains(t));
+        if !by_suffix && !by_parts {
+            return None;
+        }
         self.fields
             .iter()
-            .find(|f| key_matches(key, &f.name))
+            .find(|f| f.name.matches(key, tokens))
             .map(|f| f.rule)
     }
 
@@ -513,8 +618,16 @@ impl Redactor {
 
     fn walk_object(&self, map: &mut Map<String, Value>, depth: usize, fired: &mut Vec<usize>) {
         let mut renames: Vec<(String, String)> = Vec::new();
+        let mut tokens = Tokens::default();
         map.retain(|key, value| {
-            if let Some(rule) = self.field_rule(key) {
+            // The key first: a secret-named key can itself be a secret
+            // (`"Bearer abc…": 1`).
+            match self.scan(key, fired) {
+                Scan::Unchanged => {}
+                Scan::Drop => return false,
+                Scan::Replaced(new) => renames.push((key.clone(), new)),
+            }
+            if let Some(rule) = self.field_rule(key, &mut tokens) {
                 if value.is_null() {
                     // Nothing to hide; a mask would suggest a secret existed.
                     return true;
@@ -525,11 +638,6 @@ impl Redactor {
                 }
                 *value = self.replace_whole(rule, value);
                 return true;
-            }
-            match self.scan(key, fired) {
-                Scan::Unchanged => {}
-                Scan::Drop => return false,
-                Scan::Replaced(new) => renames.push((key.clone(), new)),
             }
             self.walk(value, depth + 1, fired)
         });
@@ -546,9 +654,8 @@ impl Redactor {
         }
     }
 
-    /// Finds every match in `s` and builds the redacted text.
-    fn scan(&self, s: &str, fired: &mut Vec<usize>) -> Scan {
-        let mut spans: Vec<Span> = Vec::new();
+    /// Every match of the patterns and detectors in `s`.
+    fn find(&self, s: &str, spans: &mut Vec<Span>) {
         for (rule, re) in &self.regexes {
             for m in re.find_iter(s) {
                 if !m.is_empty() {
@@ -563,12 +670,33 @@ impl Redactor {
         if let Some(rule) = self.card
             && enough_digits(s)
         {
-            detect::cards(s, rule, &mut spans);
+            detect::cards(s, rule, spans);
         }
         if let Some(rule) = self.iban
             && s.len() >= 15
         {
-            detect::ibans(s, rule, &mut spans);
+            detect::ibans(s, rule, spans);
+        }
+    }
+
+    /// Finds every match in `s`, and in its normalised view (mapped back to
+    /// the original text it came from), and builds the redacted text.
+    fn scan(&self, s: &str, fired: &mut Vec<usize>) -> Scan {
+        let mut spans: Vec<Span> = Vec::new();
+        self.find(s, &mut spans);
+        if let Some(view) = normalize::view(s) {
+            let mut seen = Vec::new();
+            self.find(&view.text, &mut seen);
+            for sp in seen {
+                let (start, end) = view.original(sp.start, sp.end);
+                if end > start {
+                    spans.push(Span {
+                        start,
+                        end,
+                        rule: sp.rule,
+                    });
+                }
+            }
         }
         if spans.is_empty() {
             return Scan::Unchanged;
@@ -599,8 +727,16 @@ impl Redactor {
         for (sp, action) in merged {
             out.push_str(&s[at..sp.start]);
             let rule = &self.rules[sp.rule];
+            // Hashed as its normalised view: `alice%40example.com` and
+            // `alice@example.com` are one pseudonym.
             let pseudonym = match action {
-                Action::Hash => self.pseudonym(&s[sp.start..sp.end], rule.norm),
+                Action::Hash => {
+                    let matched = &s[sp.start..sp.end];
+                    match normalize::view(matched) {
+                        Some(v) => self.pseudonym(&v.text, rule.norm),
+                        None => self.pseudonym(matched, rule.norm),
+                    }
+                }
                 _ => None,
             };
             match pseudonym {
@@ -688,6 +824,28 @@ fn hex4(chars: &mut std::str::Chars<'_>) -> Option<u32> {
         v = v * 16 + chars.next()?.to_digit(16)?;
     }
     Some(v)
+}
+
+/// Whether `key` is a mask this crate wrote for a key (`[REDACTED:iban]`,
+/// `[REDACTED:email]#2`): its rule name is not a field name.
+fn is_mask(key: &str) -> bool {
+    let Some(rest) = key.strip_prefix("[REDACTED:") else {
+        return false;
+    };
+    let Some(close) = rest.find(']') else {
+        return false;
+    };
+    let (name, tail) = (&rest[..close], &rest[close + 1..]);
+    valid_name(name)
+        && (tail.is_empty()
+            || tail
+                .strip_prefix('#')
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+}
+
+/// Whether the byte at `at` is escaped: preceded by an odd number of `\\`.
+fn escaped(b: &[u8], at: usize) -> bool {
+    b[..at].iter().rev().take_while(|&&c| c == b'\\').count() % 2 == 1
 }
 
 /// Whether `s` holds the 13 digits a card number needs, stopping early.

@@ -1,0 +1,423 @@
+//! Field names matched by their parts.
+//!
+//! A name is folded (fullwidth letters and the like, see
+//! [`crate::normalize`]), split into tokens at every character that is not
+//! a letter or digit (`_`, `-`, `.`, space…) and at camelCase and
+//! PascalCase boundaries (`refreshToken`, `APIKey`, `XMLHttpRequest`),
+//! lower-cased, and each token put in canonical form: plurals and
+//! spellings of the secret words (`pwd`, `passwd`, `tokens`, `creds`,
+//! `cookies`…) become one word, joined compounds are split (`apikey`,
+//! `privatekey`, `sessionid`, and any token that ends in a strong secret
+//! word: `dbpassword`, `clientsecret`, `accesstoken`).
+//!
+//! A configured name matches a key when its canonical tokens occur, in
+//! order and adjacent, among the key's. For the built-in secret names
+//! (those of [`crate::DEFAULT_FIELDS`]), a key whose other tokens say it
+//! describes the secret rather than holding it is not matched:
+//! `token_count`, `max_tokens`, `prompt_tokens`, `password_length`,
+//! `auth_type`, `client_secret_expires_at`, `secret_name`,
+//! `api_key_env`. A key that ends with the configured name once `_` and
+//! `-` are removed, the rule before token matching, still matches.
+
+/// Strong secret words split off the end of a longer token
+/// (`dbpassword` → `db` `password`).
+const SUFFIX_WORDS: [&str; 13] = [
+    "passwords",
+    "password",
+    "passwd",
+    "passphrase",
+    "secrets",
+    "secret",
+    "tokens",
+    "token",
+    "credentials",
+    "credential",
+    "apikeys",
+    "apikey",
+    "authorization",
+];
+
+/// One raw token in canonical form: one or more canonical tokens.
+fn canonical(raw: &str) -> &'static [&'static str] {
+    match raw {
+        "password" | "passwords" | "passwd" | "pwd" | "pw" | "passphrase" | "passcode" => {
+            &["password"]
+        }
+        "token" | "tokens" => &["token"],
+        "secret" | "secrets" => &["secret"],
+        "credential" | "credentials" | "creds" | "cred" => &["credential"],
+        "cookie" | "cookies" => &["cookie"],
+        "key" | "keys" => &["key"],
+        "auth" | "authorization" => &["authorization"],
+        "apikey" | "apikeys" => &["api", "key"],
+        "accesskey" => &["access", "key"],
+        "secretkey" => &["secret", "key"],
+        "privatekey" | "privkey" => &["private", "key"],
+        "priv" => &["private"],
+        "sessionid" => &["session", "id"],
+        "sessionkey" => &["session", "key"],
+        "setcookie" => &["set", "cookie"],
+        "cardnumber" | "cardno" | "cardnum" | "ccnumber" | "ccnum" => &["card", "number"],
+        "creditcard" => &["credit", "card"],
+        "cvc" | "cvv2" | "cvc2" => &["cvv"],
+        "totp" | "hotp" => &["otp"],
+        "connectionstring" | "connstring" | "connstr" => &["connection", "string"],
+        "seedphrase" => &["seed", "phrase"],
+        _ => &[],
+    }
+}
+
+/// Tokens that, beside a built-in secret name, say the value describes the
+/// secret: a kind, a size, a time, a place, a name.
+const META: [&str; 34] = [
+    "type",
+    "types",
+    "kind",
+    "length",
+    "len",
+    "size",
+    "count",
+    "counts",
+    "limit",
+    "limits",
+    "expires",
+    "expiry",
+    "expiration",
+    "expired",
+    "ttl",
+    "lifetime",
+    "at",
+    "url",
+    "uri",
+    "endpoint",
+    "policy",
+    "required",
+    "enabled",
+    "name",
+    "names",
+    "file",
+    "path",
+    "env",
+    "scheme",
+    "method",
+    "mode",
+    "provider",
+    "status",
+    "strength",
+];
+
+/// Tokens that, beside `token`, make it a count of language-model tokens.
+const TOKEN_USAGE: [&str; 27] = [
+    "max",
+    "min",
+    "total",
+    "num",
+    "n",
+    "number",
+    "prompt",
+    "completion",
+    "input",
+    "output",
+    "cached",
+    "cache",
+    "reasoning",
+    "usage",
+    "used",
+    "remaining",
+    "budget",
+    "per",
+    "rate",
+    "audio",
+    "text",
+    "image",
+    "accepted",
+    "rejected",
+    "prediction",
+    "estimated",
+    "estimate",
+];
+
+/// A name's canonical tokens, built into reusable buffers.
+#[derive(Default, Debug)]
+pub(crate) struct Tokens {
+    /// The tokens' text, back to back.
+    text: String,
+    /// `(start, end)` of each token in `text`.
+    spans: Vec<(usize, usize)>,
+    /// The raw tokens were one plural `tokens` alone (a count).
+    pub lone_tokens: bool,
+    /// Scratch: the name's characters, raw token ranges, one lower-cased
+    /// raw token.
+    chars: Vec<(usize, char)>,
+    raw: Vec<(usize, usize)>,
+    lower: String,
+}
+
+impl Tokens {
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn get(&self, i: usize) -> &str {
+        self.spans.get(i).map_or("", |&(s, e)| &self.text[s..e])
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.spans.iter().map(|&(s, e)| &self.text[s..e])
+    }
+
+    fn push(&mut self, t: &str) {
+        let s = self.text.len();
+        self.text.push_str(t);
+        self.spans.push((s, self.text.len()));
+    }
+
+    /// Canonical tokens of `raw`, one raw lower-case token, with `last`
+    /// telling whether it ends the name and `first` whether it starts it.
+    fn push_raw(&mut self, raw: &str, first: bool, last: bool) {
+        let c = canonical(raw);
+        if !c.is_empty() {
+            for t in c {
+                self.push(t);
+            }
+            return;
+        }
+        // `db_pass`, `smtp_pass`: a final `pass` after another token is a
+        // password; `pass` alone (a test that passed) is not.
+        if raw == "pass" && last && !first {
+            self.push("password");
+            return;
+        }
+        for w in SUFFIX_WORDS {
+            if raw.len() > w.len() && raw.ends_with(w) {
+                let head = &raw[..raw.len() - w.len()];
+                let hc = canonical(head);
+                if hc.is_empty() {
+                    self.push(head);
+                } else {
+                    for t in hc {
+                        self.push(t);
+                    }
+                }
+                for t in canonical(w) {
+                    self.push(t);
+                }
+                return;
+            }
+        }
+        self.push(raw);
+    }
+
+    /// Splits `name` into canonical tokens, replacing what was there.
+    pub fn split(&mut self, name: &str) {
+        self.text.clear();
+        self.spans.clear();
+        self.lone_tokens = false;
+        let folded;
+        let name = if name.is_ascii() {
+            name
+        } else {
+            folded = crate::normalize::fold_str(name);
+            folded.as_str()
+        };
+        // Raw tokens as (start, end) byte ranges of `name`.
+        let mut raw = std::mem::take(&mut self.raw);
+        let mut chars = std::mem::take(&mut self.chars);
+        let mut lower = std::mem::take(&mut self.lower);
+        raw.clear();
+        chars.clear();
+        chars.extend(name.char_indices());
+        let mut start: Option<usize> = None;
+        for (k, &(i, c)) in chars.iter().enumerate() {
+            if !c.is_alphanumeric() {
+                if let Some(s) = start.take() {
+                    raw.push((s, i));
+                }
+                continue;
+            }
+            if let Some(s) = start {
+                let prev = chars[k - 1].1;
+                let next = chars.get(k + 1).map(|&(_, n)| n);
+                let boundary = (prev.is_lowercase() && c.is_uppercase())
+                    || (prev.is_uppercase()
+                        && c.is_uppercase()
+                        && next.is_some_and(char::is_lowercase));
+                if boundary {
+                    raw.push((s, i));
+                    start = Some(i);
+                }
+            } else {
+                start = Some(i);
+            }
+        }
+        if let Some(s) = start {
+            raw.push((s, name.len()));
+        }
+        let n = raw.len();
+        let mut joined_pass = false;
+        for (k, &(s, e)) in raw.iter().enumerate() {
+            if joined_pass {
+                joined_pass = false;
+                continue;
+            }
+            lower.clear();
+            for c in name[s..e].chars() {
+                lower.extend(c.to_lowercase());
+            }
+            // `pass_word`, `pass_phrase`: one word.
+            if lower == "pass"
+                && let Some(&(s2, e2)) = raw.get(k + 1)
+                && (name[s2..e2].eq_ignore_ascii_case("word")
+                    || name[s2..e2].eq_ignore_ascii_case("phrase"))
+            {
+                self.push("password");
+                joined_pass = true;
+                continue;
+            }
+            // `card_no`, `cc_num`: a card number.
+            let prev_card = self
+                .spans
+                .last()
+                .is_some_and(|&(a, b)| &self.text[a..b] == "card");
+            if prev_card && matches!(lower.as_str(), "no" | "num" | "nr" | "nbr") {
+                self.push("number");
+                continue;
+            }
+            if lower == "cc"
+                && let Some(&(s2, e2)) = raw.get(k + 1)
+                && matches!(
+                    name[s2..e2].to_ascii_lowercase().as_str(),
+                    "number" | "num" | "no"
+                )
+            {
+                self.push("card");
+                continue;
+            }
+            if n == 1 && lower == "tokens" {
+                self.lone_tokens = true;
+            }
+            self.push_raw(&lower, k == 0, k + 1 == n);
+        }
+        self.raw = raw;
+        self.chars = chars;
+        self.lower = lower;
+    }
+}
+
+/// One configured field name, compiled.
+#[derive(Debug)]
+pub(crate) struct FieldName {
+    /// Canonical tokens.
+    pub tokens: Vec<String>,
+    /// Lower case, without `_` and `-`: the suffix rule.
+    pub joined: Vec<u8>,
+    /// A built-in secret name: describing tokens exempt a key.
+    pub builtin: bool,
+    /// The name holds `token`: model-usage tokens exempt a key too.
+    pub is_token: bool,
+}
+
+impl FieldName {
+    /// `None` when the name has no letter or digit.
+    pub fn new(name: &str, builtin_names: &[Vec<String>]) -> Option<FieldName> {
+        let joined: Vec<u8> = name
+            .to_lowercase()
+            .bytes()
+            .filter(|b| !matches!(b, b'_' | b'-'))
+            .collect();
+        let mut t = Tokens::default();
+        t.split(name);
+        if t.len() == 0 || joined.is_empty() {
+            return None;
+        }
+        let tokens: Vec<String> = t.iter().map(str::to_string).collect();
+        let builtin = builtin_names.contains(&tokens);
+        let is_token = tokens.iter().any(|s| s == "token");
+        Some(FieldName {
+            tokens,
+            joined,
+            builtin,
+            is_token,
+        })
+    }
+
+    /// Whether the key split into `key` (its original text `raw`) matches.
+    pub fn matches(&self, raw: &str, key: &Tokens) -> bool {
+        if suffix_matches(raw, &self.joined) {
+            return true;
+        }
+        let n = self.tokens.len();
+        if key.len() < n {
+            return false;
+        }
+        let found = (0..=key.len() - n)
+            .any(|at| (0..n).all(|j| key.get(at + j) == self.tokens[j].as_str()));
+        if !found {
+            return false;
+        }
+        if !self.builtin {
+            return true;
+        }
+        if self.is_token && key.lone_tokens {
+            return false;
+        }
+        let describes = key.iter().any(|t| {
+            !self.tokens.iter().any(|own| own == t)
+                && (META.contains(&t) || (self.is_token && TOKEN_USAGE.contains(&t)))
+        });
+        !describes
+    }
+}
+
+/// Whether `key`, ASCII-lower-cased without `_` and `-`, ends with `name`.
+pub(crate) fn suffix_matches(key: &str, name: &[u8]) -> bool {
+    let mut want = name.iter().rev();
+    let mut next = want.next();
+    for &b in key.as_bytes().iter().rev() {
+        let Some(&w) = next else { return true };
+        if b == b'_' || b == b'-' {
+            continue;
+        }
+        if b.to_ascii_lowercase() != w {
+            return false;
+        }
+        next = want.next();
+    }
+    next.is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toks(name: &str) -> Vec<String> {
+        let mut t = Tokens::default();
+        t.split(name);
+        t.iter().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn splits_and_canonicalises() {
+        assert_eq!(
+            toks("aws_secret_access_key"),
+            ["aws", "secret", "access", "key"]
+        );
+        assert_eq!(toks("refreshToken"), ["refresh", "token"]);
+        assert_eq!(toks("APIKey"), ["api", "key"]);
+        assert_eq!(toks("X-Api-Key"), ["x", "api", "key"]);
+        assert_eq!(toks("xapikey"), ["x", "api", "key"]);
+        assert_eq!(toks("DB_PWD"), ["db", "password"]);
+        assert_eq!(toks("dbpassword"), ["db", "password"]);
+        assert_eq!(toks("access.tokens"), ["access", "token"]);
+        assert_eq!(toks("client secret"), ["client", "secret"]);
+        assert_eq!(toks("ｐａｓｓｗｏｒｄ"), ["password"]);
+        assert_eq!(toks("user_pass"), ["user", "password"]);
+        assert_eq!(toks("pass"), ["pass"]);
+        assert_eq!(toks("pass_word"), ["password"]);
+        assert_eq!(toks("card_no"), ["card", "number"]);
+        assert_eq!(toks("ccNum"), ["card", "number"]);
+        assert_eq!(toks("maxTokens"), ["max", "token"]);
+        assert_eq!(toks("tokenizer"), ["tokenizer"]);
+        assert_eq!(toks("XMLHttpRequest"), ["xml", "http", "request"]);
+    }
+}
