@@ -43,12 +43,20 @@ pub struct SinkOpen {
     pub notices: Vec<String>,
 }
 
-/// Whether retrying a failed write could succeed.
+/// Whether the dispatcher should try a failed write again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
-    /// Retrying later may succeed (connection refused, timeout).
+    /// Trying the same batch again soon may succeed, and repeats nothing
+    /// (the sink took none of it: a connection refused before any byte
+    /// went out). The dispatcher writes the batch again up to 3 times,
+    /// after 50, 100 and 200 ms, never past the shutdown deadline, before
+    /// the failure counts (and breaks a required sink). A failure that
+    /// says it holds or had refused part of the batch
+    /// ([`SinkError::holding`], [`SinkError::rejected`]) is not retried.
     Transient,
-    /// It will not (disk full, permission denied, a bad request).
+    /// Counted at once: trying again will not help (disk full, permission
+    /// denied, a bad request), could repeat records already written, or
+    /// the sink already retried for as long as it should.
     Permanent,
 }
 
@@ -259,9 +267,13 @@ impl StatusSignal {
 ///
 /// The dispatcher gives each sink its own worker thread and calls these
 /// methods from it, one at a time, so an implementation may block (an fsync,
-/// a retry with backoff) without holding up emitters or other sinks. Only
-/// [`Sink::write`] is required; the hooks have defaults that suit a sink
-/// without buffering.
+/// a retry with backoff) without holding up emitters or other sinks.
+///
+/// Two methods are required: [`Sink::max_level`] and [`Sink::write`]. The
+/// other hooks have defaults that suit a sink without buffering.
+///
+/// A boxed sink (`Box<dyn Sink>`, `Box<S>`) is a sink that forwards every
+/// method, hooks included, to the one it holds.
 pub trait Sink: Send + 'static {
     /// The highest level a successful [`Sink::write`] or [`Sink::tick`] can
     /// reach: receipts waiting for more from this sink settle for this.
@@ -322,6 +334,8 @@ pub trait Sink: Send + 'static {
     }
 }
 
+// Every method of the trait is forwarded, or a boxed sink would silently
+// get the default; `tests/sink_box.rs` fails when one is not.
 impl<S: Sink + ?Sized> Sink for Box<S> {
     fn max_level(&self) -> AckLevel {
         (**self).max_level()

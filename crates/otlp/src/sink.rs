@@ -78,10 +78,10 @@ pub enum ExportError {
 
 impl ExportError {
     fn kind(&self) -> FailureKind {
-        match self {
-            ExportError::GaveUp { .. } => FailureKind::Transient,
-            _ => FailureKind::Permanent,
-        }
+        // `GaveUp` comes after this sink retried for its whole budget (or
+        // until the shutdown deadline): the dispatcher, which retries a
+        // `Transient` failure, must not start that over.
+        FailureKind::Permanent
     }
 }
 

@@ -203,15 +203,9 @@ impl<W: Write + Send + 'static> StdoutSink<W> {
                     target: self.target.clone(),
                 },
             ),
-            // A non-blocking descriptor that is momentarily full could take
-            // the bytes later.
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => SinkError::new(
-                FailureKind::Transient,
-                StdoutError::Write {
-                    target: self.target.clone(),
-                    source: e,
-                },
-            ),
+            // A non-blocking descriptor that was momentarily full may have
+            // taken part of the batch: writing it again (as the dispatcher
+            // does for a `Transient` failure) would repeat lines.
             _ => SinkError::new(
                 FailureKind::Permanent,
                 StdoutError::Write {

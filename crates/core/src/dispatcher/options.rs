@@ -20,14 +20,17 @@ pub enum Overflow {
 pub struct SinkOptions {
     /// Name used in errors, health and gap records.
     pub name: String,
-    /// Queue capacity in records.
-    pub queue: usize,
+    /// Queue capacity in records, at least 1 (private, so that only the
+    /// clamping setter sets it: see [`SinkOptions::queue_capacity`]).
+    queue: usize,
     /// Policy when the queue is full.
     pub overflow: Overflow,
     /// Whether a failure of this sink fails `emit`.
     pub required: bool,
-    /// Most records handed to one [`Sink::write`](crate::Sink::write).
-    pub max_batch: usize,
+    /// Most records handed to one [`Sink::write`](crate::Sink::write), at
+    /// least 1 (0 would make the worker spin; see
+    /// [`SinkOptions::batch_limit`]).
+    max_batch: usize,
 }
 
 impl SinkOptions {
@@ -64,5 +67,30 @@ impl SinkOptions {
     pub fn max_batch(mut self, records: usize) -> Self {
         self.max_batch = records.max(1);
         self
+    }
+
+    /// The queue capacity in records (at least 1), as set by
+    /// [`SinkOptions::queue`].
+    pub fn queue_capacity(&self) -> usize {
+        self.queue
+    }
+
+    /// The most records handed to one [`Sink::write`](crate::Sink::write)
+    /// (at least 1), as set by [`SinkOptions::max_batch`].
+    pub fn batch_limit(&self) -> usize {
+        self.max_batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SinkOptions;
+
+    #[test]
+    fn a_zero_queue_or_batch_is_raised_to_one() {
+        let o = SinkOptions::new("s").queue(0).max_batch(0);
+        assert_eq!((o.queue_capacity(), o.batch_limit()), (1, 1));
+        let o = SinkOptions::new("s");
+        assert_eq!((o.queue_capacity(), o.batch_limit()), (8192, 4096));
     }
 }

@@ -119,7 +119,7 @@ impl SinkSlot {
         sink.watch_status(status.clone());
         let slot = Arc::new(SinkSlot {
             max_level: sink.max_level(),
-            queue: SinkQueue::new(options.queue),
+            queue: SinkQueue::new(options.queue_capacity()),
             options,
             marks: Watermarks::new(),
             progress: Notify::new(),

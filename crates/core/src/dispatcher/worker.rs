@@ -8,11 +8,21 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::record::Record;
-use crate::sink::{AckLevel, Batch, Sink, SinkError};
+use crate::sink::{AckLevel, Batch, FailureKind, Sink, SinkError};
 
 use super::lock;
 use super::receipt::{DeliveryError, push_bad};
 use super::slot::SinkSlot;
+
+/// A write that fails with [`FailureKind::Transient`], the sink holding
+/// none of its batch, is tried again up to this many times, waiting
+/// [`FIRST_BACKOFF`] and then twice as long each time (50, 100, 200 ms),
+/// never past the shutdown deadline; only then does the failure count (and
+/// break a required sink).
+const TRANSIENT_RETRIES: u32 = 3;
+
+/// The wait before the first retry of a transient failure.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 
 impl SinkSlot {
     /// The worker thread's body.
@@ -21,7 +31,10 @@ impl SinkSlot {
         let linger = sink.linger().filter(|l| !l.is_zero());
         // A batch larger than the queue can never fill: lingering for it
         // would only hold blocked emitters back.
-        let fill = self.options.max_batch.min(self.options.queue);
+        let fill = self
+            .options
+            .batch_limit()
+            .min(self.options.queue_capacity());
         let mut last_tick = Instant::now();
         // A batch never holds more than the queue did, so its capacity is
         // `fill`: a huge `max_batch` from a sink must not become one huge
@@ -57,7 +70,7 @@ impl SinkSlot {
                         q = self.queue.sleep(q, until - now);
                     }
                 }
-                let n = q.items.len().min(self.options.max_batch);
+                let n = q.items.len().min(self.options.batch_limit());
                 batch.extend(q.items.drain(..n));
                 deadline = q.deadline;
                 if batch.is_empty() && q.closing {
@@ -82,13 +95,7 @@ impl SinkSlot {
                 self.counts
                     .in_flight
                     .store(batch.len() as u64, Ordering::Release);
-                let result = catch_unwind(AssertUnwindSafe(|| {
-                    sink.write(&Batch {
-                        records: &batch,
-                        deadline,
-                    })
-                }))
-                .unwrap_or_else(|_| Err(SinkError::permanent(Panicked("write"))));
+                let result = self.write(&mut sink, &batch, deadline);
                 // A write that returned retries no more, whatever the sink
                 // forgot to say (or said just before it panicked).
                 self.status.clear();
@@ -108,6 +115,62 @@ impl SinkSlot {
         self.run_hook(&mut sink, |s| s.close());
         self.finished.set();
         self.progress.notify_waiters();
+    }
+
+    /// Hands `batch` to the sink; a [`FailureKind::Transient`] failure of
+    /// the whole batch is tried again (see [`TRANSIENT_RETRIES`]).
+    fn write(
+        &self,
+        sink: &mut Box<dyn Sink>,
+        batch: &[Arc<Record>],
+        deadline: Option<Instant>,
+    ) -> Result<AckLevel, SinkError> {
+        let mut backoff = FIRST_BACKOFF;
+        let mut retries = 0;
+        loop {
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                sink.write(&Batch {
+                    records: batch,
+                    deadline,
+                })
+            }))
+            .unwrap_or_else(|_| Err(SinkError::permanent(Panicked("write"))));
+            match result {
+                // Only a batch the sink holds none of is written again, so
+                // that a retry never repeats a record.
+                Err(e)
+                    if retries < TRANSIENT_RETRIES
+                        && e.kind() == FailureKind::Transient
+                        && e.records_failed(batch.len()) == batch.len() as u64
+                        && self.back_off(backoff, deadline) =>
+                {
+                    retries += 1;
+                    backoff *= 2;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Waits `backoff` before a retry. Returns false at once when the wait
+    /// would reach the shutdown deadline (the drain's end, or the batch's
+    /// deadline): the failure then stands.
+    fn back_off(&self, backoff: Duration, deadline: Option<Instant>) -> bool {
+        let until = Instant::now() + backoff;
+        let mut q = self.queue.lock();
+        loop {
+            // Read under the queue lock: shutdown sets the deadline, then
+            // wakes the worker under it, so the wait below cannot miss it.
+            let stop = self.shutdown.deadline().into_iter().chain(deadline).min();
+            if stop.is_some_and(|d| until >= d) {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return true;
+            }
+            q = self.queue.sleep(q, until - now);
+        }
     }
 
     /// Moves the watermarks and notes the outcome of one write.
