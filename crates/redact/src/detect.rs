@@ -105,6 +105,12 @@ pub(crate) fn cards(s: &str, rule: usize, out: &mut Vec<Span>) {
                 if h > g && seps[h - 1] != seps[g] {
                     break;
                 }
+                // Dots, slashes and underscores also join section numbers,
+                // versions, addresses and dates: there every group of a
+                // card has at least three digits.
+                if h > g && seps[g] != b' ' && (ge - gs < 3 || groups[g].1 - groups[g].0 < 3) {
+                    break;
+                }
                 count += ge - gs;
                 if count > 19 {
                     break;

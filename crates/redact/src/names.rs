@@ -63,6 +63,7 @@ fn canonical(raw: &str) -> &'static [&'static str] {
         "totp" | "hotp" => &["otp"],
         "connectionstring" | "connstring" | "connstr" => &["connection", "string"],
         "seedphrase" => &["seed", "phrase"],
+        "code" | "codes" => &["code"],
         _ => &[],
     }
 }
