@@ -37,35 +37,84 @@ const SUFFIX_WORDS: [&str; 13] = [
     "authorization",
 ];
 
-/// One raw token in canonical form: one or more canonical tokens.
+/// Raw tokens with a canonical form other than themselves.
+const CANONICAL: &[(&str, &[&str])] = &[
+    ("password", &["password"]),
+    ("passwords", &["password"]),
+    ("passwd", &["password"]),
+    ("pwd", &["password"]),
+    ("pw", &["password"]),
+    ("passphrase", &["password"]),
+    ("passcode", &["password"]),
+    ("tokens", &["token"]),
+    ("secrets", &["secret"]),
+    ("credentials", &["credential"]),
+    ("creds", &["credential"]),
+    ("cred", &["credential"]),
+    ("cookies", &["cookie"]),
+    ("keys", &["key"]),
+    ("auth", &["authorization"]),
+    ("apikey", &["api", "key"]),
+    ("apikeys", &["api", "key"]),
+    ("accesskey", &["access", "key"]),
+    ("secretkey", &["secret", "key"]),
+    ("privatekey", &["private", "key"]),
+    ("privkey", &["private", "key"]),
+    ("priv", &["private"]),
+    ("sessionid", &["session", "id"]),
+    ("sessionkey", &["session", "key"]),
+    ("setcookie", &["set", "cookie"]),
+    ("cardnumber", &["card", "number"]),
+    ("cardno", &["card", "number"]),
+    ("cardnum", &["card", "number"]),
+    ("ccnumber", &["card", "number"]),
+    ("ccnum", &["card", "number"]),
+    ("creditcard", &["credit", "card"]),
+    ("cvc", &["cvv"]),
+    ("cvv2", &["cvv"]),
+    ("cvc2", &["cvv"]),
+    ("totp", &["otp"]),
+    ("hotp", &["otp"]),
+    ("connectionstring", &["connection", "string"]),
+    ("connstring", &["connection", "string"]),
+    ("connstr", &["connection", "string"]),
+    ("seedphrase", &["seed", "phrase"]),
+    ("codes", &["code"]),
+];
+
+/// One raw token in canonical form: one or more canonical tokens; empty
+/// when the token is its own canonical form.
 fn canonical(raw: &str) -> &'static [&'static str] {
-    match raw {
-        "password" | "passwords" | "passwd" | "pwd" | "pw" | "passphrase" | "passcode" => {
-            &["password"]
+    CANONICAL
+        .iter()
+        .find(|(r, _)| *r == raw)
+        .map_or(&[], |(_, c)| c)
+}
+
+/// Substrings one of which a key (lower-cased) must hold to have one of
+/// `first` (canonical tokens) among its tokens: the tokens themselves, the
+/// raw spellings whose canonical form holds one, and the raw words of the
+/// contextual rules (`db_pass`, `cc_num`).
+pub(crate) fn triggers<'a>(first: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let first: Vec<&str> = first.collect();
+    let mut out: Vec<String> = first.iter().map(|t| t.to_string()).collect();
+    for (raw, c) in CANONICAL {
+        if c.iter().any(|t| first.contains(t)) {
+            out.push(raw.to_string());
         }
-        "token" | "tokens" => &["token"],
-        "secret" | "secrets" => &["secret"],
-        "credential" | "credentials" | "creds" | "cred" => &["credential"],
-        "cookie" | "cookies" => &["cookie"],
-        "key" | "keys" => &["key"],
-        "auth" | "authorization" => &["authorization"],
-        "apikey" | "apikeys" => &["api", "key"],
-        "accesskey" => &["access", "key"],
-        "secretkey" => &["secret", "key"],
-        "privatekey" | "privkey" => &["private", "key"],
-        "priv" => &["private"],
-        "sessionid" => &["session", "id"],
-        "sessionkey" => &["session", "key"],
-        "setcookie" => &["set", "cookie"],
-        "cardnumber" | "cardno" | "cardnum" | "ccnumber" | "ccnum" => &["card", "number"],
-        "creditcard" => &["credit", "card"],
-        "cvc" | "cvv2" | "cvc2" => &["cvv"],
-        "totp" | "hotp" => &["otp"],
-        "connectionstring" | "connstring" | "connstr" => &["connection", "string"],
-        "seedphrase" => &["seed", "phrase"],
-        "code" | "codes" => &["code"],
-        _ => &[],
     }
+    if first.contains(&"password") {
+        out.push("pass".into());
+    }
+    if first.contains(&"card") {
+        // `cc` only as a token before a number: `cc_number`, `ccNum`.
+        for t in ["cc_", "cc-", "cc.", "cc ", "ccn"] {
+            out.push(t.into());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Tokens that, beside a built-in secret name, say the value describes the
@@ -155,6 +204,18 @@ pub(crate) struct Tokens {
 }
 
 impl Tokens {
+    /// Buffers sized for most names, so splitting rarely allocates.
+    pub fn new() -> Tokens {
+        Tokens {
+            text: String::with_capacity(64),
+            spans: Vec::with_capacity(8),
+            lone_tokens: false,
+            chars: Vec::new(),
+            raw: Vec::with_capacity(8),
+            lower: String::with_capacity(32),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.spans.len()
     }
@@ -226,33 +287,63 @@ impl Tokens {
         let mut chars = std::mem::take(&mut self.chars);
         let mut lower = std::mem::take(&mut self.lower);
         raw.clear();
-        chars.clear();
-        chars.extend(name.char_indices());
-        let mut start: Option<usize> = None;
-        for (k, &(i, c)) in chars.iter().enumerate() {
-            if !c.is_alphanumeric() {
-                if let Some(s) = start.take() {
-                    raw.push((s, i));
+        if name.is_ascii() {
+            // The same rules on bytes, without collecting characters.
+            let b = name.as_bytes();
+            let mut start: Option<usize> = None;
+            for (i, &c) in b.iter().enumerate() {
+                if !c.is_ascii_alphanumeric() {
+                    if let Some(s) = start.take() {
+                        raw.push((s, i));
+                    }
+                    continue;
                 }
-                continue;
-            }
-            if let Some(s) = start {
-                let prev = chars[k - 1].1;
-                let next = chars.get(k + 1).map(|&(_, n)| n);
-                let boundary = (prev.is_lowercase() && c.is_uppercase())
-                    || (prev.is_uppercase()
-                        && c.is_uppercase()
-                        && next.is_some_and(char::is_lowercase));
-                if boundary {
-                    raw.push((s, i));
+                if let Some(s) = start {
+                    let prev = b[i - 1];
+                    let boundary = (prev.is_ascii_lowercase() && c.is_ascii_uppercase())
+                        || (prev.is_ascii_uppercase()
+                            && c.is_ascii_uppercase()
+                            && b.get(i + 1).is_some_and(u8::is_ascii_lowercase));
+                    if boundary {
+                        raw.push((s, i));
+                        start = Some(i);
+                    }
+                } else {
                     start = Some(i);
                 }
-            } else {
-                start = Some(i);
             }
-        }
-        if let Some(s) = start {
-            raw.push((s, name.len()));
+            if let Some(s) = start {
+                raw.push((s, name.len()));
+            }
+        } else {
+            chars.clear();
+            chars.extend(name.char_indices());
+            let mut start: Option<usize> = None;
+            for (k, &(i, c)) in chars.iter().enumerate() {
+                if !c.is_alphanumeric() {
+                    if let Some(s) = start.take() {
+                        raw.push((s, i));
+                    }
+                    continue;
+                }
+                if let Some(s) = start {
+                    let prev = chars[k - 1].1;
+                    let next = chars.get(k + 1).map(|&(_, n)| n);
+                    let boundary = (prev.is_lowercase() && c.is_uppercase())
+                        || (prev.is_uppercase()
+                            && c.is_uppercase()
+                            && next.is_some_and(char::is_lowercase));
+                    if boundary {
+                        raw.push((s, i));
+                        start = Some(i);
+                    }
+                } else {
+                    start = Some(i);
+                }
+            }
+            if let Some(s) = start {
+                raw.push((s, name.len()));
+            }
         }
         let n = raw.len();
         let mut joined_pass = false;
@@ -262,8 +353,13 @@ impl Tokens {
                 continue;
             }
             lower.clear();
-            for c in name[s..e].chars() {
-                lower.extend(c.to_lowercase());
+            if name.is_ascii() {
+                lower.push_str(&name[s..e]);
+                lower.make_ascii_lowercase();
+            } else {
+                for c in name[s..e].chars() {
+                    lower.extend(c.to_lowercase());
+                }
             }
             // `pass_word`, `pass_phrase`: one word.
             if lower == "pass"
@@ -342,11 +438,9 @@ impl FieldName {
         })
     }
 
-    /// Whether the key split into `key` (its original text `raw`) matches.
-    pub fn matches(&self, raw: &str, key: &Tokens) -> bool {
-        if suffix_matches(raw, &self.joined) {
-            return true;
-        }
+    /// Whether the key split into `key` matches by its parts (the suffix
+    /// rule is [`suffix_matches`] on `joined`).
+    pub fn matches_tokens(&self, key: &Tokens) -> bool {
         let n = self.tokens.len();
         if key.len() < n {
             return false;
@@ -420,5 +514,78 @@ mod tests {
         assert_eq!(toks("maxTokens"), ["max", "token"]);
         assert_eq!(toks("tokenizer"), ["tokenizer"]);
         assert_eq!(toks("XMLHttpRequest"), ["xml", "http", "request"]);
+    }
+}
+
+/// Whether a key could hold a trigger ([`triggers`]): every trigger of
+/// two bytes is in a table of byte pairs, every longer one has its first
+/// three bytes in a Bloom filter; a key none of whose positions hits
+/// either is not split. A few instructions per byte.
+#[derive(Debug)]
+pub(crate) struct KeyFilter {
+    two: Vec<u64>,
+    three: Vec<u64>,
+    /// A trigger of one byte: every key is a candidate.
+    always: bool,
+}
+
+fn bit(table: &[u64], i: usize) -> bool {
+    table.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
+fn set(table: &mut [u64], i: usize) {
+    if let Some(w) = table.get_mut(i / 64) {
+        *w |= 1 << (i % 64);
+    }
+}
+
+fn pair(a: u8, b: u8) -> usize {
+    usize::from(a) << 8 | usize::from(b)
+}
+
+fn triple(a: u8, b: u8, c: u8) -> usize {
+    let v = u32::from(a) << 16 | u32::from(b) << 8 | u32::from(c);
+    (v.wrapping_mul(0x9E37_79B1) >> 16) as usize
+}
+
+impl KeyFilter {
+    pub fn new(triggers: &[String]) -> KeyFilter {
+        let mut f = KeyFilter {
+            two: vec![0; 65536 / 64],
+            three: vec![0; 65536 / 64],
+            always: false,
+        };
+        for t in triggers {
+            let b = t.as_bytes();
+            match b.len() {
+                0 => {}
+                1 => f.always = true,
+                2 => set(&mut f.two, pair(b[0], b[1])),
+                _ => set(&mut f.three, triple(b[0], b[1], b[2])),
+            }
+            if !t.is_ascii() {
+                f.always = true;
+            }
+        }
+        f
+    }
+
+    /// Whether the ASCII `key` may hold a trigger, any case.
+    pub fn candidate(&self, key: &[u8]) -> bool {
+        if self.always {
+            return true;
+        }
+        let n = key.len();
+        for i in 0..n.saturating_sub(1) {
+            let a = key[i].to_ascii_lowercase();
+            let b = key[i + 1].to_ascii_lowercase();
+            if bit(&self.two, pair(a, b)) {
+                return true;
+            }
+            if i + 2 < n && bit(&self.three, triple(a, b, key[i + 2].to_ascii_lowercase())) {
+                return true;
+            }
+        }
+        false
     }
 }

@@ -9,7 +9,7 @@ use sha2::Sha256;
 use crate::config::{Action, DEFAULT_FIELDS, Detector, RedactionConfig};
 use crate::detect::{self, Span};
 use crate::error::RedactError;
-use crate::names::{FieldName, Tokens};
+use crate::names::{self, FieldName, Tokens};
 use crate::normalize;
 
 /// Deepest nesting scanned. serde_json refuses deeper JSON text, so only a
@@ -73,18 +73,26 @@ pub struct Redactor {
     card: Option<usize>,
     iban: Option<usize>,
     key: Option<Hmac<Sha256>>,
-    /// Every canonical token of every field name: a key none of whose
-    /// tokens is here matches no field by its parts.
-    field_tokens: std::collections::HashSet<String>,
-    /// Last byte (either ASCII case) of every field name without `_` and
-    /// `-`: the suffix rule needs it at the key's end.
-    field_last: [bool; 256],
+    /// Field indices by the first canonical token of their name, in
+    /// order: only these can match a key holding that token.
+    by_first: std::collections::HashMap<String, Vec<usize>>,
+    /// First bytes of the keys of `by_first`: most tokens need no lookup.
+    first_byte: [bool; 256],
+    /// Rules out most ASCII keys that cannot hold one of the keys of
+    /// `by_first` among their tokens ([`names::triggers`]) before they are
+    /// split.
+    key_filter: names::KeyFilter,
+    /// Field indices by the last byte (either ASCII case) of their name
+    /// without `_` and `-`, in order: the suffix rule's candidates.
+    by_last: Vec<Vec<usize>>,
     /// A custom pattern uses `^`, `$`, `\A` or `\z`, which match at a
     /// string's edges but not inside a payload's JSON text, so
     /// [`Redactor::may_redact`] cannot rule anything out.
     anchored: bool,
     /// Finds `":`, the end of every key in compact JSON text.
     key_end: memchr::memmem::Finder<'static>,
+    /// Tells this redactor's entries in the thread-local key cache apart.
+    id: u64,
 }
 
 impl std::fmt::Debug for Redactor {
@@ -96,6 +104,24 @@ impl std::fmt::Debug for Redactor {
             .finish()
     }
 }
+
+thread_local! {
+    /// Reused by the pre-check, which runs on every record: splitting keys
+    /// then allocates nothing.
+    static SCRATCH: std::cell::RefCell<Tokens> = std::cell::RefCell::new(Tokens::new());
+    /// The pre-check's answers per key, for the redactor whose id is first:
+    /// records of one schema repeat their keys, so most keys are looked up,
+    /// not split. Bounded: cleared when full.
+    static KEY_CACHE: std::cell::RefCell<(u64, std::collections::HashMap<Box<str>, bool>)> =
+        std::cell::RefCell::new((0, std::collections::HashMap::new()));
+}
+
+/// Entries in a thread's key cache before it is cleared.
+const KEY_CACHE_ENTRIES: usize = 4096;
+/// Longer keys are not cached.
+const KEY_CACHE_KEY_BYTES: usize = 64;
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// What [`Redactor::redact_id`] did to an id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -297,15 +323,26 @@ impl Redactor {
             Hmac::<Sha256>::new_from_slice(&bytes).ok()
         };
 
-        let mut field_last = [false; 256];
-        let mut field_tokens = std::collections::HashSet::new();
-        for f in &fields {
+        let mut by_last: Vec<Vec<usize>> = vec![Vec::new(); 256];
+        let mut first_byte = [false; 256];
+        let mut by_first: std::collections::HashMap<String, Vec<usize>> =
+            std::collections::HashMap::new();
+        for (i, f) in fields.iter().enumerate() {
             if let Some(&b) = f.name.joined.last() {
-                field_last[usize::from(b)] = true;
-                field_last[usize::from(b.to_ascii_uppercase())] = true;
+                by_last[usize::from(b)].push(i);
+                if b.to_ascii_uppercase() != b {
+                    by_last[usize::from(b.to_ascii_uppercase())].push(i);
+                }
             }
-            field_tokens.extend(f.name.tokens.iter().cloned());
+            if let Some(t) = f.name.tokens.first() {
+                if let Some(&b) = t.as_bytes().first() {
+                    first_byte[usize::from(b)] = true;
+                }
+                by_first.entry(t.clone()).or_default().push(i);
+            }
         }
+        let key_filter =
+            names::KeyFilter::new(&names::triggers(by_first.keys().map(String::as_str)));
         Ok(Redactor {
             rules,
             fields,
@@ -313,10 +350,13 @@ impl Redactor {
             card,
             iban,
             key,
-            field_tokens,
-            field_last,
+            key_filter,
+            by_first,
+            first_byte,
+            by_last,
             anchored,
             key_end: memchr::memmem::Finder::new(b"\":"),
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -405,8 +445,14 @@ impl Redactor {
     /// is the unescaped `"` before `:` and its opening quote the unescaped
     /// `"` before that, so a key with an escaped quote is whole.
     fn field_key_in(&self, json: &str) -> bool {
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut tokens) => self.field_key_in_with(json, &mut tokens),
+            Err(_) => self.field_key_in_with(json, &mut Tokens::new()),
+        })
+    }
+
+    fn field_key_in_with(&self, json: &str, tokens: &mut Tokens) -> bool {
         let b = json.as_bytes();
-        let mut tokens = Tokens::default();
         for at in self.key_end.find_iter(b) {
             if escaped(b, at) {
                 continue;
@@ -433,7 +479,7 @@ impl Redactor {
             } else {
                 raw
             };
-            if self.field_rule(key, &mut tokens).is_some() {
+            if self.key_matches_cached(key, tokens) {
                 return true;
             }
         }
@@ -472,7 +518,7 @@ impl Redactor {
     /// one customer, one pseudonym, records still join.
     pub fn redact_id(&self, field: &str, id: &str) -> IdOutcome {
         let mut fired: Vec<usize> = Vec::new();
-        let mut tokens = Tokens::default();
+        let mut tokens = Tokens::new();
         let outcome = if let Some(rule) = self.field_rule(field, &mut tokens) {
             note(&mut fired, rule);
             if self.rules[rule].action == Action::Drop {
@@ -544,22 +590,76 @@ impl Redactor {
         Value::String(r.mask.clone())
     }
 
+    /// Whether some field rule matches `key`, through the thread's cache.
+    fn key_matches_cached(&self, key: &str, tokens: &mut Tokens) -> bool {
+        if key.len() > KEY_CACHE_KEY_BYTES {
+            return self.field_rule(key, tokens).is_some();
+        }
+        let cached = KEY_CACHE.with(|cell| {
+            let mut cache = cell.try_borrow_mut().ok()?;
+            if cache.0 != self.id {
+                cache.0 = self.id;
+                cache.1.clear();
+            }
+            cache.1.get(key).copied()
+        });
+        if let Some(hit) = cached {
+            return hit;
+        }
+        let hit = self.field_rule(key, tokens).is_some();
+        KEY_CACHE.with(|cell| {
+            if let Ok(mut cache) = cell.try_borrow_mut()
+                && cache.0 == self.id
+            {
+                if cache.1.len() >= KEY_CACHE_ENTRIES {
+                    cache.1.clear();
+                }
+                cache.1.insert(Box::from(key), hit);
+            }
+        });
+        hit
+    }
+
     /// The first field rule matching `key`; `tokens` is scratch space.
     fn field_rule(&self, key: &str, tokens: &mut Tokens) -> Option<usize> {
         if self.fields.is_empty() || is_mask(key) {
             return None;
         }
+        // The first field, in configuration order, that matches.
+        let mut best: Option<usize> = None;
         let last = key.bytes().rev().find(|b| !matches!(b, b'_' | b'-'));
-        let by_suffix = last.is_some_and(|b| self.field_last[usize::from(b)]);
-        tokens.split(key);
-        let by_parts = tokens.iter().any(|t| self.field_tokens.contains(t));
-        if !by_suffix && !by_parts {
-            return None;
+        if let Some(b) = last {
+            best = self.by_last[usize::from(b)]
+                .iter()
+                .copied()
+                .find(|&i| names::suffix_matches(key, &self.fields[i].name.joined));
         }
-        self.fields
-            .iter()
-            .find(|f| f.name.matches(key, tokens))
-            .map(|f| f.rule)
+        if key.is_ascii() && !self.key_filter.candidate(key.as_bytes()) {
+            return best.map(|i| self.fields[i].rule);
+        }
+        tokens.split(key);
+        for t in tokens.iter() {
+            if !t
+                .as_bytes()
+                .first()
+                .is_some_and(|&b| self.first_byte[usize::from(b)])
+            {
+                continue;
+            }
+            let Some(candidates) = self.by_first.get(t) else {
+                continue;
+            };
+            for &i in candidates {
+                if best.is_some_and(|b| b <= i) {
+                    break;
+                }
+                if self.fields[i].name.matches_tokens(tokens) {
+                    best = Some(i);
+                    break;
+                }
+            }
+        }
+        best.map(|i| self.fields[i].rule)
     }
 
     /// Returns false when the value must be dropped by its parent.
@@ -618,7 +718,7 @@ impl Redactor {
 
     fn walk_object(&self, map: &mut Map<String, Value>, depth: usize, fired: &mut Vec<usize>) {
         let mut renames: Vec<(String, String)> = Vec::new();
-        let mut tokens = Tokens::default();
+        let mut tokens = Tokens::new();
         map.retain(|key, value| {
             // The key first: a secret-named key can itself be a secret
             // (`"Bearer abc…": 1`).
