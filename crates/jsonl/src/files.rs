@@ -112,6 +112,94 @@ pub(crate) fn open_log_file(path: &Path, create_new: bool) -> Result<File, Jsonl
     Ok(file)
 }
 
+/// Whether [`open_regular_for_reading`] follows a symbolic link at the
+/// path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Symlinks {
+    /// Follow it and check what it points to (an operator's path, a key
+    /// mounted through a link).
+    Follow,
+    /// Refuse it (`O_NOFOLLOW`), as the writer does for its own files.
+    Refuse,
+}
+
+/// What [`open_regular_for_reading`] found at a path that is not a regular
+/// file: the [`io::Error`] it returns (kind `InvalidInput`) carries one, so
+/// the caller's error names the path and this says what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("it is {kind}, not a regular file (reading it could block forever or never end)")]
+pub struct NotRegularFile {
+    /// What it is: `a FIFO (named pipe)`, `a character device`,
+    /// `a directory`, `a socket`, `a symbolic link`...
+    pub kind: &'static str,
+}
+
+impl NotRegularFile {
+    /// The [`NotRegularFile`] inside an error of
+    /// [`open_regular_for_reading`], if that is why it failed.
+    pub fn of(e: &io::Error) -> Option<&NotRegularFile> {
+        e.get_ref()?.downcast_ref()
+    }
+}
+
+/// Opens `path` for reading, only if it is a regular file: the one way the
+/// tools open what they read (log files, key files, public keys, checkpoint
+/// copies, any path an operator passes).
+///
+/// The open is non-blocking (`O_NONBLOCK`), so a FIFO at the path cannot
+/// hang it waiting for a writer, and the type is taken from the opened
+/// descriptor (`fstat`), so nothing can be swapped in between a check and
+/// the open. A FIFO, a device, a socket or a directory is an error of kind
+/// [`io::ErrorKind::InvalidInput`] carrying a [`NotRegularFile`] (`it is a
+/// FIFO (named pipe), not a regular file`); with [`Symlinks::Refuse`] a
+/// symbolic link is one too (`O_NOFOLLOW`). `O_NONBLOCK` stays set on the
+/// file returned, where Linux ignores it: reads of a regular file block as
+/// usual.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::io::Read;
+/// use agent_audit_jsonl::files::{self, NotRegularFile, Symlinks};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("k.pem");
+/// std::fs::write(&path, "text")?;
+/// let mut s = String::new();
+/// files::open_regular_for_reading(&path, Symlinks::Follow)?.read_to_string(&mut s)?;
+/// assert_eq!(s, "text");
+/// let err = files::open_regular_for_reading(dir.path(), Symlinks::Follow).unwrap_err();
+/// assert_eq!(NotRegularFile::of(&err).map(|n| n.kind), Some("a directory"));
+/// # Ok(()) }
+/// ```
+pub fn open_regular_for_reading(path: &Path, symlinks: Symlinks) -> io::Result<File> {
+    let mut flags = libc::O_NONBLOCK;
+    if symlinks == Symlinks::Refuse {
+        flags |= libc::O_NOFOLLOW;
+    }
+    let not_regular = |kind| io::Error::new(io::ErrorKind::InvalidInput, NotRegularFile { kind });
+    let file = match OpenOptions::new().read(true).custom_flags(flags).open(path) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) && symlinks == Symlinks::Refuse => {
+            return Err(not_regular(
+                "a symbolic link (refused: opened with O_NOFOLLOW)",
+            ));
+        }
+        // open(2) of a UNIX socket, or of a device with nothing behind it.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENXIO | libc::ENODEV)) => {
+            return Err(match std::fs::symlink_metadata(path) {
+                Ok(meta) if !meta.is_file() => not_regular(kind_of(meta.file_type())),
+                _ => e,
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(not_regular(kind_of(meta.file_type())));
+    }
+    Ok(file)
+}
+
 /// One file of a log, as [`list`] returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogFile {
@@ -220,6 +308,58 @@ pub fn list(path: &Path) -> Result<Vec<LogFile>, JsonlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mkfifo(path: &Path) {
+        let made = std::process::Command::new("mkfifo").arg(path).status();
+        assert!(made.unwrap().success(), "mkfifo");
+    }
+
+    #[test]
+    fn reading_opens_only_regular_files_and_never_blocks_on_a_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        mkfifo(&fifo);
+        // Without O_NONBLOCK this open would wait for a writer forever.
+        let err = open_regular_for_reading(&fifo, Symlinks::Follow).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            NotRegularFile::of(&err).map(|n| n.kind),
+            Some("a FIFO (named pipe)")
+        );
+        assert!(
+            err.to_string()
+                .contains("a FIFO (named pipe), not a regular file")
+        );
+        let dev = open_regular_for_reading(Path::new("/dev/zero"), Symlinks::Follow).unwrap_err();
+        assert_eq!(
+            NotRegularFile::of(&dev).map(|n| n.kind),
+            Some("a character device")
+        );
+        let d = open_regular_for_reading(dir.path(), Symlinks::Follow).unwrap_err();
+        assert_eq!(NotRegularFile::of(&d).map(|n| n.kind), Some("a directory"));
+        // A link to the FIFO is judged by what it points to.
+        let to_fifo = dir.path().join("to-pipe");
+        std::os::unix::fs::symlink(&fifo, &to_fifo).unwrap();
+        let e = open_regular_for_reading(&to_fifo, Symlinks::Follow).unwrap_err();
+        assert_eq!(
+            NotRegularFile::of(&e).map(|n| n.kind),
+            Some("a FIFO (named pipe)")
+        );
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(open_regular_for_reading(&link, Symlinks::Follow).is_ok());
+        let e = open_regular_for_reading(&link, Symlinks::Refuse).unwrap_err();
+        assert!(
+            NotRegularFile::of(&e)
+                .unwrap()
+                .kind
+                .starts_with("a symbolic link")
+        );
+        let missing = open_regular_for_reading(&dir.path().join("none"), Symlinks::Follow);
+        assert_eq!(missing.unwrap_err().kind(), io::ErrorKind::NotFound);
+    }
 
     #[test]
     fn names_round_trip_and_foreign_names_are_ignored() {

@@ -28,7 +28,7 @@
 
 use std::fmt;
 use std::fs::OpenOptions;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -36,6 +36,8 @@ use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
+
+use crate::files::{self, Symlinks};
 
 /// File name of the private key `agent-audit keygen` writes.
 pub const PRIVATE_KEY_FILE: &str = "audit-signing-key.pem";
@@ -151,7 +153,10 @@ impl Signer {
             path: path.to_path_buf(),
             source,
         };
-        let meta = std::fs::metadata(path).map_err(read_err)?;
+        let mut file = files::open_regular_for_reading(path, Symlinks::Follow).map_err(read_err)?;
+        // The mode of the file opened, not of whatever the path named
+        // before (`fstat`).
+        let meta = file.metadata().map_err(read_err)?;
         let mode = meta.permissions().mode() & 0o7777;
         if mode & 0o077 != 0 {
             return Err(KeyError::Permissions {
@@ -159,7 +164,7 @@ impl Signer {
                 mode,
             });
         }
-        let text = std::fs::read_to_string(path).map_err(read_err)?;
+        let text = read_text(&mut file).map_err(read_err)?;
         Signer::from_pem(&text).map_err(|reason| KeyError::BadPrivateKey {
             path: path.to_path_buf(),
             reason,
@@ -224,10 +229,12 @@ impl PublicKey {
     /// Reads an SPKI PEM public key file.
     pub fn load(path: impl AsRef<Path>) -> Result<PublicKey, KeyError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = files::open_regular_for_reading(path, Symlinks::Follow)
+            .and_then(|mut f| read_text(&mut f))
+            .map_err(|source| KeyError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
         PublicKey::from_pem(&text).map_err(|reason| KeyError::BadPublicKey {
             path: path.to_path_buf(),
             reason,
@@ -261,6 +268,23 @@ impl PublicKey {
         let sig = Signature::from_bytes(signature);
         self.key.verify_strict(message, &sig).is_ok()
     }
+}
+
+/// The longest key file read: a PEM key is a few hundred bytes, and a
+/// larger file is not one (nor read whole into memory).
+const MAX_KEY_FILE: u64 = 64 << 10;
+
+/// A key file's text, at most [`MAX_KEY_FILE`] bytes.
+fn read_text(file: &mut std::fs::File) -> io::Result<String> {
+    let mut text = String::new();
+    file.take(MAX_KEY_FILE + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_KEY_FILE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {MAX_KEY_FILE} bytes: not a PEM key"),
+        ));
+    }
+    Ok(text)
 }
 
 /// Where [`generate_key_pair`] wrote a key pair.
@@ -362,6 +386,29 @@ mod tests {
             Signer::from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_fifo_as_a_key_file_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("sk.pem");
+        let made = std::process::Command::new("mkfifo")
+            .args(["-m", "600"])
+            .arg(&fifo)
+            .status();
+        assert!(made.unwrap().success(), "mkfifo");
+        let check = |e: KeyError| match e {
+            KeyError::Read { path, source } => {
+                assert_eq!(path, fifo);
+                assert_eq!(
+                    files::NotRegularFile::of(&source).map(|n| n.kind),
+                    Some("a FIFO (named pipe)")
+                );
+            }
+            other => panic!("{other:?}"),
+        };
+        check(Signer::load(&fifo).unwrap_err());
+        check(PublicKey::load(&fifo).unwrap_err());
     }
 
     #[test]

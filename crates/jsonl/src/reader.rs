@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use agent_audit_core::StoredRecord;
 
 use crate::error::ReadError;
+use crate::files;
 
 /// Default longest line the reader accepts: 16 MiB, well above the
 /// dispatcher's default record limit of 1 MiB.
@@ -82,13 +83,18 @@ pub struct Reader<R = BufReader<File>> {
 }
 
 impl Reader<BufReader<File>> {
-    /// Opens `path` for reading.
+    /// Opens `path` for reading. Only a regular file (or a link to one)
+    /// opens: a FIFO, device, socket or directory is [`ReadError::Open`]
+    /// saying what it is, at once (see [`files::open_regular_for_reading`]).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, ReadError> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|source| ReadError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let file =
+            files::open_regular_for_reading(path, files::Symlinks::Follow).map_err(|source| {
+                ReadError::Open {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
         Ok(Reader::new(path, BufReader::with_capacity(256 << 10, file)))
     }
 }
@@ -478,6 +484,24 @@ pub(crate) fn is_torn_write(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fifo_is_refused_at_open_instead_of_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("audit-log.jsonl");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success(), "mkfifo");
+        match Reader::open(&fifo) {
+            Err(ReadError::Open { path, source }) => {
+                assert_eq!(path, fifo);
+                assert_eq!(
+                    files::NotRegularFile::of(&source).map(|n| n.kind),
+                    Some("a FIFO (named pipe)")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn only_a_proper_prefix_of_a_record_is_a_torn_write() {

@@ -15,6 +15,13 @@
 //! - the path is missing (between a rename and the new file's creation):
 //!   the next poll looks again.
 //!
+//! Only a regular file is followed: a FIFO (or a device, a socket) at the
+//! path, at the start or after a rotation, is an error naming it
+//! ([`agent_audit_jsonl::files::open_regular_for_reading`]). A pipe has no
+//! offset to resume from, no inode to tell a rotation and no size to tell a
+//! truncation, and reading one would take the records from whoever else
+//! reads it; stream records with a `stdout` sink instead.
+//!
 //! A line is only parsed once its newline has arrived, so a record being
 //! written is never reported as torn; a line left without a newline when
 //! its file is rotated away is.
@@ -194,7 +201,7 @@ impl Follower {
 
     /// Opens the path afresh; false if it does not exist.
     fn reopen(&mut self) -> Result<bool, ReviewError> {
-        match File::open(&self.path) {
+        match files::open_regular_for_reading(&self.path, files::Symlinks::Follow) {
             Ok(f) => {
                 let meta = f.metadata().map_err(|source| ReviewError::Stat {
                     path: self.path.clone(),

@@ -141,7 +141,17 @@ impl Source {
                 if !seen.insert(key) {
                     continue;
                 }
-                let size = std::fs::metadata(&file)
+                // Opened as the reader will open it, so a FIFO or a device
+                // is refused here, naming it, before anything reads (and
+                // hangs, or never ends); then closed, so a log of many
+                // rotated files does not hold a descriptor for each.
+                let opened = files::open_regular_for_reading(&file, files::Symlinks::Follow)
+                    .map_err(|source| ReadError::Open {
+                        path: file.clone(),
+                        source,
+                    })?;
+                let size = opened
+                    .metadata()
                     .map_err(|source| ReviewError::Stat {
                         path: file.clone(),
                         source,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use agent_audit_review::html;
 
-use super::show::{Inputs, review_err};
+use super::show::{Inputs, note, review_err};
 use super::timeline::load_timeline;
 use crate::error::CliError;
 
@@ -29,11 +29,11 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     let (timeline, entries) = load_timeline(&args.inputs, &args.request_id)?;
     let page = html::render(&timeline, &entries);
     html::write_report(&args.html, &page).map_err(review_err)?;
-    eprintln!(
-        "agent-audit: wrote {} ({} records of request {})",
+    note(&format!(
+        "wrote {} ({} records of request {})",
         args.html.display(),
         timeline.records,
         args.request_id
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use agent_audit_review::StatsBuilder;
 use agent_audit_review::progress::Progress;
 
-use super::show::{FilterArgs, Inputs, flush_out, write_out};
+use super::show::{FilterArgs, Inputs, flush_out, json_text, write_out};
 use crate::error::CliError;
 
 /// Arguments of `stats`.
@@ -44,7 +44,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         let mut s = serde_json::to_string(&stats)
             .map_err(|e| CliError::Runtime(format!("encoding stats as JSON: {e}")))?;
         s.push('\n');
-        s
+        json_text(&s)
     } else {
         stats.render_text()
     };

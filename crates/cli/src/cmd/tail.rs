@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agent_audit_review::{FollowEvent, Follower, StartAt};
 
-use super::show::{BadLines, flush_out, record_line, review_err, write_out};
+use super::show::{BadLines, flush_out, note, record_line, review_err, write_out};
 use crate::error::CliError;
 
 /// Arguments of `tail`.
@@ -54,17 +54,17 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
                 FollowEvent::Bad(e) => bad.report(&e),
                 FollowEvent::Rotated { caught_up } => {
                     for p in caught_up {
-                        eprintln!("agent-audit: read rotated file {}", p.display());
+                        note(&format!("read rotated file {}", p.display()));
                     }
-                    eprintln!(
-                        "agent-audit: {} was rotated; following the new file",
+                    note(&format!(
+                        "{} was rotated; following the new file",
                         args.file.display()
-                    );
+                    ));
                 }
-                FollowEvent::Truncated { len } => eprintln!(
-                    "agent-audit: {} was truncated to {len} bytes; reading it from the start",
+                FollowEvent::Truncated { len } => note(&format!(
+                    "{} was truncated to {len} bytes; reading it from the start",
                     args.file.display()
-                ),
+                )),
             }
         }
         // Lines past the follower's per-poll limit were only counted.
@@ -79,11 +79,11 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
     }
     if let Some((line, offset)) = follower.overlong_line() {
         // Not an error yet: the line may still be being written.
-        eprintln!(
-            "agent-audit: {}:{line}: the last line (from byte {offset}) is longer than {} bytes and has no newline yet; it is not a record",
+        note(&format!(
+            "{}:{line}: the last line (from byte {offset}) is longer than {} bytes and has no newline yet; it is not a record",
             args.file.display(),
             agent_audit::jsonl::DEFAULT_MAX_LINE
-        );
+        ));
     }
     bad.print_rest();
     match bad.error() {

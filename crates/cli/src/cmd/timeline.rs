@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use agent_audit_review::progress::Progress;
 use agent_audit_review::{Entry, Timeline};
 
-use super::show::{BadLines, Inputs, flush_out, review_err, write_out};
+use super::show::{BadLines, Inputs, flush_out, json_text, review_err, write_out};
 use crate::error::CliError;
 
 /// Arguments of `timeline`.
@@ -73,7 +73,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         let mut s = serde_json::to_string(&timeline)
             .map_err(|e| CliError::Runtime(format!("encoding the timeline as JSON: {e}")))?;
         s.push('\n');
-        s
+        json_text(&s)
     } else {
         timeline.render_text()
     };

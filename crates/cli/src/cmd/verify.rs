@@ -12,7 +12,9 @@ use std::process::ExitCode;
 use agent_audit::jsonl::integrity::chain_key_from_env;
 use agent_audit::jsonl::keys::PublicKey;
 use agent_audit::jsonl::verify::{self, VerifyOptions};
+use agent_audit::stdout::{sanitize, sanitize_text};
 
+use super::show::json_text;
 use crate::error::CliError;
 
 /// Arguments of `verify`.
@@ -54,7 +56,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         Ok(code) => Ok(code),
         Err(message) if json => {
             let out = serde_json::json!({"intact": null, "error": message});
-            print_stdout(&format!("{out}\n"))?;
+            print_stdout(&json_text(&format!("{out}\n")))?;
             Ok(ExitCode::from(2))
         }
         // Unreadable input: exit 2.
@@ -103,7 +105,8 @@ fn verify_log(args: Args) -> Result<ExitCode, String> {
             bar.set_length(p.bytes_total);
             bar.set_position(p.bytes_done);
             if let Some(name) = p.file.file_name() {
-                bar.set_message(name.to_string_lossy().into_owned());
+                // A file's name is the file's to choose: shown by the rule.
+                bar.set_message(sanitize(&name.to_string_lossy()));
             }
         }
     };
@@ -112,12 +115,16 @@ fn verify_log(args: Args) -> Result<ExitCode, String> {
         bar.finish_and_clear();
     }
     let report = result.map_err(|e| e.to_string())?;
+    // The one place the report is rendered: it quotes paths and what lines
+    // hold (a key, a serde message, a checkpoint's key_id or reason), so
+    // it is printed by the rule every review command prints file content
+    // by. Errors (exit 2) are printed through `show::note`.
     let text = if args.json {
         let mut s = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
         s.push('\n');
-        s
+        json_text(&s)
     } else {
-        report.to_string()
+        sanitize_text(&report.to_string())
     };
     print_stdout(&text).map_err(|e| e.to_string())?;
     Ok(if report.intact {

@@ -32,10 +32,12 @@ pub struct OffHostCheckpoint {
 /// event types are skipped, so a full copy of the log's records will do.
 pub fn load_checkpoints(path: impl AsRef<Path>) -> Result<Vec<OffHostCheckpoint>, VerifyError> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|source| VerifyError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = crate::files::open_regular_for_reading(path, crate::files::Symlinks::Follow)
+        .and_then(|mut f| std::io::read_to_string(&mut f))
+        .map_err(|source| VerifyError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let number = i as u64 + 1;
@@ -108,11 +110,10 @@ pub(super) struct Expect {
 /// The first line of the log `first` begins, if its first record starts
 /// the chain (its `prev` is the genesis value).
 pub(super) fn origin_of(first: &Path, chain: &Chain) -> Option<Origin> {
-    let file = std::fs::File::open(first).ok()?;
-    // Reading a pipe here would take its lines from the verifier.
-    if !file.metadata().ok()?.is_file() {
-        return None;
-    }
+    // Only a regular file: opening a pipe here would hang, and reading one
+    // would take its lines from the verifier.
+    let file =
+        crate::files::open_regular_for_reading(first, crate::files::Symlinks::Follow).ok()?;
     let (seq, bytes, prev) = crate::tail::first_record_line(&file).ok()??;
     (prev == GENESIS).then(|| Origin {
         seq,

@@ -46,9 +46,16 @@ pub fn resolve_inputs<P: AsRef<Path>>(inputs: &[P]) -> Result<Vec<PathBuf>, Veri
                     path: path.to_path_buf(),
                 });
             }
-            return files_of_directory(path);
+            out = files_of_directory(path)?;
+            break;
         }
         out.push(path.to_path_buf());
+    }
+    // Every file is opened once here as the reader will open it: a FIFO or
+    // device among them is refused before anything reads (and hangs).
+    for path in &out {
+        files::open_regular_for_reading(path, files::Symlinks::Follow)
+            .map_err(|e| open_err(path, e))?;
     }
     Ok(out)
 }
