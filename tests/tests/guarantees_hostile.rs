@@ -472,7 +472,13 @@ fn hostile_configuration_files_get_errors_naming_the_file() {
     // that is not a regular file is (a FIFO would block the open).
     let e = load_err(Path::new("/dev/zero"));
     assert!(
-        matches!(e, ConfigError::NotRegular { kind: "a character device", .. }),
+        matches!(
+            e,
+            ConfigError::NotRegular {
+                kind: "a character device",
+                ..
+            }
+        ),
         "{e:?}"
     );
     assert!(e.to_string().starts_with("/dev/zero"), "{e}");
