@@ -42,6 +42,7 @@ mod error;
 pub mod ids;
 pub mod lease;
 mod memory;
+pub mod normalize;
 mod record;
 mod redact;
 mod sink;
