@@ -46,6 +46,7 @@ pub mod normalize;
 mod record;
 mod redact;
 mod sink;
+pub mod text;
 mod time;
 
 #[cfg(feature = "testing")]
@@ -61,7 +62,7 @@ pub use ids::{SpanId, TraceId};
 pub use lease::{LeaseError, MemoryLease, SeqLease};
 pub use memory::{MemorySink, MemorySinkError};
 pub use record::{EventType, MAX_SEQ, Record, SCHEMA_VERSION, StoredRecord};
-pub use redact::PayloadFilter;
+pub use redact::{IdRewrite, PayloadFilter};
 pub use sink::{
     AckLevel, Batch, FailureKind, Retrying, ShutdownSignal, Sink, SinkError, SinkOpen, StatusSignal,
 };

@@ -114,7 +114,7 @@ const SCRIPT: &str = r#"
 "#;
 
 /// HTML-escapes `text` after replacing each character of the terminal rule
-/// ([`agent_audit_stdout::is_terminal_unsafe`]: control characters and
+/// ([`agent_audit_core::text::is_terminal_unsafe`]: control characters and
 /// bidi formatting) by a visible `<U+XXXX>` marker. A browser applies bidi
 /// overrides and isolates too (U+202E shows `invoice_txt.exe` as
 /// `invoice_exe.txt`), so a reviewer must see them rather than their
@@ -123,13 +123,13 @@ const SCRIPT: &str = r#"
 fn esc(text: &str) -> String {
     if !text
         .chars()
-        .any(|c| agent_audit_stdout::is_terminal_unsafe(c) && c != '\n' && c != '\t')
+        .any(|c| agent_audit_core::text::is_terminal_unsafe(c) && c != '\n' && c != '\t')
     {
         return html_escape(text);
     }
     let mut marked = String::with_capacity(text.len() + 16);
     for c in text.chars() {
-        if agent_audit_stdout::is_terminal_unsafe(c) && c != '\n' && c != '\t' {
+        if agent_audit_core::text::is_terminal_unsafe(c) && c != '\n' && c != '\t' {
             let _ = write!(marked, "<U+{:04X}>", c as u32);
         } else {
             marked.push(c);
@@ -307,7 +307,7 @@ pub fn render(timeline: &Timeline, entries: &[Entry]) -> String {
     for (k, (_, e)) in mine.iter().enumerate() {
         let r = &e.record;
         let event = r.event_type.as_str();
-        let summary = agent_audit_stdout::summarize(&r.payload);
+        let summary = agent_audit_core::text::summarize(&r.payload);
         let redacted = match r.payload.get("_redacted") {
             Some(Value::Array(rules)) if !rules.is_empty() => {
                 let names: Vec<&str> = rules.iter().filter_map(Value::as_str).collect();

@@ -380,7 +380,7 @@ impl StatsBuilder {
                     ts: r.ts.clone(),
                     event_type: event.to_string(),
                     agent: r.agent.clone(),
-                    summary: agent_audit_stdout::summarize(p),
+                    summary: agent_audit_core::text::summarize(p),
                 });
             }
         }

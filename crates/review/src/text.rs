@@ -16,9 +16,9 @@ pub fn fmt_ms(ms: f64) -> String {
 
 /// Escapes control and bidirectional-override characters so that a value
 /// taken from a record cannot move the cursor or reorder a terminal line
-/// (the stdout sink's rule, so both print a record alike).
+/// (the one rule of `agent_audit_core::text`, so the stdout sink and the review commands print a record alike).
 pub fn one_line(text: &str) -> String {
-    agent_audit_stdout::sanitize(text)
+    agent_audit_core::text::sanitize(text)
 }
 
 /// Escapes text for HTML element content and attribute values.

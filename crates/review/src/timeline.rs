@@ -260,7 +260,7 @@ impl Timeline {
             n.start_ns = n.start_ns.min(t);
             n.end_ns = n.end_ns.max(t);
             let p = &r.payload;
-            let summary = agent_audit_stdout::summarize(p);
+            let summary = agent_audit_core::text::summarize(p);
             let event = Step {
                 kind: StepKind::Event,
                 label: r.event_type.as_str().to_string(),

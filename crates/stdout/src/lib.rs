@@ -51,18 +51,13 @@
 //!
 //! None.
 
-mod pretty;
-
 use std::io::{self, Write};
 
 use agent_audit_core::{AckLevel, Batch, FailureKind, Record, Sink, SinkError, SinkOpen};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-pub use pretty::{
-    format_pretty, format_pretty_stored, is_bidi_control, is_terminal_unsafe, sanitize,
-    sanitize_text, summarize,
-};
+use agent_audit_core::text::format_pretty;
 
 /// How records are printed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

@@ -1,7 +1,7 @@
 //! `agent-audit run`: the tutorial's audited agent.
 //!
 //! What the model says is untrusted text. On a terminal the answer goes
-//! through the review commands' rule (`agent_audit::stdout::sanitize_text`:
+//! through the review commands' rule (`agent_audit::text::sanitize_text`:
 //! control characters and bidi formatting escaped as `\u{..}`, newlines and
 //! tabs kept), so an answer cannot clear the screen, set the window title
 //! or write the clipboard. When stdout is not a terminal the answer is
@@ -18,7 +18,7 @@ use std::time::Duration;
 use agent_audit::Auditor;
 use agent_audit::agents;
 use agent_audit::config::Config;
-use agent_audit::stdout::sanitize_text;
+use agent_audit::text::sanitize_text;
 
 use crate::error::CliError;
 

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agent_audit::stdout::{format_pretty_stored, is_terminal_unsafe, sanitize_text};
+use agent_audit::text::{format_pretty_stored, sanitize_text};
 use agent_audit_review::{Entry, Filter, ReviewError, Source, SourceOptions};
 
 use crate::error::CliError;
@@ -73,28 +73,6 @@ pub fn review_err(e: ReviewError) -> CliError {
 /// text by (control and bidi formatting characters shown as `\u{..}`).
 pub fn note(message: &str) {
     eprintln!("agent-audit: {}", sanitize_text(message));
-}
-
-/// JSON text as printed: every character [`is_terminal_unsafe`] deems
-/// unsafe that serde_json leaves raw (DEL, the C1 controls such as the
-/// one-byte CSI U+009B, the bidi formatting characters) becomes a JSON
-/// `\uXXXX` escape, so the JSON means the same and cannot drive a
-/// terminal. A raw newline in serde_json's output is only ever layout
-/// (inside strings it is escaped), so it stays.
-pub fn json_text(json: &str) -> String {
-    if !json.chars().any(|c| c != '\n' && is_terminal_unsafe(c)) {
-        return json.to_string();
-    }
-    let mut out = String::with_capacity(json.len() + 16);
-    for c in json.chars() {
-        if c != '\n' && is_terminal_unsafe(c) {
-            // Every such character is in the BMP: one `\uXXXX`.
-            out.push_str(&format!("\\u{:04x}", u32::from(c)));
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// One record as printed, into `buf`: its exact JSON line with `json`,

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use agent_audit_review::StatsBuilder;
 use agent_audit_review::progress::Progress;
 
-use super::show::{FilterArgs, Inputs, flush_out, json_text, write_out};
+use super::show::{FilterArgs, Inputs, flush_out, write_out};
 use crate::error::CliError;
+use agent_audit::text::json_text;
 
 /// Arguments of `stats`.
 #[derive(clap::Args)]

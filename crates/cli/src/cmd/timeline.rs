@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use agent_audit_review::progress::Progress;
 use agent_audit_review::{Entry, Timeline};
 
-use super::show::{BadLines, Inputs, flush_out, json_text, review_err, write_out};
+use super::show::{BadLines, Inputs, flush_out, review_err, write_out};
 use crate::error::CliError;
+use agent_audit::text::json_text;
 
 /// Arguments of `timeline`.
 #[derive(clap::Args)]

@@ -12,9 +12,8 @@ use std::process::ExitCode;
 use agent_audit::jsonl::integrity::chain_key_from_env;
 use agent_audit::jsonl::keys::PublicKey;
 use agent_audit::jsonl::verify::{self, VerifyOptions};
-use agent_audit::stdout::{sanitize, sanitize_text};
+use agent_audit::text::{json_text, sanitize, sanitize_text};
 
-use super::show::json_text;
 use crate::error::CliError;
 
 /// Arguments of `verify`.

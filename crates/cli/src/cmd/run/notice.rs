@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use agent_audit::stdout::sanitize;
+use agent_audit::text::sanitize;
 use agent_audit::{Dispatcher, Retrying, SinkHealth};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

@@ -1,8 +1,30 @@
-//! The readable one-line form, shared with `agent-audit show`.
+//! Records as text for people: the readable one-line form and the
+//! terminal-safe escaping rules.
+//!
+//! One home for these rules, so the stdout sink, the review commands
+//! (`show`, `tail`, `stats`, `timeline`, `report`) and `agent-audit run`'s
+//! printed answer show a record alike and none of them can be made to
+//! drive a terminal by what a model, a tool or a log file says:
+//!
+//! - [`format_pretty`] / [`format_pretty_stored`]: `time #seq agent
+//!   event_type summary`, one line, escaped by [`sanitize`].
+//! - [`summarize`]: a payload in a few words.
+//! - [`sanitize`] (one line), [`sanitize_text`] (keeps newlines and tabs),
+//!   [`json_text`] (JSON that stays valid JSON): escape what
+//!   [`is_terminal_unsafe`] names.
+//!
+//! ```
+//! use agent_audit_core::text::{sanitize_text, summarize};
+//!
+//! let payload = serde_json::json!({"tool": "get_account_balance", "arguments": {"account_id": "12345"}});
+//! assert_eq!(summarize(&payload), r#"get_account_balance({"account_id":"12345"})"#);
+//! // OSC 52 would write the clipboard; here it is shown, not obeyed.
+//! assert_eq!(sanitize_text("ok\u{1b}]52;c;aGk=\u{7}"), "ok\\u{1b}]52;c;aGk=\\u{7}");
+//! ```
 
 use std::fmt::Write as _;
 
-use agent_audit_core::{Record, StoredRecord};
+use crate::record::{Record, StoredRecord};
 use serde_json::Value;
 
 /// Words of a message or answer kept in a summary.
@@ -230,6 +252,29 @@ pub fn is_bidi_control(c: char) -> bool {
     )
 }
 
+/// JSON text as printed: every character [`is_terminal_unsafe`] deems
+/// unsafe that serde_json leaves raw (DEL, the C1 controls such as the
+/// one-byte CSI U+009B, the bidi formatting characters) becomes a JSON
+/// `\uXXXX` escape, so the JSON means the same and cannot drive a
+/// terminal. A raw newline in serde_json's output is only ever layout
+/// (inside strings it is escaped), so it stays.
+pub fn json_text(json: &str) -> String {
+    let escape = |c: char| c != '\n' && is_terminal_unsafe(c);
+    if !json.chars().any(escape) {
+        return json.to_string();
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if escape(c) {
+            // Every such character is in the BMP: one `\uXXXX`.
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn escape_unsafe(text: &str, keep: impl Fn(char) -> bool) -> String {
     let escape = |c: char| is_terminal_unsafe(c) && !keep(c);
     if !text.chars().any(escape) {
@@ -331,5 +376,17 @@ mod tests {
             "line 1\n\tline 2\\u{d}\\u{1b}]52;c;aGk=\\u{7}\\u{9b}2J\\u{200f}\\u{61c}\\u{2067}"
         );
         assert_eq!(sanitize("a\nb"), "a\\u{a}b");
+    }
+
+    #[test]
+    fn json_text_stays_json_and_escapes_what_serde_json_leaves_raw() {
+        let raw = serde_json::to_string_pretty(&json!({"k": "a\u{9b}2J\u{7f}\u{202e}b"})).unwrap();
+        let shown = json_text(&raw);
+        assert!(
+            !shown.chars().any(|c| c != '\n' && is_terminal_unsafe(c)),
+            "{shown:?}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(back["k"], "a\u{9b}2J\u{7f}\u{202e}b");
     }
 }
