@@ -8,6 +8,7 @@ use crate::dispatcher::{Dispatcher, Draft, Receipt};
 use crate::error::EmitError;
 use crate::ids::{SpanId, TraceId, new_request_id};
 use crate::record::{EventType, RecordMeta};
+use crate::redact::IdRewrite;
 use crate::sink::AckLevel;
 
 /// Who emits and in which request, conversation and span.
@@ -86,8 +87,14 @@ impl Auditor {
     /// Starts a request: the given id or a new one, a correlation id (kept
     /// if already set, else the request id) and a new span under the
     /// current one.
+    ///
+    /// A given id passes the dispatcher's [`PayloadFilter::apply_id`](crate::PayloadFilter::apply_id)
+    /// first, so redaction rules apply to it as to payload values.
     pub fn for_request(&self, request_id: Option<&str>) -> Auditor {
-        let id: Arc<str> = request_id.map_or_else(|| Arc::from(new_request_id()), Arc::from);
+        let id: Arc<str> = match request_id {
+            Some(id) => self.filtered_id("request_id", id),
+            None => Arc::from(new_request_id()),
+        };
         let mut next = self.child_span();
         next.scope.correlation_id = Some(
             self.scope
@@ -99,11 +106,27 @@ impl Auditor {
         next
     }
 
-    /// Sets the correlation id shared by every agent of a conversation.
+    /// Sets the correlation id shared by every agent of a conversation,
+    /// after the dispatcher's [`PayloadFilter::apply_id`](crate::PayloadFilter::apply_id).
     pub fn with_correlation_id(&self, id: &str) -> Auditor {
         let mut next = self.clone();
-        next.scope.correlation_id = Some(Arc::from(id));
+        next.scope.correlation_id = Some(self.filtered_id("correlation_id", id));
         next
+    }
+
+    /// `id` as the redaction rules want it recorded. Done once per scope,
+    /// not per record: ids are fixed for the scope's lifetime.
+    fn filtered_id(&self, field: &str, id: &str) -> Arc<str> {
+        let Some(filter) = self.dispatcher.filter() else {
+            return Arc::from(id);
+        };
+        match filter.apply_id(field, id) {
+            IdRewrite::Keep => Arc::from(id),
+            IdRewrite::Replace(id) => Arc::from(id),
+            // A fresh id, not none: the records of the request must still
+            // join each other, only not the person behind the old id.
+            IdRewrite::Drop => Arc::from(new_request_id()),
+        }
     }
 
     /// Names the emitting agent.

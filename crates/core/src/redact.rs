@@ -1,6 +1,11 @@
 //! The hook through which redaction runs once, before fan-out.
 
-/// Rewrites a payload before any sink sees it.
+/// Rewrites a payload, and the ids a scope carries, before any sink sees
+/// them.
+///
+/// Only [`PayloadFilter::apply`] is required. [`PayloadFilter::may_apply`]
+/// is a speed hint, and [`PayloadFilter::apply_id`] keeps ids as they are
+/// unless a filter overrides it.
 pub trait PayloadFilter: Send + Sync + 'static {
     /// Rewrites `payload` in place and returns the names of the rules that
     /// fired (never the values they matched).
@@ -16,4 +21,27 @@ pub trait PayloadFilter: Send + Sync + 'static {
         let _ = payload_json;
         true
     }
+
+    /// Rewrites one of a record's ids, `field` naming it (`request_id`,
+    /// `correlation_id`). The `Auditor` calls it once, when the id enters
+    /// its scope, so the cost is per request, not per record: an
+    /// application that builds ids from user data (an e-mail address as
+    /// the correlation id) gets them redacted like payload values.
+    fn apply_id(&self, field: &str, id: &str) -> IdRewrite {
+        let _ = (field, id);
+        IdRewrite::Keep
+    }
+}
+
+/// What [`PayloadFilter::apply_id`] decided for an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdRewrite {
+    /// Keep the id as given.
+    Keep,
+    /// Record this id instead (a mask or a pseudonym).
+    Replace(String),
+    /// The id must not be recorded: the `Auditor` uses a fresh random id
+    /// instead, so the request's records still join each other.
+    Drop,
 }

@@ -1,6 +1,6 @@
 //! The compiled rules and the walk over a payload.
 
-use agent_audit_core::PayloadFilter;
+use agent_audit_core::{IdRewrite, PayloadFilter};
 use hmac::{Hmac, Mac};
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -510,12 +510,11 @@ impl Redactor {
     /// (or drops) the whole id; otherwise the id is scanned like a string
     /// value, so an e-mail address used as a correlation id is caught.
     ///
-    /// The ids are not part of the payload a [`PayloadFilter`] sees: core
-    /// sets them from the `Auditor`'s scope. Until core calls this, an
-    /// application that builds ids from user data calls it before
-    /// `Auditor::for_request` / `with_correlation_id` (see
-    /// `docs/redaction.md`). `hash` is the action that keeps ids useful:
-    /// one customer, one pseudonym, records still join.
+    /// The ids are not part of the payload: core's `Auditor` calls this
+    /// (through [`PayloadFilter::apply_id`]) once when an id enters its
+    /// scope (`for_request`, `with_correlation_id`), so every record of
+    /// the scope carries the redacted id. `hash` is the action that keeps
+    /// ids useful: one customer, one pseudonym, records still join.
     pub fn redact_id(&self, field: &str, id: &str) -> IdOutcome {
         let mut fired: Vec<usize> = Vec::new();
         let mut tokens = Tokens::new();
@@ -974,5 +973,13 @@ impl PayloadFilter for Redactor {
 
     fn may_apply(&self, payload_json: &str) -> bool {
         self.may_redact(payload_json)
+    }
+
+    fn apply_id(&self, field: &str, id: &str) -> IdRewrite {
+        match self.redact_id(field, id) {
+            IdOutcome::Unchanged => IdRewrite::Keep,
+            IdOutcome::Replaced { id, .. } => IdRewrite::Replace(id),
+            IdOutcome::Dropped { .. } => IdRewrite::Drop,
+        }
     }
 }

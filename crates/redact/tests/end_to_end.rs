@@ -233,3 +233,83 @@ async fn nothing_sensitive_reaches_any_sink() {
         format!("Account {pseudonym} (IBAN [REDACTED:iban]) holds 1,024.50 EUR")
     );
 }
+
+/// An application that scopes requests by customer e-mail or account must
+/// not get those into every record's `request_id` / `correlation_id`: the
+/// `Auditor` redacts ids when they enter its scope, and the records of one
+/// request still join each other.
+#[tokio::test(flavor = "multi_thread")]
+async fn ids_are_redacted_when_they_enter_the_scope() {
+    let config = toml::from_str::<AuditToml>(
+        r#"
+[redaction]
+detectors = ["email"]
+key_env = "AUDIT_REDACTION_KEY"
+
+[[redaction.rules]]
+name = "request_ids"
+fields = ["request_id"]
+action = "hash"
+
+[[redaction.rules]]
+name = "account_id"
+pattern = "\\bacct-[0-9]{5}\\b"
+action = "drop"
+"#,
+    )
+    .unwrap()
+    .redaction;
+    let redactor = Redactor::from_config_with_env(&config, |name| {
+        (name == "AUDIT_REDACTION_KEY").then(|| OsString::from("end-to-end-test-key-0123456789"))
+    })
+    .unwrap();
+    let memory = MemorySink::new();
+    let d = Dispatcher::builder()
+        .sink(SinkOptions::new("memory"), memory.clone())
+        .filter(Arc::new(redactor))
+        .start()
+        .await
+        .unwrap();
+
+    let root = Auditor::new(d.clone());
+    // A detector on the correlation id, a field rule (hash) on the request id.
+    let a = root
+        .with_correlation_id("alice@example.com")
+        .for_request(Some("customer-4711"));
+    // The same request id again hashes to the same pseudonym.
+    let b = root.for_request(Some("customer-4711"));
+    // A drop rule: a fresh random id, not the account.
+    let c = root.with_correlation_id("acct-12345").for_request(None);
+    for au in [&a, &a, &b, &c] {
+        au.emit(EventType::UserRequest, &json!({"text": "hi"}))
+            .await
+            .unwrap();
+    }
+    d.shutdown(Duration::from_secs(5)).await;
+    let records = memory.records();
+    assert_eq!(records.len(), 4);
+    let ids: Vec<(String, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                r.request_id.as_deref().unwrap().to_string(),
+                r.correlation_id.as_deref().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (request, correlation) in &ids {
+        for secret in ["alice@example.com", "customer-4711", "acct-12345", "12345"] {
+            assert!(!request.contains(secret), "{request} holds {secret}");
+            assert!(
+                !correlation.contains(secret),
+                "{correlation} holds {secret}"
+            );
+        }
+    }
+    assert_eq!(ids[0], ids[1], "one scope, one pair of ids");
+    assert_eq!(ids[0].0, ids[2].0, "hash: one customer, one pseudonym");
+    assert!(
+        !ids[3].1.is_empty(),
+        "a dropped id is replaced, not emptied"
+    );
+}
