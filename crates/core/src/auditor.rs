@@ -7,26 +7,9 @@ use serde::Serialize;
 use crate::dispatcher::{Dispatcher, Draft, Receipt};
 use crate::error::EmitError;
 use crate::ids::{SpanId, TraceId, new_request_id};
-use crate::record::{EventType, RecordMeta};
+use crate::record::{EventType, RecordMeta, Scope};
 use crate::redact::IdRewrite;
 use crate::sink::AckLevel;
-
-/// Who emits and in which request, conversation and span.
-#[derive(Debug, Clone)]
-pub struct Scope {
-    /// One user request.
-    pub request_id: Option<Arc<str>>,
-    /// One conversation across agents.
-    pub correlation_id: Option<Arc<str>>,
-    /// W3C trace id.
-    pub trace_id: TraceId,
-    /// Current span.
-    pub span_id: SpanId,
-    /// The span that caused this one.
-    pub parent_span_id: Option<SpanId>,
-    /// Emitting agent.
-    pub agent: Option<Arc<str>>,
-}
 
 /// Emits records into a [`Dispatcher`] with a [`Scope`].
 ///
@@ -63,14 +46,7 @@ impl Auditor {
     pub fn new(dispatcher: Dispatcher) -> Auditor {
         Auditor {
             dispatcher,
-            scope: Scope {
-                request_id: None,
-                correlation_id: None,
-                trace_id: TraceId::random(),
-                span_id: SpanId::random(),
-                parent_span_id: None,
-                agent: None,
-            },
+            scope: Scope::new(TraceId::random(), None),
         }
     }
 
@@ -190,12 +166,7 @@ impl Auditor {
     ) -> Result<u64, EmitError> {
         let meta = RecordMeta {
             event_type,
-            request_id: self.scope.request_id.clone(),
-            correlation_id: self.scope.correlation_id.clone(),
-            trace_id: self.scope.trace_id,
-            span_id: self.scope.span_id,
-            parent_span_id: self.scope.parent_span_id,
-            agent: self.scope.agent.clone(),
+            scope: self.scope.clone(),
         };
         // A checkpoint holds only seqs, hashes and a signature, and
         // rewriting any of them would break the signature.
@@ -300,15 +271,15 @@ pub(crate) fn serialize_draft<P: Serialize + ?Sized>(
     out.extend_from_slice(b"\"event_type\":");
     serde_json::to_writer(&mut out, meta.event_type.as_str())?;
     out.extend_from_slice(b",\"request_id\":");
-    serde_json::to_writer(&mut out, &meta.request_id.as_deref())?;
+    serde_json::to_writer(&mut out, &meta.scope.request_id.as_deref())?;
     out.extend_from_slice(b",\"correlation_id\":");
-    serde_json::to_writer(&mut out, &meta.correlation_id.as_deref())?;
+    serde_json::to_writer(&mut out, &meta.scope.correlation_id.as_deref())?;
     out.extend_from_slice(b",\"trace_id\":\"");
-    meta.trace_id.push_hex(&mut out);
+    meta.scope.trace_id.push_hex(&mut out);
     out.extend_from_slice(b"\",\"span_id\":\"");
-    meta.span_id.push_hex(&mut out);
+    meta.scope.span_id.push_hex(&mut out);
     out.extend_from_slice(b"\",\"parent_span_id\":");
-    match meta.parent_span_id {
+    match meta.scope.parent_span_id {
         Some(p) => {
             out.push(b'"');
             p.push_hex(&mut out);
@@ -317,7 +288,7 @@ pub(crate) fn serialize_draft<P: Serialize + ?Sized>(
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"agent\":");
-    serde_json::to_writer(&mut out, &meta.agent.as_deref())?;
+    serde_json::to_writer(&mut out, &meta.scope.agent.as_deref())?;
     out.extend_from_slice(b",\"payload\":");
     let payload_at = out.len();
     let mut ser = serde_json::Serializer::with_formatter(&mut out, DepthLimit(0));
@@ -351,16 +322,11 @@ pub(crate) fn serialize_draft<P: Serialize + ?Sized>(
 pub(crate) fn empty_draft(trace_id: TraceId) -> Draft {
     let meta = RecordMeta {
         event_type: EventType::AuditGap,
-        request_id: None,
-        correlation_id: None,
-        trace_id,
-        span_id: SpanId::random(),
-        parent_span_id: None,
-        agent: None,
+        scope: Scope::new(trace_id, None),
     };
     let body = format!(
         "\"event_type\":\"audit_gap\",\"request_id\":null,\"correlation_id\":null,\"trace_id\":\"{}\",\"span_id\":\"{}\",\"parent_span_id\":null,\"agent\":null,\"payload\":{{}}",
-        meta.trace_id, meta.span_id
+        meta.scope.trace_id, meta.scope.span_id
     );
     let payload_at = body.len() - 2;
     Draft {

@@ -52,7 +52,7 @@ mod time;
 #[cfg(feature = "testing")]
 pub mod conformance;
 
-pub use auditor::{Auditor, MAX_PAYLOAD_DEPTH, Scope};
+pub use auditor::{Auditor, MAX_PAYLOAD_DEPTH};
 pub use dispatcher::{
     DeliveryError, Dispatcher, DispatcherBuilder, Health, Overflow, Receipt, ShutdownReport,
     SinkFailure, SinkHealth, SinkOptions, SinkReport,
@@ -61,7 +61,7 @@ pub use error::{EmitError, StartError};
 pub use ids::{SpanId, TraceId};
 pub use lease::{LeaseError, MemoryLease, SeqLease};
 pub use memory::{MemorySink, MemorySinkError};
-pub use record::{EventType, MAX_SEQ, Record, SCHEMA_VERSION, StoredRecord};
+pub use record::{EventType, MAX_SEQ, Record, SCHEMA_VERSION, Scope, StoredRecord};
 pub use redact::{IdRewrite, PayloadFilter};
 pub use sink::{
     AckLevel, Batch, FailureKind, Retrying, ShutdownSignal, Sink, SinkError, SinkOpen, StatusSignal,

@@ -137,18 +137,10 @@ pub struct Record {
     pub ts: Timestamp,
     /// What happened.
     pub event_type: EventType,
-    /// One user request.
-    pub request_id: Option<Arc<str>>,
-    /// One conversation across agents.
-    pub correlation_id: Option<Arc<str>>,
-    /// W3C trace id.
-    pub trace_id: TraceId,
-    /// W3C span id of the step that emitted the record.
-    pub span_id: SpanId,
-    /// The step that caused this one.
-    pub parent_span_id: Option<SpanId>,
-    /// Name of the emitting agent.
-    pub agent: Option<Arc<str>>,
+    /// Who emitted it, in which request, conversation and span. Its fields
+    /// read as the record's own (`record.request_id`): see the `Deref`
+    /// impl.
+    pub scope: Scope,
     body: String,
     payload_at: usize,
 }
@@ -167,12 +159,7 @@ impl Record {
             seq,
             ts,
             event_type: meta.event_type,
-            request_id: meta.request_id,
-            correlation_id: meta.correlation_id,
-            trace_id: meta.trace_id,
-            span_id: meta.span_id,
-            parent_span_id: meta.parent_span_id,
-            agent: meta.agent,
+            scope: meta.scope,
             body,
             payload_at,
         }
@@ -257,18 +244,51 @@ pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
 pub struct RecordMeta {
     /// What happened.
     pub event_type: EventType,
+    /// Who emitted it and where.
+    pub scope: Scope,
+}
+
+/// Who emits and in which request, conversation and span.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
     /// One user request.
     pub request_id: Option<Arc<str>>,
     /// One conversation across agents.
     pub correlation_id: Option<Arc<str>>,
     /// W3C trace id.
     pub trace_id: TraceId,
-    /// W3C span id.
+    /// Current span.
     pub span_id: SpanId,
-    /// Parent span id.
+    /// The span that caused this one.
     pub parent_span_id: Option<SpanId>,
     /// Emitting agent.
     pub agent: Option<Arc<str>>,
+}
+
+impl Scope {
+    /// A scope in trace `trace_id` with a fresh span, no request, no
+    /// parent.
+    pub fn new(trace_id: TraceId, agent: Option<Arc<str>>) -> Scope {
+        Scope {
+            request_id: None,
+            correlation_id: None,
+            trace_id,
+            span_id: SpanId::random(),
+            parent_span_id: None,
+            agent,
+        }
+    }
+}
+
+/// A record's scope fields read as its own: `record.request_id`,
+/// `record.agent`. The scope is one struct so that the `Auditor`, the
+/// draft and the record share one definition of who and where.
+impl std::ops::Deref for Record {
+    type Target = Scope;
+
+    fn deref(&self) -> &Scope {
+        &self.scope
+    }
 }
 
 /// A record as read back from storage: every schema v1 key, owned.

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::error::EmitError;
-use crate::ids::SpanId;
-use crate::record::{EventType, MAX_SEQ, RecordMeta};
+use crate::record::{EventType, MAX_SEQ, RecordMeta, Scope};
 
 use super::options::Overflow;
 use super::receipt::DeliveryError;
@@ -98,12 +97,7 @@ impl Shared {
     ) -> Draft {
         let meta = RecordMeta {
             event_type,
-            request_id: None,
-            correlation_id: None,
-            trace_id: self.trace_id,
-            span_id: SpanId::random(),
-            parent_span_id: None,
-            agent: Some(Arc::from("agent-audit")),
+            scope: Scope::new(self.trace_id, Some(Arc::from("agent-audit"))),
         };
         crate::auditor::serialize_draft(meta, payload)
             .unwrap_or_else(|_| crate::auditor::empty_draft(self.trace_id))
