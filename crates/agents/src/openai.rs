@@ -187,10 +187,13 @@ impl OpenAiClientBuilder {
 /// from every text the client returns (content, tool-call ids, names and
 /// arguments, finish reason, model name, response id, every error
 /// message), since joining content parts or re-serialising an arguments
-/// object can assemble what no single string held. The scrub recognises the key in any letter
-/// case, behind JSON, JavaScript, Rust and percent escapes and HTML
-/// character references (nested and mixed, up to 8 levels), with
-/// zero-width characters or full-width letters in between, a run of 16 of
+/// object can assemble what no single string held. The scrub recognises
+/// the key in any letter case, behind JSON, JavaScript, Rust and percent
+/// escapes and HTML character references (nested and mixed, up to 8
+/// levels), with invisible characters (every default-ignorable code point
+/// and format character) or combining marks between its letters, spelt in
+/// compatibility forms (full-width, mathematical, enclosed letters and
+/// digits), all seen through [`agent_audit_core::normalize`], a run of 16 of
 /// its characters on its own (a key cut short), and, for keys of 4 bytes
 /// or more, its hex and base64 forms at any offset (so base64 of
 /// `Bearer KEY` or of `user:KEY` is caught). Out of reach: a key split into
@@ -631,13 +634,15 @@ impl ErrorInfo {
 
 /// Finding a secret in text a server sent, however it was encoded.
 ///
-/// The text is decoded into a stream of characters, each remembering where
-/// in the original text it came from; decoding repeats until nothing
-/// changes (at most [`MAX_PASSES`] times), so an escape inside an escape
-/// (`\\u0073`, `%2573`, `\u0025 73`) is undone too. The secret goes through
-/// the same decoding, so a secret that itself looks like an escape (`%41`,
-/// `\n`) still matches its literal occurrences. Both sides are then folded
-/// (letter case, full-width forms) and compared by windows: any
+/// The text is decoded and folded by core's normaliser
+/// ([`agent_audit_core::normalize`], the one redaction uses): escapes
+/// undone level after level (`\\u0073`, `%2573`), invisible characters and
+/// combining marks dropped, compatibility forms (full-width, mathematical,
+/// enclosed letters and digits) folded to ASCII, each character remembering
+/// where in the original text it came from. The secret goes through the
+/// same normaliser, so a secret that itself looks like an escape (`%41`)
+/// still matches its literal occurrences. Both sides are then folded to
+/// lower case and compared by windows: any
 /// [`WINDOW`] consecutive characters of the secret (all of it when it is
 /// shorter) mark their source span, and overlapping spans merge into one
 /// `[REDACTED]`. Hex and base64 forms are matched whole.
@@ -646,19 +651,19 @@ mod scrub {
     use std::collections::HashSet;
     use std::sync::Arc;
 
+    use agent_audit_core::normalize;
+
     /// Characters of a secret matched on their own: a key cut short after
     /// this many characters is still scrubbed.
     const WINDOW: usize = 16;
-    /// Levels of nested escaping undone; each pass undoes one.
-    const MAX_PASSES: usize = 8;
     /// Hex and base64 forms are looked for only for secrets this long:
     /// shorter patterns would match ordinary text.
     const MIN_ENCODED_BYTES: usize = 4;
     const MARK: &str = "[REDACTED]";
 
-    /// A decoded character and the byte offset in the source where its
-    /// encoding starts (it ends where the next one starts).
-    type Unit = (char, usize);
+    /// A normalised character and the source bytes `[start, end)` it came
+    /// from.
+    type Unit = (char, usize, usize);
 
     struct Needle {
         windows: HashSet<Vec<char>>,
@@ -703,11 +708,8 @@ mod scrub {
         pub(super) fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Scrubber {
             let mut needles = Vec::new();
             for secret in secrets.into_iter().filter(|s| !s.is_empty()) {
-                let raw: Vec<char> = secret.chars().map(fold).collect();
-                let normal: Vec<char> = decode_all(&units_of(secret))
-                    .iter()
-                    .map(|u| fold(u.0))
-                    .collect();
+                let raw: Vec<char> = folded_units(secret).iter().map(|u| lower(u.0)).collect();
+                let normal: Vec<char> = decoded_units(secret).iter().map(|u| lower(u.0)).collect();
                 needles.extend(text_needle(normal.clone(), false));
                 if raw != normal {
                     needles.extend(text_needle(raw, true));
@@ -851,21 +853,28 @@ mod scrub {
                     c,
                     '\\' | '%' | '&' | '#' | ';' | '{' | '}' | '"' | '\'' | '/'
                 )
-                || is_ignorable(c)
                 || self.chars.contains(&c)
-                || self.chars.contains(&fold(c))
+                || match normalize::fold(c) {
+                    normalize::Fold::Remove => true,
+                    normalize::Fold::Same => self.chars.contains(&lower(c)),
+                    normalize::Fold::Char(d) => self.chars.contains(&lower(d)),
+                    normalize::Fold::To(s) => s.chars().any(|d| self.chars.contains(&lower(d))),
+                }
         }
 
         /// Adds the byte spans of `text[start..end]` that hold a secret.
         fn find(&self, text: &str, start: usize, end: usize, spans: &mut Vec<(usize, usize)>) {
-            let source: Vec<Unit> = text[start..end]
-                .char_indices()
-                .map(|(i, c)| (c, start + i))
-                .collect();
-            let decoded = decode_all(&source);
+            let shift = |units: Vec<Unit>| -> Vec<Unit> {
+                units
+                    .into_iter()
+                    .map(|(c, s, e)| (c, start + s, start + e))
+                    .collect()
+            };
+            let decoded = shift(decoded_units(&text[start..end]));
+            let source = shift(folded_units(&text[start..end]));
             let exact: Vec<char> = decoded.iter().map(|u| u.0).collect();
-            let folded: Vec<char> = exact.iter().map(|&c| fold(c)).collect();
-            let source_folded: Vec<char> = source.iter().map(|u| fold(u.0)).collect();
+            let folded: Vec<char> = exact.iter().map(|&c| lower(c)).collect();
+            let source_folded: Vec<char> = source.iter().map(|u| lower(u.0)).collect();
             for needle in &self.needles {
                 let (units, chars) = match (needle.undecoded, needle.folded) {
                     (true, _) => (&source, &source_folded),
@@ -875,13 +884,23 @@ mod scrub {
                 if chars.len() < needle.width {
                     continue;
                 }
-                let end_of = |k: usize| units.get(k + 1).map_or(end, |u| u.1);
                 for p in 0..=chars.len() - needle.width {
                     let second = chars.get(p + 1).copied().filter(|_| needle.width > 1);
                     if needle.firsts.contains(chars[p], second)
                         && needle.windows.contains(&chars[p..p + needle.width])
                     {
-                        spans.push((units[p].1, end_of(p + needle.width - 1)));
+                        {
+                            // Invisible characters and marks right after the
+                            // key belong to it: a mark is drawn on its last
+                            // character.
+                            let mut e = units[p + needle.width - 1].2;
+                            while let Some(c) = text[e..end].chars().next()
+                                && normalize::is_removed(c)
+                            {
+                                e += c.len_utf8();
+                            }
+                            spans.push((units[p].1, e));
+                        }
                     }
                 }
             }
@@ -980,37 +999,31 @@ mod scrub {
         out
     }
 
-    fn units_of(text: &str) -> Vec<Unit> {
-        text.char_indices().map(|(i, c)| (c, i)).collect()
-    }
-
-    /// Decodes until a fixed point (or [`MAX_PASSES`]).
-    fn decode_all(units: &[Unit]) -> Vec<Unit> {
-        let mut current = units.to_vec();
-        for _ in 0..MAX_PASSES {
-            match decode_once(&current) {
-                Some(next) => current = next,
-                None => break,
-            }
+    /// `text` decoded and folded, character by character.
+    fn decoded_units(text: &str) -> Vec<Unit> {
+        match normalize::view(text) {
+            Some(v) => v.chars().collect(),
+            None => plain_units(text),
         }
-        current
     }
 
-    /// Characters invisible in most renderings, which a server could put
-    /// between the key's characters.
-    fn is_ignorable(c: char) -> bool {
-        matches!(
-            c,
-            '\u{ad}' | '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{2060}' | '\u{feff}'
-        )
+    /// `text` folded without decoding: how a secret that looks like
+    /// escapes is spelt literally.
+    fn folded_units(text: &str) -> Vec<Unit> {
+        match normalize::fold_view(text) {
+            Some(v) => v.chars().collect(),
+            None => plain_units(text),
+        }
     }
 
-    /// Full-width forms to ASCII, then lower case.
-    fn fold(c: char) -> char {
-        let c = match c as u32 {
-            0xff01..=0xff5e => char::from_u32(c as u32 - 0xfee0).unwrap_or(c),
-            _ => c,
-        };
+    fn plain_units(text: &str) -> Vec<Unit> {
+        text.char_indices()
+            .map(|(i, c)| (c, i, i + c.len_utf8()))
+            .collect()
+    }
+
+    /// Lower case, when it is one character.
+    fn lower(c: char) -> char {
         if c.is_ascii() {
             return c.to_ascii_lowercase();
         }
@@ -1019,147 +1032,6 @@ mod scrub {
             (Some(l), None) => l,
             _ => c,
         }
-    }
-
-    fn hex_value(units: &[Unit], from: usize, digits: usize) -> Option<u32> {
-        let mut v = 0u32;
-        for k in 0..digits {
-            v = v * 16 + units.get(from + k)?.0.to_digit(16)?;
-        }
-        Some(v)
-    }
-
-    /// One decoding pass; `None` when nothing was decoded.
-    fn decode_once(units: &[Unit]) -> Option<Vec<Unit>> {
-        let mut out = Vec::with_capacity(units.len());
-        let mut changed = false;
-        let mut i = 0;
-        while i < units.len() {
-            let (c, start) = units[i];
-            let decoded = match c {
-                '\\' => backslash(units, i),
-                '%' => percent(units, i),
-                '&' => reference(units, i),
-                c if is_ignorable(c) => {
-                    changed = true;
-                    i += 1;
-                    continue;
-                }
-                _ => None,
-            };
-            match decoded {
-                Some((d, used)) => {
-                    out.push((d, start));
-                    i += used;
-                    changed = true;
-                }
-                None => {
-                    out.push((c, start));
-                    i += 1;
-                }
-            }
-        }
-        changed.then_some(out)
-    }
-
-    /// `\uXXXX` (with surrogate pairs), `\u{X..}`, `\xXX`, `\"`-style.
-    fn backslash(units: &[Unit], i: usize) -> Option<(char, usize)> {
-        let next = units.get(i + 1)?.0;
-        match next {
-            'u' if units.get(i + 2).map(|u| u.0) == Some('{') => {
-                let mut v = 0u32;
-                let mut k = i + 3;
-                while let Some(d) = units.get(k).and_then(|u| u.0.to_digit(16)) {
-                    v = v.checked_mul(16)?.checked_add(d)?;
-                    k += 1;
-                    if k - (i + 3) > 6 {
-                        return None;
-                    }
-                }
-                if k == i + 3 || units.get(k).map(|u| u.0) != Some('}') {
-                    return None;
-                }
-                Some((char::from_u32(v)?, k + 1 - i))
-            }
-            'u' => {
-                let v = hex_value(units, i + 2, 4)?;
-                if (0xd800..0xdc00).contains(&v) {
-                    let low = (units.get(i + 6)?.0 == '\\' && units.get(i + 7)?.0 == 'u')
-                        .then(|| hex_value(units, i + 8, 4))
-                        .flatten()
-                        .filter(|l| (0xdc00..0xe000).contains(l))?;
-                    let c = char::from_u32(0x10000 + ((v - 0xd800) << 10) + (low - 0xdc00))?;
-                    return Some((c, 12));
-                }
-                Some((char::from_u32(v)?, 6))
-            }
-            'x' => Some((char::from_u32(hex_value(units, i + 2, 2)?)?, 4)),
-            '"' | '\\' | '/' | '\'' => Some((next, 2)),
-            'b' => Some(('\u{8}', 2)),
-            'f' => Some(('\u{c}', 2)),
-            'n' => Some(('\n', 2)),
-            'r' => Some(('\r', 2)),
-            't' => Some(('\t', 2)),
-            _ => None,
-        }
-    }
-
-    /// `%XX`, several for one character of more than one UTF-8 byte.
-    fn percent(units: &[Unit], i: usize) -> Option<(char, usize)> {
-        let byte = |k: usize| -> Option<u8> {
-            if units.get(i + 3 * k)?.0 != '%' {
-                return None;
-            }
-            u8::try_from(hex_value(units, i + 3 * k + 1, 2)?).ok()
-        };
-        let lead = byte(0)?;
-        let len = match lead {
-            0x00..=0x7f => 1,
-            0xc0..=0xdf => 2,
-            0xe0..=0xef => 3,
-            0xf0..=0xf7 => 4,
-            _ => return None,
-        };
-        let bytes: Vec<u8> = (0..len).map(byte).collect::<Option<_>>()?;
-        let c = std::str::from_utf8(&bytes).ok()?.chars().next()?;
-        Some((c, 3 * len))
-    }
-
-    /// `&#NN;`, `&#xHH;` and the five XML entities.
-    fn reference(units: &[Unit], i: usize) -> Option<(char, usize)> {
-        let at = |k: usize| units.get(i + k).map(|u| u.0);
-        if at(1) == Some('#') {
-            let (radix, from) = if matches!(at(2), Some('x' | 'X')) {
-                (16, 3)
-            } else {
-                (10, 2)
-            };
-            let mut v = 0u32;
-            let mut k = from;
-            while let Some(d) = at(k).and_then(|c| c.to_digit(radix)) {
-                v = v.checked_mul(radix)?.checked_add(d)?;
-                k += 1;
-                if k - from > 8 {
-                    return None;
-                }
-            }
-            if k == from || at(k) != Some(';') {
-                return None;
-            }
-            return Some((char::from_u32(v)?, k + 1));
-        }
-        for (name, c) in [
-            ("quot;", '"'),
-            ("amp;", '&'),
-            ("lt;", '<'),
-            ("gt;", '>'),
-            ("apos;", '\''),
-        ] {
-            if name.chars().enumerate().all(|(k, n)| at(1 + k) == Some(n)) {
-                return Some((c, 1 + name.len()));
-            }
-        }
-        None
     }
 
     #[cfg(test)]

@@ -269,3 +269,202 @@ async fn a_server_echoing_the_key_in_every_form_gets_it_into_no_record_and_no_er
         );
     }
 }
+
+/// One way a server can spell the key so that it looks the same, or
+/// nearly, to a reader while no byte of it matches: invisible characters or
+/// combining marks after every character, or letters and digits from the
+/// compatibility forms.
+type Disguise = (&'static str, fn(&str) -> String);
+
+fn interleave(key: &str, marks: &[char]) -> String {
+    key.chars()
+        .enumerate()
+        .flat_map(|(i, c)| [c, marks[i % marks.len()]])
+        .collect()
+}
+
+/// `c` shifted into a block that spells A-Z, a-z and 0-9 in order.
+fn styled(c: char, upper: u32, lower: u32, digit: Option<u32>) -> char {
+    let shift = |base: u32, from: char| char::from_u32(base + (c as u32 - from as u32)).unwrap();
+    match c {
+        'A'..='Z' => shift(upper, 'A'),
+        'a'..='z' => shift(lower, 'a'),
+        '0'..='9' => digit.map_or(c, |d| shift(d, '0')),
+        _ => c,
+    }
+}
+
+fn disguises() -> Vec<Disguise> {
+    vec![
+        ("combining marks", |k| {
+            interleave(k, &['\u{301}', '\u{20DD}', '\u{489}', '\u{93F}'])
+        }),
+        ("variation selectors", |k| {
+            interleave(k, &['\u{FE0F}', '\u{E0100}', '\u{FE00}', '\u{E01EF}'])
+        }),
+        ("bidi marks", |k| {
+            interleave(k, &['\u{200E}', '\u{200F}', '\u{61C}'])
+        }),
+        ("invisible operators", |k| {
+            interleave(k, &['\u{2061}', '\u{2062}', '\u{2063}', '\u{2064}'])
+        }),
+        ("tag characters", |k| {
+            k.chars()
+                .flat_map(|c| [c, char::from_u32(0xE0000 + (c as u32 & 0x7F)).unwrap()])
+                .chain(['\u{E007F}'])
+                .collect()
+        }),
+        ("other default-ignorables", |k| {
+            interleave(
+                k,
+                &[
+                    '\u{3164}',
+                    '\u{115F}',
+                    '\u{180B}',
+                    '\u{FFA0}',
+                    '\u{1D173}',
+                    '\u{34F}',
+                    '\u{206A}',
+                    '\u{FFF0}',
+                ],
+            )
+        }),
+        ("mathematical bold", |k| {
+            k.chars()
+                .map(|c| styled(c, 0x1D400, 0x1D41A, Some(0x1D7CE)))
+                .collect()
+        }),
+        ("mathematical monospace", |k| {
+            k.chars()
+                .map(|c| styled(c, 0x1D670, 0x1D68A, Some(0x1D7F6)))
+                .collect()
+        }),
+        ("enclosed letters and digits", |k| {
+            k.chars()
+                .map(|c| match c {
+                    '0' => '\u{24EA}',
+                    '1'..='9' => char::from_u32(0x2460 + (c as u32 - '1' as u32)).unwrap(),
+                    c => styled(c, 0x24B6, 0x24D0, None),
+                })
+                .collect()
+        }),
+        ("mathematical bold with marks between", |k| {
+            let bold: String = k
+                .chars()
+                .map(|c| styled(c, 0x1D400, 0x1D41A, Some(0x1D7CE)))
+                .collect();
+            interleave(&bold, &['\u{FE0F}', '\u{200E}', '\u{E0041}', '\u{301}'])
+        }),
+    ]
+}
+
+/// What a reader sees: the characters the disguises insert dropped, the
+/// ones they substitute mapped back, and every other non-ASCII character
+/// dropped too (so that nothing between the key's letters can hide it from
+/// this check). Written independently of the client's normaliser.
+fn as_read(text: &str) -> String {
+    let mut back = std::collections::HashMap::new();
+    for c in (0x20u8..0x7F).map(char::from) {
+        for (_, disguise) in disguises() {
+            let d: Vec<char> = disguise(&c.to_string()).chars().collect();
+            // A substitution, not a character followed by an insertion.
+            if let [d] = d[..]
+                && d != c
+            {
+                back.insert(d, c);
+            }
+        }
+    }
+    text.chars()
+        .filter_map(|c| {
+            if c.is_ascii() {
+                Some(c)
+            } else {
+                back.get(&c).copied()
+            }
+        })
+        .collect()
+}
+
+/// What the server answers in scenario `scenario` to request `n`, the key
+/// given disguised as `d`.
+fn disguised(scenario: &str, n: usize, d: &str) -> Reply {
+    match (scenario, n) {
+        ("tool", 0) => {
+            let args = json!({"account_id": "12345", "memo": d}).to_string();
+            Reply::completion(
+                Some(&format!("checking {d}")),
+                &[("call_1", "get_account_balance", &args)],
+            )
+        }
+        ("tool", _) => Reply::completion(Some(&format!("The key is {d}.")), &[]),
+        _ => Reply::error(
+            401,
+            &format!("Incorrect API key provided: {d}"),
+            "invalid_request_error",
+            json!("invalid_api_key"),
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_disguising_the_key_with_invisible_characters_marks_or_look_alikes_gets_none_of_it_through()
+ {
+    let mut problems = Vec::new();
+    for key in keys() {
+        for (name, disguise) in disguises() {
+            for scenario in ["tool", "error"] {
+                let counter = std::sync::atomic::AtomicUsize::new(0);
+                let server = ChatServer::with_handler(move |req| {
+                    let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let sent = req
+                        .header("authorization")
+                        .and_then(|v| v.strip_prefix("Bearer "))
+                        .unwrap_or("");
+                    disguised(scenario, n, &disguise(sent))
+                })
+                .await;
+                let (dispatcher, sink) = memory_dispatcher().await;
+                let model: Arc<dyn ChatModel> = Arc::new(client(
+                    &server.base_url(),
+                    Some(&key),
+                    0,
+                    Duration::from_secs(10),
+                ));
+                let auditor = request_auditor(&dispatcher, "req-disguised");
+                let result = tutorial::run(&auditor, model, PROMPT).await;
+                finish(&dispatcher).await;
+                let records = sink.records();
+                let texts = match (&result, scenario) {
+                    (Ok(answer), "tool") => {
+                        assert_eq!(server.requests().len(), 2, "{name}");
+                        assert!(
+                            !of_type(&records, "tool_call").is_empty(),
+                            "{name}: {:?}",
+                            events(&records)
+                        );
+                        vec![answer.clone()]
+                    }
+                    (Err(e), "error") => vec![e.to_string(), format!("{e:?}")],
+                    (other, _) => panic!("{name} {scenario}: {other:?}"),
+                };
+                let seen = as_read(&String::from_utf8_lossy(&all_bytes(&records)));
+                for l in leaks(seen.as_bytes(), &key) {
+                    problems.push(format!("{name} in {scenario}: records hold {l}"));
+                }
+                for t in &texts {
+                    for l in leaks(as_read(t).as_bytes(), &key) {
+                        problems.push(format!(
+                            "{name} in {scenario}: the answer or error holds {l}: {t:?}"
+                        ));
+                    }
+                }
+            }
+        }
+        // The check itself sees through every disguise.
+        for (name, disguise) in disguises() {
+            assert_eq!(as_read(&disguise(&key)), key, "{name}");
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
