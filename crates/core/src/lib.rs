@@ -39,6 +39,7 @@
 mod auditor;
 mod dispatcher;
 mod error;
+mod file_kind;
 pub mod ids;
 pub mod lease;
 mod memory;
@@ -54,10 +55,11 @@ pub mod conformance;
 
 pub use auditor::{Auditor, MAX_PAYLOAD_DEPTH};
 pub use dispatcher::{
-    DeliveryError, Dispatcher, DispatcherBuilder, Health, Overflow, Receipt, ShutdownReport,
-    SinkFailure, SinkHealth, SinkOptions, SinkReport,
+    DEFAULT_QUEUE, DeliveryError, Dispatcher, DispatcherBuilder, Health, Overflow, Receipt,
+    ShutdownReport, SinkFailure, SinkHealth, SinkOptions, SinkReport,
 };
 pub use error::{EmitError, StartError};
+pub use file_kind::file_kind;
 pub use ids::{SpanId, TraceId};
 pub use lease::{LeaseError, MemoryLease, SeqLease};
 pub use memory::{MemorySink, MemorySinkError};

@@ -23,29 +23,14 @@
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::error::JsonlError;
 
-/// What a file that is not a regular file is, for errors.
-pub(crate) fn kind_of(t: std::fs::FileType) -> &'static str {
-    if t.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_symlink() {
-        "a symbolic link"
-    } else {
-        "not a regular file"
-    }
-}
+// One wording for every crate that refuses a path for its type (the
+// facade's configuration loader too), so it lives in core.
+pub(crate) use agent_audit_core::file_kind as kind_of;
 
 pub(crate) fn open_error(path: &Path, source: io::Error) -> JsonlError {
     match source.raw_os_error() {

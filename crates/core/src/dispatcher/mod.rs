@@ -38,7 +38,7 @@ use crate::ids::TraceId;
 use crate::redact::PayloadFilter;
 
 pub use builder::DispatcherBuilder;
-pub use options::{Overflow, SinkOptions};
+pub use options::{DEFAULT_QUEUE, Overflow, SinkOptions};
 pub use receipt::{DeliveryError, Receipt, SinkFailure};
 pub use report::{Health, ShutdownReport, SinkHealth, SinkReport};
 pub(crate) use seq::Draft;

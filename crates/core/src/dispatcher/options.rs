@@ -15,6 +15,10 @@ pub enum Overflow {
     FailClosed,
 }
 
+/// A sink's queue capacity in records unless configured otherwise: the one
+/// place this default is stated (the facade's `queue` key uses it too).
+pub const DEFAULT_QUEUE: usize = 8192;
+
 /// How the dispatcher treats one sink.
 #[derive(Clone, Debug)]
 pub struct SinkOptions {
@@ -34,11 +38,12 @@ pub struct SinkOptions {
 }
 
 impl SinkOptions {
-    /// Defaults: queue 8192, `block`, required, batches of up to 4096.
+    /// Defaults: queue [`DEFAULT_QUEUE`] (8192), `block`, required, batches
+    /// of up to 4096.
     pub fn new(name: impl Into<String>) -> Self {
         SinkOptions {
             name: name.into(),
-            queue: 8192,
+            queue: DEFAULT_QUEUE,
             overflow: Overflow::Block,
             required: true,
             max_batch: 4096,
