@@ -7,7 +7,9 @@ use serde::Deserialize;
 
 use crate::model::ChatModel;
 use crate::offline::OfflineModel;
-use crate::openai::{ApiKey, ClientBuildError, OpenAiClient};
+use crate::openai::{
+    ApiKey, ClientBuildError, MAX_RESPONSE_BYTES, MIN_RESPONSE_BYTES, OpenAiClient,
+};
 
 /// Base URL used when `base_url` is not given.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -39,6 +41,7 @@ pub enum Provider {
 /// api_key_env = "OPENAI_API_KEY"         # the variable holding the key
 /// timeout_ms = 60000                     # per attempt
 /// max_retries = 2                        # after the first attempt
+/// max_response_bytes = 16777216          # largest answer read (16 MiB)
 /// ```
 ///
 /// The key itself is never written in the file: only the name of the
@@ -65,6 +68,10 @@ pub struct ModelConfig {
     /// Retries after the first attempt.
     #[serde(default)]
     pub max_retries: Option<u32>,
+    /// Largest response body read, in bytes (default
+    /// [`DEFAULT_MAX_RESPONSE_BYTES`](crate::openai::DEFAULT_MAX_RESPONSE_BYTES)).
+    #[serde(default)]
+    pub max_response_bytes: Option<u64>,
 }
 
 /// Largest `timeout_ms`: one hour for one attempt.
@@ -75,7 +82,8 @@ pub const MAX_RETRIES: u32 = 20;
 
 impl ModelConfig {
     /// Checks the numbers against their bounds (`timeout_ms` 1 to
-    /// [`MAX_TIMEOUT_MS`], `max_retries` at most [`MAX_RETRIES`]) without
+    /// [`MAX_TIMEOUT_MS`], `max_retries` at most [`MAX_RETRIES`],
+    /// `max_response_bytes` 1 KiB to 256 MiB) without
     /// building anything or reading the environment, so a configuration
     /// loader can refuse them with the key's line.
     pub fn validate(&self) -> Result<(), ModelConfigError> {
@@ -96,6 +104,14 @@ impl ModelConfig {
         }
         if let Some(n) = self.max_retries {
             range("max_retries", u64::from(n), 0, u64::from(MAX_RETRIES))?;
+        }
+        if let Some(n) = self.max_response_bytes {
+            range(
+                "max_response_bytes",
+                n,
+                MIN_RESPONSE_BYTES,
+                MAX_RESPONSE_BYTES,
+            )?;
         }
         Ok(())
     }
@@ -159,6 +175,7 @@ pub fn build_model_with_env(
                 ("api_key_env", config.api_key_env.is_some()),
                 ("timeout_ms", config.timeout_ms.is_some()),
                 ("max_retries", config.max_retries.is_some()),
+                ("max_response_bytes", config.max_response_bytes.is_some()),
             ];
             if let Some((key, _)) = extra.iter().find(|(_, set)| *set) {
                 return Err(ModelConfigError::NotForOffline { key });
@@ -187,6 +204,9 @@ pub fn build_model_with_env(
             )
             .timeout(Duration::from_millis(timeout_ms))
             .max_retries(config.max_retries.unwrap_or(DEFAULT_MAX_RETRIES));
+            if let Some(limit) = config.max_response_bytes {
+                builder = builder.max_response_bytes(limit);
+            }
             if let Some(key) = key {
                 builder = builder.api_key(ApiKey::new(key));
             }

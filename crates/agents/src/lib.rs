@@ -75,5 +75,8 @@ pub use model::{
     ToolChoice, ToolSpec, Usage,
 };
 pub use offline::OfflineModel;
-pub use openai::{ApiKey, ClientBuildError, OpenAiClient, OpenAiClientBuilder, RetryPolicy};
+pub use openai::{
+    ApiKey, ClientBuildError, DEFAULT_MAX_RESPONSE_BYTES, MAX_RESPONSE_BYTES, MIN_RESPONSE_BYTES,
+    OpenAiClient, OpenAiClientBuilder, RetryPolicy,
+};
 pub use tool::{FnTool, Tool, ToolError, schema_for};

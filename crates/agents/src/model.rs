@@ -322,6 +322,8 @@ pub enum ModelErrorKind {
     Malformed,
     /// Any other HTTP error status (400, 404, 408, 409, 422, ...).
     Http,
+    /// The response body was larger than the client reads (not retried).
+    TooLarge,
 }
 
 impl ModelErrorKind {
@@ -336,6 +338,7 @@ impl ModelErrorKind {
             ModelErrorKind::Connect => "connect",
             ModelErrorKind::Malformed => "malformed",
             ModelErrorKind::Http => "http",
+            ModelErrorKind::TooLarge => "too_large",
         }
     }
 }
@@ -431,6 +434,21 @@ pub enum ModelError {
         /// Attempts made.
         attempts: u32,
     },
+    /// The response body went past the client's limit; reading stopped
+    /// there, so a server sending without end cannot exhaust memory.
+    #[error(
+        "response from {endpoint} (HTTP {status}) is larger than the {limit}-byte limit (max_response_bytes); reading stopped there"
+    )]
+    TooLarge {
+        /// The endpoint.
+        endpoint: String,
+        /// The HTTP status.
+        status: u16,
+        /// The limit in bytes.
+        limit: u64,
+        /// Attempts made.
+        attempts: u32,
+    },
 }
 
 impl ModelError {
@@ -446,7 +464,7 @@ impl ModelError {
             | ModelError::Connect { message, .. }
             | ModelError::Http { message, .. } => f(message),
             ModelError::Malformed { detail, .. } => f(detail),
-            ModelError::Timeout { .. } => {}
+            ModelError::Timeout { .. } | ModelError::TooLarge { .. } => {}
         }
     }
 
@@ -461,6 +479,7 @@ impl ModelError {
             ModelError::Connect { .. } => ModelErrorKind::Connect,
             ModelError::Malformed { .. } => ModelErrorKind::Malformed,
             ModelError::Http { .. } => ModelErrorKind::Http,
+            ModelError::TooLarge { .. } => ModelErrorKind::TooLarge,
         }
     }
 
@@ -470,7 +489,8 @@ impl ModelError {
             ModelError::Auth { status, .. }
             | ModelError::Server { status, .. }
             | ModelError::Malformed { status, .. }
-            | ModelError::Http { status, .. } => Some(*status),
+            | ModelError::Http { status, .. }
+            | ModelError::TooLarge { status, .. } => Some(*status),
             ModelError::RateLimited { .. } | ModelError::Quota { .. } => Some(429),
             ModelError::Timeout { .. } | ModelError::Connect { .. } => None,
         }
@@ -483,7 +503,8 @@ impl ModelError {
             | ModelError::Server { attempts, .. }
             | ModelError::Timeout { attempts, .. }
             | ModelError::Connect { attempts, .. }
-            | ModelError::Http { attempts, .. } => *attempts,
+            | ModelError::Http { attempts, .. }
+            | ModelError::TooLarge { attempts, .. } => *attempts,
             ModelError::Auth { .. } | ModelError::Quota { .. } | ModelError::Malformed { .. } => 1,
         }
     }

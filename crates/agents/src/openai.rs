@@ -83,6 +83,16 @@ impl RetryPolicy {
     }
 }
 
+/// Largest response body read by default: 16 MiB, far above any Chat
+/// Completions answer, far below what would hurt the process.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Largest `max_response_bytes` accepted: 256 MiB.
+pub const MAX_RESPONSE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Smallest `max_response_bytes` accepted: 1 KiB, room for an error body.
+pub const MIN_RESPONSE_BYTES: u64 = 1024;
+
 /// Error building an [`OpenAiClient`].
 #[derive(Debug, thiserror::Error)]
 pub enum ClientBuildError {
@@ -97,6 +107,15 @@ pub enum ClientBuildError {
     /// The HTTP client could not be built (TLS setup).
     #[error("could not build the HTTP client: {0}")]
     Http(String),
+    /// `max_response_bytes` outside [`MIN_RESPONSE_BYTES`] to
+    /// [`MAX_RESPONSE_BYTES`].
+    #[error(
+        "max_response_bytes is {value}: it must be between {MIN_RESPONSE_BYTES} and {MAX_RESPONSE_BYTES}"
+    )]
+    ResponseLimit {
+        /// The value given.
+        value: u64,
+    },
 }
 
 /// Builder of an [`OpenAiClient`].
@@ -107,9 +126,19 @@ pub struct OpenAiClientBuilder {
     api_key: Option<ApiKey>,
     timeout: Duration,
     retry: RetryPolicy,
+    max_response_bytes: u64,
 }
 
 impl OpenAiClientBuilder {
+    /// The largest response body read, success or error, in bytes: past it
+    /// the call fails with [`ModelError::TooLarge`] without reading the
+    /// rest. Default [`DEFAULT_MAX_RESPONSE_BYTES`]; [`MIN_RESPONSE_BYTES`]
+    /// to [`MAX_RESPONSE_BYTES`], checked by `build`.
+    pub fn max_response_bytes(mut self, limit: u64) -> Self {
+        self.max_response_bytes = limit;
+        self
+    }
+
     /// The API key, sent as `Authorization: Bearer ..`.
     pub fn api_key(mut self, key: ApiKey) -> Self {
         self.api_key = Some(key);
@@ -136,6 +165,11 @@ impl OpenAiClientBuilder {
 
     /// Builds the client.
     pub fn build(self) -> Result<OpenAiClient, ClientBuildError> {
+        if !(MIN_RESPONSE_BYTES..=MAX_RESPONSE_BYTES).contains(&self.max_response_bytes) {
+            return Err(ClientBuildError::ResponseLimit {
+                value: self.max_response_bytes,
+            });
+        }
         let base = self.base_url.trim_end_matches('/').to_string();
         let parsed = reqwest::Url::parse(&base).map_err(|e| ClientBuildError::BaseUrl {
             url: self.base_url.clone(),
@@ -170,6 +204,7 @@ impl OpenAiClientBuilder {
             scrubber,
             timeout: self.timeout,
             retry: self.retry,
+            max_response_bytes: self.max_response_bytes,
             http,
         })
     }
@@ -208,6 +243,7 @@ pub struct OpenAiClient {
     scrubber: Scrubber,
     timeout: Duration,
     retry: RetryPolicy,
+    max_response_bytes: u64,
     http: reqwest::Client,
 }
 
@@ -219,6 +255,7 @@ impl std::fmt::Debug for OpenAiClient {
             .field("api_key", &self.api_key.as_ref().map(|_| "***"))
             .field("timeout", &self.timeout)
             .field("retry", &self.retry)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
@@ -284,6 +321,7 @@ impl OpenAiClient {
             api_key: None,
             timeout: Duration::from_secs(60),
             retry: RetryPolicy::default(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 
@@ -312,9 +350,9 @@ impl OpenAiClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let bytes = match response.bytes().await {
+        let bytes = match self.read_body(response, status, attempt).await {
             Ok(b) => b,
-            Err(e) => return self.transport_error(&e, attempt),
+            Err(failed) => return failed,
         };
         let raw = String::from_utf8_lossy(&bytes);
         // Decoded first, then scrubbed string by string: scrubbing the JSON
@@ -376,6 +414,42 @@ impl OpenAiClient {
                 message,
                 attempts: attempt,
             }),
+        }
+    }
+
+    /// The body, read chunk by chunk up to `max_response_bytes`: a server
+    /// that never ends its body (or announces a huge one) gets a
+    /// [`ModelError::TooLarge`] instead of the process's memory.
+    async fn read_body(
+        &self,
+        mut response: reqwest::Response,
+        status: u16,
+        attempt: u32,
+    ) -> Result<Vec<u8>, Attempt> {
+        let limit = self.max_response_bytes;
+        let too_large = || {
+            Attempt::Fail(ModelError::TooLarge {
+                endpoint: self.endpoint.clone(),
+                status,
+                limit,
+                attempts: attempt,
+            })
+        };
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() as u64 + chunk.len() as u64 > limit {
+                        return Err(too_large());
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(body),
+                Err(e) => return Err(self.transport_error(&e, attempt)),
+            }
         }
     }
 

@@ -81,7 +81,8 @@ pub struct AssistantOutput<'a> {
 /// `model_error`: the model call failed.
 #[derive(Debug, Serialize)]
 pub struct ModelErrorRecord<'a> {
-    /// `auth`, `rate_limit`, `quota`, `server`, `timeout`, `connect`, `malformed` or `http`.
+    /// `auth`, `rate_limit`, `quota`, `server`, `timeout`, `connect`, `malformed`, `http`
+    /// or `too_large`.
     pub kind: &'a str,
     /// HTTP status, when there was one.
     pub status: Option<u16>,

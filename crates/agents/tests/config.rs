@@ -155,6 +155,7 @@ async fn the_configured_client_uses_the_key_variable_the_retries_and_the_model_n
         api_key_env: Some("TEAM_KEY".into()),
         timeout_ms: Some(5000),
         max_retries: Some(1),
+        max_response_bytes: None,
     };
     let k = key.clone();
     let model =
