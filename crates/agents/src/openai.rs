@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use self::scrub::Scrubber;
 
-use rand::Rng;
+use agent_audit_core::retry;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -68,18 +68,13 @@ impl RetryPolicy {
     /// over its upper half (so two clients do not retry in lockstep, and a
     /// retry never comes immediately).
     fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
-        if let Some(after) = retry_after {
-            return after;
-        }
-        let exp = self.initial_backoff.saturating_mul(
-            1u32.checked_shl(retry.saturating_sub(1))
-                .unwrap_or(u32::MAX),
-        );
-        let ceiling = exp.min(self.max_backoff);
-        let half = ceiling / 2;
-        let jitter_nanos =
-            rand::thread_rng().gen_range(0..=half.as_nanos().min(u64::MAX as u128) as u64);
-        half + Duration::from_nanos(jitter_nanos)
+        retry_after.unwrap_or_else(|| {
+            retry::jitter(retry::backoff(
+                self.initial_backoff,
+                self.max_backoff,
+                retry,
+            ))
+        })
     }
 }
 
@@ -349,7 +344,7 @@ impl OpenAiClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
         let bytes = match self.read_body(response, status, attempt).await {
             Ok(b) => b,
             Err(failed) => return failed,
@@ -631,25 +626,6 @@ impl ChatModel for OpenAiClient {
     ) -> BoxFuture<'a, Result<ChatResponse, ModelError>> {
         Box::pin(self.send(request))
     }
-}
-
-/// `Retry-After`: delta-seconds or an HTTP date.
-pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    if let Ok(secs) = value.parse::<f64>()
-        && secs.is_finite()
-        && secs >= 0.0
-    {
-        return Some(Duration::from_secs_f64(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(
-        at.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
 }
 
 /// The useful parts of an error body, whatever its shape:
@@ -1197,23 +1173,6 @@ mod scrub {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_forms() {
-        assert_eq!(parse_retry_after("1"), Some(Duration::from_secs(1)));
-        assert_eq!(parse_retry_after(" 0.5 "), Some(Duration::from_millis(500)));
-        let future = SystemTime::now() + Duration::from_secs(30);
-        let d = parse_retry_after(&httpdate::fmt_http_date(future)).unwrap();
-        assert!(
-            d > Duration::from_secs(28) && d <= Duration::from_secs(30),
-            "{d:?}"
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon"), None);
-    }
 
     #[test]
     fn backoff_grows_with_jitter_and_is_capped() {

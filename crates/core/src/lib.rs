@@ -46,6 +46,7 @@ mod memory;
 pub mod normalize;
 mod record;
 mod redact;
+pub mod retry;
 mod sink;
 pub mod text;
 mod time;

@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use agent_audit_core::retry;
 use agent_audit_core::{
     AckLevel, Batch, FailureKind, Record, Retrying, ShutdownSignal, Sink, SinkError, StatusSignal,
     Timestamp,
@@ -12,7 +13,6 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message as _;
 use prost::bytes::Bytes;
-use rand::Rng as _;
 use tokio::task::JoinHandle;
 
 use crate::config::{
@@ -460,7 +460,7 @@ async fn export(
                 detail: err.detail,
             });
         }
-        let wait = err.retry_after.unwrap_or_else(|| jitter(backoff));
+        let wait = err.retry_after.unwrap_or_else(|| retry::jitter(backoff));
         backoff = (backoff * 2).min(p.max_backoff);
         let detail = match err.retry_after {
             Some(ra) => format!(
@@ -473,7 +473,7 @@ async fn export(
         // Said before the first backoff, so that an operator learns within
         // one attempt's time that records are stuck, and until when.
         let end = stop_at().map_or(budget_end, |s| s.min(budget_end));
-        if Instant::now() + wait < end {
+        if retry::fits(Instant::now(), wait, end) {
             publish_retrying(&status, &p, attempts, &detail, end);
         }
         // Sleeps in slices so that a shutdown beginning meanwhile ends the
@@ -599,12 +599,4 @@ fn now_unix_nanos() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
-}
-
-/// Half the backoff plus a random part of the other half, so many senders
-/// recovering together do not retry in step.
-fn jitter(backoff: Duration) -> Duration {
-    let half = backoff / 2;
-    let extra = rand::thread_rng().gen_range(0..=half.as_micros().max(1) as u64);
-    half + Duration::from_micros(extra)
 }

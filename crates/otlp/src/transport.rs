@@ -450,7 +450,7 @@ async fn send_http(
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
+        .and_then(|v| agent_audit_core::retry::parse_retry_after(v, std::time::SystemTime::now()));
     let is_json = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
@@ -498,19 +498,6 @@ fn http_error_message(body: &[u8], is_json: bool) -> String {
         return truncate(&s.message, 512);
     }
     truncate(&String::from_utf8_lossy(body), 512)
-}
-
-/// Retry-After as delay-seconds or an HTTP-date.
-pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(v).ok()?;
-    Some(
-        when.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -581,18 +568,6 @@ impl Decoder for RawDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_accepts_seconds_and_dates() {
-        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
-        let later = std::time::SystemTime::now() + Duration::from_secs(120);
-        let d = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
-        assert!(
-            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
-            "{d:?}"
-        );
-        assert_eq!(parse_retry_after("soon"), None);
-    }
 
     #[test]
     fn retry_info_is_read_from_status_details() {
