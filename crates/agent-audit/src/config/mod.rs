@@ -1,0 +1,162 @@
+//! `audit.toml`: configuration to a running [`Dispatcher`].
+//!
+//! ```toml
+//! [service]
+//! name = "bank-assistant"
+//!
+//! [[sinks]]
+//! type = "jsonl"
+//! path = "audit-log.jsonl"
+//! fsync = "batch"        # never | interval | batch | every
+//! required = true
+//! overflow = "block"     # block | drop_newest | fail_closed
+//! queue = 8192
+//!
+//! [[sinks]]
+//! type = "stdout"
+//! format = "pretty"      # pretty | json
+//! ```
+//!
+//! Unknown keys, wrong types and unknown sink types are errors that name the
+//! file, line and key. With no file, [`Config::default`] applies: a JSONL file
+//! `audit-log.jsonl` in the working directory plus stdout.
+//!
+//! The loader is one file per job: `load` (finding and reading the file),
+//! `parse` (the text to a [`Config`]), `sinks` (each `[[sinks]]` table by
+//! its type), `sections` (the `[integrity]` and `[model]` sections other
+//! crates define), `position` (the line of a key, for errors), `assemble`
+//! (a [`Config`] to a running [`Dispatcher`](agent_audit_core::Dispatcher))
+//! and `error`.
+
+mod assemble;
+mod error;
+mod load;
+mod parse;
+mod position;
+mod sections;
+mod sinks;
+
+use serde::Deserialize;
+
+pub use error::{BuildError, ConfigError};
+pub use load::{CONFIG_ENV, MAX_CONFIG_BYTES};
+#[cfg(feature = "agents")]
+pub use sections::ModelError;
+pub use sinks::{SINK_TYPES, SinkConfig, SinkKind};
+
+/// A whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it was read from (`<default>` when built in).
+    pub source: String,
+    /// `[service]`.
+    pub service: ServiceConfig,
+    /// `[[sinks]]`, in order.
+    pub sinks: Vec<SinkConfig>,
+    /// `[limits]`.
+    pub limits: LimitsConfig,
+    /// `[redaction]`; `None` means the secret-shaped defaults.
+    #[cfg(feature = "redact")]
+    pub redaction: Option<agent_audit_redact::RedactionConfig>,
+    /// `[model]`.
+    #[cfg(feature = "agents")]
+    pub model: Option<agent_audit_agents::ModelConfig>,
+    /// `[integrity]`: the chain key and signed checkpoints.
+    #[cfg(feature = "jsonl")]
+    pub integrity: Option<agent_audit_jsonl::integrity::IntegrityConfig>,
+}
+
+/// `[service]`: who is emitting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Service name, sent as OTLP `service.name`.
+    #[serde(default = "default_service_name")]
+    pub name: String,
+    /// Service version, sent as OTLP `service.version`.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            name: default_service_name(),
+            version: None,
+        }
+    }
+}
+
+fn default_service_name() -> String {
+    "agent-audit".to_string()
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest serialised record; bigger records are refused, never
+    /// truncated. Default 1 MiB.
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_record_bytes: default_max_record_bytes(),
+        }
+    }
+}
+
+/// Smallest `[limits] max_record_bytes`: below it ordinary records (about
+/// 400 bytes with their ids) would be refused.
+pub const MIN_RECORD_BYTES: usize = 4096;
+
+/// Largest `[limits] max_record_bytes`: the longest line the JSONL reader
+/// and verifier accept (16 MiB), so every record written can be read back.
+pub const MAX_RECORD_BYTES: usize = 16 << 20;
+
+fn default_max_record_bytes() -> usize {
+    1 << 20
+}
+
+impl Default for Config {
+    /// A JSONL file `audit-log.jsonl` in the working directory (fsync per
+    /// batch, required) plus readable lines on stdout.
+    // Each push is feature-gated, which `vec![]` cannot express.
+    #[allow(clippy::vec_init_then_push)]
+    fn default() -> Self {
+        let mut sinks = Vec::new();
+        #[cfg(feature = "jsonl")]
+        sinks.push(SinkConfig {
+            name: "jsonl".into(),
+            required: true,
+            overflow: agent_audit_core::Overflow::Block,
+            queue: agent_audit_core::DEFAULT_QUEUE,
+            kind: SinkKind::Jsonl(agent_audit_jsonl::JsonlOptions::new("audit-log.jsonl")),
+            line: 0,
+        });
+        #[cfg(feature = "stdout")]
+        sinks.push(SinkConfig {
+            name: "stdout".into(),
+            required: false,
+            overflow: agent_audit_core::Overflow::Block,
+            queue: agent_audit_core::DEFAULT_QUEUE,
+            kind: SinkKind::Stdout(agent_audit_stdout::StdoutOptions::default()),
+            line: 0,
+        });
+        Config {
+            source: "<default>".into(),
+            service: ServiceConfig::default(),
+            sinks,
+            limits: LimitsConfig::default(),
+            #[cfg(feature = "redact")]
+            redaction: None,
+            #[cfg(feature = "agents")]
+            model: None,
+            #[cfg(feature = "jsonl")]
+            integrity: None,
+        }
+    }
+}
