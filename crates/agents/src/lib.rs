@@ -50,25 +50,27 @@
 //! None. The HTTP client (reqwest with rustls) is always built: a runtime
 //! without a model client would not be one a team ships.
 
-pub mod agent;
-pub mod config;
-pub mod input;
-pub mod model;
+mod assistant;
+mod config;
+mod error;
+mod input;
+mod model;
 pub mod multi;
-pub mod offline;
-pub mod openai;
-pub mod payload;
+mod offline;
+mod openai;
+mod payload;
 pub mod schema;
-pub mod tool;
+mod tool;
+mod turn;
 pub mod tutorial;
+mod user_proxy;
 
-pub use agent::{
-    AgentError, AssistantAgent, ChatResult, EndReason, HumanInputMode, UserProxyAgent,
-};
+pub use assistant::AssistantAgent;
 pub use config::{
-    MAX_RETRIES, MAX_TIMEOUT_MS, ModelConfig, ModelConfigError, Provider, build_model,
-    build_model_with_env,
+    DEFAULT_API_KEY_ENV, DEFAULT_BASE_URL, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_MS, MAX_RETRIES,
+    MAX_TIMEOUT_MS, ModelConfig, ModelConfigError, Provider, build_model, build_model_with_env,
 };
+pub use error::AgentError;
 pub use input::{InputError, InputProvider, ScriptedInput, TerminalInput};
 pub use model::{
     BoxFuture, ChatModel, ChatRequest, ChatResponse, Message, ModelError, ModelErrorKind, ToolCall,
@@ -80,3 +82,4 @@ pub use openai::{
     OpenAiClient, OpenAiClientBuilder, RetryPolicy,
 };
 pub use tool::{FnTool, Tool, ToolError, schema_for};
+pub use user_proxy::{ChatResult, EndReason, HumanInputMode, UserProxyAgent};

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use agent_audit_core::Auditor;
 
-use crate::agent::{AgentError, AssistantAgent, ChatResult};
 use crate::model::ChatModel;
 use crate::tutorial::{balance_tool, user_proxy};
+use crate::{AgentError, AssistantAgent, ChatResult};
 
 /// The triage agent's name.
 pub const TRIAGE: &str = "triage";

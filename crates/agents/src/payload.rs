@@ -5,8 +5,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::agent::EndReason;
 use crate::model::{Message, ToolCall, Usage};
+use crate::user_proxy::EndReason;
 
 /// Milliseconds with microsecond precision (no float noise in records).
 pub(crate) fn millis(d: std::time::Duration) -> f64 {

@@ -109,7 +109,7 @@ pub fn schema_for<T: JsonSchema>() -> Value {
 /// `A`, and the output is serialised to JSON.
 ///
 /// ```
-/// use agent_audit_agents::tool::{FnTool, Tool};
+/// use agent_audit_agents::{FnTool, Tool};
 ///
 /// #[derive(serde::Deserialize, schemars::JsonSchema)]
 /// struct Args {
@@ -135,13 +135,12 @@ impl<A, F> std::fmt::Debug for FnTool<A, F> {
     }
 }
 
-impl<A, F, Fut, R, E> FnTool<A, F>
+// Only what `new` needs (the schema, and the closure's argument type to
+// infer `A` from); `into_arc` asks for the rest through `Tool`.
+impl<A, F, Fut> FnTool<A, F>
 where
-    A: DeserializeOwned + JsonSchema + Send + 'static,
-    F: Fn(A) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<R, E>> + Send + 'static,
-    R: Serialize,
-    E: std::fmt::Display,
+    A: JsonSchema,
+    F: Fn(A) -> Fut,
 {
     /// A tool named `name` running `f`.
     pub fn new(name: impl Into<String>, description: impl Into<String>, f: F) -> FnTool<A, F> {
@@ -155,7 +154,10 @@ where
     }
 
     /// Boxes it for an agent's tool list.
-    pub fn into_arc(self) -> Arc<dyn Tool> {
+    pub fn into_arc(self) -> Arc<dyn Tool>
+    where
+        Self: Tool + 'static,
+    {
         Arc::new(self)
     }
 }

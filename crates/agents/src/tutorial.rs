@@ -7,9 +7,9 @@ use agent_audit_core::Auditor;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{AgentError, AssistantAgent, HumanInputMode, UserProxyAgent};
 use crate::model::ChatModel;
 use crate::tool::{FnTool, Tool};
+use crate::{AgentError, AssistantAgent, HumanInputMode, UserProxyAgent};
 
 /// The tool's name.
 pub const TOOL_NAME: &str = "get_account_balance";

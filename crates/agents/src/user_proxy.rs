@@ -1,0 +1,443 @@
+//! The user proxy: starts the conversation, speaks for the user (the
+//! human when its mode says so, an automatic reply otherwise), runs the
+//! tools the model asks for through the tool runner (`turn`) and ends the
+//! conversation with `final_result`.
+//!
+//! Every step is audited through the [`Auditor`] given to
+//! [`UserProxyAgent::initiate_chat`]: each agent turn gets its own span whose
+//! parent is the turn that caused it, every record names its agent, and all
+//! share the auditor's request and correlation ids.
+
+use std::sync::Arc;
+
+use agent_audit_core::{Auditor, EventType};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::assistant::AssistantAgent;
+use crate::error::{AgentError, emit};
+use crate::input::{InputProvider, TerminalInput};
+use crate::model::{ChatResponse, Message, ToolCall};
+use crate::payload;
+
+/// When the user proxy asks the human.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HumanInputMode {
+    /// Never: the proxy replies automatically and stops at termination or
+    /// after `max_consecutive_auto_reply` automatic replies.
+    #[default]
+    Never,
+    /// At termination (or when the auto-reply limit is reached) the human
+    /// may go on with a new message or stop (empty line or `exit`).
+    Terminate,
+    /// Before every reply: an empty line lets the proxy reply automatically
+    /// (run the requested tools), `exit` stops, any other text is sent
+    /// instead (requested tools are then not run).
+    Always,
+}
+
+/// How a conversation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The termination test matched and nobody asked to go on.
+    Terminated,
+    /// `max_consecutive_auto_reply` automatic replies in a row.
+    MaxAutoReplies,
+    /// The human said `exit` or input ended.
+    HumanExit,
+}
+
+/// The outcome of a conversation.
+#[derive(Debug, Clone)]
+pub struct ChatResult {
+    /// The last answer of an assistant (empty if none gave text).
+    pub answer: String,
+    /// The agent that gave it.
+    pub answered_by: String,
+    /// Every message exchanged, in order (system messages excluded).
+    pub messages: Vec<Message>,
+    /// Why it ended.
+    pub end: EndReason,
+}
+
+type TerminationTest = Arc<dyn Fn(&ChatResponse) -> bool + Send + Sync>;
+
+/// Speaks for the user: starts the conversation, runs the tools the model
+/// asks for (audit before act), asks the human when its mode says so, and
+/// ends the conversation.
+#[derive(Clone)]
+pub struct UserProxyAgent {
+    name: String,
+    mode: HumanInputMode,
+    max_consecutive_auto_reply: u32,
+    is_termination: TerminationTest,
+    input: Arc<dyn InputProvider>,
+    default_auto_reply: String,
+}
+
+impl std::fmt::Debug for UserProxyAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserProxyAgent")
+            .field("name", &self.name)
+            .field("mode", &self.mode)
+            .field(
+                "max_consecutive_auto_reply",
+                &self.max_consecutive_auto_reply,
+            )
+            .finish()
+    }
+}
+
+impl UserProxyAgent {
+    /// A proxy named `name`: mode `never`, at most 10 automatic replies in a
+    /// row, terminating on the first answer without tool calls, reading the
+    /// terminal when asked.
+    pub fn new(name: impl Into<String>) -> UserProxyAgent {
+        UserProxyAgent {
+            name: name.into(),
+            mode: HumanInputMode::Never,
+            max_consecutive_auto_reply: 10,
+            is_termination: Arc::new(|r: &ChatResponse| r.tool_calls.is_empty()),
+            input: Arc::new(TerminalInput),
+            default_auto_reply: "Continue.".into(),
+        }
+    }
+
+    /// When to ask the human.
+    pub fn human_input_mode(mut self, mode: HumanInputMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Automatic replies in a row before the proxy stops (or asks, in mode
+    /// `terminate`). Running requested tools counts as one reply.
+    pub fn max_consecutive_auto_reply(mut self, n: u32) -> Self {
+        self.max_consecutive_auto_reply = n;
+        self
+    }
+
+    /// The termination test, applied to every assistant answer without tool
+    /// calls; for example `|r| r.content.as_deref().is_some_and(|c| c.contains("TERMINATE"))`.
+    pub fn is_termination_msg(
+        mut self,
+        test: impl Fn(&ChatResponse) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.is_termination = Arc::new(test);
+        self
+    }
+
+    /// Where human input comes from.
+    pub fn input(mut self, input: Arc<dyn InputProvider>) -> Self {
+        self.input = input;
+        self
+    }
+
+    /// What the proxy says when it replies automatically to an answer that
+    /// did not end the conversation.
+    pub fn default_auto_reply(mut self, reply: impl Into<String>) -> Self {
+        self.default_auto_reply = reply.into();
+        self
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Starts a conversation with `assistant`: `message` is the user's
+    /// request. Returns the final answer, or the error that stopped it.
+    pub async fn initiate_chat(
+        &self,
+        auditor: &Auditor,
+        assistant: &AssistantAgent,
+        message: &str,
+    ) -> Result<ChatResult, AgentError> {
+        self.initiate_chat_with(auditor, assistant, &[], message)
+            .await
+    }
+
+    /// Like [`UserProxyAgent::initiate_chat`], with further agents the
+    /// assistants may hand the conversation to (see
+    /// [`AssistantAgent::handoff`]). The agent taking over sees the user's
+    /// messages, not the previous agent's tool traffic.
+    pub async fn initiate_chat_with(
+        &self,
+        auditor: &Auditor,
+        entry: &AssistantAgent,
+        others: &[&AssistantAgent],
+        message: &str,
+    ) -> Result<ChatResult, AgentError> {
+        let first = auditor.child_span().with_agent(&self.name);
+        emit(
+            &first,
+            EventType::UserRequest,
+            &payload::UserRequest {
+                content: message,
+                recipient: entry.name(),
+                source: None,
+            },
+        )
+        .await?;
+        let mut transcript = vec![Message::user(message)];
+        let mut context = transcript.clone();
+        let mut active = entry;
+        let mut cause = first;
+        let mut auto_replies: u32 = 0;
+        loop {
+            let turn = cause.child_span().with_agent(active.name());
+            let response = active.generate_reply(&turn, &context).await?;
+            let reply_message = response.to_message();
+            transcript.push(reply_message.clone());
+            context.push(reply_message);
+
+            if let Some(next) = self
+                .hand_over(&turn, active, entry, others, &response, &mut transcript)
+                .await?
+            {
+                active = next;
+                context = transcript
+                    .iter()
+                    .filter(|m| matches!(m, Message::User { .. }))
+                    .cloned()
+                    .collect();
+                cause = turn;
+                continue;
+            }
+
+            let proxy_turn = turn.child_span().with_agent(&self.name);
+            if !response.tool_calls.is_empty() {
+                if self.mode == HumanInputMode::Always {
+                    let names: Vec<&str> = response
+                        .tool_calls
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect();
+                    let prompt = format!(
+                        "{} asks to run {}. Press enter to run, type a reply to send instead, or `exit`:",
+                        active.name(),
+                        names.join(", ")
+                    );
+                    let unanswered = &response.tool_calls;
+                    let conversation = (&mut transcript, &mut context);
+                    match self
+                        .ask_human(&prompt, &proxy_turn, active, unanswered, conversation)
+                        .await?
+                    {
+                        Asked::Ended(result) => return Ok(result),
+                        Asked::Replied => {
+                            auto_replies = 0;
+                            cause = proxy_turn;
+                            continue;
+                        }
+                        Asked::Nothing => {}
+                    }
+                } else if auto_replies >= self.max_consecutive_auto_reply {
+                    return self
+                        .finish(
+                            &proxy_turn,
+                            &transcript,
+                            EndReason::MaxAutoReplies,
+                            active.name(),
+                        )
+                        .await;
+                }
+                for call in &response.tool_calls {
+                    let content = self.run_tool(&proxy_turn, active, call).await?;
+                    let m = Message::tool(call.id.clone(), content);
+                    transcript.push(m.clone());
+                    context.push(m);
+                }
+                auto_replies += 1;
+                cause = proxy_turn;
+                continue;
+            }
+
+            // Terminated wins over the reply limit when both hold.
+            let end = if (self.is_termination)(&response) {
+                Some(EndReason::Terminated)
+            } else if auto_replies >= self.max_consecutive_auto_reply {
+                Some(EndReason::MaxAutoReplies)
+            } else {
+                None
+            };
+            let ask_human = match self.mode {
+                HumanInputMode::Never => false,
+                HumanInputMode::Terminate => end.is_some(),
+                HumanInputMode::Always => true,
+            };
+            if ask_human {
+                let prompt = format!(
+                    "Reply to {} (empty line to {}, `exit` to stop):",
+                    active.name(),
+                    if end.is_some() { "stop" } else { "auto-reply" }
+                );
+                let conversation = (&mut transcript, &mut context);
+                match self
+                    .ask_human(&prompt, &proxy_turn, active, &[], conversation)
+                    .await?
+                {
+                    Asked::Ended(result) => return Ok(result),
+                    Asked::Replied => {
+                        auto_replies = 0;
+                        cause = proxy_turn;
+                        continue;
+                    }
+                    Asked::Nothing => {}
+                }
+            }
+            if let Some(end) = end {
+                return self
+                    .finish(&proxy_turn, &transcript, end, active.name())
+                    .await;
+            }
+            // Automatic reply to an answer that did not end the conversation.
+            emit(
+                &proxy_turn,
+                EventType::AgentMessage,
+                &payload::AgentMessage {
+                    from: &self.name,
+                    to: active.name(),
+                    kind: "auto_reply",
+                    content: Some(&self.default_auto_reply),
+                    reason: None,
+                },
+            )
+            .await?;
+            let m = Message::user(self.default_auto_reply.clone());
+            transcript.push(m.clone());
+            context.push(m);
+            auto_replies += 1;
+            cause = proxy_turn;
+        }
+    }
+
+    /// Asks the human with `prompt`, in `proxy_turn`: `exit` (or the end
+    /// of input) ends the conversation, text becomes the next user message
+    /// (the tool calls in `unanswered` are then answered as not run), an
+    /// empty line leaves the proxy to go on by itself.
+    async fn ask_human(
+        &self,
+        prompt: &str,
+        proxy_turn: &Auditor,
+        active: &AssistantAgent,
+        unanswered: &[ToolCall],
+        (transcript, context): (&mut Vec<Message>, &mut Vec<Message>),
+    ) -> Result<Asked, AgentError> {
+        match self.ask(prompt).await? {
+            Human::Exit => {
+                let end = EndReason::HumanExit;
+                let result = self
+                    .finish(proxy_turn, transcript, end, active.name())
+                    .await?;
+                Ok(Asked::Ended(result))
+            }
+            Human::Text(text) => {
+                for call in unanswered {
+                    let m = Message::tool(
+                        call.id.clone(),
+                        json!({"error": "not run: the user replied instead"}).to_string(),
+                    );
+                    transcript.push(m.clone());
+                    context.push(m);
+                }
+                self.human_message(proxy_turn, active, &text, transcript, context)
+                    .await?;
+                Ok(Asked::Replied)
+            }
+            Human::Empty => Ok(Asked::Nothing),
+        }
+    }
+
+    async fn ask(&self, prompt: &str) -> Result<Human, AgentError> {
+        let line = self
+            .input
+            .read_line(prompt)
+            .await
+            .map_err(|source| AgentError::Input {
+                agent: self.name.clone(),
+                source,
+            })?;
+        Ok(match line {
+            None => Human::Exit,
+            Some(l) if l.trim().eq_ignore_ascii_case("exit") => Human::Exit,
+            Some(l) if l.trim().is_empty() => Human::Empty,
+            Some(l) => Human::Text(l),
+        })
+    }
+
+    async fn human_message(
+        &self,
+        turn: &Auditor,
+        to: &AssistantAgent,
+        text: &str,
+        transcript: &mut Vec<Message>,
+        context: &mut Vec<Message>,
+    ) -> Result<(), AgentError> {
+        emit(
+            turn,
+            EventType::UserRequest,
+            &payload::UserRequest {
+                content: text,
+                recipient: to.name(),
+                source: Some("human_input"),
+            },
+        )
+        .await?;
+        transcript.push(Message::user(text));
+        context.push(Message::user(text));
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        turn: &Auditor,
+        transcript: &[Message],
+        end: EndReason,
+        answered_by: &str,
+    ) -> Result<ChatResult, AgentError> {
+        let answer = transcript
+            .iter()
+            .rev()
+            .find_map(|m| match m {
+                Message::Assistant {
+                    content: Some(c), ..
+                } => Some(c.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        emit(
+            turn,
+            EventType::FinalResult,
+            &payload::FinalResult {
+                answer: &answer,
+                answered_by,
+                end,
+            },
+        )
+        .await?;
+        Ok(ChatResult {
+            answer,
+            answered_by: answered_by.to_string(),
+            messages: transcript.to_vec(),
+            end,
+        })
+    }
+}
+
+/// What asking the human led to.
+enum Asked {
+    /// The conversation ended (the human said `exit`).
+    Ended(ChatResult),
+    /// The human's text is the next user message.
+    Replied,
+    /// An empty line: the proxy goes on by itself.
+    Nothing,
+}
+
+enum Human {
+    Exit,
+    Empty,
+    Text(String),
+}
