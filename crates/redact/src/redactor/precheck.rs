@@ -1,0 +1,191 @@
+//! Whether a payload's compact JSON text could hold anything a rule
+//! redacts, answered on the text so that most records skip building a
+//! `serde_json::Value`.
+
+use crate::names::Tokens;
+use crate::normalize;
+
+use super::actions::enough_digits;
+use super::{MAX_DEPTH, Redactor};
+use crate::detect;
+
+thread_local! {
+    /// Reused by the pre-check, which runs on every record: splitting keys
+    /// then allocates nothing.
+    static SCRATCH: std::cell::RefCell<Tokens> = std::cell::RefCell::new(Tokens::new());
+}
+
+impl Redactor {
+    /// Whether [`Redactor::redact`] could change the payload whose compact
+    /// JSON text (as `serde_json` writes it) is `payload_json`. `false` is a
+    /// promise: no rule would fire, so the caller may keep the text and skip
+    /// building a `serde_json::Value` (the costly part of filtering).
+    ///
+    /// It runs the same detectors once over the whole text (escapes
+    /// decoded), where every string, key and number appears with a
+    /// non-word character (`"`, `:`, `,`) on each side, so whatever matches
+    /// inside one of them also matches here; a key matching a field rule
+    /// shows as that name before `":`. Too many brackets for
+    /// [`MAX_DEPTH`], an unparsable escape or an anchored custom pattern
+    /// answer `true`.
+    pub fn may_redact(&self, payload_json: &str) -> bool {
+        if self.rules.is_empty() {
+            return false;
+        }
+        if self.anchored {
+            return true;
+        }
+        let bytes = payload_json.as_bytes();
+        if memchr::memchr2_iter(b'{', b'[', bytes)
+            .nth(MAX_DEPTH)
+            .is_some()
+        {
+            return true;
+        }
+        if !self.fields.is_empty() && self.field_key_in(payload_json) {
+            return true;
+        }
+        let decoded;
+        let text = if memchr::memchr(b'\\', bytes).is_some() {
+            match decode_escapes(payload_json) {
+                Some(d) => {
+                    decoded = d;
+                    decoded.as_str()
+                }
+                None => return true,
+            }
+        } else {
+            payload_json
+        };
+        if self.detects(text) {
+            return true;
+        }
+        // The normalised view of the whole text holds the view of every
+        // string in it, still between quotes: no encoding or fold spans a
+        // `"`.
+        normalize::view(text).is_some_and(|v| self.detects(&v.text))
+    }
+
+    /// Whether some detector or pattern matches somewhere in `text`.
+    fn detects(&self, text: &str) -> bool {
+        if self.regexes.iter().any(|(_, re)| re.is_match(text)) {
+            return true;
+        }
+        let mut spans = Vec::new();
+        if let Some(rule) = self.card
+            && enough_digits(text)
+        {
+            detect::cards(text, rule, &mut spans);
+        }
+        if let Some(rule) = self.iban
+            && text.len() >= 15
+        {
+            detect::ibans(text, rule, &mut spans);
+        }
+        !spans.is_empty()
+    }
+
+    /// Whether some key of the compact JSON text `json` matches a field
+    /// rule. Keys are found on the raw text, where a key's closing quote
+    /// is the unescaped `"` before `:` and its opening quote the unescaped
+    /// `"` before that, so a key with an escaped quote is whole.
+    fn field_key_in(&self, json: &str) -> bool {
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut tokens) => self.field_key_in_with(json, &mut tokens),
+            Err(_) => self.field_key_in_with(json, &mut Tokens::new()),
+        })
+    }
+
+    fn field_key_in_with(&self, json: &str, tokens: &mut Tokens) -> bool {
+        let b = json.as_bytes();
+        for at in self.key_end.find_iter(b) {
+            if escaped(b, at) {
+                continue;
+            }
+            let mut p = at;
+            let start = loop {
+                match memchr::memrchr(b'"', &b[..p]) {
+                    Some(q) if escaped(b, q) => p = q,
+                    Some(q) => break q + 1,
+                    // Not a key after all; cannot tell, so maybe.
+                    None => return true,
+                }
+            };
+            let raw = &json[start..at];
+            let key_decoded;
+            let key = if raw.contains('\\') {
+                match decode_escapes(raw) {
+                    Some(d) => {
+                        key_decoded = d;
+                        key_decoded.as_str()
+                    }
+                    None => return true,
+                }
+            } else {
+                raw
+            };
+            if self.key_matches_cached(key, tokens) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// The JSON text with its string escapes replaced by the characters they
+/// stand for; `None` for a malformed escape.
+fn decode_escapes(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let d = match chars.next()? {
+            '"' => '"',
+            '\\' => '\\',
+            '/' => '/',
+            'b' => '\u{8}',
+            'f' => '\u{c}',
+            'n' => '\n',
+            'r' => '\r',
+            't' => '\t',
+            'u' => {
+                let hi = hex4(&mut chars)?;
+                if (0xD800..0xDC00).contains(&hi) {
+                    let mut ahead = chars.clone();
+                    let lo = (ahead.next() == Some('\\') && ahead.next() == Some('u'))
+                        .then(|| hex4(&mut ahead))
+                        .flatten()
+                        .filter(|lo| (0xDC00..0xE000).contains(lo));
+                    match lo {
+                        Some(lo) => {
+                            chars = ahead;
+                            char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?
+                        }
+                        None => char::REPLACEMENT_CHARACTER,
+                    }
+                } else {
+                    char::from_u32(hi).unwrap_or(char::REPLACEMENT_CHARACTER)
+                }
+            }
+            _ => return None,
+        };
+        out.push(d);
+    }
+    Some(out)
+}
+
+fn hex4(chars: &mut std::str::Chars<'_>) -> Option<u32> {
+    let mut v = 0;
+    for _ in 0..4 {
+        v = v * 16 + chars.next()?.to_digit(16)?;
+    }
+    Some(v)
+}
+
+/// Whether the byte at `at` is escaped: preceded by an odd number of `\\`.
+fn escaped(b: &[u8], at: usize) -> bool {
+    b[..at].iter().rev().take_while(|&&c| c == b'\\').count() % 2 == 1
+}

@@ -1,0 +1,163 @@
+//! The walk over a payload: each object member's key is scanned and
+//! matched against the field rules, each value walked, to [`MAX_DEPTH`].
+
+use serde_json::{Map, Value};
+
+use crate::config::Action;
+use crate::names::{self, Tokens};
+
+use super::build::valid_name;
+use super::{MAX_DEPTH, Redactor, Scan, UNSCANNABLE, UNSCANNABLE_ID, note};
+
+impl Redactor {
+    /// The first field rule matching `key`; `tokens` is scratch space.
+    pub(super) fn field_rule(&self, key: &str, tokens: &mut Tokens) -> Option<usize> {
+        if self.fields.is_empty() || is_mask(key) {
+            return None;
+        }
+        // The first field, in configuration order, that matches.
+        let mut best: Option<usize> = None;
+        let last = key.bytes().rev().find(|b| !matches!(b, b'_' | b'-'));
+        if let Some(b) = last {
+            best = self.by_last[usize::from(b)]
+                .iter()
+                .copied()
+                .find(|&i| names::suffix_matches(key, &self.fields[i].name.joined));
+        }
+        if key.is_ascii() && !self.key_filter.candidate(key.as_bytes()) {
+            return best.map(|i| self.fields[i].rule);
+        }
+        tokens.split(key);
+        for t in tokens.iter() {
+            if !t
+                .as_bytes()
+                .first()
+                .is_some_and(|&b| self.first_byte[usize::from(b)])
+            {
+                continue;
+            }
+            let Some(candidates) = self.by_first.get(t) else {
+                continue;
+            };
+            for &i in candidates {
+                if best.is_some_and(|b| b <= i) {
+                    break;
+                }
+                if self.fields[i].name.matches_tokens(tokens) {
+                    best = Some(i);
+                    break;
+                }
+            }
+        }
+        best.map(|i| self.fields[i].rule)
+    }
+
+    /// Returns false when the value must be dropped by its parent.
+    pub(super) fn walk(&self, v: &mut Value, depth: usize, fired: &mut Vec<usize>) -> bool {
+        match v {
+            Value::String(s) => match self.scan(s, fired) {
+                Scan::Unchanged => true,
+                Scan::Replaced(new) => {
+                    *s = new;
+                    true
+                }
+                Scan::Drop => false,
+            },
+            Value::Number(n) => {
+                if self.regexes.is_empty() && self.card.is_none() && self.iban.is_none() {
+                    return true;
+                }
+                let text = n.to_string();
+                match self.scan(&text, fired) {
+                    Scan::Unchanged => true,
+                    Scan::Replaced(new) => {
+                        *v = Value::String(new);
+                        true
+                    }
+                    Scan::Drop => false,
+                }
+            }
+            Value::Array(items) => {
+                if depth >= MAX_DEPTH {
+                    return self.unscannable(v, fired);
+                }
+                for item in items.iter_mut() {
+                    if !self.walk(item, depth + 1, fired) {
+                        // Keep positions: a dropped element becomes null.
+                        *item = Value::Null;
+                    }
+                }
+                true
+            }
+            Value::Object(map) => {
+                if depth >= MAX_DEPTH {
+                    return self.unscannable(v, fired);
+                }
+                self.walk_object(map, depth, fired);
+                true
+            }
+            Value::Null | Value::Bool(_) => true,
+        }
+    }
+
+    fn unscannable(&self, v: &mut Value, fired: &mut Vec<usize>) -> bool {
+        note(fired, UNSCANNABLE_ID);
+        *v = Value::String(format!("[REDACTED:{UNSCANNABLE}]"));
+        true
+    }
+
+    fn walk_object(&self, map: &mut Map<String, Value>, depth: usize, fired: &mut Vec<usize>) {
+        let mut renames: Vec<(String, String)> = Vec::new();
+        let mut tokens = Tokens::new();
+        map.retain(|key, value| {
+            // The key first: a secret-named key can itself be a secret
+            // (`"Bearer abc…": 1`).
+            match self.scan(key, fired) {
+                Scan::Unchanged => {}
+                Scan::Drop => return false,
+                Scan::Replaced(new) => renames.push((key.clone(), new)),
+            }
+            if let Some(rule) = self.field_rule(key, &mut tokens) {
+                if value.is_null() {
+                    // Nothing to hide; a mask would suggest a secret existed.
+                    return true;
+                }
+                note(fired, rule);
+                if self.rules[rule].action == Action::Drop {
+                    return false;
+                }
+                *value = self.replace_whole(rule, value);
+                return true;
+            }
+            self.walk(value, depth + 1, fired)
+        });
+        for (old, new) in renames {
+            if let Some(value) = map.remove(&old) {
+                let mut name = new.clone();
+                let mut n = 2;
+                while map.contains_key(&name) {
+                    name = format!("{new}#{n}");
+                    n += 1;
+                }
+                map.insert(name, value);
+            }
+        }
+    }
+}
+
+/// Whether `key` is a mask this crate wrote for a key (`[REDACTED:iban]`,
+/// `[REDACTED:email]#2`): its rule name is not a field name.
+fn is_mask(key: &str) -> bool {
+    let Some(rest) = key.strip_prefix("[REDACTED:") else {
+        return false;
+    };
+    let Some(close) = rest.find(']') else {
+        return false;
+    };
+    let (name, tail) = (&rest[..close], &rest[close + 1..]);
+    valid_name(name)
+        && (tail.is_empty()
+            || tail
+                .strip_prefix('#')
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+}
