@@ -1,4 +1,4 @@
-//! `audit.toml`: configuration to a running [`Dispatcher`].
+//! `audit.toml`: configuration to a running [`Dispatcher`](agent_audit_core::Dispatcher).
 //!
 //! ```toml
 //! [service]
