@@ -45,6 +45,27 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
 //! ```
 //!
+//! ## Layout
+//!
+//! One job per module, every item at the crate root (the modules are
+//! private, except the scenario modules [`tutorial`] and [`multi`] and the
+//! argument checker [`schema`], whose items live only there):
+//!
+//! - `model`: the [`ChatModel`] trait and what goes through it (messages,
+//!   requests, responses, [`ModelError`]);
+//! - `openai`: the [`OpenAiClient`]; inside, `wire` (the Chat Completions
+//!   format), `attempt` (one call, the body limit, the retry loop) and
+//!   `scrub` (the API key taken out of everything a server returns, through
+//!   [`agent_audit_core::normalize`]);
+//! - `offline`: the [`OfflineModel`]; `config`: the `[model]` section and
+//!   [`build_model`];
+//! - `assistant`: the [`AssistantAgent`] (one audited model turn);
+//!   `user_proxy`: the [`UserProxyAgent`] (the conversation, the human,
+//!   the end); `turn`: the tool runner (audit before act, hand-overs);
+//!   `error`: [`AgentError`] and the audit helpers;
+//! - `tool`: the [`Tool`] trait and [`FnTool`]; `input`: where human input
+//!   comes from; `payload`: the shapes of the records written.
+//!
 //! ## Feature flags
 //!
 //! None. The HTTP client (reqwest with rustls) is always built: a runtime

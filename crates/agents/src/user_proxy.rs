@@ -207,75 +207,46 @@ impl UserProxyAgent {
             }
 
             let proxy_turn = turn.child_span().with_agent(&self.name);
-            if !response.tool_calls.is_empty() {
-                if self.mode == HumanInputMode::Always {
-                    let names: Vec<&str> = response
-                        .tool_calls
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect();
-                    let prompt = format!(
-                        "{} asks to run {}. Press enter to run, type a reply to send instead, or `exit`:",
-                        active.name(),
-                        names.join(", ")
-                    );
-                    let unanswered = &response.tool_calls;
-                    let conversation = (&mut transcript, &mut context);
-                    match self
-                        .ask_human(&prompt, &proxy_turn, active, unanswered, conversation)
-                        .await?
-                    {
-                        Asked::Ended(result) => return Ok(result),
-                        Asked::Replied => {
-                            auto_replies = 0;
-                            cause = proxy_turn;
-                            continue;
-                        }
-                        Asked::Nothing => {}
-                    }
-                } else if auto_replies >= self.max_consecutive_auto_reply {
-                    return self
-                        .finish(
-                            &proxy_turn,
-                            &transcript,
-                            EndReason::MaxAutoReplies,
-                            active.name(),
-                        )
-                        .await;
-                }
-                for call in &response.tool_calls {
-                    let content = self.run_tool(&proxy_turn, active, call).await?;
-                    let m = Message::tool(call.id.clone(), content);
-                    transcript.push(m.clone());
-                    context.push(m);
-                }
-                auto_replies += 1;
-                cause = proxy_turn;
-                continue;
-            }
-
-            // Terminated wins over the reply limit when both hold.
-            let end = if (self.is_termination)(&response) {
+            let calls = &response.tool_calls;
+            // With tool calls the conversation goes on (the tools run)
+            // unless the human stops it; without, it may end. Terminated
+            // wins over the reply limit when both hold.
+            let end = if !calls.is_empty() {
+                None
+            } else if (self.is_termination)(&response) {
                 Some(EndReason::Terminated)
             } else if auto_replies >= self.max_consecutive_auto_reply {
                 Some(EndReason::MaxAutoReplies)
             } else {
                 None
             };
-            let ask_human = match self.mode {
-                HumanInputMode::Never => false,
-                HumanInputMode::Terminate => end.is_some(),
-                HumanInputMode::Always => true,
+            let prompt = match self.mode {
+                HumanInputMode::Always if !calls.is_empty() => {
+                    let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
+                    Some(format!(
+                        "{} asks to run {}. Press enter to run, type a reply to send instead, or `exit`:",
+                        active.name(),
+                        names.join(", ")
+                    ))
+                }
+                HumanInputMode::Always | HumanInputMode::Terminate
+                    if calls.is_empty()
+                        && (self.mode == HumanInputMode::Always || end.is_some()) =>
+                {
+                    Some(format!(
+                        "Reply to {} (empty line to {}, `exit` to stop):",
+                        active.name(),
+                        if end.is_some() { "stop" } else { "auto-reply" }
+                    ))
+                }
+                _ => None,
             };
-            if ask_human {
-                let prompt = format!(
-                    "Reply to {} (empty line to {}, `exit` to stop):",
-                    active.name(),
-                    if end.is_some() { "stop" } else { "auto-reply" }
-                );
+            if let Some(prompt) = prompt {
+                // Tool calls the human answers instead are told they did
+                // not run.
                 let conversation = (&mut transcript, &mut context);
                 match self
-                    .ask_human(&prompt, &proxy_turn, active, &[], conversation)
+                    .ask_human(&prompt, &proxy_turn, active, calls, conversation)
                     .await?
                 {
                     Asked::Ended(result) => return Ok(result),
@@ -286,6 +257,31 @@ impl UserProxyAgent {
                     }
                     Asked::Nothing => {}
                 }
+            }
+            if !calls.is_empty() {
+                // Asked before running (mode `always`), the human has the
+                // last word; otherwise the reply limit holds here too.
+                if self.mode != HumanInputMode::Always
+                    && auto_replies >= self.max_consecutive_auto_reply
+                {
+                    return self
+                        .finish(
+                            &proxy_turn,
+                            &transcript,
+                            EndReason::MaxAutoReplies,
+                            active.name(),
+                        )
+                        .await;
+                }
+                for call in calls {
+                    let content = self.run_tool(&proxy_turn, active, call).await?;
+                    let m = Message::tool(call.id.clone(), content);
+                    transcript.push(m.clone());
+                    context.push(m);
+                }
+                auto_replies += 1;
+                cause = proxy_turn;
+                continue;
             }
             if let Some(end) = end {
                 return self
