@@ -24,11 +24,13 @@ enum Command {
     /// Run the tutorial's audited agent on a prompt.
     Run(cmd::run::Args),
     /// Print records readably, filtered.
+    #[command(mut_arg("json", |a| a.help("Print the records' exact JSON lines instead of readable lines")))]
     Show(cmd::show::Args),
     /// Print the last records and follow the file, across rotation.
     Tail(cmd::tail::Args),
     /// Summarise records: counts, model latency and tokens, tool errors, gaps.
-    Stats(cmd::stats::Args),
+    #[command(mut_arg("json", |a| a.help("Print one JSON object instead of tables")))]
+    Stats(cmd::show::Args),
     /// One request as a tree of agent turns, model calls and tool calls.
     Timeline(cmd::timeline::Args),
     /// One request as a self-contained HTML report.

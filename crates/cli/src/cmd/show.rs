@@ -181,24 +181,34 @@ impl Inputs {
     }
 }
 
-/// Arguments of `show`.
+/// Arguments of the commands that read the matching records of some files
+/// (`show`, `stats`): the files, the filter, and `--json`, whose help each
+/// command words for itself (`mut_arg` in main.rs).
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
     inputs: Inputs,
     #[command(flatten)]
     filter: FilterArgs,
-    /// Print the records' exact JSON lines instead of readable lines.
+    /// Print JSON instead of text.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
+}
+
+impl Args {
+    /// The filter, checked, and the files, opened: a bad filter is
+    /// reported before any file is read.
+    pub fn open(&self) -> Result<(Filter, Source), CliError> {
+        let filter = self.filter.to_filter()?;
+        Ok((filter, self.inputs.open()?))
+    }
 }
 
 /// Prints matching records, one aligned line each (time, seq, agent,
 /// type, summary); a line that is not a record is reported on stderr with
 /// its file and line, and the command then exits 1.
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
-    let filter = args.filter.to_filter()?;
-    let source = args.inputs.open()?;
+    let (filter, source) = args.open()?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut bad = BadLines::new("");

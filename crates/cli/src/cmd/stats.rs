@@ -5,29 +5,16 @@ use std::process::ExitCode;
 use agent_audit_review::StatsBuilder;
 use agent_audit_review::progress::Progress;
 
-use super::show::{FilterArgs, Inputs, flush_out, write_out};
+use super::show::{Args, flush_out, write_out};
 use crate::error::CliError;
 use agent_audit::text::json_text;
-
-/// Arguments of `stats`.
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    inputs: Inputs,
-    #[command(flatten)]
-    filter: FilterArgs,
-    /// Print one JSON object instead of tables.
-    #[arg(long)]
-    json: bool,
-}
 
 /// Prints records by type, agent and tool; model calls with latency
 /// percentiles and tokens per model; tool calls with error rates and
 /// durations; seq gaps, audit gaps, error records and unreadable lines.
 /// Unreadable lines are counted in the figures, not fatal.
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
-    let filter = args.filter.to_filter()?;
-    let source = args.inputs.open()?;
+    let (filter, source) = args.open()?;
     let mut progress = Progress::new(source.total_bytes(), "reading");
     let mut builder = StatsBuilder::new();
     let mut source = source;
