@@ -288,62 +288,13 @@ impl Tokens {
         let mut lower = std::mem::take(&mut self.lower);
         raw.clear();
         if name.is_ascii() {
-            // The same rules on bytes, without collecting characters.
+            // Offsets are indices: no characters to collect.
             let b = name.as_bytes();
-            let mut start: Option<usize> = None;
-            for (i, &c) in b.iter().enumerate() {
-                if !c.is_ascii_alphanumeric() {
-                    if let Some(s) = start.take() {
-                        raw.push((s, i));
-                    }
-                    continue;
-                }
-                if let Some(s) = start {
-                    let prev = b[i - 1];
-                    let boundary = (prev.is_ascii_lowercase() && c.is_ascii_uppercase())
-                        || (prev.is_ascii_uppercase()
-                            && c.is_ascii_uppercase()
-                            && b.get(i + 1).is_some_and(u8::is_ascii_lowercase));
-                    if boundary {
-                        raw.push((s, i));
-                        start = Some(i);
-                    }
-                } else {
-                    start = Some(i);
-                }
-            }
-            if let Some(s) = start {
-                raw.push((s, name.len()));
-            }
+            word_spans(b.len(), |k| (k, char::from(b[k])), name.len(), &mut raw);
         } else {
             chars.clear();
             chars.extend(name.char_indices());
-            let mut start: Option<usize> = None;
-            for (k, &(i, c)) in chars.iter().enumerate() {
-                if !c.is_alphanumeric() {
-                    if let Some(s) = start.take() {
-                        raw.push((s, i));
-                    }
-                    continue;
-                }
-                if let Some(s) = start {
-                    let prev = chars[k - 1].1;
-                    let next = chars.get(k + 1).map(|&(_, n)| n);
-                    let boundary = (prev.is_lowercase() && c.is_uppercase())
-                        || (prev.is_uppercase()
-                            && c.is_uppercase()
-                            && next.is_some_and(char::is_lowercase));
-                    if boundary {
-                        raw.push((s, i));
-                        start = Some(i);
-                    }
-                } else {
-                    start = Some(i);
-                }
-            }
-            if let Some(s) = start {
-                raw.push((s, name.len()));
-            }
+            word_spans(chars.len(), |k| chars[k], name.len(), &mut raw);
         }
         let n = raw.len();
         let mut joined_pass = false;
@@ -587,5 +538,46 @@ impl KeyFilter {
             }
         }
         false
+    }
+}
+
+/// Pushes the byte spans of a name's words: runs of alphanumerics, split
+/// where a lower-case letter meets an upper-case one (`apiKey`) and before
+/// the last capital of an acronym that starts a word (`HTTPServer`:
+/// `HTTP`, `Server`). `unit(k)` is the `k`th character and its byte
+/// offset, `end` the name's length in bytes.
+fn word_spans(
+    len: usize,
+    unit: impl Fn(usize) -> (usize, char),
+    end: usize,
+    raw: &mut Vec<(usize, usize)>,
+) {
+    let mut start: Option<usize> = None;
+    for k in 0..len {
+        let (i, c) = unit(k);
+        if !c.is_alphanumeric() {
+            if let Some(s) = start.take() {
+                raw.push((s, i));
+            }
+            continue;
+        }
+        match start {
+            Some(s) => {
+                let prev = unit(k - 1).1;
+                let next = (k + 1 < len).then(|| unit(k + 1).1);
+                let boundary = (prev.is_lowercase() && c.is_uppercase())
+                    || (prev.is_uppercase()
+                        && c.is_uppercase()
+                        && next.is_some_and(char::is_lowercase));
+                if boundary {
+                    raw.push((s, i));
+                    start = Some(i);
+                }
+            }
+            None => start = Some(i),
+        }
+    }
+    if let Some(s) = start {
+        raw.push((s, end));
     }
 }
