@@ -6,6 +6,7 @@ use std::fmt;
 
 use agent_audit_core::{Dispatcher, DispatcherBuilder, SinkOptions};
 
+use super::registry::{BuiltSink, SinkContext};
 use super::{BuildError, Config, SinkConfig};
 
 impl Config {
@@ -64,9 +65,6 @@ impl Config {
     }
 
     fn assemble(&self) -> Result<(DispatcherBuilder, Option<Head>), BuildError> {
-        let mut head = None;
-        #[cfg(feature = "jsonl")]
-        let mut leased = false;
         let mut b = Dispatcher::builder().max_record_bytes(self.limits.max_record_bytes);
         #[cfg(feature = "redact")]
         {
@@ -79,76 +77,63 @@ impl Config {
             })?;
             b = b.filter(std::sync::Arc::new(redactor));
         }
+        let mut assembly = Assembly {
+            #[cfg(feature = "jsonl")]
+            integrity: self.integrity.clone(),
+            head: None,
+            lease: None,
+        };
         for s in &self.sinks {
-            #[allow(unused_mut)]
+            let mut context = SinkContext {
+                name: &s.name,
+                required: s.required,
+                source: &self.source,
+                line: s.line,
+                service: &self.service,
+                assembly: &mut assembly,
+                max_batch: None,
+            };
+            let built =
+                s.sink_type.0.build(&s.options, &mut context).map_err(|e| {
+                    match e.downcast::<BuildError>() {
+                        Ok(e) => *e,
+                        Err(e) => sink_error(self, s, e),
+                    }
+                })?;
             let mut options = SinkOptions::new(s.name.clone())
                 .queue(s.queue)
                 .overflow(s.overflow)
                 .required(s.required);
-            let sink: Box<dyn agent_audit_core::Sink> = match &s.kind {
-                #[cfg(feature = "jsonl")]
-                super::SinkKind::Jsonl(o) => {
-                    let mut o = o.clone();
-                    if let Some(integrity) = &self.integrity {
-                        integrity.apply_chain_key(&mut o).map_err(|source| {
-                            BuildError::Integrity {
-                                source_file: self.source.clone(),
-                                source,
-                            }
-                        })?;
-                    }
-                    let o_path = o.path.clone();
-                    let sink =
-                        agent_audit_jsonl::JsonlSink::new(o).map_err(|e| sink_error(self, s, e))?;
-                    let wanted = self
-                        .integrity
-                        .as_ref()
-                        .and_then(|i| i.sink.as_deref())
-                        .is_none_or(|name| name == s.name);
-                    if head.is_none() && wanted {
-                        head = Some(sink.head_handle());
-                    }
-                    // One lease is enough (it bounds the numbering, not a
-                    // sink), beside a required log: a lease that cannot be
-                    // stored refuses records, which only a required sink's
-                    // failure may do.
-                    if s.required
-                        && !leased
-                        && let Some(lease) = agent_audit_jsonl::FileLease::for_log(&o_path)
-                    {
-                        b = b.seq_lease(std::sync::Arc::new(lease));
-                        leased = true;
-                    }
-                    Box::new(sink)
-                }
-                #[cfg(feature = "stdout")]
-                super::SinkKind::Stdout(o) => {
-                    Box::new(agent_audit_stdout::StdoutSink::stdout(o.clone()))
-                }
-                #[cfg(feature = "otlp")]
-                super::SinkKind::Otlp(o) => {
-                    // One dispatcher batch feeds up to max_in_flight requests.
-                    options = options.max_batch(o.max_batch());
-                    let mut service = agent_audit_otlp::ServiceInfo::new(&self.service.name);
-                    if let Some(v) = &self.service.version {
-                        service = service.with_version(v);
-                    }
-                    Box::new(
-                        agent_audit_otlp::OtlpSink::from_config(o, service)
-                            .map_err(|e| sink_error(self, s, e))?,
-                    )
-                }
+            if let Some(n) = context.max_batch {
+                options = options.max_batch(n);
+            }
+            b = match built {
+                BuiltSink::Sync(sink) => b.boxed_sink(options, sink),
             };
-            b = b.boxed_sink(options, sink);
         }
-        Ok((b, head))
+        if let Some(lease) = assembly.lease {
+            b = b.seq_lease(lease);
+        }
+        Ok((b, assembly.head))
     }
 }
 
+/// What the built-in types share across the sinks of one assembly.
+pub(super) struct Assembly {
+    /// `[integrity]`: the chain key each JSONL sink takes, and which sink's
+    /// head the checkpoints cover.
+    #[cfg(feature = "jsonl")]
+    pub(super) integrity: Option<agent_audit_jsonl::integrity::IntegrityConfig>,
+    /// The head of the JSONL log the checkpoints cover.
+    pub(super) head: Option<Head>,
+    /// The seq lease, beside the first required JSONL log.
+    pub(super) lease: Option<std::sync::Arc<dyn agent_audit_core::SeqLease>>,
+}
+
 #[cfg(feature = "jsonl")]
-type Head = agent_audit_jsonl::HeadHandle;
+pub(super) type Head = agent_audit_jsonl::HeadHandle;
 #[cfg(not(feature = "jsonl"))]
-type Head = ();
+pub(super) type Head = ();
 
 fn sink_error(config: &Config, sink: &SinkConfig, e: impl fmt::Display) -> BuildError {
     BuildError::Sink {

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use agent_audit_core::file_kind;
 
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, SinkRegistry};
 
 /// Largest configuration file read; anything bigger is refused unread.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
@@ -20,17 +20,31 @@ impl Config {
     /// Loads `explicit`, else the file named by `AGENT_AUDIT_CONFIG`, else
     /// the default.
     pub fn discover(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::discover_with(&SinkRegistry::with_builtins(), explicit)
+    }
+
+    /// Like [`Config::discover`], with the sink types in `registry`.
+    pub fn discover_with(
+        registry: &SinkRegistry,
+        explicit: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
         match explicit {
-            Some(p) => Config::load(p),
+            Some(p) => Config::load_with(registry, p),
             None => match std::env::var_os(CONFIG_ENV) {
-                Some(p) if !p.is_empty() => Config::load(Path::new(&p)),
+                Some(p) if !p.is_empty() => Config::load_with(registry, Path::new(&p)),
                 _ => Ok(Config::default()),
             },
         }
     }
 
-    /// Reads and parses a file.
+    /// Reads and parses a file, with the built-in sink types.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(&SinkRegistry::with_builtins(), path)
+    }
+
+    /// Reads and parses a file whose `[[sinks]]` may name any type in
+    /// `registry`.
+    pub fn load_with(registry: &SinkRegistry, path: &Path) -> Result<Config, ConfigError> {
         let name = path.display().to_string();
         let read_err = |source| ConfigError::Read {
             path: name.clone(),
@@ -66,7 +80,7 @@ impl Config {
             }
         };
         #[allow(unused_mut)]
-        let mut config = Config::parse(&text, &name)?;
+        let mut config = Config::parse_with(registry, &text, &name)?;
         // A key file named in the configuration is found beside it, not
         // wherever the process happens to run.
         #[cfg(feature = "jsonl")]

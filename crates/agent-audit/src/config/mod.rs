@@ -29,10 +29,12 @@
 //! and `error`.
 
 mod assemble;
+mod builtins;
 mod error;
 mod load;
 mod parse;
 mod position;
+mod registry;
 mod sections;
 mod sinks;
 
@@ -40,9 +42,12 @@ use serde::Deserialize;
 
 pub use error::{BuildError, ConfigError};
 pub use load::{CONFIG_ENV, MAX_CONFIG_BYTES};
+pub use registry::{
+    BuiltSink, OptionError, RegistryError, SinkBuildError, SinkContext, SinkRegistry, SinkType,
+};
 #[cfg(feature = "agents")]
 pub use sections::ModelError;
-pub use sinks::{SINK_TYPES, SinkConfig, SinkKind};
+pub use sinks::SinkConfig;
 
 /// A whole configuration.
 #[derive(Debug, Clone)]
@@ -127,25 +132,22 @@ impl Default for Config {
     // Each push is feature-gated, which `vec![]` cannot express.
     #[allow(clippy::vec_init_then_push)]
     fn default() -> Self {
+        #[allow(unused_mut)]
         let mut sinks = Vec::new();
+        #[cfg(any(feature = "jsonl", feature = "stdout"))]
+        let builtins = SinkRegistry::with_builtins();
         #[cfg(feature = "jsonl")]
-        sinks.push(SinkConfig {
-            name: "jsonl".into(),
-            required: true,
-            overflow: agent_audit_core::Overflow::Block,
-            queue: agent_audit_core::DEFAULT_QUEUE,
-            kind: SinkKind::Jsonl(agent_audit_jsonl::JsonlOptions::new("audit-log.jsonl")),
-            line: 0,
-        });
+        sinks.extend(SinkConfig::of_type(
+            &builtins,
+            "jsonl",
+            agent_audit_jsonl::JsonlOptions::new("audit-log.jsonl"),
+        ));
         #[cfg(feature = "stdout")]
-        sinks.push(SinkConfig {
-            name: "stdout".into(),
-            required: false,
-            overflow: agent_audit_core::Overflow::Block,
-            queue: agent_audit_core::DEFAULT_QUEUE,
-            kind: SinkKind::Stdout(agent_audit_stdout::StdoutOptions::default()),
-            line: 0,
-        });
+        sinks.extend(SinkConfig::of_type(
+            &builtins,
+            "stdout",
+            agent_audit_stdout::StdoutOptions::default(),
+        ));
         Config {
             source: "<default>".into(),
             service: ServiceConfig::default(),

@@ -10,7 +10,10 @@ use super::sections::check_integrity;
 #[cfg(feature = "agents")]
 use super::sections::check_model;
 use super::sinks::{name_sinks, parse_sink};
-use super::{Config, ConfigError, LimitsConfig, MAX_RECORD_BYTES, MIN_RECORD_BYTES, ServiceConfig};
+use super::{
+    Config, ConfigError, LimitsConfig, MAX_RECORD_BYTES, MIN_RECORD_BYTES, ServiceConfig,
+    SinkRegistry,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,8 +36,19 @@ struct RawConfig {
 }
 
 impl Config {
-    /// Parses configuration text; `source` names it in errors.
+    /// Parses configuration text; `source` names it in errors. The sink
+    /// types are the built-in ones ([`SinkRegistry::with_builtins`]).
     pub fn parse(text: &str, source: &str) -> Result<Config, ConfigError> {
+        Config::parse_with(&SinkRegistry::with_builtins(), text, source)
+    }
+
+    /// Parses configuration text whose `[[sinks]]` may name any type in
+    /// `registry`.
+    pub fn parse_with(
+        registry: &SinkRegistry,
+        text: &str,
+        source: &str,
+    ) -> Result<Config, ConfigError> {
         if let Some(pos) = text.find('\0') {
             let (line, _) = line_col(text, pos);
             return Err(ConfigError::NotUtf8 {
@@ -81,7 +95,7 @@ impl Config {
             }
             Some(tables) => {
                 for (i, table) in tables.into_iter().enumerate() {
-                    sinks.push(parse_sink(text, source, i, table)?);
+                    sinks.push(parse_sink(registry, text, source, i, table)?);
                 }
             }
         }

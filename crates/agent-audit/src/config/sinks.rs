@@ -1,6 +1,6 @@
 //! The `[[sinks]]` tables: the keys every sink has (`name`, `required`,
-//! `overflow`, `queue`), then the options of its type, deserialised by the
-//! crate that defines them.
+//! `overflow`, `queue`), then the options of its type, which the
+//! [`SinkRegistry`] entry of that type deserialises and validates.
 
 use std::fmt;
 
@@ -10,6 +10,7 @@ use agent_audit_core::{DEFAULT_QUEUE, Overflow};
 
 use super::ConfigError;
 use super::position::{key_line, line_col};
+use super::registry::{AnyOptions, ErasedType, OptionFailure, SinkRegistry};
 
 /// One `[[sinks]]` entry: the keys every sink has, and its own options.
 #[derive(Debug, Clone)]
@@ -17,59 +18,64 @@ pub struct SinkConfig {
     /// Unique name (default: the type, numbered when repeated).
     pub name: String,
     /// Whether its failure fails `emit` (default: true for `jsonl`, false
-    /// otherwise).
+    /// otherwise; a registered type says).
     pub required: bool,
     /// Queue-full policy (default `block`).
     pub overflow: Overflow,
     /// Queue capacity in records (default
     /// [`DEFAULT_QUEUE`](agent_audit_core::DEFAULT_QUEUE)).
     pub queue: usize,
-    /// The type and its options.
-    pub kind: SinkKind,
     /// Line of the entry in the file, for later errors.
     pub line: usize,
+    pub(super) sink_type: TypeRef,
+    pub(super) options: AnyOptions,
 }
 
-/// A sink type with its options.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum SinkKind {
-    /// `type = "jsonl"`.
-    #[cfg(feature = "jsonl")]
-    Jsonl(agent_audit_jsonl::JsonlOptions),
-    /// `type = "stdout"`.
-    #[cfg(feature = "stdout")]
-    Stdout(agent_audit_stdout::StdoutOptions),
-    /// `type = "otlp"`.
-    #[cfg(feature = "otlp")]
-    Otlp(agent_audit_otlp::OtlpConfig),
-}
+impl SinkConfig {
+    /// A sink of a registered type with its options, for a configuration
+    /// built in code (the default).
+    #[cfg(any(feature = "jsonl", feature = "stdout"))]
+    pub(super) fn of_type(
+        registry: &SinkRegistry,
+        type_name: &str,
+        options: impl super::registry::AnyDebug,
+    ) -> Option<SinkConfig> {
+        let sink_type = registry.get(type_name)?.clone();
+        Some(SinkConfig {
+            name: type_name.into(),
+            required: sink_type.required_by_default(),
+            overflow: Overflow::default(),
+            queue: DEFAULT_QUEUE,
+            line: 0,
+            sink_type: TypeRef(sink_type),
+            options: std::sync::Arc::new(options),
+        })
+    }
 
-impl SinkKind {
     /// The `type` value.
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            #[cfg(feature = "jsonl")]
-            SinkKind::Jsonl(_) => "jsonl",
-            #[cfg(feature = "stdout")]
-            SinkKind::Stdout(_) => "stdout",
-            #[cfg(feature = "otlp")]
-            SinkKind::Otlp(_) => "otlp",
-        }
+    pub fn type_name(&self) -> &str {
+        self.sink_type.0.name()
+    }
+
+    /// The sink's own options, when they are a `T` (the `Options` of its
+    /// [`SinkType`](super::SinkType)): `sink.options::<JsonlOptions>()`.
+    pub fn options<T: 'static>(&self) -> Option<&T> {
+        self.options.as_any().downcast_ref::<T>()
     }
 }
 
-/// Sink types this build knows.
-pub const SINK_TYPES: &[&str] = &[
-    #[cfg(feature = "jsonl")]
-    "jsonl",
-    #[cfg(feature = "stdout")]
-    "stdout",
-    #[cfg(feature = "otlp")]
-    "otlp",
-];
+/// The registered type of a sink, shown by its name.
+#[derive(Clone)]
+pub(super) struct TypeRef(pub(super) std::sync::Arc<dyn ErasedType>);
+
+impl fmt::Debug for TypeRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0.name())
+    }
+}
 
 pub(super) fn parse_sink(
+    registry: &SinkRegistry,
     text: &str,
     source: &str,
     index: usize,
@@ -98,9 +104,15 @@ pub(super) fn parse_sink(
                 line: line_col(text, span.start).0,
                 column: 1,
                 key: Some(format!("sinks[{index}].type")),
-                message: format!("missing `type` (one of {})", SINK_TYPES.join(", ")),
+                message: format!("missing `type` ({})", type_list(registry)),
             });
         }
+    };
+    let Some(sink_type) = registry.get(&ty) else {
+        return Err(err(
+            "type",
+            format!("unknown sink type `{ty}` ({})", registry.listing()),
+        ));
     };
     fn take<T: DeserializeOwned>(
         t: &mut toml::Table,
@@ -129,73 +141,46 @@ pub(super) fn parse_sink(
             ));
         }
     };
-    fn options<T: DeserializeOwned>(
-        t: toml::Table,
-        err: &dyn Fn(&str, String) -> ConfigError,
-    ) -> Result<T, ConfigError> {
-        serde_path_to_error::deserialize(toml::Value::Table(t)).map_err(|e| {
-            let msg = e.inner().message().trim().to_string();
-            let key = e.path().to_string();
-            let key = if key == "." {
-                unknown_field(&msg).unwrap_or_default()
-            } else {
-                key
-            };
-            err(&key, msg)
-        })
-    }
-    let kind = match ty.as_str() {
-        #[cfg(feature = "jsonl")]
-        "jsonl" => {
-            let o: agent_audit_jsonl::JsonlOptions = options(t, &err)?;
-            if let Err(agent_audit_jsonl::JsonlError::InvalidOption { field, reason, .. }) =
-                o.validate()
-            {
-                return Err(err(field, format!("{field} {reason}")));
-            }
-            SinkKind::Jsonl(o)
-        }
-        #[cfg(feature = "stdout")]
-        "stdout" => SinkKind::Stdout(options(t, &err)?),
-        #[cfg(feature = "otlp")]
-        "otlp" => {
-            let o: agent_audit_otlp::OtlpConfig = options(t, &err)?;
-            // A configuration error (exit 2), before anything starts.
-            o.check_credentials()
-                .map_err(|e| err("endpoint", e.to_string()))?;
-            if let Err(e @ agent_audit_otlp::OtlpConfigError::OutOfRange { key, .. }) = o.validate()
-            {
-                // `retry.max_elapsed_ms` sits on the `retry` line (an inline
-                // table) or in a `[sinks.retry]` table below the sink's.
-                let head = key.split('.').next().unwrap_or(key);
-                return Err(ConfigError::Parse {
-                    path: source.into(),
-                    line: key_line(text, span.clone(), head),
-                    column: 1,
-                    key: Some(format!("sinks[{index}].{key}")),
-                    message: e.to_string().trim_start_matches("otlp sink: ").to_string(),
-                });
-            }
-            SinkKind::Otlp(o)
-        }
-        other => {
-            return Err(err(
-                "type",
-                format!(
-                    "unknown sink type `{other}` (this build knows {})",
-                    SINK_TYPES.join(", ")
-                ),
-            ));
-        }
-    };
+    let options = sink_type.parse(t).map_err(|failure| match failure {
+        OptionFailure::Serde { key, message } => err(&key, message),
+        OptionFailure::Invalid(e) => match e.key() {
+            Some(key) => ConfigError::Parse {
+                path: source.into(),
+                // `retry.max_elapsed_ms` sits on the `retry` line (an
+                // inline table) or in a `[sinks.retry]` table below the
+                // sink's.
+                line: key_line(text, span.clone(), key.split('.').next().unwrap_or(key)),
+                column: 1,
+                key: Some(format!("sinks[{index}].{key}")),
+                message: e.message().to_string(),
+            },
+            None => ConfigError::Parse {
+                path: source.into(),
+                line: line_col(text, span.start).0,
+                column: 1,
+                key: None,
+                message: e.message().to_string(),
+            },
+        },
+    })?;
     Ok(SinkConfig {
         name: name.unwrap_or_else(|| ty.clone()),
-        required: required.unwrap_or(ty == "jsonl"),
+        required: required.unwrap_or_else(|| sink_type.required_by_default()),
         overflow: overflow.unwrap_or_default(),
         queue,
-        kind,
         line: line_col(text, span.start).0,
+        sink_type: TypeRef(sink_type.clone()),
+        options,
     })
+}
+
+/// "one of jsonl, stdout", or what to do when no type is registered.
+fn type_list(registry: &SinkRegistry) -> String {
+    if registry.types().next().is_none() {
+        registry.listing()
+    } else {
+        format!("one of {}", registry.types().collect::<Vec<_>>().join(", "))
+    }
 }
 
 /// Numbers a repeated default name (`jsonl`, `jsonl-2`) and refuses a
@@ -204,7 +189,7 @@ pub(super) fn name_sinks(sinks: &mut [SinkConfig], source: &str) -> Result<(), C
     for i in 0..sinks.len() {
         if sinks[..i].iter().any(|s| s.name == sinks[i].name) {
             let base = sinks[i].name.clone();
-            if sinks[i].name == sinks[i].kind.type_name() {
+            if sinks[i].name == sinks[i].type_name() {
                 sinks[i].name = format!("{base}-{}", i + 1);
             } else {
                 return Err(ConfigError::Parse {
@@ -220,19 +205,13 @@ pub(super) fn name_sinks(sinks: &mut [SinkConfig], source: &str) -> Result<(), C
     Ok(())
 }
 
-/// The field named by serde's "unknown field `x`" message.
-fn unknown_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
-    Some(rest[..rest.find('`')?].to_string())
-}
-
 impl fmt::Display for SinkConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "{} ({}, required = {}, overflow = {:?}, queue = {})",
             self.name,
-            self.kind.type_name(),
+            self.type_name(),
             self.required,
             self.overflow,
             self.queue

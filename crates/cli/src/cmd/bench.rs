@@ -155,7 +155,7 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
 fn file_bytes(config: &Config) -> Option<u64> {
     let mut total = None;
     for s in &config.sinks {
-        if let agent_audit::config::SinkKind::Jsonl(o) = &s.kind {
+        if let Some(o) = s.options::<agent_audit::jsonl::JsonlOptions>() {
             let len = std::fs::metadata(&o.path).ok()?.len();
             *total.get_or_insert(0) += len;
         }
