@@ -23,6 +23,7 @@ pub const DEFAULT_MAX_RETRIES: u32 = 2;
 /// Which model implementation to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Provider {
     /// The deterministic offline model (no network).
     #[default]
@@ -119,6 +120,7 @@ impl ModelConfig {
 
 /// Why a `[model]` section could not become a model. Each names the key.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ModelConfigError {
     /// `provider = "openai"` without `model`.
     #[error("[model] provider = \"openai\" needs `model` (the model name, e.g. \"gpt-4o-mini\")")]

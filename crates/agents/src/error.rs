@@ -11,6 +11,7 @@ use crate::model::ModelError;
 /// Why a conversation stopped with an error. The records written up to that
 /// point stay; the error says which agent and step failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AgentError {
     /// The model call failed (after retries); a `model_error` record was written.
     #[error("agent `{agent}`: the model call failed: {source}")]

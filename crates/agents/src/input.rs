@@ -8,6 +8,7 @@ use crate::model::BoxFuture;
 
 /// Why human input could not be read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum InputError {
     /// Reading the terminal failed.
     #[error("could not read human input from stdin: {0}")]

@@ -305,6 +305,7 @@ impl ChatResponse {
 
 /// What kind of model failure happened; written as `kind` in `model_error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ModelErrorKind {
     /// 401/403: the key is missing, wrong or not allowed.
     Auth,
@@ -347,6 +348,7 @@ impl ModelErrorKind {
 /// scrubs it from the body before parsing and from every message after
 /// decoding (see [`crate::OpenAiClient`] for the forms it recognises).
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum ModelError {
     /// 401/403.
     #[error(

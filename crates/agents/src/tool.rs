@@ -15,6 +15,7 @@ use crate::schema::{Violation, validate};
 /// Why a tool call did not produce a result. Both become a `tool_error`
 /// record and a tool message to the model; neither stops the conversation.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum ToolError {
     /// The arguments do not fit the tool.
     #[error("invalid arguments for tool `{tool}`: {message}")]

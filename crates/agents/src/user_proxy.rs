@@ -40,6 +40,7 @@ pub enum HumanInputMode {
 /// How a conversation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum EndReason {
     /// The termination test matched and nobody asked to go on.
     Terminated,

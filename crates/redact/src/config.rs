@@ -159,6 +159,7 @@ fn default_detectors() -> Vec<Detector> {
 /// A built-in detector; its name is also the rule name it reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Detector {
     /// E-mail addresses (Unicode letters allowed).
     Email,
@@ -205,6 +206,7 @@ impl Detector {
 /// What happens to what a rule matched.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Action {
     /// A stable pseudonym `hmac:<16 hex>`: HMAC-SHA256 under the key from
     /// `key_env`, so one account id still correlates across records.

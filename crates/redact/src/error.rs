@@ -3,6 +3,7 @@
 
 /// Why a [`crate::RedactionConfig`] could not become a [`crate::Redactor`].
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RedactError {
     /// A rule's `pattern` is not a valid regex (or too large).
     #[error("redaction rule `{rule}`: invalid pattern: {source}")]

@@ -12,6 +12,7 @@ use agent_audit_jsonl::{JsonlError, ReadError};
 /// [`ReadError`] naming the file and line and go on with the next line, so
 /// one damaged line never hides the rest of a trail.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReviewError {
     /// No file was given.
     #[error("no audit file given")]

@@ -62,6 +62,7 @@ use agent_audit_core::text::format_pretty;
 /// How records are printed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum StdoutFormat {
     /// One readable line per record: time (milliseconds, UTC), `#seq`,
     /// agent, event type, summary. For people; not meant to be parsed.
@@ -101,6 +102,7 @@ pub struct StdoutOptions {
 /// Why printing failed. Carried as the source of the [`SinkError`] the sink
 /// returns.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StdoutError {
     /// The reader went away (`EPIPE`): `agent-audit run | head -n1`.
     /// Permanent; later writes fail the same way.

@@ -61,7 +61,8 @@ impl Target for BufTarget {
                     .map(|l| serde_json::from_str(l).unwrap())
                     .collect(),
             ),
-            StdoutFormat::Pretty => None,
+            // Readable lines cannot be read back as records.
+            _ => None,
         }
     }
     fn persistent(&self) -> bool {

@@ -91,6 +91,7 @@ pub const MIN_RESPONSE_BYTES: u64 = 1024;
 
 /// Error building an [`OpenAiClient`].
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientBuildError {
     /// The base URL is not an http(s) URL.
     #[error("model base_url `{url}` is not valid: {reason}")]

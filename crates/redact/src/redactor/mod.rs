@@ -116,6 +116,7 @@ impl std::fmt::Debug for Redactor {
 
 /// What [`Redactor::redact_id`] did to an id.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum IdOutcome {
     /// No rule fired: keep the id.
     Unchanged,
