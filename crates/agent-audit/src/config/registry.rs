@@ -397,7 +397,8 @@ impl<T: SinkType> ErasedType for Typed<T> {
         options: &AnyOptions,
         context: &mut SinkContext<'_>,
     ) -> Result<BuiltSink, SinkBuildError> {
-        match options.as_any().downcast_ref::<T::Options>() {
+        // Through the Arc: `Arc<dyn AnyDebug>` is itself `Any`.
+        match (**options).as_any().downcast_ref::<T::Options>() {
             Some(o) => self.0.build(o, context),
             // A SinkConfig's options come from its own type's parse.
             None => Err(format!("options of another type given to `{}`", self.0.name()).into()),

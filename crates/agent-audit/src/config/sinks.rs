@@ -60,7 +60,7 @@ impl SinkConfig {
     /// The sink's own options, when they are a `T` (the `Options` of its
     /// [`SinkType`](super::SinkType)): `sink.options::<JsonlOptions>()`.
     pub fn options<T: 'static>(&self) -> Option<&T> {
-        self.options.as_any().downcast_ref::<T>()
+        (*self.options).as_any().downcast_ref::<T>()
     }
 }
 
