@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::dispatcher::{Dispatcher, Draft, Receipt};
 use crate::error::EmitError;
-use crate::ids::{SpanId, TraceId, new_request_id};
+use crate::ids::{SpanId, TraceContext, TraceFlags, TraceId, new_request_id};
 use crate::record::{EventType, RecordMeta, Scope};
 use crate::redact::IdRewrite;
 use crate::sink::AckLevel;
@@ -39,6 +39,9 @@ use crate::sink::AckLevel;
 pub struct Auditor {
     dispatcher: Dispatcher,
     scope: Scope,
+    /// The application's trace context, if it gave one: requests under it
+    /// join its trace instead of starting their own.
+    context: Option<TraceContext>,
 }
 
 impl Auditor {
@@ -47,6 +50,7 @@ impl Auditor {
         Auditor {
             dispatcher,
             scope: Scope::new(TraceId::random(), None),
+            context: None,
         }
     }
 
@@ -61,8 +65,12 @@ impl Auditor {
     }
 
     /// Starts a request: the given id or a new one, a correlation id (kept
-    /// if already set, else the request id) and a new span under the
-    /// current one.
+    /// if already set, else the request id) and a new span.
+    ///
+    /// The request's span starts a new trace, so that each request a
+    /// long-running process handles is a trace of its own; under
+    /// [`Auditor::with_trace_context`] it is instead a child of the
+    /// application's span, in the application's trace.
     ///
     /// A given id passes the dispatcher's [`PayloadFilter::apply_id`](crate::PayloadFilter::apply_id)
     /// first, so redaction rules apply to it as to payload values.
@@ -71,7 +79,20 @@ impl Auditor {
             Some(id) => self.filtered_id("request_id", id),
             None => Arc::from(new_request_id()),
         };
-        let mut next = self.child_span();
+        let mut next = self.clone();
+        next.scope.span_id = SpanId::random();
+        match self.context {
+            Some(cx) => {
+                next.scope.trace_id = cx.trace_id();
+                next.scope.parent_span_id = cx.parent_span_id();
+                next.scope.trace_flags = cx.flags();
+            }
+            None => {
+                next.scope.trace_id = TraceId::random();
+                next.scope.parent_span_id = None;
+                next.scope.trace_flags = TraceFlags::SAMPLED;
+            }
+        }
         next.scope.correlation_id = Some(
             self.scope
                 .correlation_id
@@ -120,14 +141,43 @@ impl Auditor {
         next
     }
 
-    /// Joins the application's trace: records carry `trace_id`, and a new
-    /// span whose parent is `parent` (the application's current span).
-    pub fn with_trace_context(&self, trace_id: TraceId, parent: Option<SpanId>) -> Auditor {
+    /// Joins the application's trace: records carry its trace id and
+    /// flags, in a new span whose parent is the application's current span;
+    /// so do the requests started under the returned handle
+    /// ([`Auditor::for_request`]).
+    ///
+    /// `context` is a [`TraceContext`], parsed from a W3C `traceparent`
+    /// header value or built from ids, or a `(TraceId, Option<SpanId>)`
+    /// pair.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use agent_audit_core::ids::TraceContext;
+    /// use agent_audit_core::{Auditor, Dispatcher, MemorySink, SinkOptions};
+    ///
+    /// let dispatcher = Dispatcher::builder().sink(SinkOptions::new("m"), MemorySink::new()).start().await?;
+    /// let cx: TraceContext = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse()?;
+    /// let request = Auditor::new(dispatcher.clone()).with_trace_context(cx).for_request(None);
+    /// assert_eq!(request.scope().trace_id, cx.trace_id());
+    /// assert_eq!(request.scope().parent_span_id, cx.parent_span_id());
+    /// dispatcher.shutdown(std::time::Duration::from_secs(5)).await;
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub fn with_trace_context(&self, context: impl Into<TraceContext>) -> Auditor {
+        let cx = context.into();
         let mut next = self.clone();
-        next.scope.trace_id = trace_id;
-        next.scope.parent_span_id = parent;
+        next.scope.trace_id = cx.trace_id();
+        next.scope.parent_span_id = cx.parent_span_id();
+        next.scope.trace_flags = cx.flags();
         next.scope.span_id = SpanId::random();
+        next.context = Some(cx);
         next
+    }
+
+    /// The application's trace context this handle joined, if any.
+    pub fn trace_context(&self) -> Option<&TraceContext> {
+        self.context.as_ref()
     }
 
     /// Queues a record on every sink and returns its receipt at level

@@ -1,11 +1,13 @@
 //! The conformance suite every sink runs (feature `testing`).
 //!
 //! A sink crate implements [`Target`] for its sink and calls [`run_all`]
-//! from a test; the suite checks what the dispatcher relies on.
+//! from a test (an [`AsyncSink`]: [`AsyncTarget`] and [`run_all_async`],
+//! the same checks through the bridge); the suite checks what the
+//! dispatcher relies on.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use crate::async_sink::AsyncSink;
 use crate::record::StoredRecord;
 use crate::sink::{AckLevel, Sink};
 use crate::{Auditor, Dispatcher, EventType, SinkOptions};
@@ -19,6 +21,40 @@ pub trait Target {
     fn read_back(&self) -> Option<Vec<StoredRecord>>;
     /// Whether a new sink over the same storage reports its last seq.
     fn persistent(&self) -> bool;
+}
+
+/// An async sink under test ([`run_all_async`]); as [`Target`].
+pub trait AsyncTarget {
+    /// A new sink over the same storage each time it is called.
+    fn make(&self) -> Box<dyn AsyncSink>;
+    /// Everything the storage holds, in order, or `None` when the
+    /// destination cannot be read back (the suite then checks acks only).
+    fn read_back(&self) -> Option<Vec<StoredRecord>>;
+    /// Whether a new sink over the same storage reports its last seq.
+    fn persistent(&self) -> bool;
+}
+
+/// The sink under test, either kind.
+#[derive(Clone, Copy)]
+enum Under<'a> {
+    Sync(&'a dyn Target),
+    Async(&'a dyn AsyncTarget),
+}
+
+impl Under<'_> {
+    fn read_back(self) -> Option<Vec<StoredRecord>> {
+        match self {
+            Under::Sync(t) => t.read_back(),
+            Under::Async(t) => t.read_back(),
+        }
+    }
+
+    fn persistent(self) -> bool {
+        match self {
+            Under::Sync(t) => t.persistent(),
+            Under::Async(t) => t.persistent(),
+        }
+    }
 }
 
 /// A failed conformance check.
@@ -38,19 +74,30 @@ fn fail(check: &'static str, detail: impl Into<String>) -> Failure {
     }
 }
 
-async fn start(target: &dyn Target) -> Result<Dispatcher, Failure> {
-    Dispatcher::builder()
-        .sink(
-            SinkOptions::new("under-test").queue(64).max_batch(16),
-            target.make(),
-        )
-        .start()
-        .await
-        .map_err(|e| fail("open", e.to_string()))
+async fn start(target: Under<'_>) -> Result<Dispatcher, Failure> {
+    let options = SinkOptions::new("under-test").queue(64).max_batch(16);
+    let builder = Dispatcher::builder();
+    match target {
+        Under::Sync(t) => builder.sink(options, t.make()),
+        Under::Async(t) => builder.boxed_async_sink(options, t.make()),
+    }
+    .start()
+    .await
+    .map_err(|e| fail("open", e.to_string()))
 }
 
 /// Runs every check. Call from a multi-threaded tokio test.
 pub async fn run_all(target: &dyn Target) -> Result<(), Failure> {
+    run(Under::Sync(target)).await
+}
+
+/// Runs every check on an async sink, through the bridge on its private
+/// runtime. Call from a multi-threaded tokio test.
+pub async fn run_all_async(target: &dyn AsyncTarget) -> Result<(), Failure> {
+    run(Under::Async(target)).await
+}
+
+async fn run(target: Under<'_>) -> Result<(), Failure> {
     let d = start(target).await?;
     let max = d.health().sinks[0].max_level;
     let a = Auditor::new(d.clone())
@@ -127,6 +174,5 @@ pub async fn run_all(target: &dyn Target) -> Result<(), Failure> {
         }
         d.shutdown(Duration::from_secs(10)).await;
     }
-    let _ = Arc::new(());
     Ok(())
 }

@@ -48,6 +48,25 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The private runtime of an async sink could not be built.
+    #[error("could not start the runtime of async sink `{sink}`: {source}")]
+    Runtime {
+        /// Sink name.
+        sink: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The runtime handle given with
+    /// [`DispatcherBuilder::async_runtime`](crate::DispatcherBuilder::async_runtime)
+    /// cannot run an async sink.
+    #[error("async sink `{sink}` cannot run on the given runtime: {reason}")]
+    RuntimeHandle {
+        /// Sink name.
+        sink: String,
+        /// Why.
+        reason: &'static str,
+    },
     /// The seq lease could not be read or extended.
     #[error("could not start numbering records: {source}")]
     Lease {

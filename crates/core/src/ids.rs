@@ -138,6 +138,214 @@ w3c_id!(
     "A W3C span id: 8 random bytes, 16 hex digits."
 );
 
+/// The W3C trace flags of a trace: bit 0 is "sampled".
+///
+/// Carried in the [`Scope`](crate::Scope) so that exporters can say on each
+/// record whether the trace it belongs to is sampled; not a key of the
+/// record schema.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TraceFlags(u8);
+
+impl TraceFlags {
+    /// No flag set: the trace is not sampled.
+    pub const NONE: TraceFlags = TraceFlags(0);
+    /// The W3C "sampled" flag.
+    pub const SAMPLED: TraceFlags = TraceFlags(1);
+
+    /// Flags from their byte, as written in a `traceparent`.
+    pub const fn new(bits: u8) -> TraceFlags {
+        TraceFlags(bits)
+    }
+
+    /// The flags' byte, as carried by OTLP's `flags` field (bits 0-7).
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// Whether the "sampled" flag is set.
+    pub const fn is_sampled(self) -> bool {
+        self.0 & 1 == 1
+    }
+}
+
+impl fmt::Debug for TraceFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TraceFlags({:02x})", self.0)
+    }
+}
+
+/// The application's trace context that records join: its trace id, its
+/// current span (the parent of ours) and its trace flags.
+///
+/// Parsed from a W3C `traceparent` header value
+/// (`00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`), or built from
+/// ids the application already holds.
+///
+/// ```
+/// use agent_audit_core::ids::TraceContext;
+///
+/// let cx: TraceContext = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse()?;
+/// assert_eq!(cx.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+/// assert!(cx.flags().is_sampled());
+/// assert_eq!(
+///     cx.traceparent().as_deref(),
+///     Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+/// );
+/// # Ok::<(), agent_audit_core::ids::TraceParentError>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TraceContext {
+    trace_id: TraceId,
+    parent: Option<SpanId>,
+    flags: TraceFlags,
+}
+
+impl TraceContext {
+    /// A context in trace `trace_id` under span `parent` (none: records
+    /// join the trace at its root) with `flags`.
+    pub fn new(trace_id: TraceId, parent: Option<SpanId>, flags: TraceFlags) -> TraceContext {
+        TraceContext {
+            trace_id,
+            parent,
+            flags,
+        }
+    }
+
+    /// The trace records join.
+    pub fn trace_id(&self) -> TraceId {
+        self.trace_id
+    }
+
+    /// The application's span, parent of the spans records are written in.
+    pub fn parent_span_id(&self) -> Option<SpanId> {
+        self.parent
+    }
+
+    /// The trace's flags.
+    pub fn flags(&self) -> TraceFlags {
+        self.flags
+    }
+
+    /// The context as a version-00 `traceparent` header value, to pass on
+    /// to a service called on the trace's behalf; none without a parent
+    /// span, which a `traceparent` cannot express.
+    pub fn traceparent(&self) -> Option<String> {
+        let parent = self.parent?;
+        Some(format!(
+            "00-{}-{}-{:02x}",
+            self.trace_id, parent, self.flags.0
+        ))
+    }
+}
+
+/// Ids the application holds, without flags: the trace counts as sampled,
+/// as a trace whose records are all kept.
+impl From<(TraceId, Option<SpanId>)> for TraceContext {
+    fn from((trace_id, parent): (TraceId, Option<SpanId>)) -> TraceContext {
+        TraceContext::new(trace_id, parent, TraceFlags::SAMPLED)
+    }
+}
+
+impl From<(TraceId, SpanId)> for TraceContext {
+    fn from((trace_id, parent): (TraceId, SpanId)) -> TraceContext {
+        TraceContext::new(trace_id, Some(parent), TraceFlags::SAMPLED)
+    }
+}
+
+/// What is wrong with a `traceparent` header value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TraceParentError {
+    /// Not four `-`-separated fields of 2, 32, 16 and 2 characters.
+    #[error(
+        "invalid traceparent `{got}`: expected `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`"
+    )]
+    Format {
+        /// The value, cut to 64 characters.
+        got: String,
+    },
+    /// The version is not two lowercase hex digits, is the forbidden
+    /// `ff`, or is `00` with trailing data.
+    #[error("invalid traceparent version `{got}`: expected `00`")]
+    Version {
+        /// The version field, cut to 8 characters.
+        got: String,
+    },
+    /// The trace id field is not 32 lowercase hex digits or is all zero.
+    #[error("invalid traceparent trace id: {0}")]
+    TraceId(IdParseError),
+    /// The parent id field is not 16 lowercase hex digits or is all zero.
+    #[error("invalid traceparent parent id: {0}")]
+    ParentId(IdParseError),
+    /// The flags field is not two lowercase hex digits.
+    #[error("invalid traceparent flags `{got}`: expected two lowercase hex digits")]
+    Flags {
+        /// The flags field, cut to 8 characters.
+        got: String,
+    },
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn cut(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+impl FromStr for TraceContext {
+    type Err = TraceParentError;
+
+    /// Parses a W3C Trace Context level 1 `traceparent`. A later version
+    /// (`01`..`fe`) is read by its first four fields, as the
+    /// recommendation asks of version-00 parsers.
+    fn from_str(s: &str) -> Result<TraceContext, TraceParentError> {
+        let s = s.trim_matches([' ', '\t']);
+        let format = || TraceParentError::Format { got: cut(s, 64) };
+        let version = s.get(..2).ok_or_else(format)?;
+        if !is_lower_hex(version) || version == "ff" {
+            return Err(TraceParentError::Version {
+                got: cut(version, 8),
+            });
+        }
+        let head = match s.get(55..56) {
+            None if s.len() == 55 => s,
+            // Version 00 is exactly 55 characters; later versions may
+            // append fields after a `-`.
+            Some("-") if version != "00" => &s[..55],
+            _ => return Err(format()),
+        };
+        let fields: Vec<&str> = head.split('-').collect();
+        let [_, trace, parent, flags] = fields[..] else {
+            return Err(format());
+        };
+        if trace.len() != 32 || parent.len() != 16 || flags.len() != 2 {
+            return Err(format());
+        }
+        let lower = |kind: &'static str, digits: usize, field: &str| {
+            if is_lower_hex(field) {
+                Ok(())
+            } else {
+                Err(IdParseError {
+                    kind,
+                    digits,
+                    got: cut(field, 64),
+                })
+            }
+        };
+        lower("trace id", 32, trace).map_err(TraceParentError::TraceId)?;
+        lower("span id", 16, parent).map_err(TraceParentError::ParentId)?;
+        let trace_id = trace.parse().map_err(TraceParentError::TraceId)?;
+        let parent = parent.parse().map_err(TraceParentError::ParentId)?;
+        if !is_lower_hex(flags) {
+            return Err(TraceParentError::Flags { got: cut(flags, 8) });
+        }
+        let bits = u8::from_str_radix(flags, 16)
+            .map_err(|_| TraceParentError::Flags { got: cut(flags, 8) })?;
+        Ok(TraceContext::new(trace_id, Some(parent), TraceFlags(bits)))
+    }
+}
+
 /// A new random request or correlation id in UUID v4 form.
 pub fn new_request_id() -> String {
     let mut b: [u8; 16] = random_nonzero();
@@ -184,5 +392,53 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "4");
+    }
+
+    const GOOD: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn a_traceparent_gives_trace_parent_and_flags() {
+        let cx: TraceContext = GOOD.parse().unwrap();
+        assert_eq!(
+            cx.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(
+            cx.parent_span_id().map(|p| p.to_string()).as_deref(),
+            Some("00f067aa0ba902b7")
+        );
+        assert!(cx.flags().is_sampled());
+        assert_eq!(cx.traceparent().as_deref(), Some(GOOD));
+        let unsampled: TraceContext = GOOD.replace("-01", "-00").parse().unwrap();
+        assert_eq!(unsampled.flags(), TraceFlags::NONE);
+        // A later version is read by its first four fields.
+        let later: TraceContext = format!("cc{}-what-ever", &GOOD[2..]).parse().unwrap();
+        assert_eq!(later.trace_id(), cx.trace_id());
+    }
+
+    #[test]
+    fn a_bad_traceparent_is_refused_naming_what_is_wrong() {
+        let cases: [(String, &str); 10] = [
+            (GOOD.replace("00-4b", "ff-4b"), "version `ff`"),
+            (GOOD.replace("00-4b", "0x-4b"), "version `0x`"),
+            (format!("{GOOD}-extra"), "expected `00-<32 hex"),
+            (GOOD[..54].to_string(), "expected `00-<32 hex"),
+            (GOOD.replace('-', "_"), "expected `00-<32 hex"),
+            (
+                GOOD.replace("4bf92f3577b34da6a3ce929d0e0e4736", &"0".repeat(32)),
+                "trace id: invalid trace id: expected 32 hex digits, not all zero",
+            ),
+            (
+                GOOD.replace("00f067aa0ba902b7", &"0".repeat(16)),
+                "parent id: invalid span id: expected 16 hex digits, not all zero",
+            ),
+            (GOOD.replace("4bf9", "4BF9"), "trace id"),
+            (GOOD.replace("00f0", "g0f0"), "parent id"),
+            (GOOD.replace("-01", "-0G"), "flags `0G`"),
+        ];
+        for (value, want) in cases {
+            let e = value.parse::<TraceContext>().unwrap_err();
+            assert!(e.to_string().contains(want), "{value}: {e}");
+        }
     }
 }

@@ -36,6 +36,7 @@
 //!
 //! - `testing`: the sink conformance suite (the `conformance` module).
 
+mod async_sink;
 mod auditor;
 mod dispatcher;
 mod error;
@@ -54,6 +55,7 @@ mod time;
 #[cfg(feature = "testing")]
 pub mod conformance;
 
+pub use async_sink::{AsyncSink, WriteCancelled};
 pub use auditor::{Auditor, MAX_PAYLOAD_DEPTH};
 pub use dispatcher::{
     DEFAULT_QUEUE, DeliveryError, Dispatcher, DispatcherBuilder, Health, Overflow, Receipt,
@@ -61,7 +63,7 @@ pub use dispatcher::{
 };
 pub use error::{EmitError, StartError};
 pub use file_kind::file_kind;
-pub use ids::{SpanId, TraceId};
+pub use ids::{SpanId, TraceContext, TraceFlags, TraceId, TraceParentError};
 pub use lease::{LeaseError, MemoryLease, SeqLease};
 pub use memory::{MemorySink, MemorySinkError};
 pub use record::{EventType, MAX_SEQ, Record, SCHEMA_VERSION, Scope, StoredRecord};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{SpanId, TraceId};
+use crate::ids::{SpanId, TraceFlags, TraceId};
 use crate::time::Timestamp;
 
 /// Schema version written in the `v` key of every record.
@@ -261,13 +261,17 @@ pub struct Scope {
     pub span_id: SpanId,
     /// The span that caused this one.
     pub parent_span_id: Option<SpanId>,
+    /// The trace's W3C flags (sampled or not), for exporters such as the
+    /// OTLP sink; not a key of the schema v1 record.
+    pub trace_flags: TraceFlags,
     /// Emitting agent.
     pub agent: Option<Arc<str>>,
 }
 
 impl Scope {
     /// A scope in trace `trace_id` with a fresh span, no request, no
-    /// parent.
+    /// parent. The trace counts as sampled: a trace agent-audit starts
+    /// keeps every record.
     pub fn new(trace_id: TraceId, agent: Option<Arc<str>>) -> Scope {
         Scope {
             request_id: None,
@@ -275,6 +279,7 @@ impl Scope {
             trace_id,
             span_id: SpanId::random(),
             parent_span_id: None,
+            trace_flags: TraceFlags::SAMPLED,
             agent,
         }
     }

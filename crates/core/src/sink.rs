@@ -169,12 +169,27 @@ pub struct Batch<'a> {
 }
 
 /// The dispatcher's shutdown deadline, handed to a sink once when it starts
-/// ([`Sink::watch_shutdown`]). [`Batch::deadline`] only reaches batches
-/// taken after shutdown began; a sink that retries inside [`Sink::write`]
-/// reads this too, so a batch it was already retrying stops by the
-/// deadline and is reported failed rather than outliving the shutdown.
-#[derive(Clone, Debug, Default)]
-pub struct ShutdownSignal(Arc<Mutex<Option<Instant>>>);
+/// ([`Sink::watch_shutdown`], [`AsyncSink::watch_shutdown`]).
+/// [`Batch::deadline`] only reaches batches taken after shutdown began; a
+/// sink that retries inside a write reads this too, so a batch it was
+/// already retrying stops by the deadline and is reported failed rather
+/// than outliving the shutdown.
+///
+/// It is a `tokio::sync::watch` underneath: a sync sink reads
+/// [`ShutdownSignal::deadline`], an async one awaits
+/// [`ShutdownSignal::reached`] in a `select!` beside its request, which
+/// wakes it when shutdown begins rather than on a timer. Cloning shares the
+/// one value.
+///
+/// [`AsyncSink::watch_shutdown`]: crate::AsyncSink::watch_shutdown
+#[derive(Clone, Debug)]
+pub struct ShutdownSignal(Arc<tokio::sync::watch::Sender<Option<Instant>>>);
+
+impl Default for ShutdownSignal {
+    fn default() -> Self {
+        ShutdownSignal(Arc::new(tokio::sync::watch::Sender::new(None)))
+    }
+}
 
 impl ShutdownSignal {
     /// A signal with no deadline yet.
@@ -184,14 +199,59 @@ impl ShutdownSignal {
 
     /// The deadline, once shutdown has begun.
     pub fn deadline(&self) -> Option<Instant> {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+        *self.0.borrow()
     }
 
     /// Sets the deadline; an earlier one already set is kept. The
     /// dispatcher calls this when shutdown begins.
     pub fn set(&self, deadline: Instant) {
-        let mut d = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *d = Some(d.map_or(deadline, |old| old.min(deadline)));
+        self.0.send_if_modified(|d| {
+            let new = d.map_or(deadline, |old| old.min(deadline));
+            let changed = *d != Some(new);
+            *d = Some(new);
+            changed
+        });
+    }
+
+    /// A receiver that sees every change of the deadline, for a sink that
+    /// waits on it in its own way.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Option<Instant>> {
+        self.0.subscribe()
+    }
+
+    /// Resolves once shutdown has begun and its deadline, less `margin`,
+    /// has passed; pending until then (and forever when shutdown never
+    /// begins). Made to be raced against a request in `select!`: the
+    /// request's future is dropped when this wins. Needs a tokio runtime
+    /// with timers (the bridge's has them).
+    pub async fn reached(&self, margin: Duration) {
+        let mut rx = self.0.subscribe();
+        loop {
+            let Some(deadline) = *rx.borrow_and_update() else {
+                // The sender lives as long as `self`: this only waits.
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                continue;
+            };
+            let at = deadline.checked_sub(margin).unwrap_or(deadline);
+            tokio::select! {
+                () = tokio::time::sleep_until(at.into()) => return,
+                // An earlier deadline: wait for that one instead.
+                changed = rx.changed() => if changed.is_err() {
+                    tokio::time::sleep_until(at.into()).await;
+                    return;
+                },
+            }
+        }
+    }
+
+    /// Resolves once a deadline at or before `t` is set.
+    pub(crate) async fn set_by(&self, t: Instant) {
+        let mut rx = self.0.subscribe();
+        if rx.wait_for(|d| d.is_some_and(|d| d <= t)).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -309,6 +369,15 @@ pub trait Sink: Send + 'static {
         None
     }
 
+    /// The batch size this sink works best with (a request's worth of
+    /// records, say). The dispatcher uses it unless the sink's
+    /// [`SinkOptions::max_batch`](crate::SinkOptions::max_batch) was set,
+    /// bounded by the queue. `None` (the default): no preference, batches
+    /// of up to 4096.
+    fn max_batch(&self) -> Option<usize> {
+        None
+    }
+
     /// Receives, once before the first write, the signal on which the
     /// dispatcher publishes its shutdown deadline. The default ignores it.
     fn watch_shutdown(&mut self, _signal: ShutdownSignal) {}
@@ -354,6 +423,9 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
     fn linger(&self) -> Option<Duration> {
         (**self).linger()
+    }
+    fn max_batch(&self) -> Option<usize> {
+        (**self).max_batch()
     }
     fn watch_shutdown(&mut self, signal: ShutdownSignal) {
         (**self).watch_shutdown(signal)

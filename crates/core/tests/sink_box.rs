@@ -8,13 +8,14 @@ use agent_audit_core::{AckLevel, Batch, ShutdownSignal, Sink, SinkError, SinkOpe
 
 /// Every method of [`Sink`]; a new one must be added here, to the
 /// [`Every`] sink below and to the `Box` impl.
-const METHODS: [&str; 10] = [
+const METHODS: [&str; 11] = [
     "max_level",
     "open",
     "write",
     "tick",
     "tick_interval",
     "linger",
+    "max_batch",
     "watch_shutdown",
     "watch_status",
     "take_notices",
@@ -59,6 +60,10 @@ impl Sink for Every {
         self.saw("linger");
         Some(Duration::from_millis(5))
     }
+    fn max_batch(&self) -> Option<usize> {
+        self.saw("max_batch");
+        Some(77)
+    }
     fn watch_shutdown(&mut self, _signal: ShutdownSignal) {
         self.saw("watch_shutdown");
     }
@@ -92,6 +97,7 @@ fn drive<S: Sink>(sink: &mut S) {
     assert_eq!(sink.tick().unwrap(), Some(AckLevel::Durable));
     assert_eq!(sink.tick_interval(), Some(Duration::from_secs(3)));
     assert_eq!(sink.linger(), Some(Duration::from_millis(5)));
+    assert_eq!(sink.max_batch(), Some(77));
     sink.watch_shutdown(ShutdownSignal::new());
     sink.watch_status(StatusSignal::new());
     assert_eq!(sink.take_notices(), vec!["noticed".to_string()]);

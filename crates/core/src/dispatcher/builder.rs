@@ -1,10 +1,12 @@
-//! Building a dispatcher: [`DispatcherBuilder`] opens every sink, decides
+//! Building a dispatcher: [`DispatcherBuilder`] opens every sink (an async
+//! one on its own thread and runtime, see [`super::bridge`]), decides
 //! where the numbering continues, starts one worker per sink and writes a
 //! gap record for anything the sinks or the seq lease found at start.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
+use crate::async_sink::AsyncSink;
 use crate::error::StartError;
 use crate::ids::TraceId;
 use crate::lease::{Leased, SeqLease};
@@ -12,15 +14,23 @@ use crate::record::{EventType, MAX_SEQ};
 use crate::redact::PayloadFilter;
 use crate::sink::Sink;
 
+use super::bridge::{self, Driver, OpenedAsync};
 use super::gaps::GapReason;
 use super::options::SinkOptions;
 use super::seq::Order;
 use super::slot::SinkSlot;
 use super::{Dispatcher, Shared};
 
+/// A sink opened, its worker not yet started.
+enum Opened {
+    Sync(Box<dyn Sink>),
+    Async(OpenedAsync),
+}
+
 /// Builds a [`Dispatcher`].
 pub struct DispatcherBuilder {
-    sinks: Vec<(SinkOptions, Box<dyn Sink>)>,
+    sinks: Vec<(SinkOptions, Driver)>,
+    runtime: Option<tokio::runtime::Handle>,
     filter: Option<Arc<dyn PayloadFilter>>,
     max_record_bytes: usize,
     lease: Option<Arc<dyn SeqLease>>,
@@ -31,6 +41,7 @@ impl Default for DispatcherBuilder {
     fn default() -> Self {
         DispatcherBuilder {
             sinks: Vec::new(),
+            runtime: None,
             filter: None,
             max_record_bytes: 1 << 20,
             lease: None,
@@ -42,13 +53,40 @@ impl Default for DispatcherBuilder {
 impl DispatcherBuilder {
     /// Adds a sink.
     pub fn sink(mut self, options: SinkOptions, sink: impl Sink) -> Self {
-        self.sinks.push((options, Box::new(sink)));
+        self.sinks.push((options, Driver::Sync(Box::new(sink))));
         self
     }
 
     /// Adds a boxed sink (as built from configuration).
     pub fn boxed_sink(mut self, options: SinkOptions, sink: Box<dyn Sink>) -> Self {
-        self.sinks.push((options, sink));
+        self.sinks.push((options, Driver::Sync(sink)));
+        self
+    }
+
+    /// Adds an async sink. Like every sink it gets a worker thread of its
+    /// own; its futures run there, on a private current-thread tokio
+    /// runtime, or on the runtime given with
+    /// [`DispatcherBuilder::async_runtime`]. See [`AsyncSink`] for what the
+    /// bridge guarantees.
+    pub fn async_sink(mut self, options: SinkOptions, sink: impl AsyncSink) -> Self {
+        self.sinks.push((options, Driver::Async(Box::new(sink))));
+        self
+    }
+
+    /// Adds a boxed async sink (as built from configuration).
+    pub fn boxed_async_sink(mut self, options: SinkOptions, sink: Box<dyn AsyncSink>) -> Self {
+        self.sinks.push((options, Driver::Async(sink)));
+        self
+    }
+
+    /// Runs the async sinks on this runtime instead of a private one each:
+    /// the sink's worker thread polls its futures, the runtime's threads
+    /// drive their I/O and timers, so a client bound to the application's
+    /// runtime (a pool shared with it) works. It must be a multi-thread
+    /// runtime with timers (`enable_all`); [`DispatcherBuilder::start`]
+    /// refuses another with [`StartError::RuntimeHandle`].
+    pub fn async_runtime(mut self, handle: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(handle);
         self
     }
 
@@ -91,17 +129,27 @@ impl DispatcherBuilder {
         let mut held_by = String::new();
         let mut opened = Vec::new();
         let mut notices = Vec::new();
-        for (options, mut sink) in self.sinks {
+        for (options, driver) in self.sinks {
             if opened
                 .iter()
                 .any(|(o, _): &(SinkOptions, _)| o.name == options.name)
             {
                 return Err(StartError::DuplicateName { sink: options.name });
             }
-            let open = sink.open().map_err(|source| StartError::Open {
-                sink: options.name.clone(),
-                source,
-            })?;
+            let (open, sink) = match driver {
+                Driver::Sync(mut sink) => {
+                    let open = sink.open().map_err(|source| StartError::Open {
+                        sink: options.name.clone(),
+                        source,
+                    })?;
+                    (open, Opened::Sync(sink))
+                }
+                Driver::Async(sink) => {
+                    let (open, sink) =
+                        bridge::open(&options.name, sink, self.runtime.clone()).await?;
+                    (open, Opened::Async(sink))
+                }
+            };
             if let Some(seq) = open.last_seq
                 && seq > last_seq
             {
@@ -146,7 +194,10 @@ impl DispatcherBuilder {
         };
         let slots: Vec<Arc<SinkSlot>> = opened
             .into_iter()
-            .map(|(options, sink)| SinkSlot::spawn(options, sink))
+            .map(|(options, sink)| match sink {
+                Opened::Sync(sink) => SinkSlot::spawn(options, sink),
+                Opened::Async(sink) => sink.start(options),
+            })
             .collect::<Result<_, _>>()?;
         let shared = Arc::new(Shared {
             order: tokio::sync::Mutex::new(Order::new(last_seq + 1, lease)),

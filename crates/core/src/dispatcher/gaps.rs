@@ -142,6 +142,11 @@ impl SinkSlot {
         let notices =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.take_notices()))
                 .unwrap_or_default();
+        self.note_notices(notices);
+    }
+
+    /// Notes a sink's notices for `sink_notice` gap records.
+    pub(super) fn note_notices(&self, notices: Vec<String>) {
         if notices.is_empty() {
             return;
         }

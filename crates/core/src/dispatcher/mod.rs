@@ -7,7 +7,9 @@
 //! - [`seq`]: the record gets its seq and time ([`seq::Order`]);
 //! - [`queue`]: it is queued on every sink (or dropped, or refused, by its
 //!   [`Overflow`] policy);
-//! - [`worker`]: each sink's own thread hands batches to [`Sink::write`];
+//! - [`worker`]: each sink's own thread hands batches to [`Sink::write`]
+//!   (or [`bridge`]: an [`AsyncSink`](crate::AsyncSink)'s thread keeps up
+//!   to N writes under way on its runtime, acknowledged in seq order);
 //! - [`watermarks`]: the levels the sink reached move up per seq;
 //! - [`receipt`]: a waiting emitter reads them into its [`Receipt`].
 //!
@@ -18,6 +20,7 @@
 //!
 //! [`Sink::write`]: crate::Sink::write
 
+mod bridge;
 mod builder;
 mod emit;
 mod gaps;

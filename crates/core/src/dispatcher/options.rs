@@ -33,9 +33,14 @@ pub struct SinkOptions {
     pub required: bool,
     /// Most records handed to one [`Sink::write`](crate::Sink::write), at
     /// least 1 (0 would make the worker spin; see
-    /// [`SinkOptions::batch_limit`]).
-    max_batch: usize,
+    /// [`SinkOptions::batch_limit`]); `None` until set, so that the sink's
+    /// own preference ([`Sink::max_batch`](crate::Sink::max_batch)) can
+    /// apply.
+    max_batch: Option<usize>,
 }
+
+/// The batch limit when neither the options nor the sink set one.
+const DEFAULT_MAX_BATCH: usize = 4096;
 
 impl SinkOptions {
     /// Defaults: queue [`DEFAULT_QUEUE`] (8192), `block`, required, batches
@@ -46,7 +51,7 @@ impl SinkOptions {
             queue: DEFAULT_QUEUE,
             overflow: Overflow::Block,
             required: true,
-            max_batch: 4096,
+            max_batch: None,
         }
     }
 
@@ -68,9 +73,18 @@ impl SinkOptions {
         self
     }
 
-    /// Sets the largest batch (at least 1).
+    /// Sets the largest batch (at least 1). Set, it wins over the sink's
+    /// own [`Sink::max_batch`](crate::Sink::max_batch).
     pub fn max_batch(mut self, records: usize) -> Self {
-        self.max_batch = records.max(1);
+        self.max_batch = Some(records.max(1));
+        self
+    }
+
+    /// Takes the sink's preferred batch size unless one was set here.
+    pub(super) fn preferring(mut self, sink: Option<usize>) -> Self {
+        if self.max_batch.is_none() {
+            self.max_batch = sink.map(|n| n.max(1));
+        }
         self
     }
 
@@ -81,9 +95,10 @@ impl SinkOptions {
     }
 
     /// The most records handed to one [`Sink::write`](crate::Sink::write)
-    /// (at least 1), as set by [`SinkOptions::max_batch`].
+    /// (at least 1), as set by [`SinkOptions::max_batch`] (or, once the
+    /// dispatcher started, by the sink's preference), 4096 otherwise.
     pub fn batch_limit(&self) -> usize {
-        self.max_batch
+        self.max_batch.unwrap_or(DEFAULT_MAX_BATCH)
     }
 }
 
@@ -97,5 +112,16 @@ mod tests {
         assert_eq!((o.queue_capacity(), o.batch_limit()), (1, 1));
         let o = SinkOptions::new("s");
         assert_eq!((o.queue_capacity(), o.batch_limit()), (8192, 4096));
+    }
+
+    #[test]
+    fn a_sinks_preferred_batch_applies_unless_the_options_set_one() {
+        let o = SinkOptions::new("s").preferring(Some(512));
+        assert_eq!(o.batch_limit(), 512);
+        let o = SinkOptions::new("s").max_batch(64).preferring(Some(512));
+        assert_eq!(o.batch_limit(), 64);
+        let o = SinkOptions::new("s").preferring(Some(0));
+        assert_eq!(o.batch_limit(), 1);
+        assert_eq!(SinkOptions::new("s").preferring(None).batch_limit(), 4096);
     }
 }

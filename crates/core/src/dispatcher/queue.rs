@@ -24,6 +24,11 @@ pub(super) struct SinkQueue {
     not_empty: Condvar,
     /// Wakes emitters waiting for room (`block`).
     pub(super) room: Notify,
+    /// Whether the worker is the async bridge, which waits on `wake`
+    /// rather than on `not_empty` (it must go on polling the writes under
+    /// way meanwhile).
+    asynchronous: bool,
+    wake: Notify,
 }
 
 pub(super) struct QueueState {
@@ -37,8 +42,16 @@ pub(super) struct QueueState {
     worker_sleeping: bool,
 }
 
+impl QueueState {
+    /// The async worker is about to wait on [`SinkQueue::woken`]: the next
+    /// push wakes it.
+    pub(super) fn worker_waits(&mut self) {
+        self.worker_sleeping = true;
+    }
+}
+
 impl SinkQueue {
-    pub(super) fn new(capacity: usize) -> SinkQueue {
+    pub(super) fn new(capacity: usize, asynchronous: bool) -> SinkQueue {
         SinkQueue {
             capacity,
             state: Mutex::new(QueueState {
@@ -49,7 +62,24 @@ impl SinkQueue {
             }),
             not_empty: Condvar::new(),
             room: Notify::new(),
+            asynchronous,
+            wake: Notify::new(),
         }
+    }
+
+    /// Wakes the worker, whichever way it waits.
+    fn notify_worker(&self) {
+        if self.asynchronous {
+            self.wake.notify_one();
+        } else {
+            self.not_empty.notify_one();
+        }
+    }
+
+    /// Resolves when a push, shutdown or close wakes the async worker
+    /// (at once if one did since it last waited: the wake is stored).
+    pub(super) async fn woken(&self) {
+        self.wake.notified().await
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, QueueState> {
@@ -85,7 +115,7 @@ impl SinkQueue {
         // was just woken to take.
         drop(q);
         if wake {
-            self.not_empty.notify_one();
+            self.notify_worker();
         }
         Ok(())
     }
@@ -110,7 +140,7 @@ impl SinkQueue {
     /// shutdown deadline).
     pub(super) fn wake_worker(&self) {
         let _q = self.lock();
-        self.not_empty.notify_one();
+        self.notify_worker();
     }
 
     /// Closes the queue: the worker drains it (until `deadline`) and ends;
@@ -119,7 +149,7 @@ impl SinkQueue {
         let mut q = self.lock();
         q.closing = true;
         q.deadline = deadline;
-        self.not_empty.notify_one();
+        self.notify_worker();
         drop(q);
         self.room.notify_waiters();
     }

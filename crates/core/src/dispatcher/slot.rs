@@ -108,18 +108,12 @@ impl Finished {
 }
 
 impl SinkSlot {
-    /// Hands the sink its signals and starts its worker thread.
-    pub(super) fn spawn(
-        options: SinkOptions,
-        mut sink: Box<dyn Sink>,
-    ) -> Result<Arc<SinkSlot>, StartError> {
-        let shutdown = ShutdownSignal::new();
-        sink.watch_shutdown(shutdown.clone());
-        let status = StatusSignal::new();
-        sink.watch_status(status.clone());
-        let slot = Arc::new(SinkSlot {
-            max_level: sink.max_level(),
-            queue: SinkQueue::new(options.queue_capacity()),
+    /// A slot for a sink reaching `max_level`, run by the sync worker or,
+    /// `asynchronous`, by the bridge.
+    pub(super) fn new(options: SinkOptions, max_level: AckLevel, asynchronous: bool) -> Arc<Self> {
+        Arc::new(SinkSlot {
+            max_level,
+            queue: SinkQueue::new(options.queue_capacity(), asynchronous),
             options,
             marks: Watermarks::new(),
             progress: Notify::new(),
@@ -128,9 +122,20 @@ impl SinkSlot {
             gap_pending: AtomicBool::new(false),
             is_broken: AtomicBool::new(false),
             finished: Finished::default(),
-            shutdown,
-            status,
-        });
+            shutdown: ShutdownSignal::new(),
+            status: StatusSignal::new(),
+        })
+    }
+
+    /// Hands the sink its signals and starts its worker thread.
+    pub(super) fn spawn(
+        options: SinkOptions,
+        mut sink: Box<dyn Sink>,
+    ) -> Result<Arc<SinkSlot>, StartError> {
+        let options = options.preferring(sink.max_batch());
+        let slot = SinkSlot::new(options, sink.max_level(), false);
+        sink.watch_shutdown(slot.shutdown.clone());
+        sink.watch_status(slot.status.clone());
         let worker = slot.clone();
         std::thread::Builder::new()
             .name(format!("audit-sink-{}", slot.options.name))
@@ -140,6 +145,12 @@ impl SinkSlot {
                 source,
             })?;
         Ok(slot)
+    }
+
+    /// The worker closed the sink and ends: shutdown stops waiting for it.
+    pub(super) fn finish(&self) {
+        self.finished.set();
+        self.progress.notify_waiters();
     }
 
     /// The failure that broke this (required) sink, if any.

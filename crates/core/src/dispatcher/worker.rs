@@ -19,10 +19,10 @@ use super::slot::SinkSlot;
 /// [`FIRST_BACKOFF`] and then twice as long each time (50, 100, 200 ms),
 /// never past the shutdown deadline; only then does the failure count (and
 /// break a required sink).
-const TRANSIENT_RETRIES: u32 = 3;
+pub(super) const TRANSIENT_RETRIES: u32 = 3;
 
 /// The wait before the first retry of a transient failure.
-const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 
 impl SinkSlot {
     /// The worker thread's body.
@@ -113,8 +113,7 @@ impl SinkSlot {
             }
         }
         self.run_hook(&mut sink, |s| s.close());
-        self.finished.set();
-        self.progress.notify_waiters();
+        self.finish();
     }
 
     /// Hands `batch` to the sink; a [`FailureKind::Transient`] failure of
@@ -174,7 +173,7 @@ impl SinkSlot {
     }
 
     /// Moves the watermarks and notes the outcome of one write.
-    fn complete(&self, batch: &[Arc<Record>], result: Result<AckLevel, SinkError>) {
+    pub(super) fn complete(&self, batch: &[Arc<Record>], result: Result<AckLevel, SinkError>) {
         let Some(last) = batch.last().map(|r| r.seq) else {
             return;
         };
@@ -230,6 +229,12 @@ impl SinkSlot {
     ) {
         let result = catch_unwind(AssertUnwindSafe(|| hook(sink)))
             .unwrap_or_else(|_| Err(SinkError::permanent(Panicked("tick/close"))));
+        self.hook_done(result);
+    }
+
+    /// Takes the answer of a tick or close: the level it returns covers
+    /// everything processed so far.
+    pub(super) fn hook_done(&self, result: Result<Option<AckLevel>, SinkError>) {
         let upto = self.marks.done();
         match result {
             Ok(Some(level)) => {
@@ -252,4 +257,4 @@ impl SinkSlot {
 
 #[derive(Debug, thiserror::Error)]
 #[error("the sink panicked in {0}")]
-struct Panicked(&'static str);
+pub(super) struct Panicked(pub(super) &'static str);
