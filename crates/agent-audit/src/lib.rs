@@ -9,7 +9,10 @@
 //!
 //! This is the facade crate: it re-exports the core types, the sinks
 //! enabled by features, and [`config`], which turns `audit.toml` into a
-//! running [`Dispatcher`].
+//! running [`Dispatcher`]. Sink types of your own can be named in
+//! `audit.toml` too: register them in a
+//! [`SinkRegistry`](config::SinkRegistry) and load with
+//! [`Config::load_with`](config::Config::load_with).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

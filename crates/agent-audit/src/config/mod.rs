@@ -21,9 +21,14 @@
 //! file, line and key. With no file, [`Config::default`] applies: a JSONL file
 //! `audit-log.jsonl` in the working directory plus stdout.
 //!
+//! The `type` of a sink is looked up in a [`SinkRegistry`]: the built-in
+//! types by default, or a registry with types of your own
+//! ([`Config::load_with`], [`Config::parse_with`], [`Config::discover_with`]).
+//!
 //! The loader is one file per job: `load` (finding and reading the file),
 //! `parse` (the text to a [`Config`]), `sinks` (each `[[sinks]]` table by
-//! its type), `sections` (the `[integrity]` and `[model]` sections other
+//! its type), `registry` (the sink types a file may name), `builtins`
+//! (`jsonl`, `stdout`, `otlp` registered), `sections` (the `[integrity]` and `[model]` sections other
 //! crates define), `position` (the line of a key, for errors), `assemble`
 //! (a [`Config`] to a running [`Dispatcher`](agent_audit_core::Dispatcher))
 //! and `error`.
