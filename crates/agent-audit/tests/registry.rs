@@ -454,3 +454,104 @@ fn the_otlp_types_errors_are_unchanged() {
         "{e}"
     );
 }
+
+/// An asynchronous sink: the factory returns it as readily as a blocking
+/// one, and the dispatcher runs it through core's bridge.
+struct AsyncKeeper {
+    name: String,
+    seen: Seen,
+}
+
+#[async_trait::async_trait]
+impl agent_audit::AsyncSink for AsyncKeeper {
+    fn max_level(&self) -> AckLevel {
+        AckLevel::Written
+    }
+
+    async fn write(&self, batch: &Batch<'_>) -> Result<AckLevel, SinkError> {
+        let rows: Vec<_> = batch
+            .records
+            .iter()
+            .map(|r| (self.name.clone(), r.seq, r.event_type.to_string()))
+            .collect();
+        tokio::task::yield_now().await;
+        self.seen.lock().unwrap().extend(rows);
+        Ok(AckLevel::Written)
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoOptions {}
+
+struct AsyncKeeperType {
+    seen: Seen,
+}
+
+impl SinkType for AsyncKeeperType {
+    type Options = NoOptions;
+
+    fn name(&self) -> &str {
+        "async-keeper"
+    }
+
+    fn build(
+        &self,
+        _: &NoOptions,
+        context: &mut SinkContext<'_>,
+    ) -> Result<BuiltSink, SinkBuildError> {
+        Ok(BuiltSink::new_async(AsyncKeeper {
+            name: context.name().to_string(),
+            seen: self.seen.clone(),
+        }))
+    }
+}
+
+#[tokio::test]
+async fn a_registered_type_may_build_an_async_sink() {
+    let (registry, seen) = registry();
+    let registry = registry
+        .register(AsyncKeeperType { seen: seen.clone() })
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "[[sinks]]\ntype = \"async-keeper\"\nrequired = true\n\n[[sinks]]\ntype = \"keeper\"\ncapacity = 2\n",
+    );
+    let config = Config::load_with(&registry, &path).unwrap();
+    let dispatcher = config.start().await.unwrap();
+    let audit = Auditor::new(dispatcher.clone()).for_request(None);
+    for _ in 0..3 {
+        audit
+            .emit_wait(
+                EventType::AssistantInput,
+                &serde_json::json!({"model": "m"}),
+                AckLevel::Written,
+            )
+            .await
+            .unwrap();
+    }
+    let report = dispatcher.shutdown(Duration::from_secs(10)).await;
+    assert!(report.is_clean(), "{report}");
+    let seen = seen.lock().unwrap().clone();
+    let by = |sink: &str| -> Vec<u64> {
+        seen.iter()
+            .filter(|(s, ..)| s == sink)
+            .map(|(_, seq, _)| *seq)
+            .collect()
+    };
+    assert_eq!(by("async-keeper").len(), 3, "{seen:?}");
+    assert_eq!(by("async-keeper"), by("keeper"), "{seen:?}");
+
+    let e = Config::parse_with(
+        &registry,
+        "[[sinks]]\ntype = \"async-keeper\"\nbatch = 3\n",
+        "audit.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("audit.toml:3:1: key `sinks[0].batch`: unknown field `batch`"),
+        "{e}"
+    );
+}

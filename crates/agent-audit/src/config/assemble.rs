@@ -109,6 +109,7 @@ impl Config {
             }
             b = match built {
                 BuiltSink::Sync(sink) => b.boxed_sink(options, sink),
+                BuiltSink::Async(sink) => b.boxed_async_sink(options, sink),
             };
         }
         if let Some(lease) = assembly.lease {

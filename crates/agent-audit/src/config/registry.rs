@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use agent_audit_core::Sink;
+use agent_audit_core::{AsyncSink, Sink};
 
 use super::ServiceConfig;
 use super::assemble::Assembly;
@@ -65,22 +65,32 @@ pub trait SinkType: Send + Sync + 'static {
     ) -> Result<BuiltSink, SinkBuildError>;
 }
 
-/// A sink built by a [`SinkType`], ready for the dispatcher.
+/// A sink built by a [`SinkType`], ready for the dispatcher: a blocking
+/// [`Sink`] on its own worker thread, or an [`AsyncSink`] run there through
+/// core's bridge (a private runtime, or the one given to
+/// [`DispatcherBuilder::async_runtime`](agent_audit_core::DispatcherBuilder::async_runtime)
+/// through [`Config::start_with`](super::Config::start_with)).
 ///
-/// Non-exhaustive so that other kinds of sink (an asynchronous one, run
-/// through core's bridge) can be added without breaking a registrant:
-/// build one through `From` (`Box::new(sink).into()` or
-/// [`BuiltSink::new`]), not by naming the variant.
+/// Non-exhaustive so that another kind of sink can be added without
+/// breaking a registrant: build one with [`BuiltSink::new`],
+/// [`BuiltSink::new_async`] or `From`.
 #[non_exhaustive]
 pub enum BuiltSink {
-    /// A synchronous [`Sink`], run on its own worker thread.
+    /// A synchronous [`Sink`].
     Sync(Box<dyn Sink>),
+    /// An asynchronous [`AsyncSink`].
+    Async(Box<dyn AsyncSink>),
 }
 
 impl BuiltSink {
     /// A synchronous sink.
     pub fn new(sink: impl Sink) -> BuiltSink {
         BuiltSink::Sync(Box::new(sink))
+    }
+
+    /// An asynchronous sink.
+    pub fn new_async(sink: impl AsyncSink) -> BuiltSink {
+        BuiltSink::Async(Box::new(sink))
     }
 }
 
@@ -90,10 +100,17 @@ impl From<Box<dyn Sink>> for BuiltSink {
     }
 }
 
+impl From<Box<dyn AsyncSink>> for BuiltSink {
+    fn from(sink: Box<dyn AsyncSink>) -> BuiltSink {
+        BuiltSink::Async(sink)
+    }
+}
+
 impl fmt::Debug for BuiltSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BuiltSink::Sync(_) => f.write_str("BuiltSink::Sync(..)"),
+            BuiltSink::Async(_) => f.write_str("BuiltSink::Async(..)"),
         }
     }
 }
