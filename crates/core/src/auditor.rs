@@ -93,12 +93,16 @@ impl Auditor {
                 next.scope.trace_flags = TraceFlags::SAMPLED;
             }
         }
-        next.scope.correlation_id = Some(
-            self.scope
-                .correlation_id
-                .clone()
+        let correlation = match (&self.scope.correlation_id, request_id) {
+            (Some(c), _) => c.clone(),
+            // Derived from the request id: the rules of both fields apply,
+            // so the raw id cannot leak through the field without a rule.
+            (None, Some(raw)) => self
+                .rewritten_id("correlation_id", raw)
                 .unwrap_or_else(|| id.clone()),
-        );
+            (None, None) => id.clone(),
+        };
+        next.scope.correlation_id = Some(correlation);
         next.scope.request_id = Some(id);
         next
     }
@@ -114,15 +118,18 @@ impl Auditor {
     /// `id` as the redaction rules want it recorded. Done once per scope,
     /// not per record: ids are fixed for the scope's lifetime.
     fn filtered_id(&self, field: &str, id: &str) -> Arc<str> {
-        let Some(filter) = self.dispatcher.filter() else {
-            return Arc::from(id);
-        };
-        match filter.apply_id(field, id) {
-            IdRewrite::Keep => Arc::from(id),
-            IdRewrite::Replace(id) => Arc::from(id),
+        self.rewritten_id(field, id)
+            .unwrap_or_else(|| Arc::from(id))
+    }
+
+    /// What the rules make of `id`, or `None` when they keep it.
+    fn rewritten_id(&self, field: &str, id: &str) -> Option<Arc<str>> {
+        match self.dispatcher.filter()?.apply_id(field, id) {
+            IdRewrite::Keep => None,
+            IdRewrite::Replace(id) => Some(Arc::from(id)),
             // A fresh id, not none: the records of the request must still
             // join each other, only not the person behind the old id.
-            IdRewrite::Drop => Arc::from(new_request_id()),
+            IdRewrite::Drop => Some(Arc::from(new_request_id())),
         }
     }
 

@@ -313,3 +313,47 @@ action = "drop"
         "a dropped id is replaced, not emptied"
     );
 }
+
+/// `run --request-id alice@example.com` with a rule on `correlation_id`
+/// only: the correlation id is derived from the request id, and the rule
+/// must still apply to it (it used to carry the raw request id).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_correlation_rule_applies_to_a_correlation_id_derived_from_the_request_id() {
+    let config = toml::from_str::<AuditToml>(
+        r#"
+[redaction]
+key_env = "AUDIT_REDACTION_KEY"
+
+[[redaction.rules]]
+name = "conversation"
+fields = ["correlation_id"]
+action = "hash"
+"#,
+    )
+    .unwrap()
+    .redaction;
+    let redactor = Redactor::from_config_with_env(&config, |name| {
+        (name == "AUDIT_REDACTION_KEY").then(|| OsString::from("end-to-end-test-key-0123456789"))
+    })
+    .unwrap();
+    let memory = MemorySink::new();
+    let d = Dispatcher::builder()
+        .sink(SinkOptions::new("memory"), memory.clone())
+        .filter(Arc::new(redactor))
+        .start()
+        .await
+        .unwrap();
+    let a = Auditor::new(d.clone()).for_request(Some("customer-4711"));
+    a.emit(EventType::UserRequest, &json!({"text": "hi"}))
+        .await
+        .unwrap();
+    d.shutdown(Duration::from_secs(5)).await;
+    let r = &memory.records()[0];
+    assert_eq!(
+        r.request_id.as_deref(),
+        Some("customer-4711"),
+        "no rule on request_id"
+    );
+    let correlation = r.correlation_id.as_deref().unwrap();
+    assert!(!correlation.contains("4711"), "{correlation}");
+}
