@@ -46,10 +46,19 @@ enum Command {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+        Err(e) if !e.use_stderr() => {
+            // --help and --version: our own text, to stdout.
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // clap quotes the arguments it could not use: escape them, as
+            // every other message that quotes input is.
+            errln!(
+                "{}",
+                agent_audit::text::sanitize_text(&e.render().to_string()).trim_end()
+            );
+            return ExitCode::from(2);
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -59,7 +68,7 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("agent-audit: cannot start the async runtime: {e}");
+            errln!("agent-audit: cannot start the async runtime: {e}");
             return ExitCode::from(1);
         }
     };

@@ -235,10 +235,13 @@ pub fn sanitize_text(text: &str) -> String {
 /// The rule [`sanitize`], [`sanitize_text`] and the HTML report share: C0
 /// and C1 control characters and DEL (ESC starts CSI and OSC sequences,
 /// and U+009B and U+009D are CSI and OSC on their own: clear screen, window
-/// title, clipboard writes), and the bidirectional formatting characters of
-/// [`is_bidi_control`].
+/// title, clipboard writes), the bidirectional formatting characters of
+/// [`is_bidi_control`], and the line and paragraph separators U+2028 and
+/// U+2029.
 pub fn is_terminal_unsafe(c: char) -> bool {
-    c.is_control() || is_bidi_control(c)
+    // U+2028 and U+2029 are not controls, but break a line in many
+    // terminals and viewers: one record could pass for two.
+    c.is_control() || is_bidi_control(c) || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 /// The Unicode bidirectional formatting characters, which reorder the text
@@ -376,6 +379,7 @@ mod tests {
             "line 1\n\tline 2\\u{d}\\u{1b}]52;c;aGk=\\u{7}\\u{9b}2J\\u{200f}\\u{61c}\\u{2067}"
         );
         assert_eq!(sanitize("a\nb"), "a\\u{a}b");
+        assert_eq!(sanitize_text("a\u{2028}b\u{2029}"), "a\\u{2028}b\\u{2029}");
     }
 
     #[test]

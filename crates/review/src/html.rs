@@ -391,11 +391,24 @@ pub fn write_report(path: &Path, html: &str) -> Result<(), ReviewError> {
         path: path.to_path_buf(),
         source,
     };
+    // The report replaces the entry at `path` by rename: over a device,
+    // FIFO or socket (`--html /dev/null` as root) that would destroy the
+    // node, and through a symlink it would write where the link points.
+    // Only an absent path or a regular file may be replaced.
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_symlink() => {
             return Err(err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 "it is a symbolic link; refusing to write a report through it (give the real path)",
+            )));
+        }
+        Ok(meta) if !meta.file_type().is_file() => {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "it is {}; a report replaces only a regular file",
+                    agent_audit_core::file_kind(meta.file_type())
+                ),
             )));
         }
         _ => {}

@@ -351,3 +351,55 @@ fn the_report_file_is_0600_and_a_symlink_at_its_path_is_refused() {
     assert!(html::write_report(&link, &page).is_err());
     assert!(!target.exists());
 }
+
+/// `report --html /dev/null` as root used to replace the device node with a
+/// regular file (the report is renamed into place): a FIFO, a socket or a
+/// directory at the path is refused, and the node is still there after.
+#[test]
+fn a_device_fifo_socket_or_directory_at_the_report_path_is_refused_and_left_alone() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let entries = hostile_entries(dir.path());
+    let timeline = Timeline::build("r-bidi", &entries).unwrap();
+    let page = html::render(&timeline, &entries);
+
+    let fifo = dir.path().join("fifo.html");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let e = html::write_report(&fifo, &page).unwrap_err();
+    assert!(e.to_string().contains("FIFO"), "{e}");
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+
+    let sock = dir.path().join("sock.html");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let e = html::write_report(&sock, &page).unwrap_err();
+    assert!(e.to_string().contains("socket"), "{e}");
+    assert!(
+        std::fs::symlink_metadata(&sock)
+            .unwrap()
+            .file_type()
+            .is_socket()
+    );
+
+    let sub = dir.path().join("dir.html");
+    std::fs::create_dir(&sub).unwrap();
+    let e = html::write_report(&sub, &page).unwrap_err();
+    assert!(e.to_string().contains("directory"), "{e}");
+    assert!(sub.is_dir());
+
+    // A character device: /dev/null itself is never touched; the check is
+    // made on the entry's type before anything is written.
+    let e = html::write_report(Path::new("/dev/null"), &page).unwrap_err();
+    assert!(e.to_string().contains("character device"), "{e}");
+    assert!(
+        std::fs::symlink_metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+}

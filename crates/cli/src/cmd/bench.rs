@@ -145,7 +145,7 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         );
     }
     if lost > 0 {
-        eprint!("agent-audit: records were lost:\n{report}");
+        err!("agent-audit: records were lost:\n{report}");
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

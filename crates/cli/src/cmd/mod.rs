@@ -12,6 +12,25 @@ macro_rules! outln {
     };
 }
 
+/// Like `eprintln!`, but never panics: a stderr that cannot be written
+/// (`2>/dev/full`, a closed descriptor) must not turn a finished command
+/// into a crash with exit 101. The line is lost, since stderr is where it
+/// would have been reported; the exit code still tells what happened.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `errln!` without the newline.
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod bench;
 pub mod keygen;
 pub mod report;

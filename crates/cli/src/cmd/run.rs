@@ -46,12 +46,12 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     let config = Config::discover(args.config.as_deref())?;
     let model = config.model()?;
     if model.is_offline() {
-        eprintln!(
+        errln!(
             "agent-audit: no [model] configured; using the deterministic offline model (answers are canned, records say model = \"offline\")"
         );
     }
     if !config.sinks.iter().any(|s| s.required) {
-        eprintln!(
+        errln!(
             "agent-audit: no sink is required: a sink that fails will not stop the agent (the run still fails, and withholds the answer, if no sink holds every record)"
         );
     }
@@ -66,7 +66,7 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     watcher.stop().await;
     if !report.is_clean() {
         // Sink errors quote what collectors and file systems said.
-        eprint!(
+        err!(
             "agent-audit: delivery report:\n{}",
             sanitize_text(&report.to_string())
         );

@@ -72,7 +72,7 @@ pub fn review_err(e: ReviewError) -> CliError {
 /// holding one), and this is the rule every review command prints such
 /// text by (control and bidi formatting characters shown as `\u{..}`).
 pub fn note(message: &str) {
-    eprintln!("agent-audit: {}", sanitize_text(message));
+    errln!("agent-audit: {}", sanitize_text(message));
 }
 
 /// One record as printed, into `buf`: its exact JSON line with `json`,
@@ -120,7 +120,7 @@ impl BadLines {
     /// Says on stderr how many were not shown, if any.
     pub fn print_rest(&self) {
         if self.total > BAD_SHOWN {
-            eprintln!(
+            errln!(
                 "agent-audit: {} more line(s) that are not records were not shown (`agent-audit verify` names the first problem)",
                 self.total - BAD_SHOWN
             );

@@ -34,7 +34,7 @@ impl Watcher {
             let mut notices = Notices::default();
             loop {
                 for line in notices.observe(&dispatcher.health().sinks) {
-                    eprintln!("{line}");
+                    errln!("{line}");
                 }
                 tokio::select! {
                     _ = &mut stopped => return,
