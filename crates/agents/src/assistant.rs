@@ -167,6 +167,7 @@ impl AssistantAgent {
             EventType::AssistantInput,
             &payload::AssistantInput {
                 model: self.model.name(),
+                provider: self.model.provider(),
                 messages: &request.messages,
                 tools: tool_names,
             },
@@ -184,6 +185,8 @@ impl AssistantAgent {
                         content: response.content.as_deref(),
                         tool_calls: response.tool_calls.iter().map(Into::into).collect(),
                         model: &response.model,
+                        provider: self.model.provider(),
+                        response_id: response.id.as_deref(),
                         finish_reason: response.finish_reason.as_deref(),
                         usage: response.usage,
                         latency_ms,
@@ -199,6 +202,7 @@ impl AssistantAgent {
                     status: error.status(),
                     message: error.to_string(),
                     model: self.model.name(),
+                    provider: self.model.provider(),
                     attempts: error.attempts(),
                     latency_ms,
                 };

@@ -519,6 +519,13 @@ pub trait ChatModel: Send + Sync {
     /// The model's name as written in records (`offline` for the offline model).
     fn name(&self) -> &str;
 
+    /// The provider as the GenAI semantic conventions name it
+    /// (`gen_ai.provider.name`: `openai`, `anthropic`, ...), written as
+    /// `provider` in the model's records; none when unknown.
+    fn provider(&self) -> Option<&str> {
+        None
+    }
+
     /// A one-line description for people (provider, endpoint, model).
     fn describe(&self) -> String {
         self.name().to_string()

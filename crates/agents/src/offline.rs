@@ -128,6 +128,11 @@ impl ChatModel for OfflineModel {
         "offline"
     }
 
+    /// As in `[model] provider = "offline"`.
+    fn provider(&self) -> Option<&str> {
+        Some("offline")
+    }
+
     fn describe(&self) -> String {
         "the deterministic offline model (no model configured)".into()
     }

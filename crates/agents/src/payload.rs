@@ -31,6 +31,9 @@ pub struct UserRequest<'a> {
 pub struct AssistantInput<'a> {
     /// The model's name (`offline` for the offline model).
     pub model: &'a str,
+    /// The provider ([`ChatModel::provider`](crate::ChatModel::provider)), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<&'a str>,
     /// The messages, in the Chat Completions wire format.
     pub messages: &'a [Message],
     /// Names of the tools offered.
@@ -68,6 +71,11 @@ pub struct AssistantOutput<'a> {
     pub tool_calls: Vec<CallRecord<'a>>,
     /// The model that answered, as reported.
     pub model: &'a str,
+    /// The provider ([`ChatModel::provider`](crate::ChatModel::provider)), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<&'a str>,
+    /// The server's id for this response, when it gave one.
+    pub response_id: Option<&'a str>,
     /// Why it stopped.
     pub finish_reason: Option<&'a str>,
     /// Token counts, when reported.
@@ -90,6 +98,9 @@ pub struct ModelErrorRecord<'a> {
     pub message: String,
     /// The model's name.
     pub model: &'a str,
+    /// The provider ([`ChatModel::provider`](crate::ChatModel::provider)), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<&'a str>,
     /// Attempts made.
     pub attempts: u32,
     /// Time spent, retries included.

@@ -123,6 +123,12 @@ async fn tool_call_then_answer_gives_the_tutorial_sequence_and_wire_format() {
     assert_eq!(outputs[0]["content"], Value::Null);
     assert_eq!(outputs[0]["model"], "test-model-2024");
     assert_eq!(outputs[0]["finish_reason"], "tool_calls");
+    // What `gen_ai.provider.name` and `gen_ai.response.id` are made of.
+    assert_eq!(outputs[0]["provider"], "openai");
+    assert_eq!(outputs[0]["response_id"], "chatcmpl-test");
+    for r in of_type(&records, "assistant_input") {
+        assert_eq!(r["provider"], "openai");
+    }
     assert_eq!(
         outputs[0]["usage"],
         json!({"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18})

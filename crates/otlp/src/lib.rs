@@ -24,7 +24,8 @@
 //! | `time_unix_nano` / `observed_time_unix_nano` | `ts` / the export time |
 //! | `severity_number` | INFO, or ERROR for `*_error` and `audit_gap` |
 //! | `trace_id`, `span_id` | the record's W3C ids |
-//! | attributes | `audit.seq`, `audit.request_id`, `audit.prev` (this sink's SHA-256 chain over the records' JSON lines, starting from 64 zeros), `audit.parent_span_id`, `gen_ai.conversation.id` (correlation id), `gen_ai.agent.name`, `gen_ai.operation.name` (`invoke_agent`, `chat`, `execute_tool`), and from the payload where present: `gen_ai.tool.name` (`tool`), `gen_ai.tool.call.id` (`call_id`), `gen_ai.request.model` (`model`), `gen_ai.usage.input_tokens` (`usage.input_tokens` or `usage.prompt_tokens`), `gen_ai.usage.output_tokens` (`usage.output_tokens` or `usage.completion_tokens`) |
+//! | `flags` | the trace's W3C flags ([`Scope::trace_flags`](agent_audit_core::Scope::trace_flags)) |
+//! | attributes | `audit.seq`, `audit.request_id`, `audit.prev` (this sink's SHA-256 chain over the records' JSON lines, starting from 64 zeros), `audit.parent_span_id`, `gen_ai.conversation.id` (correlation id), `gen_ai.agent.name`, `gen_ai.operation.name` (`invoke_agent`, `chat`, `execute_tool`), and from the payload where present: `gen_ai.provider.name` (`provider`), `gen_ai.tool.name` (`tool`), `gen_ai.tool.call.id` (`call_id`), `gen_ai.request.model` (`model`; `gen_ai.response.model` for `assistant_output`, the model the server reported), `gen_ai.response.id` (`response_id`), `gen_ai.response.finish_reasons` (`finish_reason`, as a one-string array), `gen_ai.usage.input_tokens` (`usage.input_tokens` or `usage.prompt_tokens`), `gen_ai.usage.output_tokens` (`usage.output_tokens` or `usage.completion_tokens`), `error.type` (`kind`, on error records); names per the GenAI semantic conventions v1.41.0 |
 //! | resource | `service.name`, `service.version`, `host.name` ([`ServiceInfo`]) |
 //!
 //! ## Usage

@@ -128,6 +128,9 @@ pub fn map_record(record: &Record, prev: &str, observed_unix_nanos: u64) -> LogR
         attributes.push(kv_str("gen_ai.operation.name", op));
     }
     if let Some(Value::KvlistValue(map)) = body.value.as_ref() {
+        if let Some(provider) = get_str(map, "provider") {
+            attributes.push(kv_str("gen_ai.provider.name", provider));
+        }
         if let Some(tool) = get_str(map, "tool") {
             attributes.push(kv_str("gen_ai.tool.name", tool));
         }
@@ -135,7 +138,19 @@ pub fn map_record(record: &Record, prev: &str, observed_unix_nanos: u64) -> LogR
             attributes.push(kv_str("gen_ai.tool.call.id", id));
         }
         if let Some(model) = get_str(map, "model") {
-            attributes.push(kv_str("gen_ai.request.model", model));
+            attributes.push(kv_str(model_key(&record.event_type), model));
+        }
+        if let Some(id) = get_str(map, "response_id") {
+            attributes.push(kv_str("gen_ai.response.id", id));
+        }
+        if let Some(reason) = get_str(map, "finish_reason") {
+            attributes.push(KeyValue {
+                key: "gen_ai.response.finish_reasons".to_string(),
+                value: Some(any(Value::ArrayValue(ArrayValue {
+                    values: vec![any(Value::StringValue(reason.to_string()))],
+                }))),
+                key_strindex: 0,
+            });
         }
         if let Some(Value::KvlistValue(usage)) = get(map, "usage") {
             if let Some(n) =
@@ -148,6 +163,11 @@ pub fn map_record(record: &Record, prev: &str, observed_unix_nanos: u64) -> LogR
             {
                 attributes.push(kv_int("gen_ai.usage.output_tokens", n));
             }
+        }
+        if record.event_type.is_error()
+            && let Some(kind) = get_str(map, "kind")
+        {
+            attributes.push(kv_str("error.type", kind));
         }
     }
     let error = record.event_type.is_error();
@@ -164,11 +184,21 @@ pub fn map_record(record: &Record, prev: &str, observed_unix_nanos: u64) -> LogR
         body: Some(body),
         attributes,
         dropped_attributes_count: 0,
-        // W3C "sampled" is not claimed: the record is not a span.
-        flags: 0,
+        // The trace's W3C flags (bits 0-7), so a backend can tell a
+        // sampled trace's records from the others'.
+        flags: u32::from(record.trace_flags.bits()),
         trace_id: record.trace_id.to_bytes().to_vec(),
         span_id: record.span_id.to_bytes().to_vec(),
         event_name: format!("{EVENT_NAME_PREFIX}{}", record.event_type.as_str()),
+    }
+}
+
+/// The attribute a payload's `model` goes to: the model the server
+/// reported for `assistant_output`, else the model asked for.
+pub(crate) fn model_key(event_type: &EventType) -> &'static str {
+    match event_type {
+        EventType::AssistantOutput => "gen_ai.response.model",
+        _ => "gen_ai.request.model",
     }
 }
 
@@ -350,5 +380,119 @@ mod tests {
         assert_eq!(operation_name(&EventType::AssistantOutput), Some("chat"));
         assert_eq!(operation_name(&EventType::ToolResult), Some("execute_tool"));
         assert_eq!(operation_name(&EventType::SessionStart), None);
+    }
+
+    /// Records as the agents runtime writes them, through a real
+    /// dispatcher, under `traceparent`.
+    fn emitted(traceparent: &str, events: &[(EventType, serde_json::Value)]) -> Vec<LogRecord> {
+        use agent_audit_core::{Auditor, Dispatcher, MemorySink, SinkOptions, TraceContext};
+        let memory = MemorySink::new();
+        let cx: TraceContext = traceparent.parse().unwrap();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let d = Dispatcher::builder()
+                    .sink(SinkOptions::new("m"), memory.clone())
+                    .start()
+                    .await
+                    .unwrap();
+                let a = Auditor::new(d.clone())
+                    .with_trace_context(cx)
+                    .for_request(None);
+                for (t, p) in events {
+                    a.emit(t.clone(), p).await.unwrap();
+                }
+                d.shutdown(std::time::Duration::from_secs(5)).await;
+            });
+        memory
+            .records()
+            .iter()
+            .map(|r| map_record(r, GENESIS_PREV, 1))
+            .collect()
+    }
+
+    fn attr(log: &LogRecord, key: &str) -> Option<Value> {
+        log.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.clone())
+            .and_then(|v| v.value)
+    }
+
+    fn string(s: &str) -> Option<Value> {
+        Some(Value::StringValue(s.to_string()))
+    }
+
+    #[test]
+    fn the_trace_flags_reach_the_log_record() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7";
+        let ev = [(EventType::UserRequest, serde_json::json!({}))];
+        let sampled = emitted(&format!("{tp}-01"), &ev);
+        assert_eq!(sampled[0].flags, 1);
+        assert_eq!(
+            hex::encode(&sampled[0].trace_id),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        let unsampled = emitted(&format!("{tp}-00"), &ev);
+        assert_eq!(unsampled[0].flags, 0);
+    }
+
+    #[test]
+    fn model_names_provider_response_and_errors_map_to_genai_attributes() {
+        use serde_json::json;
+        let logs = emitted(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            &[
+                (
+                    EventType::AssistantInput,
+                    json!({"provider": "openai", "model": "gpt-4o", "messages": []}),
+                ),
+                (
+                    EventType::AssistantOutput,
+                    json!({"provider": "openai", "model": "gpt-4o-2024-08-06", "response_id": "chatcmpl-9",
+                           "finish_reason": "tool_calls", "usage": {"prompt_tokens": 11, "completion_tokens": 7}}),
+                ),
+                (
+                    EventType::ModelError,
+                    json!({"kind": "rate_limit", "model": "gpt-4o", "provider": "openai"}),
+                ),
+                (
+                    EventType::ToolError,
+                    json!({"tool": "t", "call_id": "c", "kind": "invalid_arguments"}),
+                ),
+                (EventType::ToolResult, json!({"tool": "t", "kind": "x"})),
+            ],
+        );
+        let [input, output, model_error, tool_error, tool_result] = &logs[..] else {
+            panic!("{} records", logs.len())
+        };
+        assert_eq!(attr(input, "gen_ai.request.model"), string("gpt-4o"));
+        assert_eq!(attr(input, "gen_ai.response.model"), None);
+        assert_eq!(attr(input, "gen_ai.provider.name"), string("openai"));
+        // The server's model is the response model, not the requested one.
+        assert_eq!(
+            attr(output, "gen_ai.response.model"),
+            string("gpt-4o-2024-08-06")
+        );
+        assert_eq!(attr(output, "gen_ai.request.model"), None);
+        assert_eq!(attr(output, "gen_ai.response.id"), string("chatcmpl-9"));
+        assert_eq!(
+            attr(output, "gen_ai.response.finish_reasons"),
+            Some(Value::ArrayValue(ArrayValue {
+                values: vec![any(Value::StringValue("tool_calls".into()))]
+            }))
+        );
+        assert_eq!(
+            attr(output, "gen_ai.usage.input_tokens"),
+            Some(Value::IntValue(11))
+        );
+        assert_eq!(attr(output, "error.type"), None);
+        assert_eq!(attr(model_error, "error.type"), string("rate_limit"));
+        assert_eq!(attr(model_error, "gen_ai.request.model"), string("gpt-4o"));
+        assert_eq!(attr(tool_error, "error.type"), string("invalid_arguments"));
+        // `kind` on a record that is no error is just payload.
+        assert_eq!(attr(tool_result, "error.type"), None);
     }
 }

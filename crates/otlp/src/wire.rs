@@ -10,11 +10,12 @@ use std::fmt;
 use agent_audit_core::Record;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use crate::mapping::{EVENT_NAME_PREFIX, operation_name};
+use crate::mapping::{EVENT_NAME_PREFIX, model_key, operation_name};
 
 const VARINT: u8 = 0;
 const FIXED64: u8 = 1;
 const LEN: u8 = 2;
+const FIXED32: u8 = 5;
 
 /// Room left for a nested message's length before its content is known.
 const LEN_ROOM: usize = 5;
@@ -39,6 +40,11 @@ fn put_bytes(buf: &mut Vec<u8>, field: u32, b: &[u8]) {
 
 fn put_fixed64(buf: &mut Vec<u8>, field: u32, v: u64) {
     put_tag(buf, field, FIXED64);
+    buf.extend_from_slice(&v.to_le_bytes());
+}
+
+fn put_fixed32(buf: &mut Vec<u8>, field: u32, v: u32) {
+    put_tag(buf, field, FIXED32);
     buf.extend_from_slice(&v.to_le_bytes());
 }
 
@@ -76,6 +82,20 @@ fn put_kv_str(buf: &mut Vec<u8>, field: u32, key: &str, value: &str) {
     put_bytes(buf, 1, key.as_bytes());
     let v = begin(buf, 2);
     put_bytes(buf, 1, value.as_bytes());
+    end(buf, v);
+    end(buf, kv);
+}
+
+/// A KeyValue whose value is an array of one string.
+fn put_kv_str_array(buf: &mut Vec<u8>, field: u32, key: &str, value: &str) {
+    let kv = begin(buf, field);
+    put_bytes(buf, 1, key.as_bytes());
+    let v = begin(buf, 2);
+    let arr = begin(buf, 5);
+    let elem = begin(buf, 1);
+    put_bytes(buf, 1, value.as_bytes());
+    end(buf, elem);
+    end(buf, arr);
     end(buf, v);
     end(buf, kv);
 }
@@ -141,9 +161,13 @@ impl Envelope {
 /// occurrence wins, as in [`crate::map_record`].
 #[derive(Default)]
 struct Captures {
+    provider: Option<String>,
     tool: Option<String>,
     call_id: Option<String>,
     model: Option<String>,
+    response_id: Option<String>,
+    finish_reason: Option<String>,
+    kind: Option<String>,
     input_tokens: Option<i64>,
     prompt_tokens: Option<i64>,
     output_tokens: Option<i64>,
@@ -155,9 +179,13 @@ struct Captures {
 enum Slot {
     None,
     Root,
+    Provider,
     Tool,
     CallId,
     Model,
+    ResponseId,
+    FinishReason,
+    Kind,
     Usage,
     InputTokens,
     PromptTokens,
@@ -221,6 +249,9 @@ pub(crate) fn encode_record(
     if let Some(op) = operation_name(&record.event_type) {
         put_kv_str(buf, 6, "gen_ai.operation.name", op);
     }
+    if let Some(p) = &caps.provider {
+        put_kv_str(buf, 6, "gen_ai.provider.name", p);
+    }
     if let Some(t) = &caps.tool {
         put_kv_str(buf, 6, "gen_ai.tool.name", t);
     }
@@ -228,13 +259,26 @@ pub(crate) fn encode_record(
         put_kv_str(buf, 6, "gen_ai.tool.call.id", id);
     }
     if let Some(m) = &caps.model {
-        put_kv_str(buf, 6, "gen_ai.request.model", m);
+        put_kv_str(buf, 6, model_key(&record.event_type), m);
+    }
+    if let Some(id) = &caps.response_id {
+        put_kv_str(buf, 6, "gen_ai.response.id", id);
+    }
+    if let Some(r) = &caps.finish_reason {
+        put_kv_str_array(buf, 6, "gen_ai.response.finish_reasons", r);
     }
     if let Some(n) = caps.input_tokens.or(caps.prompt_tokens) {
         put_kv_int(buf, 6, "gen_ai.usage.input_tokens", n);
     }
     if let Some(n) = caps.output_tokens.or(caps.completion_tokens) {
         put_kv_int(buf, 6, "gen_ai.usage.output_tokens", n);
+    }
+    if let Some(k) = caps.kind.as_ref().filter(|_| error) {
+        put_kv_str(buf, 6, "error.type", k);
+    }
+    let flags = u32::from(record.trace_flags.bits());
+    if flags != 0 {
+        put_fixed32(buf, 8, flags);
     }
     put_bytes(buf, 9, &record.trace_id.to_bytes());
     put_bytes(buf, 10, &record.span_id.to_bytes());
@@ -308,9 +352,13 @@ impl<'de> Visitor<'de> for AnySeed<'_> {
     fn visit_str<E>(self, v: &str) -> Result<(), E> {
         let c = &mut *self.caps;
         let slot = match self.slot {
+            Slot::Provider => Some(&mut c.provider),
             Slot::Tool => Some(&mut c.tool),
             Slot::CallId => Some(&mut c.call_id),
             Slot::Model => Some(&mut c.model),
+            Slot::ResponseId => Some(&mut c.response_id),
+            Slot::FinishReason => Some(&mut c.finish_reason),
+            Slot::Kind => Some(&mut c.kind),
             _ => None,
         };
         if let Some(s) = slot
@@ -413,9 +461,13 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
         let kv = begin(self.buf, 1);
         put_bytes(self.buf, 1, key.as_bytes());
         let slot = match (self.parent, key) {
+            (Slot::Root, "provider") => Slot::Provider,
             (Slot::Root, "tool") => Slot::Tool,
             (Slot::Root, "call_id") => Slot::CallId,
             (Slot::Root, "model") => Slot::Model,
+            (Slot::Root, "response_id") => Slot::ResponseId,
+            (Slot::Root, "finish_reason") => Slot::FinishReason,
+            (Slot::Root, "kind") => Slot::Kind,
             (Slot::Root, "usage") => Slot::Usage,
             (Slot::Usage, "input_tokens") => Slot::InputTokens,
             (Slot::Usage, "prompt_tokens") => Slot::PromptTokens,
@@ -460,6 +512,22 @@ mod tests {
                 json!({"nested": {"usage": {"input_tokens": 9}}, "list": [[], {}, "", true, false]}),
             ),
             (EventType::UserRequest, json!({"text": "x".repeat(300)})),
+            (
+                EventType::AssistantOutput,
+                json!({"provider": "openai", "model": "gpt-4o-2024-08-06", "response_id": "chatcmpl-1", "finish_reason": "stop"}),
+            ),
+            (
+                EventType::ModelError,
+                json!({"kind": "rate_limit", "model": "gpt-4o", "provider": 7}),
+            ),
+            (
+                EventType::ToolError,
+                json!({"kind": ["not", "a string"], "finish_reason": null}),
+            ),
+            (
+                EventType::ToolResult,
+                json!({"kind": "not an error record"}),
+            ),
         ];
         let memory = MemorySink::new();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -474,8 +542,15 @@ mod tests {
                 .unwrap();
             let root = Auditor::new(d.clone());
             let scoped = root.for_request(Some("req")).with_agent("a").child_span();
+            let unsampled = root
+                .with_trace_context(
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+                        .parse::<agent_audit_core::TraceContext>()
+                        .unwrap(),
+                )
+                .for_request(None);
             for (i, (t, p)) in payloads.iter().enumerate() {
-                let a = if i % 2 == 0 { &root } else { &scoped };
+                let a = [&root, &scoped, &unsampled][i % 3];
                 a.emit(t.clone(), p).await.unwrap();
             }
             d.shutdown(std::time::Duration::from_secs(5)).await;

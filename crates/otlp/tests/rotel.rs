@@ -56,7 +56,7 @@ fn event(i: u64, nulls: bool) -> (EventType, Value) {
         ),
         2 => (
             EventType::AssistantOutput,
-            json!({"model": "gpt-4o-mini", "content": "calling a tool", "usage": {"prompt_tokens": 12, "completion_tokens": 7}, "i": i}),
+            json!({"content": "calling a tool", "model": "gpt-4o-mini-2024-07-18", "provider": "openai", "response_id": format!("chatcmpl-{i}"), "finish_reason": "tool_calls", "usage": {"prompt_tokens": 12, "completion_tokens": 7}, "i": i}),
         ),
         3 => (
             EventType::ToolCall,
@@ -68,7 +68,7 @@ fn event(i: u64, nulls: bool) -> (EventType, Value) {
         ),
         5 => (
             EventType::ToolError,
-            json!({"tool": "transfer", "call_id": format!("call_{i}"), "error": "timeout after 30 s", "i": i}),
+            json!({"tool": "transfer", "call_id": format!("call_{i}"), "kind": "failed", "error": "timeout after 30 s", "i": i}),
         ),
         6 => (
             EventType::AssistantOutput,
@@ -99,7 +99,16 @@ async fn emit_n(d: &Dispatcher, n: u64, nulls: bool) -> Vec<u64> {
     let mut a = root.for_request(Some("req-0")).with_agent("assistant");
     for i in 0..n {
         if i % 100 == 0 {
-            a = root
+            let parent = if i % 300 == 0 {
+                root.with_trace_context(
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+                        .parse::<agent_audit_core::TraceContext>()
+                        .expect("traceparent"),
+                )
+            } else {
+                root.clone()
+            };
+            a = parent
                 .for_request(Some(&format!("req-{}", i / 100)))
                 .with_agent(if i % 200 == 0 {
                     "assistant"
@@ -156,6 +165,7 @@ fn check_mapped(r: &Record, c: &Value) {
     assert_eq!(c["severity_number"], sev, "{ctx}");
     assert_eq!(c["severity_text"], text, "{ctx}");
     assert_eq!(c["trace_id"], r.trace_id.to_string(), "{ctx}");
+    assert_eq!(c["flags"], r.trace_flags.bits(), "{ctx}");
     assert_eq!(c["span_id"], r.span_id.to_string(), "{ctx}");
     assert_eq!(c["body"], r.payload_value(), "{ctx}");
     assert_eq!(c["scope"], "agent-audit", "{ctx}");
@@ -198,11 +208,33 @@ fn check_mapped(r: &Record, c: &Value) {
         payload["call_id"].as_str(),
         "{ctx}"
     );
+    // The model the server reported is the response model; any other
+    // record's model is the one asked for.
+    let (model, other) = if matches!(r.event_type, EventType::AssistantOutput) {
+        ("gen_ai.response.model", "gen_ai.request.model")
+    } else {
+        ("gen_ai.request.model", "gen_ai.response.model")
+    };
+    assert_eq!(a[model].as_str(), payload["model"].as_str(), "{ctx}");
+    assert_eq!(a[other], Value::Null, "{ctx}");
     assert_eq!(
-        a["gen_ai.request.model"].as_str(),
-        payload["model"].as_str(),
+        a["gen_ai.provider.name"].as_str(),
+        payload["provider"].as_str(),
         "{ctx}"
     );
+    assert_eq!(
+        a["gen_ai.response.id"].as_str(),
+        payload["response_id"].as_str(),
+        "{ctx}"
+    );
+    let reasons = payload["finish_reason"].as_str().map(|f| json!([f]));
+    assert_eq!(
+        a.get("gen_ai.response.finish_reasons"),
+        reasons.as_ref(),
+        "{ctx}"
+    );
+    let error_type = payload["kind"].as_str().filter(|_| r.event_type.is_error());
+    assert_eq!(a["error.type"].as_str(), error_type, "{ctx}");
     let usage = &payload["usage"];
     let input = usage
         .get("input_tokens")

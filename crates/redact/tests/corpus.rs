@@ -136,6 +136,8 @@ const PLAIN_NAMES: &[&str] = &[
     "function",
     "type",
     "finish_reason",
+    "provider",
+    "response_id",
     "usage",
     "latency_ms",
     "attempts",

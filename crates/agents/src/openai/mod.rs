@@ -282,6 +282,12 @@ impl ChatModel for OpenAiClient {
         &self.model
     }
 
+    /// `openai` for any Chat Completions server: the conventions name the
+    /// API's flavour this way when the client cannot tell who hosts it.
+    fn provider(&self) -> Option<&str> {
+        Some("openai")
+    }
+
     fn describe(&self) -> String {
         format!("model `{}` at {}", self.model, self.endpoint)
     }

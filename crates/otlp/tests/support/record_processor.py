@@ -42,6 +42,7 @@ def process_logs(resource_logs):
                 "severity_text": lr.severity_text,
                 "trace_id": bytes(lr.trace_id).hex(),
                 "span_id": bytes(lr.span_id).hex(),
+                "flags": lr.flags,
                 "attributes": {kv.key: conv(kv.value) for kv in lr.attributes},
                 "body": conv(lr.body),
             }))
