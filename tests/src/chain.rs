@@ -160,8 +160,9 @@ impl ChainChecker {
 
     fn line(&mut self, offset: u64, bytes: &[u8], out: &mut Vec<Checked>) -> Result<(), String> {
         let Some(value) = parse_record(bytes) else {
-            // Not a record: a torn write terminated on reopen. It must be
-            // followed by the notice that names it.
+            // Not a record: a torn write an earlier version of the writer
+            // ended with a newline on reopen (this version cuts them off).
+            // It must be followed by the notice that names it.
             self.damaged += 1;
             self.unexplained.push(offset);
             return Ok(());

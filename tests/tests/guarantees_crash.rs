@@ -1,6 +1,7 @@
 //! Guarantee: a record whose receipt said `Durable` survives the writer
 //! being killed at any moment, byte for byte; a kill leaves at most one
-//! torn final line, which the next writer keeps, terminates and reports;
+//! torn final line, which the next writer cuts off the file and names (byte
+//! offset, length, SHA-256) in a `sink_notice` audit_gap where it was;
 //! the next writer continues the chain and the seq numbering without a
 //! duplicate: no seq the killed writer handed out (even one never written)
 //! is given to another record, and the seqs it reserved but never wrote
@@ -46,6 +47,8 @@ fn durable_records_survive_sigkill_at_random_moments_and_the_next_writer_continu
     let mut written: HashMap<u64, (u64, u64)> = HashMap::new();
     let mut durable_confirmed = 0u64;
     let mut torn_tails = 0u64;
+    // Torn lines a restart cut off and named.
+    let mut torn_cut = 0u64;
     let mut gap_notices = 0u64;
     let mut highest_durable = 0u64;
     // The highest seq any killed writer handed out (its `A` lines).
@@ -94,7 +97,11 @@ fn durable_records_survive_sigkill_at_random_moments_and_the_next_writer_continu
             "round {round}: the writer restarted at seq {next_seq}, but seq {floor} is already taken"
         );
         let last_in_file = checker.last_seq().unwrap_or(0);
-        let torn_before = checker.torn_tail(&before).is_some();
+        // The torn final line the last kill left, if any: the writer since
+        // must have cut it and named it in its first record there.
+        let torn_before = checker
+            .torn_tail(&before)
+            .map(|(at, len)| (at, before[at as usize..(at + len) as usize].to_vec()));
 
         std::thread::sleep(Duration::from_millis(rng.gen_range(5..=50)));
         child.kill().expect("SIGKILL");
@@ -110,15 +117,41 @@ fn durable_records_survive_sigkill_at_random_moments_and_the_next_writer_continu
         let durable = lines.rest();
 
         let bytes = std::fs::read(&path).unwrap();
-        // Append-only: what was checked after earlier kills is unchanged.
+        // Append-only but for a torn final line: what was checked after
+        // earlier kills (every whole line) is unchanged.
+        let region_start = checker.consumed();
+        let checked = region_start as usize;
         assert!(
-            bytes.len() >= before.len() && bytes[..before.len()] == before[..],
+            bytes.len() >= checked && bytes[..checked] == before[..checked],
             "round {round}: bytes checked after an earlier kill changed"
         );
-        let region_start = checker.consumed();
         let new = checker
             .feed(&bytes)
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        if let Some((at, torn)) = &torn_before {
+            // Cut back to where the torn line began; the first record there
+            // (unless this writer was killed before it was whole) names it,
+            // never by its bytes.
+            assert!(bytes.len() as u64 >= *at);
+            if let Some(first) = new.first() {
+                assert_eq!(
+                    first.offset, *at,
+                    "round {round}: the torn line was not cut"
+                );
+                let detail = first.payload()["detail"].as_str().unwrap_or("");
+                for part in [
+                    format!("{} bytes at byte offset {at} ", torn.len()),
+                    format!("SHA-256 {}", agent_audit_tests::chain::line_hash(torn)),
+                ] {
+                    assert!(
+                        first.event_type() == "audit_gap" && detail.contains(&part),
+                        "round {round}: the first record after the cut does not name it (`{part}`): {:?}",
+                        first.value
+                    );
+                }
+                torn_cut += 1;
+            }
+        }
         for rec in &new {
             match rec.event_type() {
                 "tool_call" => {
@@ -135,11 +168,10 @@ fn durable_records_survive_sigkill_at_random_moments_and_the_next_writer_continu
                 "audit_gap" if rec.payload()["reason"] == "seq_skipped" => {
                     let p = rec.payload();
                     let (from, to) = (p["from_seq"].as_u64(), p["to_seq"].as_u64());
-                    // A torn final line that got as far as its seq keeps
-                    // that seq taken too.
-                    let torn = u64::from(torn_before);
+                    // From right after the file's last record: a torn
+                    // line's prefix sets nothing (the lease covers its seq).
                     assert!(
-                        from.is_some_and(|f| f > last_in_file && f <= last_in_file + 1 + torn),
+                        from == Some(last_in_file + 1),
                         "round {round}: the skipped range starts right after the file's last seq {last_in_file}: {:?}",
                         rec.value
                     );
@@ -189,8 +221,7 @@ fn durable_records_survive_sigkill_at_random_moments_and_the_next_writer_continu
         }
 
         // The reader, on what this round added: every line a record, except
-        // the previous round's torn line (now terminated, and explained by a
-        // notice the checker matched) and at most one torn final line.
+        // at most one torn final line (the previous round's was cut).
         let region = &bytes[region_start as usize..];
         let mut errors = Vec::new();
         let mut count = 0u64;
@@ -208,13 +239,6 @@ fn durable_records_survive_sigkill_at_random_moments_and_the_next_writer_continu
                         "round {round}: a torn line that is not the last: {e}"
                     );
                     torn_tails += 1;
-                }
-                ReadError::BadRecord { offset, .. } | ReadError::NotUtf8 { offset, .. } => {
-                    assert_eq!(
-                        (*offset, *line),
-                        (0, 1),
-                        "round {round}: a damaged line other than the previous round's torn tail: {e}"
-                    );
                 }
                 other => panic!("round {round}: reader error {other}"),
             }
@@ -256,13 +280,17 @@ fn durable_records_survive_sigkill_at_random_moments_and_the_next_writer_continu
     assert_eq!(report.records, summary.records.len() as u64);
     assert_eq!(report.last_seq, summary.records.last().map(|r| r.seq));
     assert_eq!(summary.records.len() as u64, checker.records);
+    assert_eq!(
+        checker.damaged, 0,
+        "a line that is not a record was left in the log"
+    );
     assert!(summary.records.len() as u64 >= durable_confirmed.min(1));
     assert!(
         skipped_gaps > 0,
         "no restart ever found seqs reserved ahead of the file: the lease is not in use"
     );
     eprintln!(
-        "crash loop: {kills} SIGKILLs survived in {:.1?}; {} records checked (chain, seq, payload), {durable_confirmed} Durable receipts confirmed in the file, {torn_tails} torn tails kept and reported, {gap_notices} audit_gap notices, {accepted_unwritten} seqs handed out but never written and never reused, {skipped_gaps} seq_skipped records, {} bytes; verify run {} times over {verified_bytes} bytes",
+        "crash loop: {kills} SIGKILLs survived in {:.1?}; {} records checked (chain, seq, payload), {durable_confirmed} Durable receipts confirmed in the file, {torn_tails} torn tails seen and {torn_cut} cut and named by the next writer, {gap_notices} audit_gap notices, {accepted_unwritten} seqs handed out but never written and never reused, {skipped_gaps} seq_skipped records, {} bytes; verify run {} times over {verified_bytes} bytes",
         started.elapsed(),
         summary.records.len(),
         before.len(),

@@ -66,32 +66,39 @@
 //! line. If the active file holds no record (say, a crash right after a
 //! rotation), the chain and seq continue from the newest rotated file.
 //!
-//! ## Torn lines: kept, terminated, reported
+//! ## Torn lines: cut off, reported by length and SHA-256
 //!
-//! A crash in the middle of a write can leave a last line without a newline.
-//! Evidence is never deleted: on open such a **torn line is left byte for
-//! byte and terminated with a newline**, and a notice is returned in
+//! A crash in the middle of a write can leave a last line without a
+//! newline: the start of a record the writer never finished, never
+//! acknowledged and never will. On open such a **torn line is cut off the
+//! file** (truncated back to the end of the last whole line, then synced)
+//! and a notice is returned in
 //! [`SinkOpen::notices`](agent_audit_core::SinkOpen) naming the file, the
-//! byte offset, the length and, when its prefix shows it, the seq it was
-//! being written for. The dispatcher turns each notice into an `audit_gap`
-//! record, which becomes the next line of the file. The chain resumes from
-//! the last whole record, so in the file:
+//! byte offset, the length and the SHA-256 of the bytes cut, never the
+//! bytes themselves. The dispatcher turns each notice into an `audit_gap`
+//! record, which becomes the next line of the file, where the torn line
+//! was. The chain resumes from the last whole record, so in the file:
 //!
 //! ```text
 //! line n     {"v":1,"seq":41,…,"prev":"…"}          last whole record, hash H
-//! line n+1   {"v":1,"seq":42,"ts":"2026-…          torn: not a record
-//! line n+2   {"v":1,"seq":43,…"audit_gap"…,"prev":"H"}   names the torn line
+//! line n+1   {"v":1,"seq":42,…"audit_gap"…,"prev":"H"}   "cut a torn final line off …: 57 bytes at byte offset … (SHA-256 …)"
 //! ```
 //!
-//! A verifier reports line n+1 as a torn line, finds the chain intact from
-//! line n to line n+2, and the seq gap explained. The torn line's seq is
-//! never handed out again, since it may have reached another sink. Lines
-//! after the last record that are not records (a torn line terminated by an
-//! earlier open that crashed before writing its notice) are reported the
-//! same way; more than 64 of them, and the file is refused as not an audit
-//! log ([`JsonlError::NotAnAuditLog`]). A last line that lacks only its
-//! newline but is a whole record is a record: it gets its newline and the
-//! chain continues from it, with no notice.
+//! Kept, the bytes would be anyone's to choose: whoever can append to the
+//! file could plant the start of a record the next open would carry into
+//! the log as the writer's own torn write. A line before it that is only
+//! the start of a record, ended with a newline (how earlier versions kept
+//! their torn lines), is cut the same way. No line after the last record
+//! sets the seq, whatever its prefix says: the dispatcher continues after
+//! the last whole record, and seqs a dead writer handed out to other sinks
+//! are kept from reuse by the seq lease ([`FileLease`]), not by bytes in
+//! the file. A whole line after the last record that is not a record and
+//! not the start of one is no write of the writer's: it is left in place
+//! (the writer deletes no whole line), named by length and SHA-256, and
+//! `verify` reports it. More than 64 such lines and the file is refused as
+//! not an audit log ([`JsonlError::NotAnAuditLog`]). A last line that lacks
+//! only its newline but is a whole record is a record: it gets its newline
+//! and the chain continues from it, with no notice.
 //!
 //! ## Writing
 //!

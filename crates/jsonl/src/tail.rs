@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 
 use agent_audit_core::Timestamp;
 
-use crate::reader::{Reader, parse_record, record_seq, seq_hint};
+use crate::reader::{Reader, is_torn_write, parse_record, record_seq};
 
 const CHUNK: u64 = 64 << 10;
 /// A line longer than this is not parsed when scanning (it cannot be one of
@@ -32,8 +32,9 @@ pub(crate) struct BadLine {
     pub offset: u64,
     pub len: u64,
     pub terminated: bool,
-    /// The seq it was being written for, if its prefix shows it.
-    pub seq_hint: Option<u64>,
+    /// Its bytes could be what a write cut short leaves of a record
+    /// ([`is_torn_write`]): never a whole line of any writer.
+    pub torn: bool,
 }
 
 #[derive(Debug)]
@@ -118,7 +119,9 @@ pub(crate) fn scan(file: &File, len: u64) -> Result<Tail, ScanError> {
                     offset: start,
                     len: end - start,
                     terminated,
-                    seq_hint: bytes.as_deref().and_then(seq_hint),
+                    torn: bytes
+                        .as_deref()
+                        .is_some_and(|b| b.len() <= crate::DEFAULT_MAX_LINE && is_torn_write(b)),
                 });
                 if tail.bad.len() > MAX_BAD {
                     return Err(ScanError::TooManyBad);

@@ -1,8 +1,10 @@
 //! Lines that are not records, put into real logs by someone other than
-//! the writer. A line the chain skips over is accepted only where the
-//! writer itself recorded skipping it: a torn write, as the last line
-//! before a restart, named by the `audit_gap` notice that restart wrote.
-//! Every other malformed line, wherever it is, is damage.
+//! the writer. The writer never leaves one: it cuts its own torn writes off
+//! the file when it opens it. A line the chain skips over is accepted only
+//! in the form earlier versions of the writer left: a torn write kept as
+//! the last line before a restart, named in those versions' exact words by
+//! the `audit_gap` notice that restart wrote. Every other malformed line,
+//! wherever it is, is damage.
 
 mod integrity_support;
 
@@ -198,38 +200,78 @@ async fn every_malformed_line_inserted_anywhere_in_a_keyed_signed_chain_is_damag
     every_line_everywhere(&s.log, &options, "keyed");
 }
 
-/// Ten records, then a crash while writing the eleventh, then a restart
-/// that writes `after` more: the writer's own recovery.
-async fn recovered(dir: &Path, after: u64) -> PathBuf {
+/// The bytes an earlier writer's crash left while it wrote seq 11.
+const TORN: &[u8] = br#"{"v":1,"seq":11,"ts":"2026-11-25T23:3"#;
+
+/// The detail of an earlier writer's restart notice (up to this version a
+/// writer kept a torn line, ended it with a newline and named it so).
+fn legacy_detail(offset: usize, len: usize) -> String {
+    format!(
+        "torn final line at byte offset {offset} of audit-log.jsonl ({len} bytes, no newline: a write cut short, it was seq 11); kept as is and terminated with a newline; the chain resumes from the last whole record (seq 10, ending at byte {offset})"
+    )
+}
+
+/// A real record line made into that restart's `sink_notice` audit_gap
+/// with `detail`.
+fn notice_line(template: &[u8], seq: u64, detail: &str) -> Vec<u8> {
+    let text = std::str::from_utf8(template).unwrap();
+    let p = text.find(r#","payload":"#).unwrap();
+    let q = text.rfind(r#","prev":""#).unwrap();
+    let payload = serde_json::json!({"reason": "sink_notice", "sink": "jsonl", "detail": detail});
+    let line = format!("{},\"payload\":{payload}{}", &text[..p], &text[q..]).replacen(
+        r#""event_type":"tool_call""#,
+        r#""event_type":"audit_gap""#,
+        1,
+    );
+    set_seq(line.as_bytes(), seq)
+}
+
+/// A log as an earlier version of the writer left it after a crash while
+/// writing seq 11 and a restart that wrote 3 more records: ten records,
+/// the torn line kept and ended, the restart's notice naming it (seq 12)
+/// and three records, chained from line 10 on over the torn line.
+async fn legacy_recovered(dir: &Path) -> PathBuf {
     let path = dir.join("audit-log.jsonl");
-    write_log(JsonlOptions::new(&path), 10).await;
-    let mut data = std::fs::read(&path).unwrap();
-    data.extend_from_slice(br#"{"v":1,"seq":11,"ts":"2026-11-25T23:3"#);
-    std::fs::write(&path, &data).unwrap();
-    write_log(JsonlOptions::new(&path), after).await;
+    write_log(JsonlOptions::new(&path), 13).await;
+    let written = lines(&path);
+    let offset: usize = written[..10].iter().map(|l| l.len() + 1).sum();
+    let mut l = written[..10].to_vec();
+    l.push(notice_line(
+        &written[9],
+        12,
+        &legacy_detail(offset, TORN.len()),
+    ));
+    for (i, r) in written[10..].iter().enumerate() {
+        l.push(set_seq(r, 13 + i as u64));
+    }
+    rechain_plain(&mut l, 10);
+    l.insert(10, TORN.to_vec());
+    write_lines(&path, &l);
     path
 }
 
 #[tokio::test]
-async fn the_torn_line_the_writer_recovered_from_passes_and_nothing_else_does() {
+async fn a_torn_line_an_earlier_writer_kept_passes_in_its_exact_form_and_nothing_else_does() {
     let dir = tempfile::tempdir().unwrap();
-    let path = recovered(dir.path(), 3).await;
+    let path = legacy_recovered(dir.path()).await;
     let report = plain(&[&path]);
     expect_intact(&report);
     assert!(
         report
             .notices
             .iter()
-            .any(|n| n.line == 11 && n.message.contains("recovered")),
+            .any(|n| n.line == 11 && n.message.contains("earlier version")),
         "{report}"
     );
     let base = lines(&path);
-    // Line 12 is the restart's audit_gap naming line 11's offset and length.
-    assert!(
-        String::from_utf8_lossy(&base[11]).contains("sink_notice"),
-        "{}",
-        String::from_utf8_lossy(&base[11])
-    );
+    assert_eq!(base[10], TORN);
+    // The fuzz corpus' recovered log is of this form too.
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fuzz-corpus/jsonl/torn-recovered.jsonl");
+    let copy = dir.path().join("corpus").join("audit-log.jsonl");
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::copy(&corpus, &copy).unwrap();
+    expect_intact(&plain(&[&copy]));
 
     // The torn bytes replaced by a line of the same length that lenient
     // readers take for a record: same offset, same length, still damage.
@@ -263,6 +305,112 @@ async fn the_torn_line_the_writer_recovered_from_passes_and_nothing_else_does() 
     let l = inserted(&base, 10, &base[10][..20]);
     write_lines(&path, &l);
     expect_problem(&plain(&[&path]), ProblemKind::BadJson, 11);
+
+    // The notice in other words than an earlier writer's: its place and
+    // length named, but not "kept as is" (as this version's writer reports
+    // a whole line it found and left), or a notice that only mentions
+    // them. A writer of this version never keeps a torn line, so these
+    // are damage.
+    let offset: usize = base[..10].iter().map(|l| l.len() + 1).sum();
+    let len = TORN.len();
+    for detail in [
+        format!(
+            "a whole line that is not a record follows the last record of audit-log.jsonl: {len} bytes at byte offset {offset} (SHA-256 {}); left in place for verify to report",
+            sha256_hex(TORN)
+        ),
+        format!("cut a torn final line off audit-log.jsonl: {len} bytes at byte offset {offset}"),
+        format!("something at byte offset {offset} of audit-log.jsonl ({len} bytes); kept as is"),
+        legacy_detail(offset, len).replace("; kept as is", "; kept"),
+        legacy_detail(offset + 1, len),
+        legacy_detail(offset, len + 1),
+    ] {
+        let mut l = base.clone();
+        l[11] = notice_line(&base[11], 12, &detail);
+        rechain_plain(&mut l, 12);
+        write_lines(&path, &l);
+        let p = expect_problem(&plain(&[&path]), ProblemKind::BadJson, 11);
+        assert!(p.message.contains("put there"), "{detail}: {p}");
+    }
+}
+
+/// Every malformed line planted at the end of a keyed, signed log, with or
+/// without a newline, then the writer restarts: an unterminated one, or a
+/// terminated one that is only the start of a record, is cut off (nothing
+/// of it is left in the log, which verifies); any other terminated one is
+/// left where it is and `verify` calls it damage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_malformed_line_planted_at_the_end_before_a_restart_is_cut_or_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = write_signed_log(dir.path(), 12, 5, Some(KEY), None).await;
+    let options = VerifyOptions {
+        public_keys: vec![s.signer.public_key()],
+        ..keyed()
+    };
+    let base = std::fs::read(&s.log).unwrap();
+    let sample = lines(&s.log)[3].clone();
+    let path = dir.path().join("cases").join("audit-log.jsonl");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut cases = 0;
+    let mut torn_shaped = malformed(&sample);
+    torn_shaped.push(("a torn write's prefix", sample[..sample.len() / 3].to_vec()));
+    torn_shaped.push((
+        "a record's prefix with a seq at the top of the space",
+        br#"{"v":1,"seq":18446744073709551614,"ts":"2026-"#.to_vec(),
+    ));
+    for (what, bad) in torn_shaped {
+        if bad.is_empty() || bad.contains(&b'\n') || bad.len() > 1 << 20 {
+            continue;
+        }
+        // A line this reader takes for a whole record (a CR is JSON
+        // whitespace) is a record the writer resumes from; verify names it
+        // as not fitting the chain.
+        let is_record = agent_audit_jsonl::Reader::new("", &bad[..]).all(|l| l.is_ok());
+        for terminated in [false, true] {
+            let mut data = base.clone();
+            data.extend_from_slice(&bad);
+            if terminated {
+                data.push(b'\n');
+            }
+            std::fs::write(&path, &data).unwrap();
+            write_log(JsonlOptions::new(&path).chain_key(KEY), 2).await;
+            let after = std::fs::read(&path).unwrap();
+            let report = verify_with(&[&path], &options);
+            cases += 1;
+            // Only the start of a record (what a torn write leaves) is cut
+            // even with a newline; a whole line of another shape is left
+            // where it is, and is damage.
+            let starts_a_record = what.starts_with("torn-shaped")
+                || what == "a torn write's prefix"
+                || what.starts_with("a record's prefix");
+            if is_record || (terminated && !starts_a_record) {
+                expect_damage(
+                    &report,
+                    &format!("{what} (terminated: {terminated}), after a restart"),
+                );
+                continue;
+            }
+            // Cut: the log goes on from its last record with whole records.
+            assert!(after.starts_with(&base), "{what}");
+            assert!(
+                agent_audit_jsonl::Reader::new("", &after[base.len()..]).all(|l| l.is_ok()),
+                "{what}: planted bytes kept"
+            );
+            expect_intact(&report);
+            // The seq continues after the last record, not from the
+            // planted bytes: the notice and two records.
+            assert_eq!(report.last_seq, Some(s_last(&base) + 3), "{what}");
+        }
+    }
+    assert!(cases > 40, "{cases}");
+}
+
+/// The seq of the last record line of a log's bytes.
+fn s_last(bytes: &[u8]) -> u64 {
+    bytes
+        .split(|&b| b == b'\n')
+        .rev()
+        .find_map(|l| serde_json::from_slice::<serde_json::Value>(l).ok()?["seq"].as_u64())
+        .unwrap()
 }
 
 #[tokio::test]

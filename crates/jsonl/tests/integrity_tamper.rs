@@ -254,32 +254,35 @@ async fn rotated_files_verify_as_one_chain() {
 }
 
 #[tokio::test]
-async fn a_torn_write_the_writer_recovered_from_is_a_notice() {
+async fn a_torn_write_the_writer_recovered_from_is_cut_and_a_notice() {
     let dir = tempfile::tempdir().unwrap();
     let path = ten(dir.path()).await;
+    let whole = std::fs::read(&path).unwrap();
     // A crash in the middle of writing seq 11.
-    let mut data = std::fs::read(&path).unwrap();
-    data.extend_from_slice(br#"{"v":1,"seq":11,"ts":"2026-11"#);
+    let torn = br#"{"v":1,"seq":11,"ts":"2026-11"#;
+    let mut data = whole.clone();
+    data.extend_from_slice(torn);
     std::fs::write(&path, &data).unwrap();
     expect_problem(&plain(&[&path]), ProblemKind::TornTail, 11);
 
-    // The writer restarts: it keeps the torn bytes, ends the line, records
-    // an audit_gap and continues the chain from line 10.
+    // The writer restarts: it cuts the torn bytes off, records an
+    // audit_gap naming their place, length and SHA-256, and continues the
+    // chain from line 10.
     write_log(JsonlOptions::new(&path), 3).await;
+    let after = std::fs::read(&path).unwrap();
+    assert!(after.starts_with(&whole));
     let report = plain(&[&path]);
     expect_intact(&report);
+    assert_eq!(report.records, 14);
     assert!(
-        report
-            .notices
-            .iter()
-            .any(|n| n.line == 11 && n.message.contains("recovered")),
-        "{report}"
-    );
-    assert!(
-        report
-            .notices
-            .iter()
-            .any(|n| n.message.contains("seq 11 is absent")),
+        report.notices.iter().any(|n| n.line == 11
+            && n.message.contains("cut a torn final line")
+            && n.message.contains(&format!(
+                "{} bytes at byte offset {}",
+                torn.len(),
+                whole.len()
+            ))
+            && n.message.contains(&sha256_hex(torn))),
         "{report}"
     );
 }

@@ -250,7 +250,7 @@ fn append_raw(path: &Path, bytes: &[u8]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn torn_tail_is_kept_reported_and_the_chain_resumes_from_the_last_whole_line() {
+async fn torn_tail_is_cut_reported_and_the_chain_resumes_from_the_last_whole_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit-log.jsonl");
     write_n(&path, 5).await;
@@ -274,29 +274,34 @@ async fn torn_tail_is_kept_reported_and_the_chain_resumes_from_the_last_whole_li
         other => panic!("expected a torn final line, got {other:?}"),
     }
 
-    // The sink reports it, with the path, offset, length and lost seq.
-    let mut sink = JsonlSink::new(JsonlOptions::new(&path)).unwrap();
+    // The sink cuts it off the file (truncated to the end of the last whole
+    // line) and reports the path, offset, length and SHA-256, not the bytes.
+    // Its prefix names seq 6, which does not set the seq: the dispatcher
+    // continues after the last whole record (the seq lease, when there is
+    // one, keeps seqs a dead writer handed out).
+    let copy = dir.path().join("copy.jsonl");
+    std::fs::copy(&path, &copy).unwrap();
+    let mut sink = JsonlSink::new(JsonlOptions::new(&copy)).unwrap();
     let open = sink.open_file().unwrap();
-    assert_eq!(
-        open.last_seq,
-        Some(6),
-        "seq 6 may have reached another sink: not reused"
-    );
+    assert_eq!(open.last_seq, Some(5));
     assert_eq!(open.notices.len(), 1);
     let notice = &open.notices[0];
     for part in [
         format!("byte offset {}", before.len()),
-        path.display().to_string(),
+        copy.display().to_string(),
         format!("{} bytes", torn.len()),
-        "seq 6".to_string(),
+        format!("SHA-256 {}", sha256_hex(torn)),
         "torn".to_string(),
+        "cut".to_string(),
     ] {
         assert!(notice.contains(&part), "notice lacks `{part}`: {notice}");
     }
+    assert!(!notice.contains("2026-11-25T23:32:22.1"), "{notice}");
+    assert_eq!(std::fs::read(&copy).unwrap(), before, "cut on open");
     sink.close_file().unwrap();
 
-    // Through the dispatcher the notice becomes an audit_gap record right
-    // after the torn line, chained to the last whole record.
+    // Through the dispatcher the notice becomes an audit_gap record where
+    // the torn line was, chained to the last whole record.
     let d = start(JsonlOptions::new(&path)).await;
     let r = Auditor::new(d.clone())
         .emit_wait(EventType::ToolCall, &tool_call(99), AckLevel::Durable)
@@ -309,36 +314,22 @@ async fn torn_tail_is_kept_reported_and_the_chain_resumes_from_the_last_whole_li
         &before[..],
         "earlier lines untouched"
     );
-    assert_eq!(
-        &bytes[before.len()..before.len() + torn.len()],
-        torn,
-        "torn bytes kept"
-    );
-    assert_eq!(
-        bytes[before.len() + torn.len()],
-        b'\n',
-        "torn line terminated"
-    );
     let lines = read(&path);
-    assert!(matches!(
-        lines[5],
-        Err(ReadError::BadRecord { line: 6, .. })
-    ));
-    let gap = lines[6].as_ref().unwrap();
+    assert_eq!(lines.len(), 7);
+    let gap = lines[5].as_ref().unwrap();
     let last_whole = lines[4].as_ref().unwrap();
     assert_eq!(gap.record.event_type, EventType::AuditGap);
-    assert_eq!(gap.record.seq, 7);
+    assert_eq!(gap.record.seq, 6);
     assert_eq!(gap.record.prev, sha256_hex(&last_whole.bytes));
+    let detail = gap.record.payload["detail"].as_str().unwrap();
     assert!(
-        gap.record.payload["detail"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("byte offset {}", before.len()))
+        detail.contains(&format!("byte offset {}", before.len()))
+            && detail.contains(&sha256_hex(torn)),
+        "{detail}"
     );
-    let next = lines[7].as_ref().unwrap();
-    assert_eq!((next.record.seq, r.seq), (8, 8));
+    let next = lines[6].as_ref().unwrap();
+    assert_eq!((next.record.seq, r.seq), (7, 7));
     assert_eq!(next.record.prev, sha256_hex(&gap.bytes));
-    assert_eq!(lines.len(), 8);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,23 +337,21 @@ async fn torn_tail_without_a_readable_seq_and_a_file_that_is_only_a_torn_line() 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit-log.jsonl");
     write_n(&path, 3).await;
+    let before = std::fs::read(&path).unwrap();
     append_raw(&path, br#"{"v":1,"se"#);
     let mut sink = JsonlSink::new(JsonlOptions::new(&path)).unwrap();
     let open = sink.open_file().unwrap();
     assert_eq!(open.last_seq, Some(3));
     assert_eq!(open.notices.len(), 1);
-    assert!(
-        !open.notices[0].contains("it was seq"),
-        "{}",
-        open.notices[0]
-    );
+    assert!(open.notices[0].contains("cut"), "{}", open.notices[0]);
+    assert_eq!(std::fs::read(&path).unwrap(), before);
     sink.close_file().unwrap();
 
     let only = dir.path().join("only-torn.jsonl");
     std::fs::write(&only, br#"{"v":1,"seq":1,"t"#).unwrap();
     let mut sink = JsonlSink::new(JsonlOptions::new(&only)).unwrap();
     let open = sink.open_file().unwrap();
-    assert_eq!(open.last_seq, Some(1));
+    assert_eq!(open.last_seq, None);
     assert_eq!(open.notices.len(), 1);
     assert!(
         open.notices[0].contains("start of the log"),
@@ -370,6 +359,7 @@ async fn torn_tail_without_a_readable_seq_and_a_file_that_is_only_a_torn_line() 
         open.notices[0]
     );
     assert_eq!(sink.chain_head(), GENESIS);
+    assert_eq!(std::fs::metadata(&only).unwrap().len(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -398,21 +388,44 @@ async fn a_whole_last_record_missing_only_its_newline_is_kept_without_a_notice()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_terminated_bad_line_left_by_an_earlier_crash_is_reported_again() {
+async fn lines_after_the_last_record_torn_shaped_are_cut_and_others_left_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit-log.jsonl");
     write_n(&path, 2).await;
-    // An earlier open terminated a torn line and crashed before writing its
-    // notice.
-    append_raw(&path, b"{\"v\":1,\"seq\":3,\"ts\":\"20\n");
+    let whole = std::fs::read(&path).unwrap();
+    // A line that is not a record and not the start of one, then a torn
+    // line an earlier version ended with a newline (and crashed before
+    // writing its notice), then a torn final line.
+    let junk = b"{\"v\":1,\"seq\":3,\"ts\":\"20\"}";
+    let ended = b"{\"v\":1,\"seq\":4,\"ts\":\"20";
+    let torn = b"{\"v\":1,\"seq\":5,\"t";
+    append_raw(&path, &[&junk[..], b"\n", ended, b"\n", torn].concat());
     let mut sink = JsonlSink::new(JsonlOptions::new(&path)).unwrap();
     let open = sink.open_file().unwrap();
-    assert_eq!(open.last_seq, Some(3));
-    assert_eq!(open.notices.len(), 1);
-    assert!(
-        open.notices[0].contains("is not a record"),
-        "{}",
-        open.notices[0]
+    // No prefix sets the seq.
+    assert_eq!(open.last_seq, Some(2));
+    assert_eq!(open.notices.len(), 3, "{:?}", open.notices);
+    let junk_at = whole.len();
+    let ended_at = junk_at + junk.len() + 1;
+    let torn_at = ended_at + ended.len() + 1;
+    for (notice, (bytes, at, what)) in open.notices.iter().zip([
+        (&junk[..], junk_at, "left in place"),
+        (&ended[..], ended_at, "cut a torn line"),
+        (&torn[..], torn_at, "cut a torn final line"),
+    ]) {
+        for part in [
+            format!("{} bytes at byte offset {at} ", bytes.len()),
+            format!("SHA-256 {}", sha256_hex(bytes)),
+            what.to_string(),
+        ] {
+            assert!(notice.contains(&part), "notice lacks `{part}`: {notice}");
+        }
+    }
+    sink.close_file().unwrap();
+    // The whole line stays, the torn ones are gone.
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        [&whole[..], junk, b"\n"].concat()
     );
 }
 

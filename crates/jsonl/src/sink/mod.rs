@@ -23,6 +23,8 @@ mod append;
 mod open;
 mod rotate;
 
+pub(crate) use open::CUT_TORN;
+
 /// The genesis chain value as the sink holds its head.
 const GENESIS_RAW: &[u8; 64] = b"0000000000000000000000000000000000000000000000000000000000000000";
 

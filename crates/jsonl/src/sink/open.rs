@@ -1,6 +1,7 @@
 //! Opening: the active file locked, its last whole record found (seq and
-//! chain value, or those of the newest rotated file), a torn tail kept and
-//! reported, the log's first line found for checkpoints.
+//! chain value, or those of the newest rotated file), a torn tail cut off
+//! and reported by length and SHA-256, the log's first line found for
+//! checkpoints.
 
 use std::fs::File;
 use std::io::Write;
@@ -15,6 +16,25 @@ use crate::tail::{self, ScanError};
 
 use super::{Active, JsonlSink, Mark, created_nanos, open_active, sync_dir};
 
+/// How the notice of a torn line cut off on open begins; `verify` reports
+/// the cut it names.
+pub(crate) const CUT_TORN: &str = "cut a torn";
+
+/// Lowercase hex SHA-256 of bytes `[from, to)` of `file`, read in chunks.
+fn digest_range(file: &File, from: u64, to: u64) -> std::io::Result<String> {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(buf.len() as u64) as usize;
+        std::os::unix::fs::FileExt::read_exact_at(file, &mut buf[..n], at)?;
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
 impl JsonlSink {
     /// [`Sink::open`](agent_audit_core::Sink::open) with the typed error: opens and locks the file, finds
     /// the last whole record (its seq and chain value) and reports damage
@@ -27,7 +47,6 @@ impl JsonlSink {
         let mut first_seq = None;
         let mut last_seq = None;
         let mut first_ts = None;
-        let mut seq_floor = None;
         if regular {
             len = file
                 .metadata()
@@ -48,9 +67,47 @@ impl JsonlSink {
                     });
                 }
             };
-            if tail.needs_newline {
-                // The torn bytes stay as evidence; the newline makes sure the
-                // next record starts on a line of its own.
+            // What follows the last record was never a whole record of
+            // this log. The digests are taken before anything is cut.
+            let read_err = |source| JsonlError::ReadTail {
+                path: path.clone(),
+                source,
+            };
+            let digests = tail
+                .bad
+                .iter()
+                .map(|b| digest_range(&file, b.offset, b.offset + b.len))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(read_err)?;
+            // Torn writes are cut off the file: the final line without a
+            // newline, and lines before it that are only the start of a
+            // record (an earlier version ended a torn line with a newline
+            // and kept it). Keeping them would let anyone who can append to
+            // the file plant bytes the log then carries as the writer's own;
+            // only their place, length and SHA-256 are reported. A whole
+            // line of another shape is left in place: the writer deletes no
+            // whole line, and verify reports it.
+            let keep = tail.bad.len()
+                - tail
+                    .bad
+                    .iter()
+                    .rev()
+                    .take_while(|b| !b.terminated || b.torn)
+                    .count();
+            if let Some(first_cut) = tail.bad.get(keep) {
+                let to = first_cut.offset;
+                file.set_len(to).map_err(|source| JsonlError::Truncate {
+                    path: path.clone(),
+                    len: to,
+                    source,
+                })?;
+                file.sync_all().map_err(|source| JsonlError::Fsync {
+                    path: path.clone(),
+                    source,
+                })?;
+                len = to;
+            } else if tail.needs_newline {
+                // A whole last record that lacks only its newline.
                 file.write_all(b"\n").map_err(|source| JsonlError::Write {
                     path: path.clone(),
                     source,
@@ -80,25 +137,23 @@ impl JsonlSink {
                 }
                 None => self.resume_from_rotated(&mut last_seq)?,
             };
-            for bad in &tail.bad {
-                let lost = bad
-                    .seq_hint
-                    .map(|s| format!(", it was seq {s}"))
-                    .unwrap_or_default();
-                seq_floor = seq_floor.max(bad.seq_hint);
-                notices.push(if bad.terminated {
+            // No line's prefix sets the seq: those bytes may be anyone's
+            // (`{"v":1,"seq":18446744073709551000,` would end the seq
+            // space). Seqs a dead writer handed out are the seq lease's to
+            // keep (`FileLease`).
+            for (i, (bad, digest)) in tail.bad.iter().zip(&digests).enumerate() {
+                let (path, n, at) = (path.display(), bad.len, bad.offset);
+                notices.push(if i < keep {
                     format!(
-                        "line at byte offset {} of {} ({} bytes) is not a record (left by an earlier crash or edit{lost}); kept as is; the chain resumes from {resume}",
-                        bad.offset,
-                        path.display(),
-                        bad.len
+                        "a whole line that is not a record follows the last record of {path}: {n} bytes at byte offset {at} (SHA-256 {digest}); no writer leaves one as it is (a torn write is cut off), so it was put there or damaged on disk; left in place for verify to report; the chain resumes from {resume}"
+                    )
+                } else if bad.terminated {
+                    format!(
+                        "{CUT_TORN} line off {path}: {n} bytes at byte offset {at} (SHA-256 {digest}), only the start of a record though ended with a newline (an earlier version kept a torn write so); the file ends with its last whole line again and the chain resumes from {resume}"
                     )
                 } else {
                     format!(
-                        "torn final line at byte offset {} of {} ({} bytes, no newline: a write cut short{lost}); kept as is and terminated with a newline; the chain resumes from {resume}",
-                        bad.offset,
-                        path.display(),
-                        bad.len
+                        "{CUT_TORN} final line off {path}: {n} bytes at byte offset {at} (SHA-256 {digest}), without a newline: a write cut short; the file ends with its last whole line again and the chain resumes from {resume}"
                     )
                 });
             }
@@ -133,12 +188,7 @@ impl JsonlSink {
             last_seq,
             self.chain.head(),
         );
-        Ok(SinkOpen {
-            // A damaged line's seq may have reached another sink before the
-            // crash: never hand it out again.
-            last_seq: last_seq.max(seq_floor),
-            notices,
-        })
+        Ok(SinkOpen { last_seq, notices })
     }
 
     /// With no record in the active file, the chain and seq continue from

@@ -1,7 +1,7 @@
 //! Checkpoints: the signed heads in the files and those kept elsewhere,
 //! compared with the chain the walk computes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -9,9 +9,9 @@ use serde::Serialize;
 use crate::chain::{Chain, GENESIS};
 use crate::checkpoint::{ChainAlgorithm, CheckpointPayload, Origin};
 
-use super::source::Entry;
+use super::source::{Entry, Item};
 use super::walk::Walk;
-use super::{ProblemKind, VerifyError, decode_head};
+use super::{HEADS_KEPT, ProblemKind, VerifyError, decode_head};
 
 /// A checkpoint kept off the writer's host, as [`load_checkpoints`] read it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -190,10 +190,65 @@ impl OffHost {
     }
 }
 
+/// Where a seq a checkpoint names stands among the lines verified.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Lookup {
+    /// A line has it: its chain value and ordinal.
+    Found([u8; 32], u64),
+    /// It lies among the lines verified, but no line has it.
+    Absent,
+    /// It lies before the first line verified.
+    Before,
+    /// It lies among the lines verified, further back than the walk keeps
+    /// heads: found by a second pass over the files.
+    Dropped,
+}
+
+/// Where a checkpoint record is.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct At {
+    pub(super) file: usize,
+    pub(super) line: u64,
+    pub(super) seq: u64,
+}
+
+/// In-file checkpoints whose lines lie further back than the walk keeps
+/// heads, compared by a second pass over the files at the end. Each
+/// distinct payload is kept once, so copies of one signed checkpoint cost
+/// nothing; more than [`MAX_DEFERRED`] distinct ones are a problem rather
+/// than unbounded memory.
+#[derive(Default)]
+pub(super) struct Deferred {
+    pub(super) list: Vec<(At, CheckpointPayload)>,
+    seen: HashSet<(u64, u64, u64, String)>,
+}
+
+/// The most checkpoints compared in the second pass. A writer's checkpoint
+/// follows its line within the writer's queue; this many lying over
+/// [`HEADS_KEPT`] lines behind is not a log the writer left.
+pub(super) const MAX_DEFERRED: usize = if cfg!(test) { 4 } else { 1 << 14 };
+
 impl Walk<'_> {
     pub(super) fn find_head(&self, seq: u64) -> Option<&(u64, [u8; 32], u64, bool)> {
         let i = self.heads.partition_point(|h| h.0 < seq);
         self.heads.get(i).filter(|h| h.0 == seq)
+    }
+
+    /// Where `seq` stands among the lines read so far.
+    fn lookup(&self, seq: u64) -> Lookup {
+        if let Some(&(_, hash, ordinal, _)) = self.find_head(seq) {
+            return Lookup::Found(hash, ordinal);
+        }
+        match self.first {
+            Some((first, _)) if seq >= first => {
+                if self.heads.front().is_some_and(|h| h.0 > seq) {
+                    Lookup::Dropped
+                } else {
+                    Lookup::Absent
+                }
+            }
+            _ => Lookup::Before,
+        }
     }
 
     /// Checks a checkpoint record in the file. Returns false on a problem.
@@ -251,22 +306,93 @@ impl Walk<'_> {
         // A checkpoint in the log speaks for the log, whatever its files
         // are called now and whatever its `log` label says: a file renamed
         // after its lines were rewritten must not escape the comparison.
-        let Some(&(_, hash, ordinal, _)) = self.find_head(cp.upto_seq) else {
-            let oldest = self.heads.front().map(|h| h.0);
-            if oldest.is_some_and(|o| o < cp.upto_seq) {
+        let at = At {
+            file: e.file,
+            line: e.line,
+            seq: e.seq,
+        };
+        let upto = self.lookup(cp.upto_seq);
+        let from = (cp.from_seq != 0).then(|| self.lookup(cp.from_seq));
+        if matches!(upto, Lookup::Dropped) || matches!(from, Some(Lookup::Dropped)) {
+            return self.defer(at, cp);
+        }
+        self.judge(at, &cp, upto, from)
+    }
+
+    /// Keeps a checkpoint for the second pass. Returns false on a problem.
+    fn defer(&mut self, at: At, cp: CheckpointPayload) -> bool {
+        let key = (cp.upto_seq, cp.from_seq, cp.records, cp.head.clone());
+        if self.deferred.seen.contains(&key) {
+            // The same statement again: compared once is enough, but it
+            // must be compared.
+            return true;
+        }
+        if self.deferred.list.len() >= MAX_DEFERRED {
+            let msg = format!(
+                "checkpoint covers seq {}, more than {HEADS_KEPT} lines before it, and so do {MAX_DEFERRED} checkpoints before it: a writer's checkpoint follows its line within the writer's queue, so checkpoints were moved away from their lines",
+                cp.upto_seq
+            );
+            self.problem(
+                ProblemKind::BadCheckpoint,
+                at.file,
+                at.line,
+                Some(at.seq),
+                msg,
+            );
+            return false;
+        }
+        self.deferred.seen.insert(key);
+        self.deferred.list.push((at, cp));
+        true
+    }
+
+    /// Compares a checkpoint with the lines its seqs name (`from`: `None`
+    /// when its range starts at the log's start). Returns false on a
+    /// problem.
+    pub(super) fn judge(
+        &mut self,
+        at: At,
+        cp: &CheckpointPayload,
+        upto: Lookup,
+        from: Option<Lookup>,
+    ) -> bool {
+        let At { file, line, seq } = at;
+        // Files that start the log (their first line's prev is the genesis
+        // value) hold every line a checkpoint in them covers.
+        let genesis = self.first.filter(|f| f.1).map(|f| f.0);
+        let first = self.first.map_or(0, |f| f.0);
+        let (hash, ordinal) = match upto {
+            Lookup::Found(hash, ordinal) => (hash, ordinal),
+            Lookup::Absent | Lookup::Dropped => {
                 let msg = format!(
                     "checkpoint covers seq {}, but no line of the log has that seq: it was deleted",
                     cp.upto_seq
                 );
-                self.problem(ProblemKind::Deleted, e.file, e.line, Some(e.seq), msg);
+                self.problem(ProblemKind::Deleted, file, line, Some(seq), msg);
                 return false;
             }
-            self.notice(
-                e.file,
-                e.line,
-                format!("checkpoint of log {:?} covers seq {}, which is not among the lines verified; its head was not compared", cp.log, cp.upto_seq),
-            );
-            return true;
+            Lookup::Before => match genesis {
+                Some(g) => {
+                    let msg = format!(
+                        "checkpoint covers seq {}, but this log begins at seq {g} with its first line (its prev is the genesis value), so it would hold that line: the seqs were changed or lines removed and the chain recomputed, or the checkpoint was copied from another log",
+                        cp.upto_seq
+                    );
+                    self.problem(ProblemKind::Rewritten, file, line, Some(seq), msg);
+                    return false;
+                }
+                None => {
+                    self.cps.not_compared += 1;
+                    self.notice(
+                        file,
+                        line,
+                        format!(
+                            "checkpoint covers seq {}, before the first line verified (seq {first}): these files are a later part of the log (--partial), so its head was not compared",
+                            cp.upto_seq
+                        ),
+                    );
+                    return true;
+                }
+            },
         };
         if Some(hash) != decode_head(&cp.head) {
             let mode = ChainAlgorithm::of(self.keyed);
@@ -275,7 +401,7 @@ impl Walk<'_> {
                     "checkpoint says the chain is {} but it is being verified as {}",
                     cp.chain, mode
                 );
-                self.problem(ProblemKind::KeyMismatch, e.file, e.line, Some(e.seq), msg);
+                self.problem(ProblemKind::KeyMismatch, file, line, Some(seq), msg);
                 self.set_hint(if cp.chain == ChainAlgorithm::HmacSha256 {
                     "give the chain key with --key-env VAR"
                 } else {
@@ -294,15 +420,35 @@ impl Walk<'_> {
                 "checkpoint signed head {} for seq {}, but that line's chain value differs: lines up to seq {} were rewritten and the chain recomputed{began}",
                 cp.head, cp.upto_seq, cp.upto_seq
             );
-            self.problem(ProblemKind::Rewritten, e.file, e.line, Some(e.seq), msg);
+            self.problem(ProblemKind::Rewritten, file, line, Some(seq), msg);
             return false;
         }
         self.cps.heads_matched += 1;
-        // `records` counts lines with a seq in (from_seq, upto_seq].
-        let from_ordinal = if cp.from_seq == 0 {
-            self.first.filter(|f| f.1).map(|_| -1i128)
-        } else {
-            self.find_head(cp.from_seq).map(|h| h.2 as i128)
+        // `records` counts lines with a seq in (from_seq, upto_seq]; the
+        // line at `from_seq` is the previous checkpoint's, or the last one
+        // in the log when its writer opened it: a line of the log.
+        let from_ordinal = match from {
+            None => genesis.map(|_| -1i128),
+            Some(Lookup::Found(_, o)) => Some(o as i128),
+            Some(Lookup::Absent | Lookup::Dropped) => {
+                let msg = format!(
+                    "checkpoint covers the lines after seq {}, but no line of the log has that seq: it was deleted",
+                    cp.from_seq
+                );
+                self.problem(ProblemKind::Deleted, file, line, Some(seq), msg);
+                return false;
+            }
+            Some(Lookup::Before) => match genesis {
+                Some(g) => {
+                    let msg = format!(
+                        "checkpoint covers the lines after seq {}, but this log begins at seq {g} with its first line (its prev is the genesis value), so it would hold that line: the seqs were changed or lines removed and the chain recomputed",
+                        cp.from_seq
+                    );
+                    self.problem(ProblemKind::Rewritten, file, line, Some(seq), msg);
+                    return false;
+                }
+                None => None,
+            },
         };
         if let Some(from) = from_ordinal {
             let count = ordinal as i128 - from;
@@ -313,12 +459,56 @@ impl Walk<'_> {
                     cp.from_seq.saturating_add(1),
                     cp.upto_seq
                 );
-                self.problem(ProblemKind::Rewritten, e.file, e.line, Some(e.seq), msg);
+                self.problem(ProblemKind::Rewritten, file, line, Some(seq), msg);
                 return false;
             }
         }
         self.cps.covered_upto = self.cps.covered_upto.max(Some(cp.upto_seq));
         true
+    }
+
+    /// At the end of a log read without a problem: compares the deferred
+    /// checkpoints with their lines, read again from the first file.
+    /// Returns false on a problem.
+    pub(super) fn second_pass(&mut self) -> Result<bool, VerifyError> {
+        let deferred = std::mem::take(&mut self.deferred.list);
+        if deferred.is_empty() {
+            return Ok(true);
+        }
+        let mut want: HashMap<u64, Option<([u8; 32], u64)>> = HashMap::new();
+        for (_, cp) in &deferred {
+            want.insert(cp.upto_seq, None);
+            if cp.from_seq != 0 {
+                want.insert(cp.from_seq, None);
+            }
+        }
+        let last = want.keys().copied().max().unwrap_or(0);
+        let mut src = self.src.again(super::chain_of(self.options));
+        let mut ordinal = 0u64;
+        while let Some(item) = src.next(&mut |_| {})? {
+            let Item::Record(e) = item else { continue };
+            if let Some(slot @ None) = want.get_mut(&e.seq) {
+                *slot = Some((e.hash, ordinal));
+            }
+            ordinal += 1;
+            if e.seq >= last {
+                break;
+            }
+        }
+        let first = self.first.map_or(0, |f| f.0);
+        let look = |seq: u64| match want.get(&seq).copied().flatten() {
+            Some((hash, ordinal)) => Lookup::Found(hash, ordinal),
+            None if seq < first => Lookup::Before,
+            None => Lookup::Absent,
+        };
+        for (at, cp) in deferred {
+            let upto = look(cp.upto_seq);
+            let from = (cp.from_seq != 0).then(|| look(cp.from_seq));
+            if !self.judge(at, &cp, upto, from) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Checks a linked record against the off-host checkpoints (the head
@@ -451,6 +641,17 @@ impl Walk<'_> {
                 format!("{n} record(s) after seq {c} are not covered by a checkpoint yet (the writer is running, crashed, or the log was cut after its last checkpoint: compare with an off-host copy)"),
             );
         }
+        if self.cps.heads_matched == 0 && self.cps.not_compared > 0 {
+            let f = last.map_or(self.src.files.len() - 1, |l| l.file);
+            self.notice(
+                f,
+                0,
+                format!(
+                    "none of the {} checkpoint(s) here covers a line of these files: no signature vouches for them; verify them with the log's earlier files, or with the off-host copy (--checkpoints)",
+                    self.cps.in_file
+                ),
+            );
+        }
         if !self.options.public_keys.is_empty() && self.cps.in_file == 0 {
             let f = last.map_or(self.src.files.len() - 1, |l| l.file);
             self.notice(
@@ -472,3 +673,6 @@ impl Walk<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -38,11 +38,16 @@
 //! with a plain chain); a seq that jumps forward is a notice, since the
 //! writer itself skips seqs it could not write (and records an `audit_gap`).
 //! A line that is not a record is `bad_json`, or `torn_tail` when it is the
-//! unterminated last line, even when the chain continues over it, with one
-//! exception, a notice: a torn write the writer recovered from on restart.
-//! That is a proper prefix of a record, the last line before the restart,
-//! and named (by byte offset and length) by the `sink_notice` `audit_gap`
-//! records the restart writes first. A line
+//! unterminated last line, even when the chain continues over it. The
+//! writer never leaves one behind: on restart it cuts a torn write off the
+//! file and names it (byte offset, length, SHA-256) in a `sink_notice`
+//! `audit_gap` record, which the report shows as a notice. One exception
+//! is kept, a notice, for logs earlier versions wrote: a torn write such a
+//! version kept on restart. That is a proper prefix of a record, the last
+//! line before the restart, and named (by byte offset and length) by the
+//! `sink_notice` records the restart wrote first, in those versions' exact
+//! words ("torn final line at byte offset …" or "line at byte offset …",
+//! "… kept as is"), which no writer of this version writes. A line
 //! that is JSON but not a schema v1 record (a key missing, unknown or
 //! mistyped, `v` other than 1, see [`crate::check_schema`]) is
 //! `bad_record` wherever it is: a cut-short write is never valid JSON, so
@@ -67,7 +72,17 @@
 //! `from_seq`; with [`VerifyOptions::public_keys`] its signature is checked
 //! too. A checkpoint in the files is compared whatever the files are called:
 //! the log is named by its first line (the checkpoint's signed `origin`),
-//! not by a file name. Checkpoints kept elsewhere ([`load_checkpoints`],
+//! not by a file name. The lines it names must be there whenever they
+//! should be among the lines verified: in files that start the log (their
+//! first line's `prev` is the genesis value) every seq a checkpoint names
+//! lies in them, so one naming a seq before the first line is `rewritten`
+//! (the seqs were moved or lines dropped and the chain recomputed); in any
+//! files, a seq at or after the first line that no line has is `deleted`.
+//! Only in a later part of a log (`--partial`, older files removed) may a
+//! checkpoint name a line before the first: it is then noted, not
+//! compared. A checkpoint further behind its line than the walk keeps
+//! heads (2^20 lines) is compared by a second pass over the files.
+//! Checkpoints kept elsewhere ([`load_checkpoints`],
 //! [`VerifyOptions::checkpoints`]) are compared with the file: a head that
 //! differs means the lines up to it were rewritten, and a log that ends
 //! before a checkpoint's seq (or lacks the checkpoint record itself) was
@@ -129,8 +144,10 @@ use walk::Walk;
 /// How many lines the classifier looks ahead of and behind a broken link.
 const WINDOW: usize = 8;
 /// How many recent lines' hashes are kept to check in-file checkpoints,
-/// whose covered line precedes them by at most the writer's queue backlog.
-const HEADS_KEPT: usize = 1 << 20;
+/// whose covered line normally precedes them by at most the writer's queue
+/// backlog; a checkpoint further behind its line is compared by a second
+/// pass over the files at the end.
+const HEADS_KEPT: usize = if cfg!(test) { 64 } else { 1 << 20 };
 /// Progress is reported at least every this many bytes.
 const PROGRESS_EVERY: u64 = 4 << 20;
 /// Notices kept in full; later ones are only counted, so a hostile file
@@ -190,6 +207,14 @@ pub fn verify_files(
     let mut walk = Walk::new(files, options, log)?;
     walk.run(progress)?;
     Ok(walk.finish())
+}
+
+/// The chain the options verify: keyed under their key, else plain.
+fn chain_of(options: &VerifyOptions) -> crate::chain::Chain {
+    match &options.key {
+        Some(k) => crate::chain::Chain::keyed(k.bytes()),
+        None => crate::chain::Chain::plain(),
+    }
 }
 
 fn decode_head(s: &str) -> Option<[u8; 32]> {

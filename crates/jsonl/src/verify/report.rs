@@ -226,6 +226,9 @@ pub struct CheckpointReport {
     pub signatures_verified: u64,
     /// Their heads found equal to the chain.
     pub heads_matched: u64,
+    /// Those covering a line before the first line verified, in files that
+    /// do not start the log (`--partial`): not compared.
+    pub not_compared: u64,
     /// Off-host checkpoints given for this log.
     pub off_host: u64,
     /// Off-host checkpoints whose head and record matched the files.
@@ -295,6 +298,13 @@ impl fmt::Display for VerifyReport {
                 "checkpoints: {} in the log ({} signatures verified, {} heads matched)",
                 c.in_file, c.signatures_verified, c.heads_matched
             )?;
+            if c.not_compared > 0 {
+                write!(
+                    f,
+                    ", {} covering lines before these files not compared",
+                    c.not_compared
+                )?;
+            }
             if c.off_host > 0 {
                 write!(
                     f,

@@ -71,6 +71,23 @@ pub(super) struct Source<'a> {
 }
 
 impl<'a> Source<'a> {
+    /// The same files from their start, hashed under `chain`: a second
+    /// pass, which counts neither bytes for progress nor lines for the
+    /// report.
+    pub(super) fn again(&self, chain: Chain) -> Source<'a> {
+        Source {
+            files: self.files,
+            idx: 0,
+            reader: None,
+            chain,
+            bytes_done: 0,
+            bytes_total: self.bytes_total,
+            reported_at: 0,
+            sizes: self.sizes.clone(),
+            lines: vec![(0, 0); self.files.len()],
+        }
+    }
+
     pub(super) fn next(
         &mut self,
         progress: &mut dyn FnMut(&Progress<'_>),

@@ -5,11 +5,11 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use crate::chain::{Chain, GENESIS};
+use crate::chain::GENESIS;
 use crate::checkpoint::{ChainAlgorithm, Origin};
 use crate::tail::MAX_BAD;
 
-use super::checkpoints::{OffHost, origin_of};
+use super::checkpoints::{Deferred, OffHost, origin_of};
 use super::classify::{self, Context, Finding};
 use super::source::{Bad, Entry, Item, Source};
 use super::{
@@ -18,21 +18,43 @@ use super::{
 };
 
 /// Lines that are not records, with the chain continuing over them: only
-/// legitimate as torn writes a restart of the writer skipped, each named
-/// (by byte offset and length) in the `sink_notice` gap records that the
-/// restart wrote first.
+/// legitimate as torn writes an earlier version of the writer kept on
+/// restart, each named (by byte offset and length) in the `sink_notice`
+/// gap records that the restart wrote first. Writers of this version cut
+/// a torn write off the file instead, so they never leave such a line.
 pub(super) struct Recovery {
     lines: Vec<Bad>,
     named: Vec<bool>,
+    /// The line of a restart notice of this version that reported the
+    /// lines as found after the last record (and left in place).
+    reported: Option<u64>,
 }
 
-/// Whether a sink's open notice names the line at `offset` (`None`: any
-/// offset) of `len` bytes. The wording is the JSONL sink's
-/// (`JsonlSink::open_file`): "... at byte offset {offset} of {path} ({len}
-/// bytes...".
-fn notice_names(detail: &str, offset: Option<u64>, len: u64) -> bool {
-    offset.is_none_or(|o| detail.contains(&format!("byte offset {o} of ")))
+/// Whether a restart's notice names the line at `offset` (`None`: any
+/// offset) of `len` bytes as a torn write it kept, in the exact words of
+/// the writers that kept them (`JsonlSink::open_file` up to this version:
+/// "torn final line at byte offset {offset} of {path} ({len} bytes, no
+/// newline: ...); kept as is and terminated with a newline; ..." or "line
+/// at byte offset {offset} of {path} ({len} bytes) is not a record (...);
+/// kept as is; ..."). A writer of this version never writes these words.
+fn legacy_notice_names(detail: &str, offset: Option<u64>, len: u64) -> bool {
+    let starts = |what: &str| match offset {
+        Some(o) => detail.starts_with(&format!("{what} at byte offset {o} of ")),
+        None => detail.starts_with(&format!("{what} at byte offset ")),
+    };
+    (starts("torn final line") || starts("line"))
         && detail.contains(&format!(" ({len} bytes"))
+        && detail.contains("; kept as is")
+}
+
+/// Whether a restart notice of this version reports the line at `offset`
+/// (`None`: any offset) of `len` bytes as found after the last record and
+/// left in place: the writer saw it, but did not write it.
+fn current_notice_reports(detail: &str, offset: Option<u64>, len: u64) -> bool {
+    match offset {
+        Some(o) => detail.contains(&format!(": {len} bytes at byte offset {o} (SHA-256 ")),
+        None => detail.contains(&format!(": {len} bytes at byte offset ")),
+    }
 }
 
 /// One verification in progress: the lines read so far, as much of them
@@ -64,6 +86,9 @@ pub(super) struct Walk<'a> {
     pub(super) cps: CheckpointReport,
     /// The off-host checkpoints of this log.
     pub(super) off_host: OffHost,
+    /// In-file checkpoints further behind their lines than `heads` keeps,
+    /// for the second pass.
+    pub(super) deferred: Deferred,
 }
 
 impl<'a> Walk<'a> {
@@ -83,10 +108,7 @@ impl<'a> Walk<'a> {
             }
             sizes.push(meta.len());
         }
-        let chain = match &options.key {
-            Some(k) => Chain::keyed(k.bytes()),
-            None => Chain::plain(),
-        };
+        let chain = super::chain_of(options);
         let origin = origin_of(&files[0], &chain);
         let off_host = OffHost::select(&options.checkpoints, &log, &origin)?;
         let cps = CheckpointReport {
@@ -122,6 +144,7 @@ impl<'a> Walk<'a> {
             notices_omitted: 0,
             cps,
             off_host,
+            deferred: Deferred::default(),
         })
     }
 
@@ -243,7 +266,7 @@ impl<'a> Walk<'a> {
             bytes_total: self.src.bytes_total,
         });
         if self.problem.is_none() {
-            self.at_end();
+            self.at_end()?;
         }
         Ok(())
     }
@@ -316,6 +339,7 @@ impl<'a> Walk<'a> {
             self.recovery = Some(Recovery {
                 named: vec![false; lines.len()],
                 lines,
+                reported: None,
             });
         }
         if let Some(mut recovery) = self.recovery.take() {
@@ -328,9 +352,12 @@ impl<'a> Walk<'a> {
             // A later part of a log may be a copy cut anywhere (its offsets
             // are not the writer's): there the length must match, and the
             // place is still only right before the notices.
-            let partial = self.options.partial;
+            let offset = |b: &Bad| (!self.options.partial).then_some(b.offset);
             for (b, named) in recovery.lines.iter().zip(recovery.named.iter_mut()) {
-                *named |= notice_names(detail, (!partial).then_some(b.offset), b.len);
+                *named |= legacy_notice_names(detail, offset(b), b.len);
+                if current_notice_reports(detail, offset(b), b.len) {
+                    recovery.reported.get_or_insert(e.line);
+                }
             }
             if recovery.named.iter().all(|&n| n) {
                 for b in recovery.lines {
@@ -338,7 +365,7 @@ impl<'a> Walk<'a> {
                         b.file,
                         b.line,
                         format!(
-                            "not a record: {}; a torn write recovered on restart: the chain continues over it from the record before, and the writer's restart names it in its audit_gap (line {})",
+                            "not a record: {}; a torn write an earlier version of the writer kept on restart: the chain continues over it from the record before, and that restart names it in its audit_gap (line {})",
                             b.message, e.line
                         ),
                     );
@@ -346,6 +373,14 @@ impl<'a> Walk<'a> {
             } else {
                 self.recovery = Some(recovery);
             }
+        } else if let Some(detail) = e
+            .sink_notice
+            .as_deref()
+            .filter(|d| d.starts_with(crate::sink::CUT_TORN))
+        {
+            // Nothing of the torn write is left in the file; the notice is
+            // all there is to show.
+            self.notice(e.file, e.line, format!("the writer's restart {detail}"));
         }
         if self.ring.back().is_some_and(|p| e.seq <= p.seq) {
             let ahead = self.lookahead(progress)?;
@@ -394,17 +429,23 @@ impl<'a> Walk<'a> {
             return;
         };
         let (file, line) = (b.file, b.line);
-        let msg = format!(
-            "{}; the chain continues over it, but the writer did not record skipping it (a restart that recovers from a torn write names each line it skips, by byte offset and length, in an audit_gap record right after it): it was put there afterwards",
-            b.message
-        );
+        let msg = match recovery.reported {
+            Some(at) => format!(
+                "{}; the chain continues over it and the writer's restart reported finding it after the last record and leaving it in place (audit_gap at line {at}), but no writer leaves such a line (a torn write is cut off the file): it was put there or damaged on disk",
+                b.message
+            ),
+            None => format!(
+                "{}; the chain continues over it, but the writer did not record skipping it (a restart that recovers from a torn write names each line it skips, by byte offset and length, in an audit_gap record right after it): it was put there afterwards",
+                b.message
+            ),
+        };
         self.problem(ProblemKind::BadJson, file, line, None, msg);
     }
 
-    fn at_end(&mut self) {
+    fn at_end(&mut self) -> Result<(), VerifyError> {
         if let Some(recovery) = self.recovery.take() {
             self.unnamed(recovery);
-            return;
+            return Ok(());
         }
         if let Some(b) = self.pending_bad.first() {
             let last_file = self.src.files.len().saturating_sub(1);
@@ -437,17 +478,21 @@ impl<'a> Walk<'a> {
                 let msg = format!("{}; nothing after it continues the chain", b.message);
                 self.problem(ProblemKind::BadJson, file, line, None, msg);
             }
-            return;
+            return Ok(());
+        }
+        if !self.second_pass()? {
+            return Ok(());
         }
         let last = self.ring.back().cloned();
         if !self.off_host_at_end(last.as_ref()) {
-            return;
+            return Ok(());
         }
         self.checkpoint_notices(last.as_ref());
         if last.is_none() {
             let f = self.src.files.len() - 1;
             self.notice(f, 0, "the log holds no record".to_string());
         }
+        Ok(())
     }
 
     pub(super) fn finish(self) -> VerifyReport {
