@@ -124,8 +124,9 @@ impl Default for RetryConfig {
 /// minus the keys the dispatcher owns (`type`, `name`, `required`,
 /// `overflow`, `queue`).
 ///
-/// Every key is optional. When `endpoint` is absent, the standard
-/// variables fill in what the table leaves out, signal-specific first:
+/// Every key is optional. The standard variables fill in, key by key,
+/// what the table leaves out (whether or not it names the endpoint),
+/// signal-specific first:
 /// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` (used as it is), then
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` (with `/v1/logs` appended for HTTP), and
 /// likewise `..._HEADERS`, `..._PROTOCOL`, `..._TIMEOUT`, `..._COMPRESSION`

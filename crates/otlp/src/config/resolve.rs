@@ -1,6 +1,9 @@
 //! The table and the standard `OTEL_EXPORTER_OTLP_*` variables, resolved to
-//! the settings a sink runs with: a key written in the table wins, then the
-//! logs-specific variable, then the generic one, then the OTLP default.
+//! the settings a sink runs with, key by key: a key written in the table
+//! wins, then the logs-specific variable, then the generic one, then the
+//! OTLP default. A table that names the endpoint still takes the headers,
+//! protocol, timeout, ... it leaves out from the environment (a token kept
+//! in `OTEL_EXPORTER_OTLP_HEADERS` is not dropped).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -92,13 +95,8 @@ impl OtlpConfig {
         service: ServiceInfo,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<OtlpSettings, OtlpConfigError> {
-        let use_env = self.endpoint.is_none();
-        // Signal-specific variable first, then the generic one; only when
-        // the table names no endpoint.
+        // Signal-specific variable first, then the generic one.
         let var = |suffix: &str| -> Option<(String, String)> {
-            if !use_env {
-                return None;
-            }
             for prefix in [LOGS, ALL] {
                 let name = format!("{prefix}{suffix}");
                 if let Some(v) = env(&name).filter(|v| !v.trim().is_empty()) {
@@ -223,7 +221,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     #[test]
-    fn table_endpoint_wins_and_env_is_ignored() {
+    fn table_endpoint_wins_and_env_headers_still_apply() {
         let c = OtlpConfig {
             endpoint: Some("http://127.0.0.1:4317".into()),
             protocol: Some(Protocol::Grpc),
@@ -239,7 +237,9 @@ mod tests {
             )
             .unwrap();
         assert_eq!(s.endpoint, "http://127.0.0.1:4317");
-        assert!(s.headers.is_empty());
+        // The documented setup: endpoint in the table, token in the
+        // environment.
+        assert_eq!(s.headers, vec![("a".to_string(), "b".to_string())]);
     }
 
     #[test]
@@ -366,3 +366,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "precedence_tests.rs"]
+mod precedence_tests;
