@@ -219,3 +219,75 @@ fn a_query_secret_in_the_endpoint_is_never_printed_nor_recorded() {
         assert!(!text.contains(SECRET), "the query secret leaked: {text}");
     }
 }
+
+/// A collector that accepts the connection and never replies: no attempt
+/// fails for the sink's whole timeout, so there is no retry to announce.
+/// `run` still says within seconds that the required sink is holding the
+/// agent (it used to stay silent for the whole timeout).
+#[test]
+fn a_required_sink_whose_collector_never_answers_is_announced_within_seconds() {
+    for protocol in ["grpc", "http/protobuf"] {
+        // Accepts and holds every connection, reads nothing, answers nothing.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let holder = std::thread::spawn(move || {
+            listener.set_nonblocking(true).unwrap();
+            let mut held = Vec::new();
+            let end = std::time::Instant::now() + Duration::from_secs(40);
+            while std::time::Instant::now() < end {
+                if let Ok((s, _)) = listener.accept() {
+                    held.push(s);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write_config(
+            dir.path(),
+            &format!(
+                "endpoint = \"http://127.0.0.1:{port}\"\nprotocol = \"{protocol}\"\nrequired = true\ntimeout_ms = 20000\nretry = {{ max_elapsed_ms = 0 }}\n"
+            ),
+        );
+        let mut child = agent_audit()
+            .args(["run", "--drain-secs", "1", "--config"])
+            .arg(&cfg)
+            .arg(PROMPT)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let started = std::time::Instant::now();
+        let mut seen = Vec::new();
+        let notice = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(15))
+                .unwrap_or_else(|_| panic!("[{protocol}] no notice on stderr; saw {seen:?}"));
+            if line.contains("has not answered") {
+                break line;
+            }
+            seen.push(line);
+        };
+        // Well inside the 20 s timeout: the run is still held.
+        assert!(started.elapsed() < Duration::from_secs(15), "{notice}");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "[{protocol}] the notice came only after the run ended: {notice}"
+        );
+        assert!(
+            notice.starts_with("agent-audit: sink \"otlp\" has not answered for ")
+                && notice.contains("the agent waits for it (a required sink)"),
+            "[{protocol}] {notice}"
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        drop(holder);
+    }
+}

@@ -40,6 +40,10 @@ pub struct SinkHealth {
     pub dropped: u64,
     /// Records waiting in the queue.
     pub queued: u64,
+    /// Records handed to the sink's write that it has not answered for
+    /// yet: with nothing acknowledged for a while, a stuck write (a
+    /// collector that accepts the connection and never replies).
+    pub in_flight: u64,
     /// Highest level the sink can reach.
     pub max_level: AckLevel,
     /// The most recent failure.
@@ -140,6 +144,7 @@ impl SinkSlot {
             failed: self.counts.failed.load(Ordering::Relaxed),
             dropped: self.counts.dropped_or_refused.load(Ordering::Relaxed),
             queued: self.queue.len() as u64,
+            in_flight: self.counts.in_flight.load(Ordering::Acquire),
             max_level: self.max_level,
             last_error: o.last_error.clone(),
             notices: o.notices,
@@ -153,9 +158,7 @@ impl SinkSlot {
         let h = self.health();
         SinkReport {
             finished: self.finished.is_set(),
-            undelivered: h.queued
-                + self.counts.abandoned.load(Ordering::Relaxed)
-                + self.counts.in_flight.load(Ordering::Acquire),
+            undelivered: h.queued + self.counts.abandoned.load(Ordering::Relaxed) + h.in_flight,
             health: h,
         }
     }

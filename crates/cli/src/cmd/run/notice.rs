@@ -53,19 +53,75 @@ impl Watcher {
     }
 }
 
+/// How long a sink may hold records without answering before `run` says
+/// so. A sink retrying after a failure says so itself (`retrying`); this
+/// covers a write that neither succeeds nor fails: a collector that
+/// accepts the connection and never replies holds the agent for the
+/// sink's whole timeout (up to ten minutes) with nothing failed yet.
+const STALL: Duration = Duration::from_secs(3);
+
 /// What each sink was last seen doing, to print only changes.
 #[derive(Default)]
 struct Notices {
     /// Per sink (by position): `Some(failed count)` while it was seen
     /// retrying, with its failure count then.
     retrying: Vec<Option<u64>>,
+    /// Per sink: its answered count (delivered + failed + dropped), when
+    /// that last changed or work arrived, and whether a stall was said.
+    progress: Vec<Progress>,
+}
+
+#[derive(Default, Clone)]
+struct Progress {
+    answered: u64,
+    waiting_since: Option<std::time::Instant>,
+    said: bool,
 }
 
 impl Notices {
     /// The lines to print for the change from the last snapshot to `sinks`.
     fn observe(&mut self, sinks: &[SinkHealth]) -> Vec<String> {
+        self.observe_at(sinks, std::time::Instant::now())
+    }
+
+    fn observe_at(&mut self, sinks: &[SinkHealth], now: std::time::Instant) -> Vec<String> {
         self.retrying.resize(sinks.len(), None);
+        self.progress.resize(sinks.len(), Progress::default());
         let mut lines = Vec::new();
+        for (p, s) in self.progress.iter_mut().zip(sinks) {
+            let answered = s.delivered + s.failed + s.dropped;
+            let waiting = s.queued + s.in_flight > 0;
+            if answered != p.answered || !waiting {
+                if p.said && answered != p.answered {
+                    lines.push(format!(
+                        "agent-audit: sink \"{}\" answers again",
+                        sanitize(&s.name)
+                    ));
+                }
+                *p = Progress {
+                    answered,
+                    waiting_since: waiting.then_some(now),
+                    said: false,
+                };
+                continue;
+            }
+            let since = *p.waiting_since.get_or_insert(now);
+            // A retrying sink has its own notice, which says more.
+            if !p.said && s.retrying.is_none() && now.duration_since(since) >= STALL {
+                p.said = true;
+                let then = if s.required {
+                    "the agent waits for it (a required sink) until it answers or its timeout ends"
+                } else {
+                    "its records wait until it answers or its timeout ends"
+                };
+                lines.push(format!(
+                    "agent-audit: sink \"{}\" has not answered for {} s ({} record(s) waiting); {then}",
+                    sanitize(&s.name),
+                    now.duration_since(since).as_secs(),
+                    s.queued + s.in_flight,
+                ));
+            }
+        }
         for (seen, s) in self.retrying.iter_mut().zip(sinks) {
             match (&*seen, &s.retrying) {
                 (None, Some(r)) => {
@@ -132,12 +188,53 @@ mod tests {
             failed,
             dropped: 0,
             queued: 3,
+            in_flight: 0,
             max_level: AckLevel::Exported,
             last_error: None,
             notices: 0,
             last_notice: None,
             retrying,
         }
+    }
+
+    /// A collector that accepts the connection and never replies: no
+    /// failure, no retry, records held. Said once after STALL, and again
+    /// when the sink answers.
+    #[test]
+    fn a_sink_holding_records_without_answering_is_said_after_the_stall_time() {
+        let mut n = Notices::default();
+        let t0 = std::time::Instant::now();
+        let mut h = health(None, 0, true);
+        h.queued = 0;
+        h.in_flight = 5;
+        assert!(n.observe_at(std::slice::from_ref(&h), t0).is_empty());
+        assert!(
+            n.observe_at(std::slice::from_ref(&h), t0 + Duration::from_secs(1))
+                .is_empty()
+        );
+        let lines = n.observe_at(std::slice::from_ref(&h), t0 + STALL);
+        assert_eq!(
+            lines,
+            [
+                "agent-audit: sink \"otlp\" has not answered for 3 s (5 record(s) waiting); the agent waits for it (a required sink) until it answers or its timeout ends"
+            ]
+        );
+        assert!(
+            n.observe_at(std::slice::from_ref(&h), t0 + STALL * 2)
+                .is_empty(),
+            "said once"
+        );
+        h.delivered = 5;
+        h.in_flight = 0;
+        assert_eq!(
+            n.observe_at(std::slice::from_ref(&h), t0 + STALL * 3),
+            ["agent-audit: sink \"otlp\" answers again"]
+        );
+        // An idle sink is never stalled, however long.
+        assert!(
+            n.observe_at(std::slice::from_ref(&h), t0 + STALL * 10)
+                .is_empty()
+        );
     }
 
     fn retrying(error: &str) -> Retrying {
