@@ -17,6 +17,8 @@
 //! ```
 //!
 //! Sets: `tutorial` (the six tutorial records, nothing to redact),
+//! `cards` (100 KB strings of one-digit groups, every detector on: the
+//! card scanner's worst case; run it with a few records, not 20000),
 //! `mixed` (those plus non-ASCII prose, a percent-encoded URL, a
 //! secret-named field and a key in text: the slow paths); `none` and
 //! `none-mixed` are those sets with no filter at all: the JSON work alone,
@@ -56,17 +58,32 @@ fn mixed() -> Vec<Value> {
     v
 }
 
+/// Digit groups a card scanner must not slow down on: 100 KB of
+/// `1-1-1-…` and of `1 1 1 …`, with every detector on.
+fn cards() -> Vec<Value> {
+    vec![
+        json!({"text": "1-".repeat(50_000)}),
+        json!({"text": "1 ".repeat(50_000)}),
+    ]
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let set = args.next().unwrap_or_else(|| "tutorial".into());
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let (payloads, filtered) = match set.as_str() {
+        "cards" => (cards(), true),
         "mixed" => (mixed(), true),
         "none-mixed" => (mixed(), false),
         "none" => (tutorial(), false),
         _ => (tutorial(), true),
     };
-    let redactor = Redactor::from_config(&RedactionConfig::default()).expect("defaults compile");
+    let config = if set == "cards" {
+        RedactionConfig::all_detectors()
+    } else {
+        RedactionConfig::default()
+    };
+    let redactor = Redactor::from_config(&config).expect("defaults compile");
     let filter: Option<&dyn PayloadFilter> = filtered.then_some(&redactor as _);
     let mut bytes = 0usize;
     let mut fired = 0usize;

@@ -357,3 +357,104 @@ action = "hash"
     let correlation = r.correlation_id.as_deref().unwrap();
     assert!(!correlation.contains("4711"), "{correlation}");
 }
+
+/// Issue 10 item 9 (review): tool arguments and results travel as JSON
+/// text inside strings in the message history the runtime records
+/// (`assistant_input`'s `messages[].tool_calls[].function.arguments` and a
+/// `tool` message's `content`, as crates/agents writes them). The
+/// `tool_call` record redacted the real object; the next turn's
+/// `assistant_input` held the same secrets verbatim. Through a real
+/// dispatcher with the default rules: hidden in both, the rest kept, and
+/// the text still JSON.
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_in_json_text_and_assignments_inside_strings_are_redacted() {
+    let memory = MemorySink::new();
+    let d = Dispatcher::builder()
+        .sink(SinkOptions::new("memory"), memory.clone())
+        .filter(Arc::new(
+            Redactor::from_config(&RedactionConfig::default()).unwrap(),
+        ))
+        .start()
+        .await
+        .unwrap();
+    let arguments =
+        r#"{"account_id":"ACC-1","pwd":"hunter2-the-password","client_secret":"CS-very-secret"}"#;
+    let tool_call = json!({"tool": "open_account", "call_id": "call_1",
+        "arguments": serde_json::from_str::<serde_json::Value>(arguments).unwrap()});
+    // Exactly the shape of crates/agents' `AssistantInput` on the second turn.
+    let assistant_input = json!({
+        "model": "gpt-4o-mini",
+        "messages": [
+            {"role": "system", "content": "You are a helpful bank assistant."},
+            {"role": "user", "content": "Open account ACC-1 with password hunter2-the-password"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function",
+                 "function": {"name": "open_account", "arguments": arguments}}
+            ]},
+            {"role": "tool", "tool_call_id": "call_1",
+             "content": r#"{"ok":true,"account_id":"ACC-1","session":{"token":"tok-0123456789"},"note":"db password=pa55word-in-text; Authorization: Basic YWxpY2U6aHVudGVyMg== end"}"#},
+            {"role": "tool", "tool_call_id": "call_2",
+             "content": "login ok, api_secret=AS-in-plain-text&next=1"},
+        ],
+        "tools": ["open_account"],
+    });
+    let a = Auditor::new(d.clone()).with_agent("assistant");
+    a.emit(EventType::ToolCall, &tool_call).await.unwrap();
+    let last = a
+        .emit(EventType::AssistantInput, &assistant_input)
+        .await
+        .unwrap()
+        .seq;
+    d.wait(last, AckLevel::Written).await.unwrap();
+    d.shutdown(Duration::from_secs(5)).await;
+
+    let records = memory.records();
+    let all: String = records
+        .iter()
+        .map(|r| r.payload_value().to_string())
+        .collect();
+    for secret in [
+        "hunter2-the-password\\\"",
+        "CS-very-secret",
+        "tok-0123456789",
+        "pa55word-in-text",
+        "YWxpY2U6aHVudGVyMg",
+        "AS-in-plain-text",
+    ] {
+        assert!(!all.contains(secret), "{secret} reached the sink: {all}");
+    }
+    let input = records[1].payload_value();
+    let args = input["messages"][2]["tool_calls"][0]["function"]["arguments"]
+        .as_str()
+        .unwrap();
+    let args: serde_json::Value = serde_json::from_str(args).unwrap();
+    assert_eq!(
+        args,
+        json!({"account_id": "ACC-1", "pwd": "[REDACTED:password]", "client_secret": "[REDACTED:secret]"})
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(input["messages"][3]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(result["account_id"], "ACC-1");
+    assert_eq!(result["session"]["token"], "[REDACTED:token]");
+    assert_eq!(
+        result["note"],
+        "db password=[REDACTED:password]; Authorization: [REDACTED:authorization] end"
+    );
+    assert_eq!(
+        input["messages"][4]["content"],
+        "login ok, api_secret=[REDACTED:secret]&next=1"
+    );
+    // Prose mentioning a password keeps its words; the user's own message
+    // is free text (out of reach, docs/redaction.md).
+    assert_eq!(
+        input["messages"][0]["content"],
+        "You are a helpful bank assistant."
+    );
+    let fired: Vec<&str> = input["_redacted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert_eq!(fired, ["password", "authorization", "token", "secret"]);
+}

@@ -322,3 +322,43 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Secret-named keys and assignments inside strings, as text and as
+    /// JSON text nested in strings up to five levels (beyond what the walk
+    /// parses), around arbitrary text: whenever a rule fires, the pre-check
+    /// on the JSON text said it might (issue 10, review item 1).
+    #[test]
+    fn pre_check_is_sound_for_json_text_and_assignments(
+        name in prop::sample::select(vec![
+            "pwd", "client_secret", "password", "Authorization", "token_type",
+            "max tokens", "api key", "pass&#119;ord", "pa%73sword", "note",
+            "password policy value", "x.pwd", "session", "pin", "\u{200B}pwd",
+        ]),
+        value in prop_oneof![Just(String::new()), "[ -~]{0,12}", any::<String>()],
+        sep in prop::sample::select(vec!["=", ": ", ":", " = ", "\t:\t", "=\"", "\":\"", "': '"]),
+        prefix in prop_oneof![Just(String::new()), any::<String>()],
+        as_json in any::<bool>(),
+        wrap in 0..6usize,
+        null in any::<bool>(),
+    ) {
+        let r = Redactor::from_config_with_env(&RedactionConfig::all_detectors(), env).unwrap();
+        let mut text = if as_json {
+            let v = if null { Value::Null } else { Value::String(value.clone()) };
+            serde_json::to_string(&serde_json::json!({ name: v, "n": 1 })).unwrap()
+        } else {
+            format!("{prefix}{name}{sep}{value}")
+        };
+        for _ in 0..wrap {
+            text = serde_json::to_string(&serde_json::json!({"content": text, "role": "tool"})).unwrap();
+        }
+        let payload = serde_json::json!({"messages": [{"role": "tool", "content": text}]});
+        let json = serde_json::to_string(&payload).unwrap();
+        let mut p = payload.clone();
+        if !r.redact(&mut p).is_empty() {
+            prop_assert!(r.may_redact(&json), "{json}");
+        }
+    }
+}

@@ -84,11 +84,14 @@ impl Redactor {
         {
             detect::ibans(s, rule, spans);
         }
+        self.assignments(s, false, spans);
     }
 
-    /// Finds every match in `s`, and in its normalised view (mapped back to
-    /// the original text it came from), and builds the redacted text.
-    pub(super) fn scan(&self, s: &str, fired: &mut Vec<usize>) -> Scan {
+    /// Every match in `s`, and in its normalised view (mapped back to the
+    /// original text it came from), overlaps merged so that no part of any
+    /// match survives, each stretch with the strongest action of the rules
+    /// involved; the rules are noted in `fired`.
+    fn merged(&self, s: &str, fired: &mut Vec<usize>) -> Vec<(Span, Action)> {
         let mut spans: Vec<Span> = Vec::new();
         self.find(s, &mut spans);
         if let Some(view) = normalize::view(s) {
@@ -106,12 +109,9 @@ impl Redactor {
             }
         }
         if spans.is_empty() {
-            return Scan::Unchanged;
+            return Vec::new();
         }
         spans.sort_unstable_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
-
-        // Merge overlaps so no part of any match survives, keeping the
-        // strongest action of the rules involved.
         let mut merged: Vec<(Span, Action)> = Vec::with_capacity(spans.len());
         for sp in spans {
             note(fired, sp.rule);
@@ -126,6 +126,33 @@ impl Redactor {
                 _ => merged.push((sp, action)),
             }
         }
+        merged
+    }
+
+    /// What replaces the matched text `s[sp]`: its pseudonym under `hash`
+    /// (of its normalised view: `alice%40example.com` and
+    /// `alice@example.com` are one pseudonym), else the rule's mask.
+    fn replacement(&self, s: &str, sp: Span, action: Action) -> String {
+        let rule = &self.rules[sp.rule];
+        let pseudonym = match action {
+            Action::Hash => {
+                let matched = &s[sp.start..sp.end];
+                match normalize::view(matched) {
+                    Some(v) => self.pseudonym(&v.text, rule.norm),
+                    None => self.pseudonym(matched, rule.norm),
+                }
+            }
+            _ => None,
+        };
+        pseudonym.unwrap_or_else(|| rule.mask.clone())
+    }
+
+    /// Finds every match in `s` and builds the redacted text.
+    pub(super) fn scan(&self, s: &str, fired: &mut Vec<usize>) -> Scan {
+        let merged = self.merged(s, fired);
+        if merged.is_empty() {
+            return Scan::Unchanged;
+        }
         if merged.iter().any(|(_, a)| *a == Action::Drop) {
             return Scan::Drop;
         }
@@ -133,27 +160,25 @@ impl Redactor {
         let mut at = 0;
         for (sp, action) in merged {
             out.push_str(&s[at..sp.start]);
-            let rule = &self.rules[sp.rule];
-            // Hashed as its normalised view: `alice%40example.com` and
-            // `alice@example.com` are one pseudonym.
-            let pseudonym = match action {
-                Action::Hash => {
-                    let matched = &s[sp.start..sp.end];
-                    match normalize::view(matched) {
-                        Some(v) => self.pseudonym(&v.text, rule.norm),
-                        None => self.pseudonym(matched, rule.norm),
-                    }
-                }
-                _ => None,
-            };
-            match pseudonym {
-                Some(p) => out.push_str(&p),
-                None => out.push_str(&rule.mask),
-            }
+            out.push_str(&self.replacement(s, sp, action));
             at = sp.end;
         }
         out.push_str(&s[at..]);
         Scan::Replaced(out)
+    }
+
+    /// Like [`Redactor::scan`] for a number's JSON text, which is one
+    /// value: a match anywhere replaces all of it (`4111111111111111.0`
+    /// must not become a mask followed by `.0`).
+    pub(super) fn scan_whole(&self, s: &str, fired: &mut Vec<usize>) -> Scan {
+        let merged = self.merged(s, fired);
+        if merged.iter().any(|(_, a)| *a == Action::Drop) {
+            return Scan::Drop;
+        }
+        match merged.first() {
+            None => Scan::Unchanged,
+            Some(&(sp, action)) => Scan::Replaced(self.replacement(s, sp, action)),
+        }
     }
 }
 

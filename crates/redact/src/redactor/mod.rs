@@ -6,6 +6,7 @@
 //! matches in a string and masks, hashes or drops them.
 
 mod actions;
+mod assign;
 mod build;
 mod cache;
 mod precheck;
@@ -150,7 +151,7 @@ impl Redactor {
     /// fired, in rule order, each once. Same as [`PayloadFilter::apply`].
     pub fn redact(&self, payload: &mut Value) -> Vec<String> {
         let mut fired: Vec<usize> = Vec::new();
-        if !self.walk(payload, 0, &mut fired) {
+        if !self.walk(payload, 0, 0, &mut fired) {
             *payload = Value::Null;
         }
         fired.sort_unstable();

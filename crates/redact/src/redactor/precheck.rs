@@ -6,6 +6,7 @@ use crate::names::Tokens;
 use crate::normalize;
 
 use super::actions::enough_digits;
+use super::walk::MAX_NESTED_JSON;
 use super::{MAX_DEPTH, Redactor};
 use crate::detect;
 
@@ -42,11 +43,14 @@ impl Redactor {
         {
             return true;
         }
-        if !self.fields.is_empty() && self.field_key_in(payload_json) {
+        if !self.fields.is_empty() && self.field_key_in(payload_json, false) {
             return true;
         }
+        let raw = memchr::memchr(b'\\', bytes).is_none();
         let decoded;
-        let text = if memchr::memchr(b'\\', bytes).is_some() {
+        let text = if raw {
+            payload_json
+        } else {
             match decode_escapes(payload_json) {
                 Some(d) => {
                     decoded = d;
@@ -54,16 +58,53 @@ impl Redactor {
                 }
                 None => return true,
             }
-        } else {
-            payload_json
         };
-        if self.detects(text) {
+        // Without a backslash, `":` always ends a key, judged whole above.
+        if self.text_fires(text, raw) {
             return true;
         }
-        // The normalised view of the whole text holds the view of every
-        // string in it, still between quotes: no encoding or fold spans a
-        // `"`.
-        normalize::view(text).is_some_and(|v| self.detects(&v.text))
+        if raw {
+            return false;
+        }
+        // Strings holding JSON text (tool arguments and results), which the
+        // walk parses: each level of escapes undone shows the next level's
+        // keys and strings as the walk sees them, up to its bound.
+        let mut level = text;
+        let mut next;
+        for _ in 0..=MAX_NESTED_JSON {
+            if !self.fields.is_empty() && self.field_key_in(level, true) {
+                return true;
+            }
+            match unescape_lenient(level) {
+                Some(n) => next = n,
+                None => break,
+            }
+            if self.text_fires(&next, false) {
+                return true;
+            }
+            level = next.as_str();
+        }
+        false
+    }
+
+    /// Whether a detector, pattern or secret-named assignment fires in
+    /// `text` or in its normalised view, which holds the view of every
+    /// string in it, still between quotes: no encoding or fold spans a `"`.
+    fn text_fires(&self, text: &str, key_ends: bool) -> bool {
+        if self.detects(text) || self.assigns(text, key_ends) {
+            return true;
+        }
+        normalize::view(text).is_some_and(|v| self.detects(&v.text) || self.assigns(&v.text, false))
+    }
+
+    /// Whether some secret-named assignment is in `text`.
+    fn assigns(&self, text: &str, key_ends: bool) -> bool {
+        if self.fields.is_empty() || memchr::memchr2(b'=', b':', text.as_bytes()).is_none() {
+            return false;
+        }
+        let mut spans = Vec::new();
+        self.assignments(text, key_ends, &mut spans);
+        !spans.is_empty()
     }
 
     /// Whether some detector or pattern matches somewhere in `text`.
@@ -89,18 +130,32 @@ impl Redactor {
     /// rule. Keys are found on the raw text, where a key's closing quote
     /// is the unescaped `"` before `:` and its opening quote the unescaped
     /// `"` before that, so a key with an escaped quote is whole.
-    fn field_key_in(&self, json: &str) -> bool {
+    ///
+    /// With `nested`, `json` is a level of escapes undone, where prose
+    /// quotes look like keys too: a key counts only when a value the walk
+    /// would redact follows (not `null`, not `in prose`).
+    fn field_key_in(&self, json: &str, nested: bool) -> bool {
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut tokens) => self.field_key_in_with(json, &mut tokens),
-            Err(_) => self.field_key_in_with(json, &mut Tokens::new()),
+            Ok(mut tokens) => self.field_key_in_with(json, nested, &mut tokens),
+            Err(_) => self.field_key_in_with(json, nested, &mut Tokens::new()),
         })
     }
 
-    fn field_key_in_with(&self, json: &str, tokens: &mut Tokens) -> bool {
+    fn field_key_in_with(&self, json: &str, nested: bool, tokens: &mut Tokens) -> bool {
         let b = json.as_bytes();
         for at in self.key_end.find_iter(b) {
             if escaped(b, at) {
                 continue;
+            }
+            if nested {
+                let value = b[at + 2..]
+                    .iter()
+                    .find(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'));
+                if !value.is_some_and(|c| {
+                    matches!(c, b'"' | b'{' | b'[' | b'-' | b't' | b'f' | b'0'..=b'9')
+                }) {
+                    continue;
+                }
             }
             let mut p = at;
             let start = loop {
@@ -183,6 +238,72 @@ fn hex4(chars: &mut std::str::Chars<'_>) -> Option<u32> {
         v = v * 16 + chars.next()?.to_digit(16)?;
     }
     Some(v)
+}
+
+/// `text` with the JSON escapes in it undone, those that are not JSON
+/// escapes kept as written; `None` when it holds none. A string holding
+/// JSON text shows its strings so, as the walk parses them.
+fn unescape_lenient(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let first = memchr::memchr(b'\\', b)?;
+    let mut out = String::with_capacity(text.len());
+    out.push_str(&text[..first]);
+    let mut changed = false;
+    let mut rest = &text[first..];
+    while let Some(at) = rest.find('\\') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + 1..];
+        let mut chars = tail.chars();
+        let d = match chars.next() {
+            Some('"') => Some('"'),
+            Some('\\') => Some('\\'),
+            Some('/') => Some('/'),
+            Some('b') => Some('\u{8}'),
+            Some('f') => Some('\u{c}'),
+            Some('n') => Some('\n'),
+            Some('r') => Some('\r'),
+            Some('t') => Some('\t'),
+            Some('u') => {
+                let mut probe = chars.clone();
+                match hex4(&mut probe) {
+                    Some(hi) => {
+                        let mut c = char::from_u32(hi);
+                        if (0xD800..0xDC00).contains(&hi) {
+                            let mut ahead = probe.clone();
+                            let lo = (ahead.next() == Some('\\') && ahead.next() == Some('u'))
+                                .then(|| hex4(&mut ahead))
+                                .flatten()
+                                .filter(|lo| (0xDC00..0xE000).contains(lo));
+                            c = match lo {
+                                Some(lo) => {
+                                    probe = ahead;
+                                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
+                                }
+                                None => Some(char::REPLACEMENT_CHARACTER),
+                            };
+                        }
+                        chars = probe;
+                        Some(c.unwrap_or(char::REPLACEMENT_CHARACTER))
+                    }
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        match d {
+            Some(c) => {
+                changed = true;
+                out.push(c);
+                rest = chars.as_str();
+            }
+            None => {
+                out.push('\\');
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    changed.then_some(out)
 }
 
 /// Whether the byte at `at` is escaped: preceded by an odd number of `\\`.

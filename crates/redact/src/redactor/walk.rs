@@ -53,22 +53,52 @@ impl Redactor {
     }
 
     /// Returns false when the value must be dropped by its parent.
-    pub(super) fn walk(&self, v: &mut Value, depth: usize, fired: &mut Vec<usize>) -> bool {
+    /// `nest` counts the strings holding JSON text this value lies in.
+    pub(super) fn walk(
+        &self,
+        v: &mut Value,
+        depth: usize,
+        nest: usize,
+        fired: &mut Vec<usize>,
+    ) -> bool {
         match v {
-            Value::String(s) => match self.scan(s, fired) {
-                Scan::Unchanged => true,
-                Scan::Replaced(new) => {
-                    *s = new;
-                    true
+            Value::String(s) => {
+                if nest < MAX_NESTED_JSON
+                    && let Some(mut inner) = parse_json_text(s)
+                {
+                    // Tool arguments and results travel as JSON text in a
+                    // string (OpenAI's `function.arguments`, a `tool`
+                    // message's `content`): redacted with the same rules as
+                    // an object, written back only when something fired.
+                    let mut local = Vec::new();
+                    self.walk(&mut inner, depth + 1, nest + 1, &mut local);
+                    if local.is_empty() {
+                        return true;
+                    }
+                    for rule in local {
+                        note(fired, rule);
+                    }
+                    // Serialising a `Value` does not fail; were it to, the
+                    // text is hidden whole rather than kept.
+                    *s = serde_json::to_string(&inner)
+                        .unwrap_or_else(|_| format!("[REDACTED:{UNSCANNABLE}]"));
+                    return true;
                 }
-                Scan::Drop => false,
-            },
+                match self.scan(s, fired) {
+                    Scan::Unchanged => true,
+                    Scan::Replaced(new) => {
+                        *s = new;
+                        true
+                    }
+                    Scan::Drop => false,
+                }
+            }
             Value::Number(n) => {
                 if self.regexes.is_empty() && self.card.is_none() && self.iban.is_none() {
                     return true;
                 }
                 let text = n.to_string();
-                match self.scan(&text, fired) {
+                match self.scan_whole(&text, fired) {
                     Scan::Unchanged => true,
                     Scan::Replaced(new) => {
                         *v = Value::String(new);
@@ -82,7 +112,7 @@ impl Redactor {
                     return self.unscannable(v, fired);
                 }
                 for item in items.iter_mut() {
-                    if !self.walk(item, depth + 1, fired) {
+                    if !self.walk(item, depth + 1, nest, fired) {
                         // Keep positions: a dropped element becomes null.
                         *item = Value::Null;
                     }
@@ -93,7 +123,7 @@ impl Redactor {
                 if depth >= MAX_DEPTH {
                     return self.unscannable(v, fired);
                 }
-                self.walk_object(map, depth, fired);
+                self.walk_object(map, depth, nest, fired);
                 true
             }
             Value::Null | Value::Bool(_) => true,
@@ -106,7 +136,13 @@ impl Redactor {
         true
     }
 
-    fn walk_object(&self, map: &mut Map<String, Value>, depth: usize, fired: &mut Vec<usize>) {
+    fn walk_object(
+        &self,
+        map: &mut Map<String, Value>,
+        depth: usize,
+        nest: usize,
+        fired: &mut Vec<usize>,
+    ) {
         let mut renames: Vec<(String, String)> = Vec::new();
         let mut tokens = Tokens::new();
         map.retain(|key, value| {
@@ -129,7 +165,7 @@ impl Redactor {
                 *value = self.replace_whole(rule, value);
                 return true;
             }
-            self.walk(value, depth + 1, fired)
+            self.walk(value, depth + 1, nest, fired)
         });
         for (old, new) in renames {
             if let Some(value) = map.remove(&old) {
@@ -143,6 +179,28 @@ impl Redactor {
             }
         }
     }
+}
+
+/// Longest string parsed as JSON text; longer ones are scanned as text.
+const MAX_JSON_TEXT: usize = 1 << 20;
+
+/// Strings holding JSON text holding strings holding JSON text…: levels
+/// parsed; deeper ones are scanned as text.
+pub(super) const MAX_NESTED_JSON: usize = 4;
+
+/// The JSON object or array a string's text is (after trimming), if it is
+/// one and not too long. Checked on its first and last bytes first, so
+/// most strings cost two comparisons.
+fn parse_json_text(s: &str) -> Option<Value> {
+    let t = s.trim();
+    let (first, last) = (*t.as_bytes().first()?, *t.as_bytes().last()?);
+    if t.len() < 2
+        || t.len() > MAX_JSON_TEXT
+        || !matches!((first, last), (b'{', b'}') | (b'[', b']'))
+    {
+        return None;
+    }
+    serde_json::from_str(t).ok()
 }
 
 /// Whether `key` is a mask this crate wrote for a key (`[REDACTED:iban]`,
