@@ -219,3 +219,53 @@ fn every_size_has_an_upper_bound_and_exceeding_it_is_a_configuration_error() {
         assert!(out.stdout.is_empty(), "the agent ran: {body}");
     }
 }
+
+/// A required stdout sink with stdout on /dev/null (`run > /dev/null`) is
+/// the same class as /dev/null as a JSONL path: it used to run and exit 0
+/// with no trail. An optional one beside a JSONL file still runs.
+#[test]
+fn a_required_stdout_sink_on_dev_null_is_refused_before_the_agent_acts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        "[[sinks]]\ntype = \"stdout\"\nrequired = true\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_agent-audit"))
+        .current_dir(dir.path())
+        .env_remove("AGENT_AUDIT_CONFIG")
+        .args(["run", "--config", &cfg, PROMPT])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    // Exit 1, as every sink that cannot be built: it depends on where
+    // stdout points when the run starts, not on the file alone.
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("audit.toml: sink `stdout` (line 1)") && err.contains("/dev/null"),
+        "{err}"
+    );
+    assert!(
+        !std::fs::read_dir(dir.path()).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".jsonl")),
+        "something was written"
+    );
+
+    let cfg = write_config(
+        dir.path(),
+        "[[sinks]]\ntype = \"jsonl\"\npath = \"audit-log.jsonl\"\n\n[[sinks]]\ntype = \"stdout\"\nrequired = false\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_agent-audit"))
+        .current_dir(dir.path())
+        .env_remove("AGENT_AUDIT_CONFIG")
+        .args(["run", "--config", &cfg, PROMPT])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

@@ -59,6 +59,32 @@ use sha2::{Digest, Sha256};
 
 use agent_audit_core::text::format_pretty;
 
+/// Whether this process's standard output is `/dev/null`, where nothing
+/// would keep what a stdout sink prints (`agent-audit run > /dev/null`, or
+/// a closed fd 1 that the runtime reopened on `/dev/null`). A required
+/// stdout sink there is a run with no trail, so the facade refuses it.
+pub fn stdout_is_discarded() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsFd as _;
+        use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
+        let Ok(fd) = io::stdout().as_fd().try_clone_to_owned() else {
+            return false;
+        };
+        let (Ok(out), Ok(null)) = (
+            std::fs::File::from(fd).metadata(),
+            std::fs::metadata("/dev/null"),
+        ) else {
+            return false;
+        };
+        out.file_type().is_char_device() && out.rdev() == null.rdev()
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
 /// How records are printed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -102,8 +102,13 @@ impl SinkType for Stdout {
     fn build(
         &self,
         o: &Self::Options,
-        _: &mut SinkContext<'_>,
+        context: &mut SinkContext<'_>,
     ) -> Result<BuiltSink, SinkBuildError> {
+        // The same class as /dev/null as a JSONL path: a required sink
+        // that keeps nothing is a run with no trail.
+        if context.required() && agent_audit_stdout::stdout_is_discarded() {
+            return Err("it is required, but standard output is /dev/null: nothing would keep the trail (redirect stdout to a file, or make the sink optional)".into());
+        }
         Ok(BuiltSink::new(agent_audit_stdout::StdoutSink::stdout(
             o.clone(),
         )))
