@@ -32,6 +32,22 @@ use crate::error::JsonlError;
 // facade's configuration loader too), so it lives in core.
 pub(crate) use agent_audit_core::file_kind as kind_of;
 
+/// An error of [`open_regular_for_reading`] on one of the log's own files,
+/// as the sink reports it: what is at the path when it is not a regular
+/// file, else the read error.
+pub(crate) fn read_open_error(path: &Path, source: io::Error) -> JsonlError {
+    match NotRegularFile::of(&source) {
+        Some(n) => JsonlError::NotRegular {
+            path: path.to_path_buf(),
+            kind: n.kind,
+        },
+        None => JsonlError::ReadTail {
+            path: path.to_path_buf(),
+            source,
+        },
+    }
+}
+
 pub(crate) fn open_error(path: &Path, source: io::Error) -> JsonlError {
     match source.raw_os_error() {
         Some(libc::ELOOP) => JsonlError::Symlink {
@@ -261,9 +277,14 @@ pub fn list(path: &Path) -> Result<Vec<LogFile>, JsonlError> {
         if let Some(seqs) = parse_rotated(path, name) {
             // A FIFO or device under a rotated file's name would hang or
             // never end whoever reads the log (the sink resuming its
-            // chain, `verify`): it is not part of any log.
+            // chain, `verify`): it is not part of any log. Nor is a
+            // symbolic link: the writer only ever renames its own regular
+            // file to a rotated name, and a link would let whoever can
+            // write the directory put any file (or a FIFO swapped in
+            // behind the link after this check) into the chain.
+            // `d_type` describes the entry itself, never a link's target.
             let file_type = entry.file_type().map_err(list_err)?;
-            if !file_type.is_file() && !file_type.is_symlink() {
+            if !file_type.is_file() {
                 return Err(JsonlError::NotRegular {
                     path: entry.path(),
                     kind: kind_of(file_type),

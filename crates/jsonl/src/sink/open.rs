@@ -200,10 +200,11 @@ impl JsonlSink {
         let path = &self.options.path;
         let list = files::list(path)?;
         for f in list.iter().rev().filter(|f| !f.active) {
-            let file = File::open(&f.path).map_err(|source| JsonlError::ReadTail {
-                path: f.path.clone(),
-                source,
-            })?;
+            // Non-blocking and typed from the descriptor: whatever sits
+            // under a rotated name by now (a FIFO swapped in after the
+            // listing) cannot hang the writer's start.
+            let file = files::open_regular_for_reading(&f.path, files::Symlinks::Refuse)
+                .map_err(|source| files::read_open_error(&f.path, source))?;
             let len = file
                 .metadata()
                 .map_err(|source| JsonlError::ReadTail {
@@ -247,10 +248,7 @@ impl JsonlSink {
         }
         let list = files::list(&self.options.path).ok()?;
         let oldest = list.first()?;
-        let file = File::open(&oldest.path).ok()?;
-        if !file.metadata().ok()?.is_file() {
-            return None;
-        }
+        let file = files::open_regular_for_reading(&oldest.path, files::Symlinks::Refuse).ok()?;
         let (seq, bytes, prev) = tail::first_record_line(&file).ok()??;
         (prev == crate::chain::GENESIS).then(|| Origin {
             seq,
