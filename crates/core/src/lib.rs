@@ -1,10 +1,21 @@
 //! # agent-audit-core
 //!
 //! The small, stable heart of agent-audit: the schema v1 [`Record`], the
-//! [`Sink`] trait every backend implements, the [`Dispatcher`] that numbers
-//! records and fans them out with acknowledgements, and the [`Auditor`]
-//! handle agents emit through. It does no file or network I/O; sinks live in
-//! their own crates (`agent-audit-jsonl`, `-stdout`, `-otlp`).
+//! sink traits every backend implements ([`Sink`] for a blocking one,
+//! [`AsyncSink`] for one written with async clients), the [`Dispatcher`]
+//! that numbers records and fans them out with acknowledgements, and the
+//! [`Auditor`] handle agents emit through. It does no file or network I/O;
+//! sinks live in their own crates (`agent-audit-jsonl`, `-stdout`,
+//! `-otlp`).
+//!
+//! Every sink gets a worker thread of its own. A [`Sink`] is called there
+//! directly; an [`AsyncSink`] is run there by a bridge, on a private
+//! current-thread tokio runtime or on the application's
+//! ([`DispatcherBuilder::async_runtime`]), with up to
+//! [`AsyncSink::max_in_flight`] writes under way, answers taken in seq
+//! order, the shutdown deadline as a watch a write can `select!` on
+//! ([`ShutdownSignal::reached`]) and a write still under way at it
+//! cancelled and reported failed ([`WriteCancelled`]).
 //!
 //! Data flows one way: agent -> [`Auditor`] -> [`Dispatcher`] -> sinks.
 //! A [`SeqLease`] (see [`lease`]) keeps the numbering unique across

@@ -304,17 +304,20 @@ fn run_ours(rotel: &support::Rotel, far: &FarEnd, n: u64, service: &str) -> Outc
         retry: Some(RetryConfig::default()),
         ..Default::default()
     };
-    let max_batch = env_or("AUDIT_BENCH_MAX_BATCH", config.max_batch());
+    // Unset, the sink's own preference (one request of `batch_size` per write).
+    let max_batch = std::env::var("AUDIT_BENCH_MAX_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok());
     let (secs, start, report) = rt.block_on(async {
         let sink = OtlpSink::from_config(&config, ServiceInfo::new(service)).unwrap();
+        let mut options = SinkOptions::new("collector")
+            .queue(65_536)
+            .overflow(Overflow::Block);
+        if let Some(n) = max_batch {
+            options = options.max_batch(n);
+        }
         let d = Dispatcher::builder()
-            .sink(
-                SinkOptions::new("collector")
-                    .queue(65_536)
-                    .max_batch(max_batch)
-                    .overflow(Overflow::Block),
-                sink,
-            )
+            .async_sink(options, sink)
             .start()
             .await
             .unwrap();

@@ -1,6 +1,6 @@
 //! # agent-audit-otlp
 //!
-//! An agent-audit [`Sink`](agent_audit_core::Sink) that exports every audit
+//! An agent-audit [`AsyncSink`](agent_audit_core::AsyncSink) that exports every audit
 //! record to an OpenTelemetry Collector as one OTLP LogRecord, over gRPC,
 //! HTTP/protobuf or HTTP/JSON, and acknowledges
 //! [`AckLevel::Exported`](agent_audit_core::AckLevel::Exported) only after
@@ -30,6 +30,12 @@
 //!
 //! ## Usage
 //!
+//! The sink runs through core's async bridge
+//! ([`DispatcherBuilder::async_sink`](agent_audit_core::DispatcherBuilder::async_sink)):
+//! on its own worker thread and a private current-thread runtime, or on
+//! the application's runtime, with one request of `batch_size` records
+//! per write and up to `max_in_flight` writes under way.
+//!
 //! The facade deserialises the `[[sinks]] type = "otlp"` table (without the
 //! dispatcher's keys `type`, `name`, `required`, `overflow`, `queue`) into
 //! an [`OtlpConfig`] and builds the sink with [`OtlpSink::from_config`]:
@@ -50,7 +56,7 @@
 //! "#)?;
 //! let sink = OtlpSink::from_config(&config, ServiceInfo::new("billing-agent").with_version("1.4.0"))?;
 //! let dispatcher = Dispatcher::builder()
-//!     .sink(SinkOptions::new("collector").required(false).max_batch(config.max_batch()), sink)
+//!     .async_sink(SinkOptions::new("collector").required(false), sink)
 //!     .start()
 //!     .await?;
 //! let auditor = Auditor::new(dispatcher.clone()).for_request(None);
@@ -78,7 +84,7 @@
 //!
 //! While a batch is retried the sink publishes
 //! [`Retrying`](agent_audit_core::Retrying) (since when, until when, the
-//! last error) through [`Sink::watch_status`](agent_audit_core::Sink::watch_status),
+//! last error) through [`AsyncSink::watch_status`](agent_audit_core::AsyncSink::watch_status),
 //! which the dispatcher's health snapshot shows.
 //!
 //! Delivery is at least once: a request whose answer was lost is sent

@@ -1,19 +1,17 @@
 //! The sink: batches -> export requests, retried, acknowledged.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agent_audit_core::retry;
 use agent_audit_core::{
-    AckLevel, Batch, FailureKind, Record, Retrying, ShutdownSignal, Sink, SinkError, StatusSignal,
-    Timestamp,
+    AckLevel, AsyncSink, Batch, FailureKind, Record, Retrying, ShutdownSignal, SinkError, SinkOpen,
+    StatusSignal, Timestamp,
 };
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message as _;
 use prost::bytes::Bytes;
-use tokio::task::JoinHandle;
 
 use crate::config::{
     OtlpConfig, OtlpConfigError, OtlpSettings, Protocol, ServiceInfo, has_userinfo, headers_hint,
@@ -89,28 +87,38 @@ impl ExportError {
 /// OTLP LogRecord, and acknowledges [`AckLevel::Exported`] only once the
 /// collector answered success with nothing rejected.
 ///
-/// It implements the synchronous [`Sink`] trait: the dispatcher calls it on
-/// the sink's own worker thread, where records are encoded, and the network
-/// I/O runs on one tokio worker thread the sink owns. A batch (up to
-/// `batch_size * max_in_flight` records) is split into requests of at most
-/// `batch_size` records and `max_request_bytes` bytes, up to
-/// `max_in_flight` of them on the wire at once; each request is retried
-/// with exponential backoff and jitter on transient failures, honouring
-/// `Retry-After` and gRPC `RetryInfo`, until the retry budget or the
-/// dispatcher's shutdown deadline runs out. `write` returns once every
-/// request of the batch was answered: the records of requests that failed
-/// or were rejected are counted exactly, the first failure in seq order is
-/// the one reported. Meanwhile the dispatcher's queue holds later records
-/// and the sink's overflow policy applies.
+/// It implements [`AsyncSink`]: the dispatcher's bridge runs it on the
+/// sink's own worker thread and runtime (see
+/// [`DispatcherBuilder::async_sink`](agent_audit_core::DispatcherBuilder::async_sink)).
+/// A write is one request of at most `batch_size` records (its
+/// [`AsyncSink::max_batch`]) and `max_request_bytes` bytes (a larger batch,
+/// from an explicit `SinkOptions::max_batch`, is split and sent request
+/// after request); up to `max_in_flight` writes are on the wire at once
+/// ([`AsyncSink::max_in_flight`]), acknowledged in seq order. Each request
+/// is retried with exponential backoff and jitter on transient failures,
+/// honouring `Retry-After` and gRPC `RetryInfo`, until the retry budget or
+/// the dispatcher's shutdown deadline runs out; the deadline is awaited
+/// beside the request, so a shutdown cuts a wait short at once. Meanwhile
+/// the dispatcher's queue holds later records and the sink's overflow
+/// policy applies.
 pub struct OtlpSink {
     settings: OtlpSettings,
     policy: Arc<Policy>,
-    mapper: Mapper,
+    /// Maps records to requests: taken before a write's first `.await`,
+    /// so that the chain (`audit.prev`) advances in seq order while the
+    /// requests themselves are in flight together.
+    encoder: Mutex<Encoder>,
+    /// Validated when the sink is built; connected on the sink's runtime
+    /// in `open` (tonic's lazy channel spawns its worker there).
     transport: Option<Transport>,
-    runtime: Option<tokio::runtime::Runtime>,
     shutdown: ShutdownSignal,
-    /// Where a request being retried says so (`Sink::watch_status`).
+    /// Where a request being retried says so (`AsyncSink::watch_status`).
     status: StatusSignal,
+}
+
+/// The sink's mapping state, one write at a time.
+struct Encoder {
+    mapper: Mapper,
     /// Reused buffer for encoded LogRecords.
     buf: Vec<u8>,
 }
@@ -136,12 +144,10 @@ impl std::fmt::Debug for OtlpSink {
 }
 
 /// How long before the shutdown deadline a retried request gives up, so
-/// that its failure is counted before the dispatcher writes its report.
+/// that its failure is counted before the dispatcher writes its report
+/// (and before the bridge would cancel the write, 10 ms before it, with a
+/// less telling error).
 const SHUTDOWN_MARGIN: Duration = Duration::from_millis(20);
-
-/// How often a request waiting on the collector looks whether shutdown
-/// began (core's signal is a plain value, not a notification).
-const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
 
 impl OtlpSink {
     /// A sink from a configuration table, with the standard
@@ -155,8 +161,10 @@ impl OtlpSink {
     }
 
     /// A sink from resolved settings. Nothing is sent (nor connected) until
-    /// the first write. An endpoint with a user or password is refused
-    /// here too, for settings built without [`OtlpConfig::resolve`].
+    /// the first write; the client is checked here, so a bad header or TLS
+    /// file is refused before the dispatcher starts. An endpoint with a
+    /// user or password is refused here too, for settings built without
+    /// [`OtlpConfig::resolve`].
     pub fn new(settings: OtlpSettings) -> Result<OtlpSink, OtlpConfigError> {
         if has_userinfo(&settings.endpoint) {
             return Err(OtlpConfigError::Credentials {
@@ -164,21 +172,12 @@ impl OtlpSink {
                 hint: headers_hint("endpoint"),
             });
         }
-        // One worker thread carries the connection and the requests in
-        // flight while the dispatcher's thread encodes the next ones.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_io()
-            .enable_time()
-            .thread_name("audit-otlp-io")
-            .build()
-            .map_err(OtlpConfigError::Runtime)?;
-        let transport = {
-            let _guard = runtime.enter();
-            Transport::new(&settings)?
-        };
+        let transport = Transport::new(&settings)?;
         Ok(OtlpSink {
-            mapper: Mapper::new(&settings.service),
+            encoder: Mutex::new(Encoder {
+                mapper: Mapper::new(&settings.service),
+                buf: Vec::new(),
+            }),
             policy: Arc::new(Policy {
                 endpoint: redact_endpoint(&settings.endpoint),
                 protocol: settings.protocol,
@@ -189,10 +188,8 @@ impl OtlpSink {
             }),
             settings,
             transport: Some(transport),
-            runtime: Some(runtime),
             shutdown: ShutdownSignal::new(),
             status: StatusSignal::new(),
-            buf: Vec::new(),
         })
     }
 
@@ -214,21 +211,98 @@ impl OtlpSink {
         }
     }
 
-    /// The next request: up to `batch_size` records and (unless one record
-    /// alone is larger) `max_request_bytes`, starting at `records[*i]`.
-    /// Every record is mapped exactly once, in order, since mapping advances
-    /// the hash chain; one that does not fit is carried to the next request.
+    /// Maps `records` into request bodies of up to `batch_size` records and
+    /// (unless one record alone is larger) `max_request_bytes`, in order.
+    /// Every record is mapped exactly once, since mapping advances the hash
+    /// chain; one that does not fit is carried to the next request. A
+    /// failure to encode ends the list: the bodies before it stand.
+    fn encode(
+        &self,
+        transport: &Transport,
+        records: &[Arc<Record>],
+    ) -> (Vec<(Bytes, u64)>, Option<ExportError>) {
+        let observed = now_unix_nanos();
+        let mut enc = self.encoder.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bodies = Vec::new();
+        let mut carry = None;
+        let mut i = 0;
+        while i < records.len() || carry.is_some() {
+            match enc.next_request(
+                &self.settings,
+                transport,
+                records,
+                &mut i,
+                &mut carry,
+                observed,
+            ) {
+                Ok(body) => bodies.push(body),
+                Err(detail) => return (bodies, Some(self.encode_error(detail))),
+            }
+        }
+        (bodies, None)
+    }
+
+    /// Sends the bodies one after another (a write is normally one). Returns
+    /// how many records were rejected (and the collector's message), or the
+    /// first error and how many records in all were not delivered (those of
+    /// the failed request and every one after it, plus the rejected ones).
+    #[allow(clippy::type_complexity)]
+    async fn send_all(
+        &self,
+        transport: Transport,
+        bodies: Vec<(Bytes, u64)>,
+        encode_failure: Option<ExportError>,
+        total: u64,
+        deadline: Option<Instant>,
+    ) -> Result<(u64, Option<String>), (ExportError, u64)> {
+        let mut delivered = 0u64;
+        let mut rejected = 0u64;
+        let mut message = None;
+        for (body, n) in bodies {
+            let sent = export(
+                transport.clone(),
+                &self.policy,
+                body,
+                deadline,
+                &self.shutdown,
+                &self.status,
+            )
+            .await;
+            match sent {
+                Ok(a) => {
+                    if a.rejected > 0 {
+                        rejected += (a.rejected as u64).min(n);
+                        message = Some(a.message);
+                    }
+                    delivered += n;
+                }
+                // What follows would meet the same collector, and the
+                // batch fails anyway.
+                Err(e) => return Err((e, total - delivered + rejected)),
+            }
+        }
+        match encode_failure {
+            None => Ok((rejected, message)),
+            Some(e) => Err((e, total - delivered + rejected)),
+        }
+    }
+}
+
+impl Encoder {
+    /// The next request body and its record count, starting at
+    /// `records[*i]`.
     fn next_request(
         &mut self,
+        settings: &OtlpSettings,
+        transport: &Transport,
         records: &[Arc<Record>],
         i: &mut usize,
         carry: &mut Option<Carry>,
         observed: u64,
-    ) -> Result<(Bytes, u64), ExportError> {
-        let batch_size = self.settings.batch_size;
-        let max_bytes = self.settings.max_request_bytes;
-        let json = self.transport.as_ref().is_some_and(Transport::is_json);
-        if json {
+    ) -> Result<(Bytes, u64), String> {
+        let batch_size = settings.batch_size;
+        let max_bytes = settings.max_request_bytes;
+        if transport.is_json() {
             let mut chunk = Vec::with_capacity(batch_size.min(records.len() - *i + 1));
             let mut bytes = 0usize;
             if let Some(Carry::Struct(lr)) = carry.take() {
@@ -250,14 +324,7 @@ impl OtlpSink {
             let request = ExportLogsServiceRequest {
                 resource_logs: vec![self.mapper.resource_logs(chunk)],
             };
-            let transport = self
-                .transport
-                .as_ref()
-                .ok_or_else(|| self.encode_error("the sink is closed".into()))?;
-            let body = transport
-                .json_body(&request)
-                .map_err(|e| self.encode_error(e))?;
-            Ok((body, n))
+            Ok((transport.json_body(&request)?, n))
         } else {
             let mut buf = std::mem::take(&mut self.buf);
             buf.clear();
@@ -279,96 +346,7 @@ impl OtlpSink {
             }
             let raw = self.mapper.request_bytes(&buf);
             self.buf = buf;
-            let transport = self
-                .transport
-                .as_ref()
-                .ok_or_else(|| self.encode_error("the sink is closed".into()))?;
-            let body = transport
-                .protobuf_body(raw)
-                .map_err(|e| self.encode_error(e))?;
-            Ok((body, n))
-        }
-    }
-
-    /// Splits `records` into requests, keeps up to `max_in_flight` of them
-    /// on the wire, and waits for every answer. Returns how many were
-    /// rejected (and the collector's message), or the first error in seq
-    /// order and how many records in all were not delivered (those of
-    /// every failed or unsent request, plus the rejected ones).
-    #[allow(clippy::type_complexity)]
-    fn write_records(
-        &mut self,
-        records: &[Arc<Record>],
-        deadline: Option<Instant>,
-    ) -> Result<(u64, Option<String>), (ExportError, u64)> {
-        let Some(handle) = self.runtime.as_ref().map(|r| r.handle().clone()) else {
-            return Err((
-                self.encode_error("the sink is closed".into()),
-                records.len() as u64,
-            ));
-        };
-        let observed = now_unix_nanos();
-        let total = records.len() as u64;
-        let mut in_flight: VecDeque<(JoinHandle<Result<Accepted, ExportError>>, u64)> =
-            VecDeque::new();
-        let mut delivered = 0u64;
-        let mut rejected = 0u64;
-        let mut message = None;
-        // The first failure of a request, in seq order, and a failure to
-        // encode (which can only concern records after every request sent).
-        let mut failure: Option<ExportError> = None;
-        let mut encode_failure: Option<ExportError> = None;
-        let mut carry = None;
-        let mut i = 0;
-        loop {
-            // After a failure nothing new is sent: what follows would meet
-            // the same collector, and the batch fails anyway.
-            while failure.is_none()
-                && encode_failure.is_none()
-                && in_flight.len() < self.settings.max_in_flight
-                && (i < records.len() || carry.is_some())
-            {
-                match self.next_request(records, &mut i, &mut carry, observed) {
-                    Ok((body, n)) => {
-                        let Some(transport) = self.transport.clone() else {
-                            encode_failure = Some(self.encode_error("the sink is closed".into()));
-                            break;
-                        };
-                        let task = export(
-                            transport,
-                            self.policy.clone(),
-                            body,
-                            deadline,
-                            self.shutdown.clone(),
-                            self.status.clone(),
-                        );
-                        in_flight.push_back((handle.spawn(task), n));
-                    }
-                    Err(e) => encode_failure = Some(e),
-                }
-            }
-            let Some((task, n)) = in_flight.pop_front() else {
-                break;
-            };
-            let result = handle.block_on(task).unwrap_or_else(|e| {
-                Err(self.encode_error(format!("the export task ended abnormally: {e}")))
-            });
-            match result {
-                Ok(a) => {
-                    if a.rejected > 0 {
-                        rejected += (a.rejected as u64).min(n);
-                        message = Some(a.message);
-                    }
-                    delivered += n;
-                }
-                Err(e) => {
-                    failure.get_or_insert(e);
-                }
-            }
-        }
-        match failure.or(encode_failure) {
-            None => Ok((rejected, message)),
-            Some(e) => Err((e, total - delivered + rejected)),
+            Ok((transport.protobuf_body(raw)?, n))
         }
     }
 }
@@ -378,11 +356,11 @@ impl OtlpSink {
 /// (whichever comes first) runs out.
 async fn export(
     mut transport: Transport,
-    p: Arc<Policy>,
+    p: &Policy,
     body: Bytes,
     deadline: Option<Instant>,
-    shutdown: ShutdownSignal,
-    status: StatusSignal,
+    shutdown: &ShutdownSignal,
+    status: &StatusSignal,
 ) -> Result<Accepted, ExportError> {
     let start = Instant::now();
     let budget_end = start + p.max_elapsed;
@@ -424,7 +402,7 @@ async fn export(
         };
         let attempt = tokio::select! {
             r = transport.send(body.clone(), timeout) => r,
-            () = shutdown_passed(stop_at) => {
+            () = stop_reached(deadline, shutdown) => {
                 return Err(gave_up(attempts, format!(
                     "{} (an attempt was cut short by the shutdown deadline)",
                     last_detail.unwrap_or_else(|| "no answer yet".to_string())
@@ -474,21 +452,17 @@ async fn export(
         // one attempt's time that records are stuck, and until when.
         let end = stop_at().map_or(budget_end, |s| s.min(budget_end));
         if retry::fits(Instant::now(), wait, end) {
-            publish_retrying(&status, &p, attempts, &detail, end);
+            publish_retrying(status, p, attempts, &detail, end);
         }
-        // Sleeps in slices so that a shutdown beginning meanwhile ends the
-        // wait as soon as the rest of it would pass the deadline.
         let wake = Instant::now() + wait;
-        loop {
-            let end = stop_at().map_or(budget_end, |s| s.min(budget_end));
-            if wake >= end {
-                return Err(gave_up(attempts, detail));
-            }
-            let now = Instant::now();
-            if now >= wake {
-                break;
-            }
-            tokio::time::sleep((wake - now).min(SHUTDOWN_POLL)).await;
+        if wake >= end {
+            return Err(gave_up(attempts, detail));
+        }
+        // A shutdown beginning meanwhile ends the wait as soon as the rest
+        // of it would pass the deadline: the watch wakes us, nothing polls.
+        tokio::select! {
+            () = tokio::time::sleep_until(wake.into()) => {}
+            () = deadline_before(shutdown, wake) => return Err(gave_up(attempts, detail)),
         }
     }
 }
@@ -519,14 +493,28 @@ fn publish_retrying(status: &StatusSignal, p: &Policy, attempts: u32, detail: &s
     });
 }
 
-/// Resolves once the shutdown deadline (less the margin) has passed.
-async fn shutdown_passed(stop_at: impl Fn() -> Option<Instant>) {
-    loop {
-        match stop_at() {
-            Some(d) if Instant::now() >= d => return,
-            Some(d) => tokio::time::sleep_until(d.into()).await,
-            None => tokio::time::sleep(SHUTDOWN_POLL).await,
-        }
+/// Resolves once the batch's deadline or the shutdown deadline (less the
+/// margin) has passed.
+async fn stop_reached(deadline: Option<Instant>, shutdown: &ShutdownSignal) {
+    let Some(d) = deadline else {
+        return shutdown.reached(SHUTDOWN_MARGIN).await;
+    };
+    let at = d.checked_sub(SHUTDOWN_MARGIN).unwrap_or(d);
+    tokio::select! {
+        () = tokio::time::sleep_until(at.into()) => {}
+        () = shutdown.reached(SHUTDOWN_MARGIN) => {}
+    }
+}
+
+/// Resolves once a shutdown deadline is set that, less the margin, comes
+/// at or before `t`.
+async fn deadline_before(shutdown: &ShutdownSignal, t: Instant) {
+    let mut rx = shutdown.subscribe();
+    let cuts =
+        |d: &Option<Instant>| d.is_some_and(|d| d.checked_sub(SHUTDOWN_MARGIN).unwrap_or(d) <= t);
+    // The sink holds the signal, so the sender outlives this wait.
+    if rx.wait_for(cuts).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -536,16 +524,31 @@ enum Carry {
     Encoded(Vec<u8>),
 }
 
-impl Sink for OtlpSink {
+#[async_trait::async_trait]
+impl AsyncSink for OtlpSink {
     fn max_level(&self) -> AckLevel {
         AckLevel::Exported
     }
 
-    fn write(&mut self, batch: &Batch<'_>) -> Result<AckLevel, SinkError> {
+    async fn open(&mut self) -> Result<SinkOpen, SinkError> {
+        // On the sink's runtime: the gRPC channel's worker is spawned here.
+        if let Some(t) = &mut self.transport {
+            t.connect();
+        }
+        Ok(SinkOpen::default())
+    }
+
+    async fn write(&self, batch: &Batch<'_>) -> Result<AckLevel, SinkError> {
         let total = batch.records.len() as u64;
-        let result = self.write_records(batch.records, batch.deadline);
-        // Delivered or given up: either way no longer retrying.
-        self.status.clear();
+        let Some(transport) = self.transport.clone() else {
+            let e = self.encode_error("the sink is closed".into());
+            return Err(SinkError::new(e.kind(), e));
+        };
+        // Before the first await: see `OtlpSink::encoder`.
+        let (bodies, encode_failure) = self.encode(&transport, batch.records);
+        let result = self
+            .send_all(transport, bodies, encode_failure, total, batch.deadline)
+            .await;
         match result {
             Ok((0, _)) => Ok(AckLevel::Exported),
             Ok((rejected, message)) => Err(SinkError::rejected(
@@ -566,6 +569,14 @@ impl Sink for OtlpSink {
         Some(self.settings.linger)
     }
 
+    fn max_batch(&self) -> Option<usize> {
+        Some(self.settings.batch_size)
+    }
+
+    fn max_in_flight(&self) -> usize {
+        self.settings.max_in_flight
+    }
+
     fn watch_shutdown(&mut self, signal: ShutdownSignal) {
         self.shutdown = signal;
     }
@@ -574,23 +585,9 @@ impl Sink for OtlpSink {
         self.status = status;
     }
 
-    fn close(&mut self) -> Result<Option<AckLevel>, SinkError> {
+    async fn close(&mut self) -> Result<Option<AckLevel>, SinkError> {
         self.transport = None;
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
         Ok(None)
-    }
-}
-
-impl Drop for OtlpSink {
-    fn drop(&mut self) {
-        // Dropping a runtime blocks, which panics inside another runtime's
-        // async context (a sink built and dropped by async config code).
-        self.transport = None;
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
     }
 }
 

@@ -63,7 +63,12 @@ impl AttemptError {
 #[derive(Clone)]
 pub(crate) enum Transport {
     Grpc {
-        client: tonic::client::Grpc<Channel>,
+        /// Checked when the sink is built; the channel is made by
+        /// [`Transport::connect`], on the sink's runtime. Boxed: it is
+        /// large beside the HTTP variant.
+        endpoint: Box<tonic::transport::Endpoint>,
+        gzip: bool,
+        client: Option<tonic::client::Grpc<Channel>>,
         headers: Vec<(
             tonic::metadata::MetadataKey<tonic::metadata::Ascii>,
             tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
@@ -81,8 +86,8 @@ pub(crate) enum Transport {
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
 impl Transport {
-    /// Builds the client. Must run inside the sink's runtime context
-    /// (tonic's lazy channel spawns its worker there).
+    /// Builds and checks the client (a gRPC channel is made later, by
+    /// [`Transport::connect`]); needs no runtime.
     pub(crate) fn new(s: &OtlpSettings) -> Result<Transport, OtlpConfigError> {
         let client_err = |reason: String| OtlpConfigError::Client {
             protocol: s.protocol,
@@ -107,14 +112,6 @@ impl Transport {
                         .tls_config(tls)
                         .map_err(|e| client_err(e.to_string()))?;
                 }
-                let mut client = tonic::client::Grpc::new(
-                    endpoint.connect_with_connector_lazy(crate::quickack::QuickAckConnector),
-                );
-                if s.compression == Compression::Gzip {
-                    client = client
-                        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
-                        .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
-                }
                 let mut headers = Vec::new();
                 for (k, v) in &s.headers {
                     let key =
@@ -129,7 +126,12 @@ impl Transport {
                         })?;
                     headers.push((key, value));
                 }
-                Ok(Transport::Grpc { client, headers })
+                Ok(Transport::Grpc {
+                    endpoint: Box::new(endpoint),
+                    gzip: s.compression == Compression::Gzip,
+                    client: None,
+                    headers,
+                })
             }
             Protocol::HttpProtobuf | Protocol::HttpJson => {
                 let url =
@@ -185,6 +187,28 @@ impl Transport {
         }
     }
 
+    /// Makes the gRPC channel (lazily connected). Must run inside the
+    /// sink's runtime context: tonic spawns the channel's worker there.
+    pub(crate) fn connect(&mut self) {
+        if let Transport::Grpc {
+            endpoint,
+            gzip,
+            client: client @ None,
+            ..
+        } = self
+        {
+            let mut c = tonic::client::Grpc::new(
+                endpoint.connect_with_connector_lazy(crate::quickack::QuickAckConnector),
+            );
+            if *gzip {
+                c = c
+                    .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+                    .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+            }
+            *client = Some(c);
+        }
+    }
+
     /// Whether requests are OTLP/JSON, built from message structs; the
     /// other protocols take protobuf bytes encoded directly.
     pub(crate) fn is_json(&self) -> bool {
@@ -229,9 +253,15 @@ impl Transport {
     ) -> Result<Accepted, AttemptError> {
         let attempt = async {
             match self {
-                Transport::Grpc { client, headers } => {
-                    send_grpc(client, headers, body, timeout).await
-                }
+                Transport::Grpc {
+                    client: Some(client),
+                    headers,
+                    ..
+                } => send_grpc(client, headers, body, timeout).await,
+                // `open` connects before any write.
+                Transport::Grpc { client: None, .. } => Err(AttemptError::permanent(
+                    "the gRPC channel was never connected (the sink was not opened)".to_string(),
+                )),
                 Transport::Http {
                     client,
                     url,

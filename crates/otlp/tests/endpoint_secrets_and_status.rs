@@ -41,12 +41,7 @@ async fn start(config: &OtlpConfig) -> (Dispatcher, MemorySink, OtlpSinkDebug) {
     let debug = OtlpSinkDebug(format!("{sink:?} {:?}", sink.settings()));
     let d = Dispatcher::builder()
         .sink(SinkOptions::new("memory"), memory.clone())
-        .sink(
-            SinkOptions::new("collector")
-                .required(false)
-                .max_batch(config.max_batch()),
-            sink,
-        )
+        .async_sink(SinkOptions::new("collector").required(false), sink)
         .start()
         .await
         .expect("start");

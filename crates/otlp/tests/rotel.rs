@@ -268,7 +268,7 @@ fn ten_thousand_exactly_once(protocol: Protocol, compression: Compression) {
         .expect("sink");
         let d = Dispatcher::builder()
             .sink(SinkOptions::new("memory"), memory.clone())
-            .sink(
+            .async_sink(
                 SinkOptions::new("collector").queue(16_384).max_batch(2048),
                 sink,
             )
@@ -354,7 +354,7 @@ fn collector_started_late(protocol: Protocol) {
         )
         .expect("sink");
         let d = Dispatcher::builder()
-            .sink(
+            .async_sink(
                 SinkOptions::new("collector").queue(4096).max_batch(500),
                 sink,
             )
@@ -411,7 +411,7 @@ fn collector_restarted_mid_stream(protocol: Protocol, hard_kill: bool) {
         )
         .expect("sink");
         let d = Dispatcher::builder()
-            .sink(
+            .async_sink(
                 SinkOptions::new("collector")
                     .required(false)
                     .queue(8192)
@@ -510,8 +510,8 @@ struct RotelTarget {
     rotel: Rotel,
 }
 
-impl agent_audit_core::conformance::Target for RotelTarget {
-    fn make(&self) -> Box<dyn agent_audit_core::Sink> {
+impl agent_audit_core::conformance::AsyncTarget for RotelTarget {
+    fn make(&self) -> Box<dyn agent_audit_core::AsyncSink> {
         Box::new(
             OtlpSink::from_config(
                 &config(
@@ -527,7 +527,11 @@ impl agent_audit_core::conformance::Target for RotelTarget {
 
     fn read_back(&self) -> Option<Vec<StoredRecord>> {
         let received = self.rotel.wait_quiet(Duration::from_secs(30));
-        Some(received.iter().map(stored_from_collected).collect())
+        let mut stored: Vec<StoredRecord> = received.iter().map(stored_from_collected).collect();
+        // Up to `max_in_flight` requests are on the wire at once, so the
+        // collector may take them in any order; `audit.seq` orders them.
+        stored.sort_by_key(|r| r.seq);
+        Some(stored)
     }
 
     fn persistent(&self) -> bool {
@@ -573,7 +577,7 @@ fn conformance_suite_passes_against_rotel() {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(agent_audit_core::conformance::run_all(&target))
+    rt.block_on(agent_audit_core::conformance::run_all_async(&target))
         .unwrap_or_else(|e| panic!("{e}; rotel log:\n{}", target.rotel.log()));
 }
 
@@ -597,7 +601,7 @@ fn required_sink_with_collector_down_past_its_retry_budget_fails_emit_naming_the
             .unwrap();
         rt.block_on(async {
             let d = Dispatcher::builder()
-                .sink(
+                .async_sink(
                     SinkOptions::new("collector").required(true),
                     OtlpSink::from_config(&c, service()).unwrap(),
                 )
@@ -648,7 +652,7 @@ fn shutdown_with_the_collector_down_reports_what_was_not_exported() {
     let report = rt.block_on(async {
         let c = config(rotel.grpc_endpoint(), Protocol::Grpc, Compression::None);
         let d = Dispatcher::builder()
-            .sink(
+            .async_sink(
                 SinkOptions::new("collector").required(false).max_batch(50),
                 OtlpSink::from_config(&c, service()).unwrap(),
             )

@@ -46,7 +46,7 @@ async fn dispatcher(config: &OtlpConfig, max_batch: usize) -> (Dispatcher, Memor
     let sink = OtlpSink::from_config(config, ServiceInfo::new("servers-test")).expect("sink");
     let d = Dispatcher::builder()
         .sink(SinkOptions::new("memory"), memory.clone())
-        .sink(
+        .async_sink(
             SinkOptions::new("collector")
                 .required(false)
                 .max_batch(max_batch),
@@ -369,7 +369,7 @@ fn standard_environment_variables_point_the_sink_at_the_collector() {
     let rt = rt();
     let r = rt.block_on(async {
         let d = Dispatcher::builder()
-            .sink(
+            .async_sink(
                 SinkOptions::new("collector").required(false),
                 OtlpSink::new(settings).unwrap(),
             )
@@ -604,10 +604,11 @@ fn http_server_torn_down_mid_stream_loses_nothing_acked() {
     torn_down_mid_stream(Kind::Http);
 }
 
-/// One dispatcher batch of 40 records goes out as four requests of ten,
-/// all in the server at once; one refused, one rejecting three records by
-/// `partial_success`, one more refused: the sink fails exactly those
-/// records and reports the failure of the request earliest in seq order.
+/// Forty records go out as four writes of ten (`batch_size`), all in the
+/// server at once (`max_in_flight`); one refused, one rejecting three
+/// records by `partial_success`, one more refused: the sink fails exactly
+/// those records, and each record's receipt names its own request's
+/// failure.
 #[test]
 fn grpc_requests_in_flight_together_fail_exactly_the_records_of_each_failed_request() {
     let server = TestCollector::start(Kind::Grpc);
@@ -623,23 +624,26 @@ fn grpc_requests_in_flight_together_fail_exactly_the_records_of_each_failed_requ
     c.max_in_flight = Some(4);
     // Long enough that the worker waits for the whole batch of 40.
     c.linger_ms = Some(60_000);
-    assert_eq!(c.max_batch(), 40);
     let rt = rt();
     let report = rt.block_on(async {
-        let (d, _memory) = dispatcher(&c, c.max_batch()).await;
+        let (d, _memory) = dispatcher(&c, c.batch_size()).await;
         let a = Auditor::new(d.clone());
-        let mut last = 0;
+        let mut seqs = Vec::new();
         for i in 0..40u64 {
-            last = a
-                .emit(EventType::ToolResult, &json!({"i": i}))
-                .await
-                .unwrap()
-                .seq;
+            seqs.push(
+                a.emit(EventType::ToolResult, &json!({"i": i}))
+                    .await
+                    .unwrap()
+                    .seq,
+            );
         }
-        // Every record of the batch shares its outcome range.
-        let _ = d.wait(last, AckLevel::Exported).await;
-        d.shutdown(Duration::from_secs(10)).await
+        let mut receipts = Vec::new();
+        for seq in seqs {
+            receipts.push(d.wait(seq, AckLevel::Exported).await.unwrap());
+        }
+        (receipts, d.shutdown(Duration::from_secs(10)).await)
     });
+    let (receipts, report) = report;
     let seen = server.state.seen();
     assert_eq!(seen.len(), 4, "one request per ten records: {seen:?}");
     let mut all: Vec<u64> = seen.iter().flat_map(|s| s.seqs.clone()).collect();
@@ -655,18 +659,26 @@ fn grpc_requests_in_flight_together_fail_exactly_the_records_of_each_failed_requ
     let h = &report.sinks[1].health;
     // Two refused requests of ten, three records rejected in another.
     assert_eq!((h.failed, h.delivered), (23, 17), "{report}");
-    // The reported failure is the refused request with the lowest seqs.
-    let mut refused: Vec<_> = seen
-        .iter()
-        .filter(|s| s.reply.starts_with("grpc"))
-        .collect();
-    refused.sort_by_key(|s| s.seqs[0]);
-    let code = refused[0].reply.trim_start_matches("grpc ");
-    let err = h.last_error.as_deref().unwrap_or("");
-    assert!(
-        err.contains(&format!("gRPC status {code}")) && err.contains(&server.endpoint()),
-        "expected the failure of the first refused request ({code}): {err}"
-    );
+    // Each request is a write of its own: a record's receipt names the
+    // failure of its own request.
+    for s in &seen {
+        let failed = &receipts[(s.seqs[0] - first) as usize].failed;
+        if s.reply.starts_with("grpc") {
+            let code = s.reply.trim_start_matches("grpc ");
+            let err = failed[0].error.to_string();
+            assert!(
+                err.contains(&format!("gRPC status {code}")) && err.contains(&server.endpoint()),
+                "expected the failure of this request ({code}): {err}"
+            );
+        } else if s.reply.starts_with("partial") {
+            assert!(
+                failed[0].error.to_string().contains("rejected 3"),
+                "{failed:?}"
+            );
+        } else {
+            assert!(failed.is_empty(), "{s:?}: {failed:?}");
+        }
+    }
 }
 
 /// A batch the sink is already retrying (the collector answers 503) when
@@ -684,7 +696,7 @@ fn a_batch_retrying_when_shutdown_begins_stops_at_the_deadline_and_is_reported_f
     });
     let rt = rt();
     let report = rt.block_on(async {
-        let (d, memory) = dispatcher(&c, c.max_batch()).await;
+        let (d, memory) = dispatcher(&c, c.batch_size()).await;
         let a = Auditor::new(d.clone());
         for i in 0..5u64 {
             a.emit(EventType::ToolCall, &json!({"i": i})).await.unwrap();
@@ -742,7 +754,7 @@ fn linger_groups_a_trickle_into_one_request_and_never_delays_shutdown() {
     c.linger_ms = Some(60_000);
     let rt = rt();
     let report = rt.block_on(async {
-        let (d, _memory) = dispatcher(&c, c.max_batch()).await;
+        let (d, _memory) = dispatcher(&c, c.batch_size()).await;
         let a = Auditor::new(d.clone());
         let mut last = 0;
         for i in 0..5u64 {
@@ -800,7 +812,7 @@ fn a_try_once_sink_sends_what_is_left_at_shutdown_with_the_full_timeout() {
     });
     let rt = rt();
     let report = rt.block_on(async {
-        let (d, _memory) = dispatcher(&c, c.max_batch()).await;
+        let (d, _memory) = dispatcher(&c, c.batch_size()).await;
         let a = Auditor::new(d.clone());
         for i in 0..3u64 {
             a.emit(EventType::ToolCall, &json!({"i": i})).await.unwrap();

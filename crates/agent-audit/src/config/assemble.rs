@@ -91,7 +91,6 @@ impl Config {
                 line: s.line,
                 service: &self.service,
                 assembly: &mut assembly,
-                max_batch: None,
             };
             let built =
                 s.sink_type.0.build(&s.options, &mut context).map_err(|e| {
@@ -100,13 +99,11 @@ impl Config {
                         Err(e) => sink_error(self, s, e),
                     }
                 })?;
-            let mut options = SinkOptions::new(s.name.clone())
+            // The batch size is the sink's own (its `max_batch` hook).
+            let options = SinkOptions::new(s.name.clone())
                 .queue(s.queue)
                 .overflow(s.overflow)
                 .required(s.required);
-            if let Some(n) = context.max_batch {
-                options = options.max_batch(n);
-            }
             b = match built {
                 BuiltSink::Sync(sink) => b.boxed_sink(options, sink),
                 BuiltSink::Async(sink) => b.boxed_async_sink(options, sink),

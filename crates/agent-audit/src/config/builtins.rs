@@ -145,20 +145,15 @@ impl SinkType for Otlp {
         o: &Self::Options,
         context: &mut SinkContext<'_>,
     ) -> Result<BuiltSink, SinkBuildError> {
-        otlp_batch(o, context);
         let service = &context.service;
         let mut info = agent_audit_otlp::ServiceInfo::new(&service.name);
         if let Some(v) = &service.version {
             info = info.with_version(v);
         }
-        Ok(BuiltSink::new(agent_audit_otlp::OtlpSink::from_config(
-            o, info,
-        )?))
+        // Its batch size and requests in flight are its own hooks
+        // (`max_batch`, `max_in_flight`): nothing to set here.
+        Ok(BuiltSink::new_async(
+            agent_audit_otlp::OtlpSink::from_config(o, info)?,
+        ))
     }
-}
-
-/// One dispatcher batch feeds up to max_in_flight requests.
-#[cfg(feature = "otlp")]
-fn otlp_batch(o: &agent_audit_otlp::OtlpConfig, context: &mut SinkContext<'_>) {
-    context.max_batch = Some(o.max_batch());
 }

@@ -127,8 +127,6 @@ pub struct SinkContext<'a> {
     /// JSONL type reads it.
     #[cfg_attr(not(feature = "jsonl"), allow(dead_code))]
     pub(super) assembly: &'a mut Assembly,
-    /// A batch size the built-in OTLP type asks for.
-    pub(super) max_batch: Option<usize>,
 }
 
 impl SinkContext<'_> {

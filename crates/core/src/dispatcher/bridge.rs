@@ -387,16 +387,17 @@ impl SinkSlot {
             else {
                 break;
             };
+            if flying.is_empty() {
+                // Nothing is under way, so nothing retries, whatever the
+                // sink forgot to say; cleared before the answer is
+                // published, so that a receipt's waiter sees it cleared.
+                self.status.clear();
+            }
             self.complete(&records, result);
             self.counts
                 .in_flight
                 .fetch_sub(records.len() as u64, Ordering::AcqRel);
             self.note_notices(take_notices(sink));
-            if flying.is_empty() {
-                // Nothing is under way, so nothing retries, whatever the
-                // sink forgot to say.
-                self.status.clear();
-            }
         }
     }
 

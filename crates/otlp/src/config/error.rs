@@ -102,7 +102,4 @@ pub enum OtlpConfigError {
         /// What failed.
         reason: String,
     },
-    /// The sink's runtime could not start.
-    #[error("otlp sink: could not start its I/O runtime: {0}")]
-    Runtime(#[source] std::io::Error),
 }

@@ -167,11 +167,9 @@ pub struct OtlpConfig {
     /// Most log records in one export request (default 1024).
     pub batch_size: Option<usize>,
     /// Most export requests in flight at once over the one connection
-    /// (default 4). The dispatcher hands the sink up to
-    /// `batch_size * max_in_flight` records at a time
-    /// ([`OtlpConfig::max_batch`]); the sink sends them as that many
-    /// requests together and acknowledges the batch when every one has
-    /// been answered.
+    /// (default 4): the sink tells the dispatcher's bridge to keep up to
+    /// this many writes of `batch_size` records under way, acknowledged in
+    /// seq order.
     pub max_in_flight: Option<usize>,
     /// How long, in milliseconds, records wait in the queue for more to
     /// fill a batch before they are sent anyway (default 5): a trickle of
@@ -229,15 +227,6 @@ impl OtlpConfig {
     /// Most requests in flight at once (`max_in_flight`).
     pub fn max_in_flight(&self) -> usize {
         self.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT)
-    }
-
-    /// What the facade should give the dispatcher as this sink's
-    /// `max_batch`: `batch_size * max_in_flight` records, so that one
-    /// write fills every request slot.
-    pub fn max_batch(&self) -> usize {
-        self.batch_size()
-            .saturating_mul(self.max_in_flight())
-            .max(1)
     }
 }
 
