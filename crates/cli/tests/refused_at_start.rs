@@ -269,3 +269,24 @@ fn a_required_stdout_sink_on_dev_null_is_refused_before_the_agent_acts() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+/// A file naming thousands of sinks used to take minutes to load (each
+/// table's line looked up from the start) and then start a thread per
+/// sink: the number of sinks has a bound, refused with the line of the
+/// first sink past it.
+#[test]
+fn more_sinks_than_the_bound_are_refused_promptly_naming_the_first_one_past_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let many = "[[sinks]]\ntype = \"stdout\"\nrequired = false\n".repeat(20_000);
+    let cfg = write_config(dir.path(), &many);
+    let out = agent_audit_within(dir.path(), &["run", "--config", &cfg, PROMPT], LIMIT);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let past = agent_audit::config::MAX_SINKS;
+    assert!(
+        err.contains(&format!("audit.toml:{}:", past * 3 + 1))
+            && err.contains(&format!("sinks[{past}]"))
+            && err.contains("at most"),
+        "{err}"
+    );
+}

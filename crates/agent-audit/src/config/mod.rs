@@ -127,6 +127,12 @@ pub const MIN_RECORD_BYTES: usize = 4096;
 /// and verifier accept (16 MiB), so every record written can be read back.
 pub const MAX_RECORD_BYTES: usize = 16 << 20;
 
+/// The most `[[sinks]]` a configuration may name. Each sink is a worker
+/// thread with its own queue, and more than a handful has no use; the
+/// bound keeps a hostile file from starting thousands of threads (or from
+/// making the loader, which looks up each table's line, do quadratic work).
+pub const MAX_SINKS: usize = 64;
+
 fn default_max_record_bytes() -> usize {
     1 << 20
 }

@@ -11,8 +11,8 @@ use super::sections::check_integrity;
 use super::sections::check_model;
 use super::sinks::{name_sinks, parse_sink};
 use super::{
-    Config, ConfigError, LimitsConfig, MAX_RECORD_BYTES, MIN_RECORD_BYTES, ServiceConfig,
-    SinkRegistry,
+    Config, ConfigError, LimitsConfig, MAX_RECORD_BYTES, MAX_SINKS, MIN_RECORD_BYTES,
+    ServiceConfig, SinkRegistry,
 };
 
 #[derive(Deserialize)]
@@ -91,6 +91,19 @@ impl Config {
                     column: 1,
                     key: Some("sinks".into()),
                     message: "no sinks: an audit trail needs at least one, or records would go nowhere (remove `sinks` for the default JSONL file and stdout)".into(),
+                });
+            }
+            Some(tables) if tables.len() > MAX_SINKS => {
+                let (line, _) = line_col(text, tables[MAX_SINKS].span().start);
+                return Err(ConfigError::Parse {
+                    path: source.into(),
+                    line,
+                    column: 1,
+                    key: Some(format!("sinks[{MAX_SINKS}]")),
+                    message: format!(
+                        "{} sinks: at most {MAX_SINKS} (each runs its own worker thread and holds its own queue)",
+                        tables.len()
+                    ),
                 });
             }
             Some(tables) => {
