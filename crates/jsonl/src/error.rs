@@ -3,19 +3,27 @@
 use std::io;
 use std::path::PathBuf;
 
+/// An option has a value serde accepts but the sink cannot use: the one
+/// error [`crate::JsonlOptions::validate`] and [`crate::JsonlSink::new`]
+/// can return (nothing is opened before [`agent_audit_core::Sink::open`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("JSONL sink for {path}: option `{field}` {reason}")]
+pub struct OptionsError {
+    /// The configured path.
+    pub path: PathBuf,
+    /// The option.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
 /// Why the sink could not open, write, sync or rotate its file.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum JsonlError {
     /// An option has a value serde accepts but the sink cannot use.
-    #[error("JSONL sink for {path}: option `{field}` {reason}")]
-    InvalidOption {
-        /// The configured path.
-        path: PathBuf,
-        /// The option.
-        field: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
+    #[error(transparent)]
+    InvalidOption(#[from] OptionsError),
     /// The file could not be opened or created.
     #[error("cannot open audit log {path}: {source}")]
     Open {
@@ -90,6 +98,25 @@ pub enum JsonlError {
         path: PathBuf,
         /// How many trailing lines were examined.
         lines: usize,
+    },
+    /// The file's last line runs on past the longest line a record may
+    /// have without a newline (a sparse file, a file overwritten with
+    /// zeros): where its last record ends cannot be found, so the writer
+    /// cannot know which chain it would continue. Nothing was changed.
+    #[error(
+        "refusing to append to audit log {path}: there is no newline in the {len} bytes before byte {end}, longer than any record ({max} bytes), so where its last record ends cannot be found (a sparse file, or one overwritten?); the file was left as it is: move it aside and run `agent-audit verify` on it"
+    )]
+    UnreadableTail {
+        /// The file (the active file, or the rotated file the chain would
+        /// resume from).
+        path: PathBuf,
+        /// Where the line without a newline ends (the file's length, or
+        /// the start of the line after it).
+        end: u64,
+        /// How many bytes before `end` were searched for a newline.
+        len: u64,
+        /// The longest line a record may have.
+        max: usize,
     },
     /// Appending failed (disk full, I/O error, file too large).
     #[error("cannot write to audit log {path}: {source}")]

@@ -155,7 +155,7 @@ mod reader;
 mod sink;
 mod tail;
 
-pub use error::{JsonlError, ReadError};
+pub use error::{JsonlError, OptionsError, ReadError};
 pub use lease::FileLease;
 pub use options::{
     ChainKey, FsyncPolicy, JsonlOptions, MAX_FSYNC_INTERVAL_MS, MAX_ROTATE_BYTES, MAX_ROTATE_EVERY,

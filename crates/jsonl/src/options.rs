@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::error::JsonlError;
+use crate::error::OptionsError;
 
 /// When the sink calls `fdatasync`, and so which ack level its writes reach.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -187,9 +187,9 @@ impl JsonlOptions {
     /// size or age (the bounds are [`MAX_FSYNC_INTERVAL_MS`],
     /// [`MAX_ROTATE_BYTES`] and [`MAX_ROTATE_EVERY`]), an empty path, an
     /// empty key.
-    pub fn validate(&self) -> Result<(), JsonlError> {
+    pub fn validate(&self) -> Result<(), OptionsError> {
         let bad = |field: &'static str, reason: &str| {
-            Err(JsonlError::InvalidOption {
+            Err(OptionsError {
                 path: self.path.clone(),
                 field,
                 reason: reason.to_string(),

@@ -35,13 +35,8 @@ impl SinkType for Jsonl {
     }
 
     fn validate(&self, o: &Self::Options) -> Result<(), OptionError> {
-        match o.validate() {
-            Ok(()) => Ok(()),
-            Err(agent_audit_jsonl::JsonlError::InvalidOption { field, reason, .. }) => {
-                Err(OptionError::new(field, format!("{field} {reason}")))
-            }
-            Err(other) => Err(OptionError::table(other.to_string())),
-        }
+        o.validate()
+            .map_err(|e| OptionError::new(e.field, format!("{} {}", e.field, e.reason)))
     }
 
     /// The trail itself: losing it must stop the agent.

@@ -10,7 +10,7 @@ use agent_audit_core::{AckLevel, Batch, Record, Sink, SinkError, SinkOpen};
 
 use crate::chain::Chain;
 use crate::checkpoint::Origin;
-use crate::error::JsonlError;
+use crate::error::{JsonlError, OptionsError};
 use crate::files;
 use crate::head::HeadHandle;
 
@@ -175,7 +175,7 @@ fn sync_dir(path: &Path) -> Result<(), JsonlError> {
 impl JsonlSink {
     /// A sink for `options`; nothing is opened until [`Sink::open`] (or
     /// [`JsonlSink::open_file`]). Fails only on invalid options.
-    pub fn new(options: JsonlOptions) -> Result<JsonlSink, JsonlError> {
+    pub fn new(options: JsonlOptions) -> Result<JsonlSink, OptionsError> {
         options.validate()?;
         let chain = match options.key() {
             Some(key) => Chain::keyed(key.bytes()),
