@@ -88,7 +88,23 @@ pub(crate) fn parse_url(origin: &str, value: &str) -> Result<reqwest::Url, OtlpC
 
 /// Where what follows `scheme://` starts (0 when there is no scheme).
 fn after_scheme(value: &str) -> usize {
-    value.find("://").map_or(0, |i| i + 3)
+    // Only a real scheme at the start counts (RFC 3986: a letter, then
+    // letters, digits, `+`, `-`, `.`): taking the first `://` anywhere let
+    // `http:user:pw@host/a://b` hide its `@` before the later `://`.
+    let Some(i) = value.find("://") else {
+        return 0;
+    };
+    let scheme = &value[..i];
+    let valid = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if valid { i + 3 } else { 0 }
+}
+
+/// `@`, and the look-alikes a URL parser or a reader may take for one.
+fn is_at(c: char) -> bool {
+    matches!(c, '@' | '\u{FF20}' | '\u{FE6B}')
 }
 
 /// Whether `value` may carry a user or password: any `@` after the scheme.
@@ -96,7 +112,7 @@ fn after_scheme(value: &str) -> usize {
 /// `#` makes a parser end the authority early, and the text must still be
 /// caught (an `@` elsewhere in an OTLP endpoint has no use).
 pub(crate) fn has_userinfo(value: &str) -> bool {
-    value[after_scheme(value)..].contains('@')
+    value[after_scheme(value)..].contains(is_at)
 }
 
 /// `value` as it may be shown: everything up to the last `@` after the
@@ -109,11 +125,12 @@ pub(crate) fn redact_endpoint(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     out.push_str(&value[..start]);
     let mut rest = &value[start..];
-    if let Some(at) = rest.rfind('@') {
+    if let Some(at) = rest.rfind(is_at) {
         out.push_str("***");
         rest = &rest[at..];
     }
-    match rest.find(['?', '#']) {
+    // `;` starts path parameters, which can carry a token as a query can.
+    match rest.find(['?', '#', ';']) {
         Some(i) => {
             out.push_str(&rest[..=i]);
             out.push_str("***");
@@ -155,6 +172,12 @@ mod tests {
             format!("http://{USER}:{PASSWORD}@exa mple:99999"),
             // A `/` in the password ends a parser's authority early.
             format!("http://{USER}:{PASSWORD}/x@127.0.0.1:4317"),
+            // No `//` after the scheme, and a later `://` that used to be
+            // taken for the scheme's end (attack review).
+            format!("http:{USER}:{PASSWORD}@127.0.0.1:99999/a://b"),
+            format!("http:\\{USER}:{PASSWORD}@127.0.0.1:99999/?://"),
+            // A full-width at sign.
+            format!("http://{USER}:{PASSWORD}\u{FF20}127.0.0.1:9"),
         ] {
             for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
                 let c = OtlpConfig {
@@ -177,6 +200,13 @@ mod tests {
                 assert_no_credentials(&format!("{c:?}"));
             }
         }
+    }
+
+    /// Path parameters can carry a token as a query can.
+    #[test]
+    fn shown_endpoints_hide_path_parameters() {
+        let shown = redact_endpoint("http://127.0.0.1:4318/v1/logs;token=SECRET");
+        assert!(!shown.contains("SECRET"), "{shown}");
     }
 
     #[test]
