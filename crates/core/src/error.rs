@@ -6,6 +6,7 @@ use crate::sink::SinkError;
 
 /// Why [`crate::DispatcherBuilder::start`] failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// No sink was added: records would go nowhere, a trail with none is
     /// no trail.
@@ -83,6 +84,7 @@ pub enum StartError {
 /// seq and the error says which sink did not take it, or it was refused
 /// before a seq was assigned.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EmitError {
     /// A required sink failed (now or earlier); the agent must not act.
     #[error("required sink `{sink}` failed: {error}")]

@@ -14,6 +14,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// What happened. The tutorial's six names are kept verbatim so its reader
 /// works unchanged; any other name is allowed as [`EventType::Custom`].
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum EventType {
     /// A user asked something.
     UserRequest,

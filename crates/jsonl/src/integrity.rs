@@ -94,6 +94,7 @@ impl Default for IntegrityConfig {
 
 /// Why the integrity settings cannot be applied.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum IntegrityError {
     /// A value serde accepted is out of range.
     #[error("[integrity] {field}: {reason}")]

@@ -46,6 +46,7 @@ pub const PUBLIC_KEY_FILE: &str = "audit-signing-key.pub.pem";
 
 /// Why a key could not be generated, read or written.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KeyError {
     /// The key file could not be read.
     #[error("cannot read key file {path}: {source}")]

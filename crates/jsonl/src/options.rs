@@ -12,6 +12,7 @@ use crate::error::OptionsError;
 /// When the sink calls `fdatasync`, and so which ack level its writes reach.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FsyncPolicy {
     /// Never: writes reach `Written` (the OS has them; a power loss may
     /// lose them, a process crash does not).

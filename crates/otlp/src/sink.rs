@@ -23,6 +23,7 @@ use crate::transport::{Accepted, Transport};
 /// Why records did not reach the collector. Names the endpoint (its query
 /// and fragment shown as `***`); never carries header values.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExportError {
     /// Transient failures (connection refused, UNAVAILABLE, HTTP 503...)
     /// went on past the retry budget or the shutdown deadline.

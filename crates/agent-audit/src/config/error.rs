@@ -7,6 +7,7 @@ use super::MAX_CONFIG_BYTES;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
     #[error("{path}: cannot read configuration: {source}")]
@@ -86,6 +87,7 @@ fn format_parse(
 
 /// Why a configuration could not be turned into a running dispatcher.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
     /// A sink's options are unusable (a missing key file, say).
     #[error("{source_file}: sink `{sink}` (line {line}): {message}")]

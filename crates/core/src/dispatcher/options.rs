@@ -4,6 +4,7 @@
 /// What a sink does with a record when its queue is full.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Overflow {
     /// Wait for room: emitters slow down, nothing is lost.
     #[default]

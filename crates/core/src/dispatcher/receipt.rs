@@ -33,6 +33,7 @@ pub struct SinkFailure {
 
 /// Why one sink did not deliver one record.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum DeliveryError {
     /// The queue was full under `drop_newest`.
     #[error("dropped: queue full")]

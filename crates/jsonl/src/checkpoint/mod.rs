@@ -131,6 +131,7 @@ impl Default for CheckpointOptions {
 
 /// Why checkpointing failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CheckpointError {
     /// Emitting a checkpoint record failed.
     #[error("cannot emit a checkpoint record covering seq {upto_seq}: {source}")]

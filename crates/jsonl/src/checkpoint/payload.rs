@@ -11,6 +11,7 @@ use crate::keys::{PublicKey, Signer};
 
 /// The chain's hash function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum ChainAlgorithm {
     /// Plain SHA-256 of the previous line.
     #[serde(rename = "sha256")]
@@ -48,6 +49,7 @@ impl fmt::Display for ChainAlgorithm {
 /// Why a checkpoint was emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum CheckpointReason {
     /// `checkpoint_every` records since the last one.
     Count,
@@ -123,6 +125,7 @@ pub struct CheckpointPayload {
 
 /// Why a checkpoint's signature does not hold.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SignatureError {
     /// `alg` is not `ed25519`.
     #[error("unsupported signature algorithm {0:?} (only \"ed25519\")")]

@@ -11,6 +11,7 @@ use crate::checkpoint::ChainAlgorithm;
 
 /// found in it).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum VerifyError {
     /// No file was given.
     #[error("no file to verify: give the log's files in order, or its directory")]

@@ -8,6 +8,7 @@ use super::Protocol;
 /// fault; header values are never included, nor an endpoint's user,
 /// password, query or fragment.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OtlpConfigError {
     /// The endpoint is not an `http://` or `https://` URL.
     #[error("otlp sink: {origin} = `{value}` is not a valid endpoint: {reason}")]
