@@ -11,7 +11,7 @@ pub const DEFAULT_KEY_ENV: &str = "AUDIT_REDACTION_KEY";
 /// `newPassword`; `token` covers `access_tokens`, `refresh_token`,
 /// `X-Auth-Token` but not `max_tokens` or `prompt_tokens`; `secret` covers
 /// `client_secret` and `aws_secret_access_key`.
-pub const DEFAULT_FIELDS: [&str; 32] = [
+pub const DEFAULT_FIELDS: [&str; 41] = [
     "api_key",
     "password",
     "authorization",
@@ -44,6 +44,15 @@ pub const DEFAULT_FIELDS: [&str; 32] = [
     "mnemonic",
     "seed_phrase",
     "recovery_code",
+    "pin",
+    "pan",
+    "security_code",
+    "mfa_code",
+    "verification_code",
+    "session",
+    "signature",
+    "client_assertion",
+    "code_verifier",
 ];
 
 /// Detectors on when `detectors` is not given: the secret-shaped ones.

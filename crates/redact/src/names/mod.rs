@@ -19,6 +19,10 @@
 //! `api_key_env`. A key that ends with the configured name once `_` and
 //! `-` are removed, the rule before token matching, still matches.
 
+mod filter;
+
+pub(crate) use filter::KeyFilter;
+
 /// Strong secret words split off the end of a longer token
 /// (`dbpassword` → `db` `password`).
 const SUFFIX_WORDS: [&str; 13] = [
@@ -46,6 +50,27 @@ const CANONICAL: &[(&str, &[&str])] = &[
     ("pw", &["password"]),
     ("passphrase", &["password"]),
     ("passcode", &["password"]),
+    // Misspellings and shortenings seen in configuration and code.
+    ("pswd", &["password"]),
+    ("psw", &["password"]),
+    ("passw", &["password"]),
+    ("paswd", &["password"]),
+    ("pword", &["password"]),
+    ("passwrd", &["password"]),
+    ("passwort", &["password"]),
+    ("kennwort", &["password"]),
+    ("contraseña", &["password"]),
+    ("contrasena", &["password"]),
+    ("senha", &["password"]),
+    ("wachtwoord", &["password"]),
+    ("motdepasse", &["password"]),
+    ("hasło", &["password"]),
+    ("haslo", &["password"]),
+    ("пароль", &["password"]),
+    ("密码", &["password"]),
+    ("密碼", &["password"]),
+    ("パスワード", &["password"]),
+    ("비밀번호", &["password"]),
     ("tokens", &["token"]),
     ("secrets", &["secret"]),
     ("credentials", &["credential"]),
@@ -62,6 +87,18 @@ const CANONICAL: &[(&str, &[&str])] = &[
     ("privkey", &["private", "key"]),
     ("priv", &["private"]),
     ("sessionid", &["session", "id"]),
+    ("sid", &["session", "id"]),
+    ("sessid", &["session", "id"]),
+    ("phpsessid", &["session", "id"]),
+    ("jsessionid", &["session", "id"]),
+    ("sig", &["signature"]),
+    ("pincode", &["pin"]),
+    ("databaseurl", &["connection", "string"]),
+    ("dburl", &["connection", "string"]),
+    ("mongouri", &["connection", "string"]),
+    ("mongodburi", &["connection", "string"]),
+    ("redisurl", &["connection", "string"]),
+    ("jdbcurl", &["connection", "string"]),
     ("sessionkey", &["session", "key"]),
     ("setcookie", &["set", "cookie"]),
     ("cardnumber", &["card", "number"]),
@@ -82,6 +119,51 @@ const CANONICAL: &[(&str, &[&str])] = &[
     ("codes", &["code"]),
 ];
 
+/// Runs of raw tokens that are one secret word: a password spelled in
+/// words, and connection URLs, which hold their credentials
+/// (`postgres://user:password@host`): `DATABASE_URL` is a connection
+/// string, `token_url` is not.
+const JOINS: &[(&[&str], &[&str])] = &[
+    (&["pass", "word"], &["password"]),
+    (&["pass", "phrase"], &["password"]),
+    (&["mot", "de", "passe"], &["password"]),
+    (&["conn", "str"], &["connection", "string"]),
+    (&["conn", "string"], &["connection", "string"]),
+    (&["database", "url"], &["connection", "string"]),
+    (&["database", "uri"], &["connection", "string"]),
+    (&["db", "url"], &["connection", "string"]),
+    (&["db", "uri"], &["connection", "string"]),
+    (&["mongodb", "uri"], &["connection", "string"]),
+    (&["mongodb", "url"], &["connection", "string"]),
+    (&["mongo", "uri"], &["connection", "string"]),
+    (&["mongo", "url"], &["connection", "string"]),
+    (&["redis", "url"], &["connection", "string"]),
+    (&["redis", "uri"], &["connection", "string"]),
+    (&["jdbc", "url"], &["connection", "string"]),
+    (&["postgres", "url"], &["connection", "string"]),
+    (&["postgresql", "url"], &["connection", "string"]),
+    (&["mysql", "url"], &["connection", "string"]),
+    (&["amqp", "url"], &["connection", "string"]),
+    (&["rabbitmq", "url"], &["connection", "string"]),
+];
+
+/// Built-in names that match only as whole tokens at the end of a key
+/// (`card_pan`, `user_session`, `x_amz_signature`), never by the suffix
+/// rule (`japan`, `obsession`) nor before another word (`pan_zoom`,
+/// `session_start`, `signature_version`).
+const AT_END: [&str; 3] = ["pan", "session", "signature"];
+
+/// Built-in names never matched by the suffix rule: too short or too
+/// common inside other words (`spin`, `japan`).
+const TOKEN_ONLY: [&str; 4] = ["pin", "pan", "session", "signature"];
+
+/// Words that a trailing number does not change: `password2`, `token1`.
+fn numbered_word(head: &str) -> bool {
+    !canonical(head).is_empty()
+        || SUFFIX_WORDS.contains(&head)
+        || matches!(head, "key" | "pin" | "otp" | "pan" | "cookie" | "session")
+}
+
 /// One raw token in canonical form: one or more canonical tokens; empty
 /// when the token is its own canonical form.
 fn canonical(raw: &str) -> &'static [&'static str] {
@@ -101,6 +183,13 @@ pub(crate) fn triggers<'a>(first: impl Iterator<Item = &'a str>) -> Vec<String> 
     for (raw, c) in CANONICAL {
         if c.iter().any(|t| first.contains(t)) {
             out.push(raw.to_string());
+        }
+    }
+    for (raw, c) in JOINS {
+        if c.iter().any(|t| first.contains(t))
+            && let Some(w) = raw.first()
+        {
+            out.push(w.to_string());
         }
     }
     if first.contains(&"password") {
@@ -237,6 +326,10 @@ impl Tokens {
     /// Canonical tokens of `raw`, one raw lower-case token, with `last`
     /// telling whether it ends the name and `first` whether it starts it.
     fn push_raw(&mut self, raw: &str, first: bool, last: bool) {
+        let head = raw.trim_end_matches(|c: char| c.is_ascii_digit());
+        if head.len() < raw.len() && !head.is_empty() && numbered_word(head) {
+            return self.push_raw(head, first, last);
+        }
         let c = canonical(raw);
         if !c.is_empty() {
             for t in c {
@@ -297,10 +390,10 @@ impl Tokens {
             word_spans(chars.len(), |k| chars[k], name.len(), &mut raw);
         }
         let n = raw.len();
-        let mut joined_pass = false;
+        let mut skip = 0;
         for (k, &(s, e)) in raw.iter().enumerate() {
-            if joined_pass {
-                joined_pass = false;
+            if skip > 0 {
+                skip -= 1;
                 continue;
             }
             lower.clear();
@@ -312,14 +405,18 @@ impl Tokens {
                     lower.extend(c.to_lowercase());
                 }
             }
-            // `pass_word`, `pass_phrase`: one word.
-            if lower == "pass"
-                && let Some(&(s2, e2)) = raw.get(k + 1)
-                && (name[s2..e2].eq_ignore_ascii_case("word")
-                    || name[s2..e2].eq_ignore_ascii_case("phrase"))
-            {
-                self.push("password");
-                joined_pass = true;
+            // `pass_word`, `mot_de_passe`, `DATABASE_URL`: one word.
+            if let Some((words, c)) = JOINS.iter().find(|(words, _)| {
+                words[0] == lower
+                    && words.iter().enumerate().skip(1).all(|(j, w)| {
+                        raw.get(k + j)
+                            .is_some_and(|&(s2, e2)| name[s2..e2].eq_ignore_ascii_case(w))
+                    })
+            }) {
+                for t in *c {
+                    self.push(t);
+                }
+                skip = words.len() - 1;
                 continue;
             }
             // `card_no`, `cc_num`: a card number.
@@ -363,6 +460,10 @@ pub(crate) struct FieldName {
     pub builtin: bool,
     /// The name holds `token`: model-usage tokens exempt a key too.
     pub is_token: bool,
+    /// Matches only at the end of a key ([`AT_END`]).
+    pub at_end: bool,
+    /// The suffix rule applies (not for [`TOKEN_ONLY`] names).
+    pub suffix: bool,
 }
 
 impl FieldName {
@@ -381,11 +482,17 @@ impl FieldName {
         let tokens: Vec<String> = t.iter().map(str::to_string).collect();
         let builtin = builtin_names.contains(&tokens);
         let is_token = tokens.iter().any(|s| s == "token");
+        let one =
+            |list: &[&str]| builtin && tokens.len() == 1 && list.contains(&tokens[0].as_str());
+        let at_end = one(&AT_END);
+        let suffix = !one(&TOKEN_ONLY);
         Some(FieldName {
             tokens,
             joined,
             builtin,
             is_token,
+            at_end,
+            suffix,
         })
     }
 
@@ -396,22 +503,35 @@ impl FieldName {
         if key.len() < n {
             return false;
         }
-        let found = (0..=key.len() - n)
-            .any(|at| (0..n).all(|j| key.get(at + j) == self.tokens[j].as_str()));
-        if !found {
-            return false;
-        }
+        let last_at = key.len() - n;
+        let mut found =
+            (0..=last_at).filter(|&at| (0..n).all(|j| key.get(at + j) == self.tokens[j].as_str()));
         if !self.builtin {
-            return true;
+            return found.next().is_some();
         }
         if self.is_token && key.lone_tokens {
             return false;
         }
-        let describes = key.iter().any(|t| {
-            !self.tokens.iter().any(|own| own == t)
-                && (META.contains(&t) || (self.is_token && TOKEN_USAGE.contains(&t)))
-        });
-        !describes
+        // A describing word exempts a key only as its last token:
+        // `password_policy` describes a password, `password_policy_value`
+        // and `password_file_contents` may hold one.
+        let final_token = key.get(key.len() - 1);
+        if META.contains(&final_token) && !self.tokens.iter().any(|own| own == final_token) {
+            return false;
+        }
+        found.any(|at| {
+            if self.at_end && at != last_at {
+                return false;
+            }
+            // `max_tokens`, `prompt_tokens_details`, `tokens_per_second`:
+            // the usage word is right beside `token`.
+            let usage = self.is_token
+                && (at
+                    .checked_sub(1)
+                    .is_some_and(|b| TOKEN_USAGE.contains(&key.get(b)))
+                    || matches!(key.get(at + n), "per" | "usage"));
+            !usage
+        })
     }
 }
 
@@ -430,115 +550,6 @@ pub(crate) fn suffix_matches(key: &str, name: &[u8]) -> bool {
         next = want.next();
     }
     next.is_none()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn toks(name: &str) -> Vec<String> {
-        let mut t = Tokens::default();
-        t.split(name);
-        t.iter().map(str::to_string).collect()
-    }
-
-    #[test]
-    fn splits_and_canonicalises() {
-        assert_eq!(
-            toks("aws_secret_access_key"),
-            ["aws", "secret", "access", "key"]
-        );
-        assert_eq!(toks("refreshToken"), ["refresh", "token"]);
-        assert_eq!(toks("APIKey"), ["api", "key"]);
-        assert_eq!(toks("X-Api-Key"), ["x", "api", "key"]);
-        assert_eq!(toks("xapikey"), ["x", "api", "key"]);
-        assert_eq!(toks("DB_PWD"), ["db", "password"]);
-        assert_eq!(toks("dbpassword"), ["db", "password"]);
-        assert_eq!(toks("access.tokens"), ["access", "token"]);
-        assert_eq!(toks("client secret"), ["client", "secret"]);
-        assert_eq!(toks("ｐａｓｓｗｏｒｄ"), ["password"]);
-        assert_eq!(toks("user_pass"), ["user", "password"]);
-        assert_eq!(toks("pass"), ["pass"]);
-        assert_eq!(toks("pass_word"), ["password"]);
-        assert_eq!(toks("card_no"), ["card", "number"]);
-        assert_eq!(toks("ccNum"), ["card", "number"]);
-        assert_eq!(toks("maxTokens"), ["max", "token"]);
-        assert_eq!(toks("tokenizer"), ["tokenizer"]);
-        assert_eq!(toks("XMLHttpRequest"), ["xml", "http", "request"]);
-    }
-}
-
-/// Whether a key could hold a trigger ([`triggers`]): every trigger of
-/// two bytes is in a table of byte pairs, every longer one has its first
-/// three bytes in a Bloom filter; a key none of whose positions hits
-/// either is not split. A few instructions per byte.
-#[derive(Debug)]
-pub(crate) struct KeyFilter {
-    two: Vec<u64>,
-    three: Vec<u64>,
-    /// A trigger of one byte: every key is a candidate.
-    always: bool,
-}
-
-fn bit(table: &[u64], i: usize) -> bool {
-    table.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
-}
-
-fn set(table: &mut [u64], i: usize) {
-    if let Some(w) = table.get_mut(i / 64) {
-        *w |= 1 << (i % 64);
-    }
-}
-
-fn pair(a: u8, b: u8) -> usize {
-    usize::from(a) << 8 | usize::from(b)
-}
-
-fn triple(a: u8, b: u8, c: u8) -> usize {
-    let v = u32::from(a) << 16 | u32::from(b) << 8 | u32::from(c);
-    (v.wrapping_mul(0x9E37_79B1) >> 16) as usize
-}
-
-impl KeyFilter {
-    pub fn new(triggers: &[String]) -> KeyFilter {
-        let mut f = KeyFilter {
-            two: vec![0; 65536 / 64],
-            three: vec![0; 65536 / 64],
-            always: false,
-        };
-        for t in triggers {
-            let b = t.as_bytes();
-            match b.len() {
-                0 => {}
-                1 => f.always = true,
-                2 => set(&mut f.two, pair(b[0], b[1])),
-                _ => set(&mut f.three, triple(b[0], b[1], b[2])),
-            }
-            if !t.is_ascii() {
-                f.always = true;
-            }
-        }
-        f
-    }
-
-    /// Whether the ASCII `key` may hold a trigger, any case.
-    pub fn candidate(&self, key: &[u8]) -> bool {
-        if self.always {
-            return true;
-        }
-        let n = key.len();
-        for i in 0..n.saturating_sub(1) {
-            let a = key[i].to_ascii_lowercase();
-            let b = key[i + 1].to_ascii_lowercase();
-            if bit(&self.two, pair(a, b)) {
-                return true;
-            }
-            if i + 2 < n && bit(&self.three, triple(a, b, key[i + 2].to_ascii_lowercase())) {
-                return true;
-            }
-        }
-        false
-    }
 }
 
 /// Pushes the byte spans of a name's words: runs of alphanumerics, split
@@ -579,5 +590,41 @@ fn word_spans(
     }
     if let Some(s) = start {
         raw.push((s, end));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toks(name: &str) -> Vec<String> {
+        let mut t = Tokens::default();
+        t.split(name);
+        t.iter().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn splits_and_canonicalises() {
+        assert_eq!(
+            toks("aws_secret_access_key"),
+            ["aws", "secret", "access", "key"]
+        );
+        assert_eq!(toks("refreshToken"), ["refresh", "token"]);
+        assert_eq!(toks("APIKey"), ["api", "key"]);
+        assert_eq!(toks("X-Api-Key"), ["x", "api", "key"]);
+        assert_eq!(toks("xapikey"), ["x", "api", "key"]);
+        assert_eq!(toks("DB_PWD"), ["db", "password"]);
+        assert_eq!(toks("dbpassword"), ["db", "password"]);
+        assert_eq!(toks("access.tokens"), ["access", "token"]);
+        assert_eq!(toks("client secret"), ["client", "secret"]);
+        assert_eq!(toks("ｐａｓｓｗｏｒｄ"), ["password"]);
+        assert_eq!(toks("user_pass"), ["user", "password"]);
+        assert_eq!(toks("pass"), ["pass"]);
+        assert_eq!(toks("pass_word"), ["password"]);
+        assert_eq!(toks("card_no"), ["card", "number"]);
+        assert_eq!(toks("ccNum"), ["card", "number"]);
+        assert_eq!(toks("maxTokens"), ["max", "token"]);
+        assert_eq!(toks("tokenizer"), ["tokenizer"]);
+        assert_eq!(toks("XMLHttpRequest"), ["xml", "http", "request"]);
     }
 }

@@ -5,16 +5,31 @@ use serde_json::{Map, Value};
 
 use crate::config::Action;
 use crate::names::{self, Tokens};
+use crate::normalize;
 
 use super::build::valid_name;
 use super::{MAX_DEPTH, Redactor, Scan, UNSCANNABLE, UNSCANNABLE_ID, note};
 
 impl Redactor {
-    /// The first field rule matching `key`; `tokens` is scratch space.
+    /// The first field rule matching `key`, or its decoded and folded
+    /// view (`pa%73sword`, `pass&#119;ord`: names are normalised like
+    /// values); `tokens` is scratch space.
     pub(super) fn field_rule(&self, key: &str, tokens: &mut Tokens) -> Option<usize> {
         if self.fields.is_empty() || is_mask(key) {
             return None;
         }
+        let plain = self.field_rule_of(key, tokens);
+        if let Some(view) = normalize::view(key) {
+            let decoded = self.field_rule_of(&view.text, tokens);
+            return match (plain, decoded) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        plain
+    }
+
+    fn field_rule_of(&self, key: &str, tokens: &mut Tokens) -> Option<usize> {
         // The first field, in configuration order, that matches.
         let mut best: Option<usize> = None;
         let last = key.bytes().rev().find(|b| !matches!(b, b'_' | b'-'));
