@@ -9,9 +9,11 @@ use agent_audit_core::Timestamp;
 use crate::reader::{Reader, is_torn_write, parse_record, record_seq};
 
 const CHUNK: u64 = 64 << 10;
-/// A line longer than this is not parsed when scanning (it cannot be one of
-/// ours: the dispatcher's record limit is far lower).
-const MAX_LINE: u64 = 64 << 20;
+/// A line longer than this is not a record: the reader's limit, which the
+/// dispatcher's record limit may not exceed. The scan looks no further
+/// back than this for a line's start, so a file of gigabytes without a
+/// newline (a sparse file) costs one such read, not a read of the file.
+const MAX_LINE: u64 = crate::DEFAULT_MAX_LINE as u64;
 /// How many non-record lines may follow the last record before the file is
 /// judged not to be an audit log.
 pub(crate) const MAX_BAD: usize = 64;
@@ -49,6 +51,12 @@ pub(crate) struct Tail {
 pub(crate) enum ScanError {
     Io(io::Error),
     TooManyBad,
+    /// No newline in the `MAX_LINE + 1` bytes before `end`: the line
+    /// ending there is longer than any record and its start is unknown.
+    Overlong {
+        end: u64,
+        searched: u64,
+    },
 }
 
 impl From<io::Error> for ScanError {
@@ -57,18 +65,26 @@ impl From<io::Error> for ScanError {
     }
 }
 
-/// Offset of the last `\n` in `[0, before)`.
-fn prev_newline(file: &File, before: u64) -> io::Result<Option<u64>> {
+/// Offset of the last `\n` in `[0, before)`, looked for only as far back
+/// as a record's line can reach.
+fn prev_newline(file: &File, before: u64) -> Result<Option<u64>, ScanError> {
+    let floor = before.saturating_sub(MAX_LINE + 1);
     let mut end = before;
     let mut buf = vec![0u8; CHUNK as usize];
-    while end > 0 {
-        let start = end.saturating_sub(CHUNK);
+    while end > floor {
+        let start = end.saturating_sub(CHUNK).max(floor);
         let chunk = &mut buf[..(end - start) as usize];
         file.read_exact_at(chunk, start)?;
-        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+        if let Some(i) = memchr::memrchr(b'\n', chunk) {
             return Ok(Some(start + i as u64));
         }
         end = start;
+    }
+    if floor > 0 {
+        return Err(ScanError::Overlong {
+            end: before,
+            searched: before - floor,
+        });
     }
     Ok(None)
 }
@@ -155,7 +171,9 @@ impl Read for At<'_> {
 /// The seq and time (Unix nanoseconds, when its `ts` parses) of the first
 /// record among the first lines of `file`.
 pub(crate) fn first_record(file: &File) -> io::Result<Option<(u64, Option<i128>)>> {
-    first_of(At { file, pos: 0 }, |_, r| {
+    // Bounded like `first_record_line`: gigabytes of NULs before the
+    // records (a sparse start) are not read through.
+    first_of(At { file, pos: 0 }.take(MAX_LINE), |_, r| {
         let ts = Timestamp::parse(&r.ts).map(|t| t.unix_nanos());
         (r.seq, ts)
     })

@@ -95,3 +95,80 @@ fn a_fifo_under_a_rotated_name_is_refused_without_hanging() {
         "{err}"
     );
 }
+
+/// A sparse file of `gib` GiB of NULs (no disk used), ending in `tail`.
+fn sparse(path: &Path, gib: u64, tail: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::File::create(path).unwrap();
+    f.set_len(gib << 30).unwrap();
+    f.seek(SeekFrom::End(0)).unwrap();
+    f.write_all(tail).unwrap();
+}
+
+fn record_line(seq: u64, prev: &str) -> String {
+    format!(
+        r#"{{"v":1,"seq":{seq},"ts":"2026-11-25T23:32:22.000000000Z","event_type":"user_request","request_id":"r1","correlation_id":"r1","trace_id":null,"span_id":null,"parent_span_id":null,"agent":"user_proxy","payload":{{}},"prev":"{prev}"}}"#
+    )
+}
+
+#[test]
+fn the_writer_refuses_a_sparse_active_file_promptly_naming_it_and_leaves_it_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit-log.jsonl");
+    sparse(&log, 4, b"");
+    let err = open_sink(&log).unwrap_err();
+    assert!(
+        matches!(&err, JsonlError::UnreadableTail { path, .. } if path == &log),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("audit-log.jsonl") && text.contains("no newline"),
+        "{text}"
+    );
+    // Nothing was cut: an operator must look at it.
+    assert_eq!(std::fs::metadata(&log).unwrap().len(), 4 << 30);
+}
+
+#[test]
+fn the_writer_refuses_a_sparse_rotated_file_it_would_resume_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit-log.jsonl");
+    let rotated = dir.path().join("audit-log.000000000001-000000000005.jsonl");
+    let mut tail = record_line(1, &"0".repeat(64)).into_bytes();
+    tail.push(b'\n');
+    // A record, then gigabytes of NULs with no newline.
+    std::fs::write(&rotated, &tail).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&rotated)
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    let err = open_sink(&log).unwrap_err();
+    assert!(
+        matches!(&err, JsonlError::UnreadableTail { path, .. } if path == &rotated),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_reader_gets_through_gigabytes_of_nuls_reporting_them_once() {
+    use agent_audit_jsonl::{ReadError, Reader};
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit-log.jsonl");
+    let mut tail = b"\n".to_vec();
+    tail.extend_from_slice(record_line(1, &"0".repeat(64)).as_bytes());
+    tail.push(b'\n');
+    sparse(&log, 3, &tail);
+    let lines: Vec<_> = within(120, "reading 3 GiB of NULs", move || {
+        Reader::open(&log).unwrap().collect::<Vec<_>>()
+    });
+    assert_eq!(lines.len(), 2, "one bad region, then the record");
+    assert!(
+        matches!(&lines[0], Err(ReadError::TooLong { line: 1, .. })),
+        "{:?}",
+        lines[0]
+    );
+    assert_eq!(lines[1].as_ref().unwrap().record.seq, 1);
+}

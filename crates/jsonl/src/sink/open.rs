@@ -35,6 +35,15 @@ fn digest_range(file: &File, from: u64, to: u64) -> std::io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+fn unreadable_tail(path: &std::path::Path, end: u64, searched: u64) -> JsonlError {
+    JsonlError::UnreadableTail {
+        path: path.to_path_buf(),
+        end,
+        len: searched,
+        max: crate::DEFAULT_MAX_LINE,
+    }
+}
+
 impl JsonlSink {
     /// [`Sink::open`](agent_audit_core::Sink::open) with the typed error: opens and locks the file, finds
     /// the last whole record (its seq and chain value) and reports damage
@@ -65,6 +74,9 @@ impl JsonlSink {
                         path,
                         lines: tail::MAX_BAD + 1,
                     });
+                }
+                Err(ScanError::Overlong { end, searched }) => {
+                    return Err(unreadable_tail(&path, end, searched));
                 }
             };
             // What follows the last record was never a whole record of
@@ -225,6 +237,11 @@ impl JsonlSink {
                     ));
                 }
                 Ok(_) | Err(ScanError::TooManyBad) => continue,
+                // Resuming from an older file would continue a chain this
+                // file may well extend: an operator must look.
+                Err(ScanError::Overlong { end, searched }) => {
+                    return Err(unreadable_tail(&f.path, end, searched));
+                }
                 Err(ScanError::Io(source)) => {
                     return Err(JsonlError::ReadTail {
                         path: f.path.clone(),
