@@ -392,7 +392,7 @@ async fn secrets_in_json_text_and_assignments_inside_strings_are_redacted() {
                  "function": {"name": "open_account", "arguments": arguments}}
             ]},
             {"role": "tool", "tool_call_id": "call_1",
-             "content": r#"{"ok":true,"account_id":"ACC-1","session":{"token":"tok-0123456789"},"note":"db password=pa55word-in-text; Authorization: Basic YWxpY2U6aHVudGVyMg== end"}"#},
+             "content": r#"{"ok":true,"account_id":"ACC-1","login":{"token":"tok-0123456789"},"note":"db password=pa55word-in-text; Authorization: Basic YWxpY2U6aHVudGVyMg== end"}"#},
             {"role": "tool", "tool_call_id": "call_2",
              "content": "login ok, api_secret=AS-in-plain-text&next=1"},
         ],
@@ -435,7 +435,7 @@ async fn secrets_in_json_text_and_assignments_inside_strings_are_redacted() {
     let result: serde_json::Value =
         serde_json::from_str(input["messages"][3]["content"].as_str().unwrap()).unwrap();
     assert_eq!(result["account_id"], "ACC-1");
-    assert_eq!(result["session"]["token"], "[REDACTED:token]");
+    assert_eq!(result["login"]["token"], "[REDACTED:token]");
     assert_eq!(
         result["note"],
         "db password=[REDACTED:password]; Authorization: [REDACTED:authorization] end"
@@ -456,5 +456,14 @@ async fn secrets_in_json_text_and_assignments_inside_strings_are_redacted() {
         .iter()
         .filter_map(|v| v.as_str())
         .collect();
-    assert_eq!(fired, ["password", "authorization", "token", "secret"]);
+    assert_eq!(
+        fired,
+        [
+            "password",
+            "authorization",
+            "token",
+            "secret",
+            "bearer_token"
+        ]
+    );
 }

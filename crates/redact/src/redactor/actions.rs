@@ -84,7 +84,19 @@ impl Redactor {
         {
             detect::ibans(s, rule, spans);
         }
+        self.secret_shapes(s, spans);
         self.assignments(s, false, spans);
+    }
+
+    /// The secret shapes a regex cannot confirm (Basic credentials,
+    /// passwords in URLs).
+    pub(super) fn secret_shapes(&self, s: &str, spans: &mut Vec<Span>) {
+        if let Some(rule) = self.bearer {
+            detect::basic_auth(s, rule, spans);
+        }
+        if let Some(rule) = self.api {
+            detect::url_passwords(s, rule, spans);
+        }
     }
 
     /// Every match in `s`, and in its normalised view (mapped back to the
@@ -111,7 +123,14 @@ impl Redactor {
         if spans.is_empty() {
             return Vec::new();
         }
-        spans.sort_unstable_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
+        // Ties go to the rule listed first, so the mask does not depend on
+        // the order the scanners ran in.
+        spans.sort_unstable_by(|a, b| {
+            a.start
+                .cmp(&b.start)
+                .then(b.end.cmp(&a.end))
+                .then(a.rule.cmp(&b.rule))
+        });
         let mut merged: Vec<(Span, Action)> = Vec::with_capacity(spans.len());
         for sp in spans {
             note(fired, sp.rule);

@@ -58,6 +58,8 @@ impl Redactor {
         let mut regexes = Vec::new();
         let mut card = None;
         let mut iban = None;
+        let mut bearer = None;
+        let mut api = None;
         let mut seen = std::collections::HashSet::new();
         let mut anchored = false;
         let builtin = builtin_names();
@@ -150,6 +152,11 @@ impl Redactor {
                 Detector::Iban => (None, Norm::AlnumUpper),
             };
             let id = add(&mut rules, d.name(), config.action, norm);
+            match d {
+                Detector::BearerToken => bearer = Some(id),
+                Detector::ApiKey => api = Some(id),
+                _ => {}
+            }
             match (d, pattern) {
                 (_, Some(p)) => {
                     let re = Regex::new(p).map_err(|e| RedactError::BadPattern {
@@ -195,7 +202,7 @@ impl Redactor {
         let mut by_first: std::collections::HashMap<String, Vec<usize>> =
             std::collections::HashMap::new();
         for (i, f) in fields.iter().enumerate() {
-            if let Some(&b) = f.name.joined.last() {
+            if let Some(&b) = f.name.joined.last().filter(|_| f.name.suffix) {
                 by_last[usize::from(b)].push(i);
                 if b.to_ascii_uppercase() != b {
                     by_last[usize::from(b.to_ascii_uppercase())].push(i);
@@ -216,6 +223,8 @@ impl Redactor {
             regexes,
             card,
             iban,
+            bearer,
+            api,
             key,
             key_filter,
             by_first,

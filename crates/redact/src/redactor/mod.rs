@@ -82,6 +82,10 @@ pub struct Redactor {
     regexes: Vec<(usize, Regex)>,
     card: Option<usize>,
     iban: Option<usize>,
+    /// The `bearer_token` rule: HTTP Basic credentials too.
+    bearer: Option<usize>,
+    /// The `api_key` rule: passwords in URLs too.
+    api: Option<usize>,
     key: Option<Hmac<Sha256>>,
     /// Field indices by the first canonical token of their name, in
     /// order: only these can match a key holding that token.

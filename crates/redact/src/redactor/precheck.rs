@@ -123,6 +123,7 @@ impl Redactor {
         {
             detect::ibans(text, rule, &mut spans);
         }
+        self.secret_shapes(text, &mut spans);
         !spans.is_empty()
     }
 
