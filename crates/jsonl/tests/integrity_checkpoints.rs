@@ -570,9 +570,10 @@ async fn off_host_checkpoints_are_found_for_a_renamed_log_by_its_origin() {
 #[test]
 fn a_checkpoint_signed_before_origins_were_signed_still_verifies() {
     let signer = Signer::generate();
-    let mut cp = CheckpointPayload::sign(
+    let mut cp = CheckpointPayload::sign_with_origin(
         &signer,
         "audit-log.jsonl",
+        None,
         agent_audit_jsonl::checkpoint::ChainAlgorithm::Sha256,
         0,
         3,

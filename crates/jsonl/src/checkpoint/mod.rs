@@ -69,8 +69,8 @@
 //! use agent_audit_jsonl::keys::Signer;
 //!
 //! let signer = Signer::generate();
-//! let cp = CheckpointPayload::sign(
-//!     &signer, "audit-log.jsonl", ChainAlgorithm::Sha256, 0, 3, 3,
+//! let cp = CheckpointPayload::sign_with_origin(
+//!     &signer, "audit-log.jsonl", None, ChainAlgorithm::Sha256, 0, 3, 3,
 //!     &"ab".repeat(32), CheckpointReason::Manual,
 //! );
 //! assert!(cp.verify(&signer.public_key()).is_ok());
@@ -310,13 +310,7 @@ impl Checkpointer {
         }
         let (cp, result) = self
             .shared
-            .emit(
-                &mut state,
-                &head,
-                &Covered::head(&head),
-                CheckpointReason::Manual,
-                false,
-            )
+            .emit_head(&mut state, &head, CheckpointReason::Manual, false)
             .await;
         result.map(|_| Some(cp))
     }
@@ -356,22 +350,10 @@ impl Checkpointer {
             }
         }
         let mut state = shared.state.lock().await;
-        let head = match shared.sign_due(&mut state).await {
-            Ok(head) => head,
-            Err(e) => {
-                state.first_error.get_or_insert(e);
-                shared.head.get()
-            }
-        };
+        let head = shared.sign_due_or_note(&mut state).await;
         if head.opened && pending_lines(&state, &head) > 0 {
             let (_, result) = shared
-                .emit(
-                    &mut state,
-                    &head,
-                    &Covered::head(&head),
-                    CheckpointReason::Shutdown,
-                    true,
-                )
+                .emit_head(&mut state, &head, CheckpointReason::Shutdown, true)
                 .await;
             if let Err(e) = result {
                 state.first_error.get_or_insert(e);
@@ -456,6 +438,31 @@ impl Shared {
     /// Signs `covered` (a line of the log behind `head`) and emits it.
     /// Returns the payload and the outcome; on failure the state is left so
     /// the next attempt covers the same lines.
+    /// [`Shared::sign_due`], keeping its error as the first one met and
+    /// going on from the published head: one failed checkpoint must not
+    /// stop the ones after it.
+    async fn sign_due_or_note(&self, state: &mut State) -> ChainHead {
+        match self.sign_due(state).await {
+            Ok(head) => head,
+            Err(e) => {
+                state.first_error.get_or_insert(e);
+                self.head.get()
+            }
+        }
+    }
+
+    /// [`Shared::emit`] of a checkpoint covering the chain up to `head`.
+    async fn emit_head(
+        &self,
+        state: &mut State,
+        head: &ChainHead,
+        reason: CheckpointReason,
+        wait: bool,
+    ) -> (CheckpointPayload, Result<u64, CheckpointError>) {
+        self.emit(state, head, &Covered::head(head), reason, wait)
+            .await
+    }
+
     async fn emit(
         &self,
         state: &mut State,
@@ -516,13 +523,7 @@ async fn run(shared: Arc<Shared>) {
         let stop = shared.stop.notified();
         let deadline = {
             let mut state = shared.state.lock().await;
-            let head = match shared.sign_due(&mut state).await {
-                Ok(head) => head,
-                Err(e) => {
-                    state.first_error.get_or_insert(e);
-                    shared.head.get()
-                }
-            };
+            let head = shared.sign_due_or_note(&mut state).await;
             let pending = if head.opened {
                 pending_lines(&state, &head)
             } else {
@@ -546,10 +547,7 @@ async fn run(shared: Arc<Shared>) {
             };
             match reason {
                 Some(reason) => {
-                    let covered = Covered::head(&head);
-                    let (_, result) = shared
-                        .emit(&mut state, &head, &covered, reason, false)
-                        .await;
+                    let (_, result) = shared.emit_head(&mut state, &head, reason, false).await;
                     if let Err(e) = result {
                         state.first_error.get_or_insert(e);
                     }

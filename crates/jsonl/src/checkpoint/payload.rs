@@ -148,23 +148,6 @@ pub enum SignatureError {
 }
 
 impl CheckpointPayload {
-    /// Builds and signs a checkpoint without an [`Origin`], stamped now.
-    #[allow(clippy::too_many_arguments)]
-    pub fn sign(
-        signer: &Signer,
-        log: &str,
-        chain: ChainAlgorithm,
-        from_seq: u64,
-        upto_seq: u64,
-        records: u64,
-        head: &str,
-        reason: CheckpointReason,
-    ) -> CheckpointPayload {
-        Self::sign_with_origin(
-            signer, log, None, chain, from_seq, upto_seq, records, head, reason,
-        )
-    }
-
     /// Builds and signs a checkpoint of the log that began at `origin`,
     /// stamped now.
     #[allow(clippy::too_many_arguments)]

@@ -34,10 +34,7 @@ pub fn load_checkpoints(path: impl AsRef<Path>) -> Result<Vec<OffHostCheckpoint>
     let path = path.as_ref();
     let text = crate::files::open_regular_for_reading(path, crate::files::Symlinks::Follow)
         .and_then(|mut f| std::io::read_to_string(&mut f))
-        .map_err(|source| VerifyError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| VerifyError::open(path, source))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let number = i as u64 + 1;

@@ -32,10 +32,7 @@ pub fn resolve_inputs<P: AsRef<Path>>(inputs: &[P]) -> Result<Vec<PathBuf>, Veri
     if inputs.is_empty() {
         return Err(VerifyError::NoInput);
     }
-    let open_err = |path: &Path, source| VerifyError::Open {
-        path: path.to_path_buf(),
-        source,
-    };
+    let open_err = VerifyError::open;
     let mut out = Vec::new();
     for input in inputs {
         let path = input.as_ref();
@@ -62,15 +59,9 @@ pub fn resolve_inputs<P: AsRef<Path>>(inputs: &[P]) -> Result<Vec<PathBuf>, Veri
 
 fn files_of_directory(dir: &Path) -> Result<Vec<PathBuf>, VerifyError> {
     let mut logs: BTreeMap<String, ()> = BTreeMap::new();
-    let entries = std::fs::read_dir(dir).map_err(|source| VerifyError::Open {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    let entries = std::fs::read_dir(dir).map_err(|source| VerifyError::open(dir, source))?;
     for entry in entries {
-        let entry = entry.map_err(|source| VerifyError::Open {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        let entry = entry.map_err(|source| VerifyError::open(dir, source))?;
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };

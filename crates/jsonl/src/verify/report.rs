@@ -3,6 +3,8 @@
 
 use std::fmt;
 use std::io;
+
+use crate::error::ReadError;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -16,26 +18,10 @@ pub enum VerifyError {
     /// No file was given.
     #[error("no file to verify: give the log's files in order, or its directory")]
     NoInput,
-    /// An input does not exist or cannot be opened.
-    #[error("cannot open {path}: {source}")]
-    Open {
-        /// The path.
-        path: PathBuf,
-        /// Cause.
-        #[source]
-        source: io::Error,
-    },
-    /// Reading an input failed.
-    #[error("{path}:{line}: read error: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The line being read.
-        line: u64,
-        /// Cause.
-        #[source]
-        source: io::Error,
-    },
+    /// An input does not exist, cannot be opened, or reading it failed
+    /// ([`ReadError::Open`] or [`ReadError::Io`]: the reader's own words).
+    #[error(transparent)]
+    Input(ReadError),
     /// A directory was given among several inputs.
     #[error("{path} is a directory: give either one directory or the log's files")]
     DirectoryAmongFiles {
@@ -79,6 +65,25 @@ pub enum VerifyError {
         /// The logs it does have checkpoints of.
         found: Vec<String>,
     },
+}
+
+impl VerifyError {
+    /// `path` could not be opened (or listed).
+    pub(crate) fn open(path: &std::path::Path, source: io::Error) -> VerifyError {
+        VerifyError::Input(ReadError::Open {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Reading `path` failed at `line`.
+    pub(crate) fn read(path: &std::path::Path, line: u64, source: io::Error) -> VerifyError {
+        VerifyError::Input(ReadError::Io {
+            path: path.to_path_buf(),
+            line,
+            source,
+        })
+    }
 }
 
 /// The kind of the first problem found.

@@ -99,11 +99,8 @@ impl<'a> Source<'a> {
             let path = &self.files[self.idx];
             if self.reader.is_none() {
                 self.reader = Some(Reader::open(path).map_err(|e| match e {
-                    ReadError::Open { path, source } => VerifyError::Open { path, source },
-                    other => VerifyError::Open {
-                        path: path.clone(),
-                        source: io::Error::other(other.to_string()),
-                    },
+                    e @ ReadError::Open { .. } => VerifyError::Input(e),
+                    other => VerifyError::open(path, io::Error::other(other.to_string())),
                 })?);
                 progress(&Progress {
                     file: path,
@@ -120,15 +117,14 @@ impl<'a> Source<'a> {
                     self.idx += 1;
                     continue;
                 }
-                Some(Err(ReadError::Io { path, line, source })) => {
-                    return Err(VerifyError::Read { path, line, source });
-                }
+                Some(Err(e @ ReadError::Io { .. })) => return Err(VerifyError::Input(e)),
                 Some(Err(e)) => {
-                    return Err(VerifyError::Read {
-                        path: path.clone(),
-                        line: e.line().unwrap_or(0),
-                        source: io::Error::other(e.to_string()),
-                    });
+                    let line = e.line().unwrap_or(0);
+                    return Err(VerifyError::read(
+                        path,
+                        line,
+                        io::Error::other(e.to_string()),
+                    ));
                 }
                 Some(Ok(raw)) => raw,
             };

@@ -99,10 +99,7 @@ impl<'a> Walk<'a> {
     ) -> Result<Self, VerifyError> {
         let mut sizes = Vec::with_capacity(files.len());
         for f in files {
-            let meta = std::fs::metadata(f).map_err(|source| VerifyError::Open {
-                path: f.clone(),
-                source,
-            })?;
+            let meta = std::fs::metadata(f).map_err(|source| VerifyError::open(f, source))?;
             if meta.is_dir() {
                 return Err(VerifyError::DirectoryAmongFiles { path: f.clone() });
             }

@@ -44,9 +44,10 @@ fn build(chain: &Chain, signer: &Signer, plan: &[Plan]) -> Vec<String> {
                 upto,
                 records,
             } => {
-                let cp = CheckpointPayload::sign(
+                let cp = CheckpointPayload::sign_with_origin(
                     signer,
                     "audit-log.jsonl",
+                    None,
                     ChainAlgorithm::of(chain.is_keyed()),
                     from,
                     upto,
