@@ -30,7 +30,7 @@ pub(crate) const API_KEY: &str = concat!(
     r"|(?-u:\b)(?:AccountKey|SharedAccessKey)=[A-Za-z0-9+/]{20,}={0,2}",
     // An AWS secret access key has no prefix of its own: 40 base64
     // characters after a name that says what they are.
-    r#"|(?i:aws_?secret(?:_?access)?(?:_?key)?)["']?[ \t]*[:=]?[ \t]*["']?[A-Za-z0-9/+]{40}"#,
+    r#"|(?:aws|AWS|Aws)_?(?:secret|SECRET|Secret)(?:_?(?:access|ACCESS|Access))?(?:_?(?:key|KEY|Key))?["']?[ \t]*[:=]?[ \t]*["']?[A-Za-z0-9/+]{40}"#,
     // PEM and PGP private key blocks; a key cut off before its END line is
     // hidden to the end of the text.
     r"|-----BEGIN[A-Z ]*PRIVATE KEY(?: BLOCK)?-----(?s:.*?)(?:-----END[A-Z ]*PRIVATE KEY(?: BLOCK)?-----|$)",

@@ -2,15 +2,24 @@
 //! `user:password`, which ordinary words after "Basic" are not) and the
 //! password in a URL's userinfo.
 
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
+
 use super::Span;
+
+/// Built once: a finder costs more to build than most texts to search.
+static ASIC: LazyLock<[Finder<'static>; 2]> =
+    LazyLock::new(|| [Finder::new(b"asic"), Finder::new(b"ASIC")]);
+static SCHEME_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"://"));
 
 /// `Basic <base64 of user:password>`, any case of `basic`: the scheme and
 /// the credentials. Prose ("Basic settings") does not decode to a text
 /// holding `:`.
 pub(crate) fn basic_auth(s: &str, rule: usize, out: &mut Vec<Span>) {
     let b = s.as_bytes();
-    for needle in [&b"asic"[..], b"ASIC"] {
-        for at in memchr::memmem::find_iter(b, needle) {
+    for finder in ASIC.iter() {
+        for at in finder.find_iter(b) {
             let Some(start) = at.checked_sub(1) else {
                 continue;
             };
@@ -81,7 +90,7 @@ fn decode_base64(text: &[u8]) -> Option<Vec<u8>> {
 /// first `:` to its `@` (the user name, host and path stay).
 pub(crate) fn url_passwords(s: &str, rule: usize, out: &mut Vec<Span>) {
     let b = s.as_bytes();
-    for at in memchr::memmem::find_iter(b, b"://") {
+    for at in SCHEME_END.find_iter(b) {
         let scheme = b[..at]
             .iter()
             .rev()

@@ -62,7 +62,8 @@ impl Redactor {
             return;
         }
         let b = s.as_bytes();
-        let mut tokens = Tokens::new();
+        // Allocates only when a name is split.
+        let mut tokens = Tokens::default();
         // Past the last value found: a separator inside it is part of it
         // (`pwd=a=b=c`), and skipping it keeps the scan linear.
         let mut covered = 0;
