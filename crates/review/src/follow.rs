@@ -10,7 +10,12 @@
 //!   meanwhile (the sink may rotate several times between two polls; their
 //!   names carry their seq range, see [`agent_audit_jsonl::files`]), oldest
 //!   first, then the new file from its start;
-//! - the file is shorter than what was read (truncated in place, as
+//! - the line being read, still without its newline, is no longer in the
+//!   file (the writer cuts a torn final line when it reopens the file, then
+//!   appends): it is reported once as torn and reading goes on from where
+//!   it started, so its bytes are never spliced onto the writer's next line
+//!   and nothing is read twice;
+//! - the file is shorter than the whole lines read (truncated in place, as
 //!   `copytruncate` does): it is read again from its start;
 //! - the path is missing (between a rename and the new file's creation):
 //!   the next poll looks again.
@@ -248,7 +253,10 @@ impl Follower {
         };
         // The size seen above predates the drain: compare it with where
         // reading stood then, or a file growing meanwhile looks truncated.
-        let read_before = self.offset;
+        // Only whole lines count: an unfinished line the writer cut off
+        // (a torn tail, cut when it reopens the file) is the drain's to
+        // drop, not a truncation that re-reads the file from its start.
+        let read_before = self.line_start;
         self.drain(out)?;
         let current = self.file.as_ref().map(|(_, id)| *id);
         match (now, current) {
@@ -376,9 +384,15 @@ impl Follower {
                 source,
             })?;
         let mut buf = vec![0u8; 256 << 10];
+        // An unfinished line is only continued while its bytes are still
+        // in the file: the writer cuts a torn final line when it reopens
+        // the file and then appends, so the bytes after it may now belong
+        // to another line. Checked after the read: bytes past the old end
+        // can only have been written after such a cut, so the check then
+        // sees it.
+        let mut check_partial = !self.partial.is_empty() || self.too_long;
         loop {
             let n = match file.read(&mut buf) {
-                Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(source) => {
@@ -390,6 +404,44 @@ impl Follower {
                     .into());
                 }
             };
+            if std::mem::take(&mut check_partial) {
+                let kept = partial_still_there(
+                    file,
+                    self.line_start,
+                    self.offset,
+                    &self.partial,
+                    self.too_long,
+                )
+                .map_err(|source| ReadError::Io {
+                    path: self.path.clone(),
+                    line: self.line + 1,
+                    source,
+                })?;
+                if !kept {
+                    // Reported once, as when its file is rotated away;
+                    // what was read after it is read again from the line's
+                    // start, as the lines the file now holds there.
+                    out.push(FollowEvent::Bad(ReadError::TornFinalLine {
+                        path: self.path.clone(),
+                        line: self.line + 1,
+                        offset: self.line_start,
+                        len: self.offset - self.line_start,
+                    }));
+                    self.partial.clear();
+                    self.too_long = false;
+                    self.offset = self.line_start;
+                    file.seek(SeekFrom::Start(self.offset))
+                        .map_err(|source| ReadError::Io {
+                            path: self.path.clone(),
+                            line: self.line + 1,
+                            source,
+                        })?;
+                    continue;
+                }
+            }
+            if n == 0 {
+                break;
+            }
             let mut chunk = &buf[..n];
             let mut pos = self.offset;
             self.offset += n as u64;
@@ -423,6 +475,42 @@ impl Follower {
         }
         Ok(())
     }
+}
+
+/// Whether bytes `[line_start, offset)` of `file` are still `partial`, the
+/// unfinished line read so far (compared in chunks, so no second copy of
+/// a long line is made). Of a line too long to keep, only its length can
+/// be checked.
+fn partial_still_there(
+    file: &File,
+    line_start: u64,
+    offset: u64,
+    partial: &[u8],
+    too_long: bool,
+) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    if file.metadata()?.len() < offset {
+        return Ok(false);
+    }
+    if too_long {
+        return Ok(true);
+    }
+    let mut buf = vec![0u8; (64 << 10).min(partial.len())];
+    let mut at = 0;
+    while at < partial.len() {
+        let want = &partial[at..(at + buf.len()).min(partial.len())];
+        let got = &mut buf[..want.len()];
+        match file.read_exact_at(got, line_start + at as u64) {
+            // Cut since the length was taken.
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(false),
+            r => r?,
+        }
+        if got != want {
+            return Ok(false);
+        }
+        at += want.len();
+    }
+    Ok(true)
 }
 
 /// Adds `piece` to the line being read, unless that makes it longer than

@@ -187,3 +187,70 @@ fn follow_reports_a_line_of_another_schema_instead_of_showing_it() {
         bad[0]
     );
 }
+
+/// The start of a record cut short, `len` bytes long, as a killed writer
+/// leaves it: strict JSON up to where it stops.
+fn torn_prefix(seq: u64, len: usize) -> Vec<u8> {
+    let mut bytes = format!(
+        r#"{{"v":1,"seq":{seq},"ts":"2026-11-25T23:32:22.000000000Z","event_type":"tool_call","request_id":"r","correlation_id":"r","trace_id":null,"span_id":null,"parent_span_id":null,"agent":"a","payload":{{"note":""#
+    )
+    .into_bytes();
+    bytes.resize(len.max(bytes.len()), b'x');
+    bytes
+}
+
+/// `tail -f` on a log whose last line is torn, while a writer opens it
+/// (cutting the torn line off, `sink/open.rs`) and appends. The torn bytes
+/// are reported once, never spliced onto the writer's next line, and
+/// nothing is read twice. Both shapes of the race: the writer's new lines
+/// shorter than the torn bytes (the file looks truncated) and longer (the
+/// follower's offset lands inside them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_drops_a_torn_tail_the_writer_cut_without_duplicates_or_splices() {
+    for torn_len in [40, 8000] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit-log.jsonl");
+        let dispatcher = start(&path, None).await;
+        tutorial_request(&Auditor::new(dispatcher.clone()), 0).await;
+        let report = dispatcher.shutdown(Duration::from_secs(10)).await;
+        assert!(report.is_clean(), "{report}");
+        let last = read_independently(dir.path()).len() as u64;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&torn_prefix(last + 1, torn_len))
+            .unwrap();
+
+        let mut follower = Follower::open(&path, StartAt::Beginning).unwrap();
+        let mut seen = Seen::default();
+        seen.take(follower.poll().unwrap());
+        assert_eq!(seen.seqs.len() as u64, last);
+        assert_eq!(seen.bad, 0, "a line without its newline is not judged yet");
+
+        // The writer opens the log: cuts the torn line, writes its notice.
+        let dispatcher = start(&path, None).await;
+        let notice = dispatcher.next_seq().await - 1;
+        dispatcher
+            .wait(notice, agent_audit::AckLevel::Written)
+            .await
+            .unwrap();
+        seen.take(follower.poll().unwrap());
+        tutorial_request(&Auditor::new(dispatcher.clone()), 1).await;
+        let report = dispatcher.shutdown(Duration::from_secs(10)).await;
+        assert!(report.is_clean(), "{report}");
+        seen.take(follower.poll().unwrap());
+
+        let want: Vec<u64> = read_independently(dir.path())
+            .iter()
+            .map(RawRecord::seq)
+            .collect();
+        assert!(want.len() as u64 > last + 1, "the writer appended");
+        assert_eq!(
+            seen.seqs, want,
+            "torn {torn_len} bytes: every record of the file once, in order"
+        );
+        assert_eq!(seen.truncations, 0, "torn {torn_len} bytes: no truncation");
+        assert_eq!(seen.bad, 1, "torn {torn_len} bytes: the cut line, once");
+    }
+}
