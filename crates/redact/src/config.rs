@@ -173,19 +173,24 @@ pub enum Detector {
     /// E-mail addresses (Unicode letters allowed).
     Email,
     /// Payment card numbers: 13 to 19 digits, confirmed by the Luhn check;
-    /// groups may be joined by single separators of one class: spaces or
-    /// dashes, dots, slashes, underscores.
+    /// groups may be joined by single separators of one class: spaces,
+    /// tabs or dashes, dots, slashes, underscores, newlines, commas, pipes,
+    /// colons, tildes.
     PaymentCard,
     /// API key shapes: `sk-…` (OpenAI, Anthropic), Stripe `sk_live_…`,
     /// AWS `AKIA…`/`ASIA…`, GitHub `ghp_…`/`github_pat_…`, Slack `xox?-…`,
-    /// Google `AIza…`, Hugging Face `hf_…`, GitLab `glpat-…`, JWTs
-    /// (`eyJ….eyJ….…`) and PEM private key blocks.
+    /// Google `AIza…`, Hugging Face `hf_…`, GitLab `glpat-…`, npm `npm_…`,
+    /// PyPI `pypi-…`, Shopify `shpat_…`, DigitalOcean `dop_v1_…`, SendGrid
+    /// `SG.….…`, Azure `AccountKey=…`, AWS secret keys after an
+    /// `aws_secret…` name, JWTs (`eyJ….eyJ….…`), PEM and PGP private key
+    /// blocks, and the password in a URL's userinfo.
     ApiKey,
-    /// `Bearer <token>` (any case), token of at least 8 characters.
+    /// `Bearer <token>` (any case), token of at least 8 characters, and
+    /// `Basic <base64 of user:password>`.
     BearerToken,
     /// IBANs of the countries in the IBAN registry, with their exact
-    /// length, single spaces, dashes or dots between characters allowed,
-    /// confirmed by mod 97.
+    /// length, single separators between characters allowed (also right
+    /// after the country code), confirmed by mod 97.
     Iban,
 }
 

@@ -9,10 +9,15 @@
 //!
 //! - **Field names**, at any depth, matched by their parts (tokens split at
 //!   `_ - .`, spaces and camelCase, canonical spellings: `pwd` is
-//!   `password`, `access_tokens` holds `token`): by default the 32
-//!   built-in secret names of [`DEFAULT_FIELDS`], which leave LLM usage
-//!   counters (`max_tokens`, `prompt_tokens`) and names describing a
-//!   secret (`token_type`, `password_length`) alone.
+//!   `password`, `access_tokens` holds `token`), decoded and folded like
+//!   values: by default the 41 built-in secret names of
+//!   [`DEFAULT_FIELDS`], which leave LLM usage counters (`max_tokens`,
+//!   `prompt_tokens`) and names ending in a describing word
+//!   (`token_type`, `password_length`) alone.
+//! - **Strings that hold JSON text** (tool arguments and results in a
+//!   message history) are parsed, redacted and written back; secret-named
+//!   assignments in text (`password=…`, `"client_secret": "…"`) have their
+//!   value masked.
 //! - **A normalised view** of every string is scanned too: percent- and
 //!   entity-encoding decoded, Unicode look-alikes folded; a match there
 //!   redacts the original text it came from.
