@@ -60,7 +60,7 @@ pub enum CheckpointReason {
     Rotation,
     /// [`Checkpointer::finish`](super::Checkpointer::finish).
     Shutdown,
-    /// [`Checkpointer::checkpoint_now`](super::Checkpointer::checkpoint_now) or a direct [`CheckpointPayload::sign`].
+    /// [`Checkpointer::checkpoint_now`](super::Checkpointer::checkpoint_now) or a direct [`CheckpointPayload::sign_with_origin`].
     Manual,
 }
 
