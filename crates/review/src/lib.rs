@@ -64,7 +64,7 @@
 //!
 //! ## Feature flags
 //!
-//! - `progress`: [`progress::Progress`], an indicatif bar on stderr shown
+//! - `progress`: `progress::Progress`, an indicatif bar on stderr shown
 //!   only on a terminal and only once work has taken a second.
 
 mod error;
