@@ -384,3 +384,45 @@ async fn the_checking_tools_stay_small_on_millions_of_bad_lines_and_one_endless_
         stderr(&o)
     );
 }
+
+/// `verify --checkpoints COPY` where COPY is a full copy of a log (allowed:
+/// lines of other event types are skipped) of 200 MB: the copy is read
+/// line by line, keeping only its checkpoints, so memory does not grow
+/// with it (before, the whole copy was read into one string first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_streams_a_large_checkpoints_copy_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let o = agent_audit(&["keygen", "--out", keys.to_str().unwrap()], &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let signer = Signer::load(keys.join("audit-signing-key.pem")).unwrap();
+    let (path, copy) = write_log(dir.path(), 12, false, Some(signer)).await;
+    // The collector's copy, then 200 MB of other records it also holds.
+    let filler = format!(
+        "{{\"event_type\":\"tool_call\",\"payload\":{{\"note\":\"{}\"}}}}\n",
+        "x".repeat(2000)
+    );
+    let block = filler.repeat(1000);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&copy)
+        .unwrap();
+    while f.metadata().unwrap().len() < 200 << 20 {
+        std::io::Write::write_all(&mut f, block.as_bytes()).unwrap();
+    }
+    drop(f);
+    let public = keys.join("audit-signing-key.pub.pem");
+    let work = tempfile::tempdir().unwrap();
+    let args = [
+        "verify",
+        "--public-key",
+        public.to_str().unwrap(),
+        "--checkpoints",
+        copy.to_str().unwrap(),
+        path.to_str().unwrap(),
+    ];
+    let (code, kib, stderr) = peak_rss(&args, work.path());
+    eprintln!("verify --checkpoints (200 MB copy): exit {code}, peak RSS {kib} KiB");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(kib < RSS_BOUND_KIB, "peak RSS {kib} KiB");
+}

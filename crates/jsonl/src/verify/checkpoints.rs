@@ -26,75 +26,8 @@ pub struct OffHostCheckpoint {
     pub payload: CheckpointPayload,
 }
 
-/// `checkpoint` records (as in an audit log), objects with the checkpoint
-/// payload under `payload` or `body` (an OTLP log record exported as JSON,
-/// its seq in `attributes."audit.seq"`), or bare payloads. Lines of other
-/// event types are skipped, so a full copy of the log's records will do.
-pub fn load_checkpoints(path: impl AsRef<Path>) -> Result<Vec<OffHostCheckpoint>, VerifyError> {
-    let path = path.as_ref();
-    let text = crate::files::open_regular_for_reading(path, crate::files::Symlinks::Follow)
-        .and_then(|mut f| std::io::read_to_string(&mut f))
-        .map_err(|source| VerifyError::open(path, source))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let number = i as u64 + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let bad = |reason: String| VerifyError::BadCheckpointFile {
-            path: path.to_path_buf(),
-            line: number,
-            reason,
-        };
-        let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| bad(format!("not JSON: {e}")))?;
-        let Some(obj) = value.as_object() else {
-            return Err(bad("not a JSON object".into()));
-        };
-        let is_payload = |v: &serde_json::Value| {
-            v.get("signature").is_some() && v.get("upto_seq").is_some() && v.get("head").is_some()
-        };
-        let event_type = obj
-            .get("event_type")
-            .or_else(|| obj.get("event_name"))
-            .and_then(|v| v.as_str());
-        if let Some(t) = event_type
-            && t != "checkpoint"
-            && t != "agent_audit.checkpoint"
-        {
-            continue;
-        }
-        let payload = if is_payload(&value) {
-            &value
-        } else if let Some(p) = obj.get("payload").filter(|p| is_payload(p)) {
-            p
-        } else if let Some(p) = obj.get("body").filter(|p| is_payload(p)) {
-            p
-        } else if event_type.is_some() {
-            return Err(bad(
-                "a checkpoint record without a checkpoint payload".into()
-            ));
-        } else {
-            continue;
-        };
-        let payload = CheckpointPayload::from_value(payload).map_err(bad)?;
-        let seq_of = |v: &serde_json::Value| {
-            v.as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        };
-        let seq = obj
-            .get("seq")
-            .and_then(seq_of)
-            .or_else(|| obj.get("attributes")?.get("audit.seq").and_then(seq_of));
-        out.push(OffHostCheckpoint {
-            source: path.to_path_buf(),
-            line: number,
-            seq,
-            payload,
-        });
-    }
-    Ok(out)
-}
+mod load;
+pub use load::load_checkpoints;
 
 /// An off-host checkpoint's expectations.
 pub(super) struct Expect {
