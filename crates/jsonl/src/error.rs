@@ -118,6 +118,24 @@ pub enum JsonlError {
         /// The longest line a record may have.
         max: usize,
     },
+    /// Under a chain key, the file's last record does not link to the
+    /// record before it: someone without the key appended it (a replayed
+    /// line, a plain SHA-256 link, a made-up seq), or the key is not the
+    /// one the log was written with. Resuming from it would let it set the
+    /// chain and the seq numbering. Nothing was changed.
+    #[error(
+        "refusing to append to keyed audit log {path}: its last record (line {line}, seq {seq}, byte offset {offset}) does not link under the chain key to the record before it (its `prev` is not the HMAC of that line): it was put there without the key, or this is not the key the log was written with. The file was left as it is: check it with `agent-audit verify --key-env VAR` and move it aside"
+    )]
+    UnlinkedLastRecord {
+        /// The file.
+        path: PathBuf,
+        /// The last record's line number (1-based).
+        line: u64,
+        /// Its seq.
+        seq: u64,
+        /// Its byte offset.
+        offset: u64,
+    },
     /// Appending failed (disk full, I/O error, file too large).
     #[error("cannot write to audit log {path}: {source}")]
     Write {

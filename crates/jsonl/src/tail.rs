@@ -26,6 +26,8 @@ pub(crate) struct LastRecord {
     pub bytes: Vec<u8>,
     /// Byte offset just past it (and its newline, if any).
     pub end: u64,
+    /// Byte offset of its first byte.
+    pub start: u64,
 }
 
 /// A line after the last record that is not a record.
@@ -127,6 +129,7 @@ pub(crate) fn scan(file: &File, len: u64) -> Result<Tail, ScanError> {
                     seq,
                     bytes: bytes.unwrap_or_default(),
                     end: if terminated { end + 1 } else { end },
+                    start,
                 });
                 break;
             }
@@ -152,6 +155,43 @@ pub(crate) fn scan(file: &File, len: u64) -> Result<Tail, ScanError> {
     }
     tail.bad.reverse();
     Ok(tail)
+}
+
+/// The exact bytes of the nearest record before byte `start` (the start
+/// of a line), past at most `MAX_BAD` lines that are not records (a
+/// restart leaves a whole line of another shape in place and chains over
+/// it); `None` when the file holds no record before it.
+pub(crate) fn record_before(file: &File, start: u64) -> Result<Option<Vec<u8>>, ScanError> {
+    let mut end = start;
+    for _ in 0..=MAX_BAD {
+        if end == 0 {
+            return Ok(None);
+        }
+        // `end - 1` is the newline ending the line before.
+        let line_end = end - 1;
+        let from = prev_newline(file, line_end)?.map_or(0, |i| i + 1);
+        if let Some(bytes) = read_line(file, from, line_end)?
+            && record_seq(&bytes).is_some()
+        {
+            return Ok(Some(bytes));
+        }
+        end = from;
+    }
+    Err(ScanError::TooManyBad)
+}
+
+/// The 1-based number of the line starting at byte `offset`, for an error
+/// message: counts the newlines before it.
+pub(crate) fn line_number(file: &File, offset: u64) -> io::Result<u64> {
+    let mut buf = vec![0u8; 256 << 10];
+    let (mut at, mut lines) = (0u64, 1u64);
+    while at < offset {
+        let n = (offset - at).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], at)?;
+        lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+        at += n as u64;
+    }
+    Ok(lines)
 }
 
 /// Reads a file through `pread`, leaving the file position alone.

@@ -372,6 +372,29 @@ async fn every_malformed_line_planted_at_the_end_before_a_restart_is_cut_or_dama
                 data.push(b'\n');
             }
             std::fs::write(&path, &data).unwrap();
+            if is_record {
+                // A whole record that does not link under the key to the
+                // one before it: the writer refuses to resume from it and
+                // leaves the file for an operator (keyed_tail.rs).
+                let opened =
+                    agent_audit_jsonl::JsonlSink::new(JsonlOptions::new(&path).chain_key(KEY))
+                        .unwrap()
+                        .open_file();
+                assert!(
+                    matches!(
+                        opened,
+                        Err(agent_audit_jsonl::JsonlError::UnlinkedLastRecord { .. })
+                    ),
+                    "{what} (terminated: {terminated}): {opened:?}"
+                );
+                assert_eq!(std::fs::read(&path).unwrap(), data, "{what}: file changed");
+                expect_damage(
+                    &verify_with(&[&path], &options),
+                    &format!("{what} (terminated: {terminated})"),
+                );
+                cases += 1;
+                continue;
+            }
             write_log(JsonlOptions::new(&path).chain_key(KEY), 2).await;
             let after = std::fs::read(&path).unwrap();
             let report = verify_with(&[&path], &options);

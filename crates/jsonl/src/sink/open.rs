@@ -79,6 +79,10 @@ impl JsonlSink {
                     return Err(unreadable_tail(&path, end, searched));
                 }
             };
+            // Before anything is cut: a refusal leaves the file as it is.
+            if let Some(last) = &tail.last {
+                self.check_last_link(&file, last)?;
+            }
             // What follows the last record was never a whole record of
             // this log. The digests are taken before anything is cut.
             let read_err = |source| JsonlError::ReadTail {
@@ -201,6 +205,55 @@ impl JsonlSink {
             self.chain.head(),
         );
         Ok(SinkOpen { last_seq, notices })
+    }
+
+    /// Under a chain key, the last record must link to the record before
+    /// it: a whole record someone appended without the key would otherwise
+    /// set the chain and the seq numbering the writer resumes from. Only
+    /// refused, never cut: whole lines are evidence, for an operator to
+    /// look at. The first record of a file is not checked here (what it
+    /// links to may be in another file, or deleted by retention); `verify`
+    /// checks it. A plain chain cannot be checked this way: anyone can
+    /// compute a SHA-256.
+    fn check_last_link(&self, file: &File, last: &tail::LastRecord) -> Result<(), JsonlError> {
+        if !self.chain.is_keyed() {
+            return Ok(());
+        }
+        let path = &self.options.path;
+        let before = match tail::record_before(file, last.start) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(()),
+            Err(ScanError::Io(source)) => {
+                return Err(JsonlError::ReadTail {
+                    path: path.clone(),
+                    source,
+                });
+            }
+            Err(ScanError::TooManyBad) => {
+                return Err(JsonlError::NotAnAuditLog {
+                    path: path.clone(),
+                    lines: tail::MAX_BAD + 1,
+                });
+            }
+            Err(ScanError::Overlong { end, searched }) => {
+                return Err(unreadable_tail(path, end, searched));
+            }
+        };
+        let links = crate::reader::parse_record(&last.bytes)
+            .is_some_and(|r| r.prev == hex::encode(self.chain.hash(&before)));
+        if links {
+            return Ok(());
+        }
+        let line = tail::line_number(file, last.start).map_err(|source| JsonlError::ReadTail {
+            path: path.clone(),
+            source,
+        })?;
+        Err(JsonlError::UnlinkedLastRecord {
+            path: path.clone(),
+            line,
+            seq: last.seq,
+            offset: last.start,
+        })
     }
 
     /// With no record in the active file, the chain and seq continue from
