@@ -361,12 +361,8 @@ impl Follower {
     /// A line still without newline when its file is left is torn.
     fn finish_torn(&mut self, out: &mut Collector) {
         if !self.partial.is_empty() || self.too_long {
-            out.push(FollowEvent::Bad(ReadError::TornFinalLine {
-                path: self.path.clone(),
-                line: self.line + 1,
-                offset: self.line_start,
-                len: self.offset - self.line_start,
-            }));
+            let torn = torn_line(&self.path, self.line, self.line_start, self.offset);
+            out.push(FollowEvent::Bad(torn));
             self.partial.clear();
             self.too_long = false;
         }
@@ -378,11 +374,7 @@ impl Follower {
             return Ok(());
         };
         file.seek(SeekFrom::Start(self.offset))
-            .map_err(|source| ReadError::Io {
-                path: self.path.clone(),
-                line: self.line + 1,
-                source,
-            })?;
+            .map_err(|source| io_at(&self.path, self.line, source))?;
         let mut buf = vec![0u8; 256 << 10];
         // An unfinished line is only continued while its bytes are still
         // in the file: the writer cuts a torn final line when it reopens
@@ -396,12 +388,7 @@ impl Follower {
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(source) => {
-                    return Err(ReadError::Io {
-                        path: self.path.clone(),
-                        line: self.line + 1,
-                        source,
-                    }
-                    .into());
+                    return Err(io_at(&self.path, self.line, source).into());
                 }
             };
             if std::mem::take(&mut check_partial) {
@@ -412,30 +399,18 @@ impl Follower {
                     &self.partial,
                     self.too_long,
                 )
-                .map_err(|source| ReadError::Io {
-                    path: self.path.clone(),
-                    line: self.line + 1,
-                    source,
-                })?;
+                .map_err(|source| io_at(&self.path, self.line, source))?;
                 if !kept {
                     // Reported once, as when its file is rotated away;
                     // what was read after it is read again from the line's
                     // start, as the lines the file now holds there.
-                    out.push(FollowEvent::Bad(ReadError::TornFinalLine {
-                        path: self.path.clone(),
-                        line: self.line + 1,
-                        offset: self.line_start,
-                        len: self.offset - self.line_start,
-                    }));
+                    let torn = torn_line(&self.path, self.line, self.line_start, self.offset);
+                    out.push(FollowEvent::Bad(torn));
                     self.partial.clear();
                     self.too_long = false;
                     self.offset = self.line_start;
                     file.seek(SeekFrom::Start(self.offset))
-                        .map_err(|source| ReadError::Io {
-                            path: self.path.clone(),
-                            line: self.line + 1,
-                            source,
-                        })?;
+                        .map_err(|source| io_at(&self.path, self.line, source))?;
                     continue;
                 }
             }
@@ -632,5 +607,25 @@ fn parse_line(
             offset,
             source,
         }),
+    }
+}
+
+/// The torn line after line `line` of `path`, from byte `start` to `end`:
+/// reported when its file is left, and when the writer cut it.
+fn torn_line(path: &std::path::Path, line: u64, start: u64, end: u64) -> ReadError {
+    ReadError::TornFinalLine {
+        path: path.to_path_buf(),
+        line: line + 1,
+        offset: start,
+        len: end - start,
+    }
+}
+
+/// A read error while reading the line after line `line` of `path`.
+fn io_at(path: &std::path::Path, line: u64, source: std::io::Error) -> ReadError {
+    ReadError::Io {
+        path: path.to_path_buf(),
+        line: line + 1,
+        source,
     }
 }
