@@ -240,7 +240,7 @@ async fn nothing_sensitive_reaches_any_sink() {
 /// request still join each other.
 #[tokio::test(flavor = "multi_thread")]
 async fn ids_are_redacted_when_they_enter_the_scope() {
-    let config = toml::from_str::<AuditToml>(
+    let (d, memory) = redacted_memory(
         r#"
 [redaction]
 detectors = ["email"]
@@ -257,19 +257,7 @@ pattern = "\\bacct-[0-9]{5}\\b"
 action = "drop"
 "#,
     )
-    .unwrap()
-    .redaction;
-    let redactor = Redactor::from_config_with_env(&config, |name| {
-        (name == "AUDIT_REDACTION_KEY").then(|| OsString::from("end-to-end-test-key-0123456789"))
-    })
-    .unwrap();
-    let memory = MemorySink::new();
-    let d = Dispatcher::builder()
-        .sink(SinkOptions::new("memory"), memory.clone())
-        .filter(Arc::new(redactor))
-        .start()
-        .await
-        .unwrap();
+    .await;
 
     let root = Auditor::new(d.clone());
     // A detector on the correlation id, a field rule (hash) on the request id.
@@ -319,7 +307,7 @@ action = "drop"
 /// must still apply to it (it used to carry the raw request id).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_correlation_rule_applies_to_a_correlation_id_derived_from_the_request_id() {
-    let config = toml::from_str::<AuditToml>(
+    let (d, memory) = redacted_memory(
         r#"
 [redaction]
 key_env = "AUDIT_REDACTION_KEY"
@@ -330,19 +318,7 @@ fields = ["correlation_id"]
 action = "hash"
 "#,
     )
-    .unwrap()
-    .redaction;
-    let redactor = Redactor::from_config_with_env(&config, |name| {
-        (name == "AUDIT_REDACTION_KEY").then(|| OsString::from("end-to-end-test-key-0123456789"))
-    })
-    .unwrap();
-    let memory = MemorySink::new();
-    let d = Dispatcher::builder()
-        .sink(SinkOptions::new("memory"), memory.clone())
-        .filter(Arc::new(redactor))
-        .start()
-        .await
-        .unwrap();
+    .await;
     let a = Auditor::new(d.clone()).for_request(Some("customer-4711"));
     a.emit(EventType::UserRequest, &json!({"text": "hi"}))
         .await
@@ -466,4 +442,22 @@ async fn secrets_in_json_text_and_assignments_inside_strings_are_redacted() {
             "bearer_token"
         ]
     );
+}
+
+/// A dispatcher whose one sink is memory, behind a redactor built from the
+/// `[redaction]` TOML `toml` with the test key in `AUDIT_REDACTION_KEY`.
+async fn redacted_memory(toml: &str) -> (Dispatcher, MemorySink) {
+    let config = toml::from_str::<AuditToml>(toml).unwrap().redaction;
+    let redactor = Redactor::from_config_with_env(&config, |name| {
+        (name == "AUDIT_REDACTION_KEY").then(|| OsString::from("end-to-end-test-key-0123456789"))
+    })
+    .unwrap();
+    let memory = MemorySink::new();
+    let d = Dispatcher::builder()
+        .sink(SinkOptions::new("memory"), memory.clone())
+        .filter(Arc::new(redactor))
+        .start()
+        .await
+        .unwrap();
+    (d, memory)
 }
