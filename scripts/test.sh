@@ -6,6 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A fresh clone gains nothing from incremental artefacts; they doubled the
+# target directory. Say the free disk up front: a full disk fails the build
+# with an LLVM I/O error far from its cause.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+echo "== disk: $(df -h . | awk 'NR==2 {print $4 " free on " $6}')"
+
 for setup in .ci/setup.d/*.sh; do
     [ -e "$setup" ] || continue
     echo "== setup: $setup"
