@@ -17,6 +17,7 @@
 //! - [`disk`]: a real full disk (a small tmpfs filled to the last byte).
 //! - [`collector`]: a real OpenTelemetry collector (rotel), and a server
 //!   that accepts and never answers.
+//! - [`postgres`]: a real, throwaway PostgreSQL server on loopback.
 //!
 //! ```
 //! use agent_audit_tests::secrets::SecretScan;
@@ -36,6 +37,7 @@ pub mod chat;
 pub mod collector;
 pub mod disk;
 pub mod http;
+pub mod postgres;
 pub mod procs;
 pub mod secrets;
 

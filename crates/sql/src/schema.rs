@@ -1,0 +1,381 @@
+//! The table the SQL sink writes, in one place: its columns, how it is
+//! created, how an existing one is checked (never altered), and a
+//! read-only cursor over its `line` column in seq order for the readers
+//! (`verify`, `show`, `stats` on a database URL).
+//!
+//! Every record is one row. `line` holds the record's exact JSONL line,
+//! as the JSONL sink would write it (same keys, same bytes, same `prev`),
+//! so the hash chain verifies from the table alone: hash each `line` in
+//! seq order with [`agent_audit_jsonl::chain::Chain`]. The other columns
+//! are copies of the line's keys for plain SQL queries.
+
+use std::time::Duration;
+
+use crate::conn::{Conn, query_error};
+use crate::error::SqlError;
+use crate::url::{Engine, SqlUrl};
+
+/// The default table name.
+pub const DEFAULT_TABLE: &str = "audit_records";
+
+/// One column of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    /// Its name.
+    pub name: &'static str,
+    /// Its declared type on SQLite.
+    pub sqlite: &'static str,
+    /// Its type on PostgreSQL, as `information_schema.columns.data_type`
+    /// names it.
+    pub postgres: &'static str,
+    /// Whether every row has a value.
+    pub not_null: bool,
+}
+
+const fn col(
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+    not_null: bool,
+) -> Column {
+    Column {
+        name,
+        sqlite,
+        postgres,
+        not_null,
+    }
+}
+
+/// The columns, in table order. `seq` is the primary key.
+pub const COLUMNS: [Column; 15] = [
+    // SQLite's `INTEGER PRIMARY KEY` is the 64-bit rowid itself (a BIGINT
+    // key of its own would be a second index to write).
+    col("seq", "INTEGER", "bigint", true),
+    col("ts", "TEXT", "text", true),
+    col("event_type", "TEXT", "text", true),
+    col("request_id", "TEXT", "text", false),
+    col("correlation_id", "TEXT", "text", false),
+    col("trace_id", "TEXT", "text", false),
+    col("span_id", "TEXT", "text", false),
+    col("parent_span_id", "TEXT", "text", false),
+    col("agent", "TEXT", "text", false),
+    col("payload", "JSON", "jsonb", true),
+    col("prev", "TEXT", "text", true),
+    col("line", "TEXT", "text", true),
+    // Schema v2 keys (issue 14); NULL while records do not carry them.
+    col("user_id", "TEXT", "text", false),
+    col("session_id", "TEXT", "text", false),
+    col("attributes", "JSON", "jsonb", false),
+];
+
+/// The columns with an index of their own (besides `seq`).
+pub const INDEXED: [&str; 4] = ["request_id", "correlation_id", "ts", "event_type"];
+
+/// Checks that `table` is a plain identifier: 1 to 40 ASCII letters,
+/// digits and `_`, not starting with a digit (40 leaves room for the
+/// index names within PostgreSQL's 63 bytes).
+pub fn check_table_name(table: &str) -> Result<(), SqlError> {
+    let ok = (1..=40).contains(&table.len())
+        && table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !table.as_bytes()[0].is_ascii_digit();
+    if ok {
+        Ok(())
+    } else {
+        Err(SqlError::TableName(table.to_string()))
+    }
+}
+
+/// The statements that create the table and its indexes on `engine`.
+pub fn create_statements(engine: Engine, table: &str) -> Vec<String> {
+    let columns: Vec<String> = COLUMNS
+        .iter()
+        .map(|c| {
+            let ty = match engine {
+                Engine::Sqlite => c.sqlite,
+                Engine::Postgres => c.postgres,
+            };
+            let key = if c.name == "seq" { " PRIMARY KEY" } else { "" };
+            let null = if c.not_null { " NOT NULL" } else { "" };
+            format!("{} {ty}{key}{null}", c.name)
+        })
+        .collect();
+    let mut out = vec![format!("CREATE TABLE \"{table}\" ({})", columns.join(", "))];
+    for c in INDEXED {
+        out.push(format!(
+            "CREATE INDEX \"{table}_{c}_idx\" ON \"{table}\" ({c})"
+        ));
+    }
+    out
+}
+
+/// The columns of an existing table (name, type), empty when it is absent.
+async fn existing_columns(
+    conn: &mut Conn,
+    url: &SqlUrl,
+    table: &str,
+) -> Result<Vec<(String, String, bool)>, SqlError> {
+    let e = |e| query_error(url, "reading the table's columns", e);
+    match conn {
+        Conn::Sqlite(c) => {
+            // table_xinfo's rows: cid, name, type, notnull, dflt, pk, hidden.
+            let rows: Vec<(i64, String, String, i64, Option<String>, i64)> =
+                sqlx::query_as("SELECT cid, name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?) ORDER BY cid")
+                    .bind(table)
+                    .fetch_all(&mut *c)
+                    .await
+                    .map_err(e)?;
+            Ok(rows
+                .into_iter()
+                .map(|(_, name, ty, _, _, pk)| (name, ty, pk == 1))
+                .collect())
+        }
+        Conn::Postgres(c) => {
+            let rows: Vec<(String, String)> = sqlx::query_as(
+                "SELECT column_name::text, data_type::text FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+            )
+            .bind(table)
+            .fetch_all(&mut *c)
+            .await
+            .map_err(e)?;
+            let key: Vec<(String,)> = sqlx::query_as(
+                "SELECT a.attname::text FROM pg_index i \
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+                 WHERE i.indrelid = (quote_ident(current_schema()) || '.' || quote_ident($1))::regclass \
+                 AND i.indisprimary",
+            )
+            .bind(table)
+            .fetch_all(&mut *c)
+            .await
+            .unwrap_or_default();
+            Ok(rows
+                .into_iter()
+                .map(|(name, ty)| {
+                    let pk = key.iter().any(|(k,)| *k == name);
+                    (name, ty, pk)
+                })
+                .collect())
+        }
+    }
+}
+
+/// Whether the table was there already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Found {
+    Created,
+    Existing,
+}
+
+/// Checks the table's shape, creating it (with its indexes, in one
+/// transaction) when it is absent and `create` is set. A table of another
+/// shape is refused naming the first column at fault; it is never altered.
+pub(crate) async fn ensure(
+    conn: &mut Conn,
+    url: &SqlUrl,
+    table: &str,
+    create: bool,
+) -> Result<Found, SqlError> {
+    let have = existing_columns(conn, url, table).await?;
+    if have.is_empty() {
+        if !create {
+            return Err(SqlError::NoTable {
+                url: url.to_string(),
+                table: table.to_string(),
+            });
+        }
+        let e = |e| query_error(url, "creating the table", e);
+        let statements = create_statements(url.engine(), table);
+        match conn {
+            Conn::Sqlite(c) => {
+                let mut tx = sqlx::Connection::begin(&mut *c).await.map_err(e)?;
+                for s in &statements {
+                    sqlx::query(s).execute(&mut *tx).await.map_err(e)?;
+                }
+                tx.commit().await.map_err(e)?;
+            }
+            Conn::Postgres(c) => {
+                let mut tx = sqlx::Connection::begin(&mut *c).await.map_err(e)?;
+                for s in &statements {
+                    sqlx::query(s).execute(&mut *tx).await.map_err(e)?;
+                }
+                tx.commit().await.map_err(e)?;
+            }
+        }
+        return Ok(Found::Created);
+    }
+    let shape = |column: &str, problem: String| SqlError::Shape {
+        url: url.to_string(),
+        table: table.to_string(),
+        column: column.to_string(),
+        problem,
+    };
+    for c in COLUMNS {
+        let want = match url.engine() {
+            Engine::Sqlite => c.sqlite,
+            Engine::Postgres => c.postgres,
+        };
+        match have
+            .iter()
+            .find(|(name, _, _)| name.eq_ignore_ascii_case(c.name))
+        {
+            None => return Err(shape(c.name, "is missing".into())),
+            Some((_, ty, _)) if !ty.eq_ignore_ascii_case(want) => {
+                return Err(shape(c.name, format!("is {ty}, not {want}")));
+            }
+            Some((_, _, pk)) if c.name == "seq" && !pk => {
+                return Err(shape(c.name, "is not the primary key".into()));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some((name, _, _)) = have
+        .iter()
+        .find(|(name, _, _)| !COLUMNS.iter().any(|c| c.name.eq_ignore_ascii_case(name)))
+    {
+        return Err(shape(name, "is not one of the sink's columns".into()));
+    }
+    Ok(Found::Existing)
+}
+
+/// The row with the highest seq: its seq and line.
+pub(crate) async fn last_row(
+    conn: &mut Conn,
+    url: &SqlUrl,
+    table: &str,
+) -> Result<Option<(i64, String)>, SqlError> {
+    let sql = format!("SELECT seq, line FROM \"{table}\" ORDER BY seq DESC LIMIT 1");
+    let e = |e| query_error(url, "reading the last row", e);
+    match conn {
+        Conn::Sqlite(c) => sqlx::query_as(&sql).fetch_optional(&mut *c).await,
+        Conn::Postgres(c) => sqlx::query_as(&sql).fetch_optional(&mut *c).await,
+    }
+    .map_err(e)
+}
+
+/// One row's seq and line, as the sink wrote them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLine {
+    /// The row's `seq`.
+    pub seq: u64,
+    /// The row's `line`: the record's exact JSONL line, without newline.
+    pub line: String,
+}
+
+/// A read-only cursor over a table's `line` column in seq order, a page at
+/// a time (memory stays bounded whatever the table's size). Takes no lock:
+/// a writer may keep appending while it reads.
+pub struct LineReader {
+    conn: Conn,
+    url: SqlUrl,
+    table: String,
+    after: Option<i64>,
+}
+
+impl std::fmt::Debug for LineReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineReader")
+            .field("url", &self.url)
+            .field("table", &self.table)
+            .field("after", &self.after)
+            .finish()
+    }
+}
+
+/// Opens `table` at `url` read-only (the SQLite file is not created; a
+/// PostgreSQL session is read-only) and checks its shape.
+pub async fn open_read_only(url: &SqlUrl, table: &str) -> Result<LineReader, SqlError> {
+    check_table_name(table)?;
+    let mut conn = Conn::open(url, true, Duration::from_secs(10)).await?;
+    ensure(&mut conn, url, table, false).await?;
+    Ok(LineReader {
+        conn,
+        url: url.clone(),
+        table: table.to_string(),
+        after: None,
+    })
+}
+
+impl LineReader {
+    /// The next `limit` rows (at most) after those already read, in seq
+    /// order; empty at the end.
+    pub async fn next_page(&mut self, limit: u32) -> Result<Vec<StoredLine>, SqlError> {
+        let after = self.after.unwrap_or(i64::MIN);
+        let t = &self.table;
+        let rows: Vec<(i64, String)> = match &mut self.conn {
+            Conn::Sqlite(c) => {
+                sqlx::query_as(&format!(
+                    "SELECT seq, line FROM \"{t}\" WHERE seq > ? ORDER BY seq LIMIT ?"
+                ))
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *c)
+                .await
+            }
+            Conn::Postgres(c) => {
+                sqlx::query_as(&format!(
+                    "SELECT seq, line FROM \"{t}\" WHERE seq > $1 ORDER BY seq LIMIT $2"
+                ))
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *c)
+                .await
+            }
+        }
+        .map_err(|e| query_error(&self.url, "reading lines", e))?;
+        if let Some((seq, _)) = rows.last() {
+            self.after = Some(*seq);
+        }
+        rows.into_iter()
+            .map(|(seq, line)| {
+                let seq = u64::try_from(seq).map_err(|_| SqlError::BadRow {
+                    table: self.table.clone(),
+                    seq,
+                    problem: "negative seq".into(),
+                })?;
+                Ok(StoredLine { seq, line })
+            })
+            .collect()
+    }
+
+    /// Closes the connection.
+    pub async fn close(self) {
+        self.conn.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_are_plain_identifiers() {
+        for ok in ["audit_records", "A1", "_t", &"x".repeat(40)] {
+            assert!(check_table_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "1t",
+            "a.b",
+            "a b",
+            "t\"",
+            "t;drop",
+            &"x".repeat(41),
+            "é",
+        ] {
+            assert!(check_table_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_statements_name_every_column_and_index() {
+        let s = create_statements(Engine::Postgres, "t").join("\n");
+        for c in COLUMNS {
+            assert!(s.contains(c.name), "{}", c.name);
+        }
+        assert!(s.contains("payload jsonb NOT NULL"));
+        assert!(s.contains("seq bigint PRIMARY KEY NOT NULL"));
+        assert_eq!(s.matches("CREATE INDEX").count(), 4);
+    }
+}
