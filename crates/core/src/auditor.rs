@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::attributes::{self, AttrValue, AttributeError};
 use crate::dispatcher::{Dispatcher, Draft, Receipt};
 use crate::error::EmitError;
 use crate::ids::{SpanId, TraceContext, TraceFlags, TraceId, new_request_id};
@@ -47,9 +48,13 @@ pub struct Auditor {
 impl Auditor {
     /// A handle with a fresh trace and no request.
     pub fn new(dispatcher: Dispatcher) -> Auditor {
+        let scope = Scope {
+            attributes: dispatcher.attributes().clone(),
+            ..Scope::new(TraceId::random(), None)
+        };
         Auditor {
             dispatcher,
-            scope: Scope::new(TraceId::random(), None),
+            scope,
             context: None,
         }
     }
@@ -130,6 +135,69 @@ impl Auditor {
             // A fresh id, not none: the records of the request must still
             // join each other, only not the person behind the old id.
             IdRewrite::Drop => Some(Arc::from(new_request_id())),
+        }
+    }
+
+    /// Names the end user the records are for (`user_id`, schema v2):
+    /// every record of this handle and of the handles made from it
+    /// (requests, agents, child spans) carries it. The id passes the
+    /// dispatcher's [`PayloadFilter::apply_id`](crate::PayloadFilter::apply_id)
+    /// under the field name `user_id` first, once: a `hash` rule makes it
+    /// a stable pseudonym; a `drop` rule records no user.
+    pub fn with_user(&self, id: &str) -> Auditor {
+        let mut next = self.clone();
+        next.scope.user_id = self.identity("user_id", id);
+        next
+    }
+
+    /// Names the user's session (`session_id`, schema v2), carried like
+    /// [`Auditor::with_user`]'s id and redacted the same way under the
+    /// field name `session_id`.
+    pub fn with_session(&self, id: &str) -> Auditor {
+        let mut next = self.clone();
+        next.scope.session_id = self.identity("session_id", id);
+        next
+    }
+
+    /// Sets one attribute (`attributes`, schema v2) on every record of
+    /// this handle and the handles made from it, beside the dispatcher's
+    /// own ([`Dispatcher::attributes`]); a key set again replaces the
+    /// value. The limits ([`MAX_ATTRIBUTES`](crate::MAX_ATTRIBUTES),
+    /// [`MAX_ATTRIBUTE_KEY_BYTES`](crate::MAX_ATTRIBUTE_KEY_BYTES),
+    /// [`MAX_ATTRIBUTE_VALUE_BYTES`](crate::MAX_ATTRIBUTE_VALUE_BYTES)) are
+    /// checked on the value as given; an error names the attribute and
+    /// leaves `self` as it was. String and number values then pass the
+    /// redaction rules under the attribute's key, as a payload field would.
+    pub fn with_attribute(
+        &self,
+        key: &str,
+        value: impl Into<AttrValue>,
+    ) -> Result<Auditor, AttributeError> {
+        let value = value.into();
+        attributes::check(key, &value)?;
+        let mut next = self.clone();
+        match attributes::redacted(self.dispatcher.filter(), key, value) {
+            Some(v) => next.scope.attributes = self.scope.attributes.with(key, v)?,
+            // Dropped by a rule: the attribute is not recorded at all, and
+            // an earlier value of the key must not stay behind either.
+            None => {
+                next.scope.attributes = self.scope.attributes.without(key);
+            }
+        }
+        Ok(next)
+    }
+
+    /// `id` as the rules want a `user_id` or `session_id` recorded; none
+    /// when a rule drops it (unlike a request id, no record needs it to
+    /// join the others).
+    fn identity(&self, field: &str, id: &str) -> Option<Arc<str>> {
+        let Some(filter) = self.dispatcher.filter() else {
+            return Some(Arc::from(id));
+        };
+        match filter.apply_id(field, id) {
+            IdRewrite::Keep => Some(Arc::from(id)),
+            IdRewrite::Replace(id) => Some(Arc::from(id)),
+            _ => None,
         }
     }
 
@@ -346,6 +414,12 @@ pub(crate) fn serialize_draft<P: Serialize + ?Sized>(
     }
     out.extend_from_slice(b",\"agent\":");
     serde_json::to_writer(&mut out, &meta.scope.agent.as_deref())?;
+    out.extend_from_slice(b",\"user_id\":");
+    serde_json::to_writer(&mut out, &meta.scope.user_id.as_deref())?;
+    out.extend_from_slice(b",\"session_id\":");
+    serde_json::to_writer(&mut out, &meta.scope.session_id.as_deref())?;
+    out.extend_from_slice(b",\"attributes\":");
+    out.extend_from_slice(meta.scope.attributes.json().as_bytes());
     out.extend_from_slice(b",\"payload\":");
     let payload_at = out.len();
     let mut ser = serde_json::Serializer::with_formatter(&mut out, DepthLimit(0));
@@ -382,7 +456,7 @@ pub(crate) fn empty_draft(trace_id: TraceId) -> Draft {
         scope: Scope::new(trace_id, None),
     };
     let body = format!(
-        "\"event_type\":\"audit_gap\",\"request_id\":null,\"correlation_id\":null,\"trace_id\":\"{}\",\"span_id\":\"{}\",\"parent_span_id\":null,\"agent\":null,\"payload\":{{}}",
+        "\"event_type\":\"audit_gap\",\"request_id\":null,\"correlation_id\":null,\"trace_id\":\"{}\",\"span_id\":\"{}\",\"parent_span_id\":null,\"agent\":null,\"user_id\":null,\"session_id\":null,\"attributes\":{{}},\"payload\":{{}}",
         meta.scope.trace_id, meta.scope.span_id
     );
     let payload_at = body.len() - 2;

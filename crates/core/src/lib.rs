@@ -48,6 +48,7 @@
 //! - `testing`: the sink conformance suite (the `conformance` module).
 
 mod async_sink;
+mod attributes;
 mod auditor;
 mod dispatcher;
 mod error;
@@ -67,6 +68,10 @@ mod time;
 pub mod conformance;
 
 pub use async_sink::{AsyncSink, WriteCancelled};
+pub use attributes::{
+    AttrValue, AttributeError, Attributes, MAX_ATTRIBUTE_KEY_BYTES, MAX_ATTRIBUTE_VALUE_BYTES,
+    MAX_ATTRIBUTES,
+};
 pub use auditor::{Auditor, MAX_PAYLOAD_DEPTH};
 pub use dispatcher::{
     DEFAULT_QUEUE, DeliveryError, Dispatcher, DispatcherBuilder, Health, Overflow, Receipt,
@@ -77,7 +82,9 @@ pub use file_kind::file_kind;
 pub use ids::{SpanId, TraceContext, TraceFlags, TraceId, TraceParentError};
 pub use lease::{LeaseError, MemoryLease, SeqLease};
 pub use memory::{MemorySink, MemorySinkError};
-pub use record::{EventType, MAX_SEQ, Record, SCHEMA_VERSION, Scope, StoredRecord};
+pub use record::{
+    EventType, MAX_SEQ, MIN_SCHEMA_VERSION, Record, SCHEMA_VERSION, Scope, StoredRecord,
+};
 pub use redact::{IdRewrite, PayloadFilter};
 pub use sink::{
     AckLevel, Batch, FailureKind, Retrying, ShutdownSignal, Sink, SinkError, SinkOpen, StatusSignal,

@@ -1,15 +1,23 @@
-//! The schema v1 record: what every sink receives and what every reader parses.
+//! The record (schema v2, reading v1 too): what every sink receives and
+//! what every reader parses.
 
 use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::attributes::Attributes;
 use crate::ids::{SpanId, TraceFlags, TraceId};
 use crate::time::Timestamp;
 
-/// Schema version written in the `v` key of every record.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Schema version written in the `v` key of every record. Version 2 added
+/// `user_id`, `session_id` and `attributes`; a v2 writer always writes 2
+/// and all three keys (null, null, `{}` when unset).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The oldest schema version readers accept: a file may start in v1 and
+/// continue in v2 after an upgrade, one chain across the boundary.
+pub const MIN_SCHEMA_VERSION: u32 = 1;
 
 /// What happened. The tutorial's six names are kept verbatim so its reader
 /// works unchanged; any other name is allowed as [`EventType::Custom`].
@@ -167,7 +175,7 @@ impl Record {
     }
 
     /// The exact JSON of the keys from `event_type` to `payload`, without
-    /// surrounding braces: `"event_type":"…",…,"payload":{…}`.
+    /// surrounding braces: `"event_type":"…",…,"attributes":{…},"payload":{…}`.
     pub fn body(&self) -> &str {
         &self.body
     }
@@ -186,9 +194,9 @@ impl Record {
     }
 
     /// Appends the record's line (without newline) with the given `prev`
-    /// chain value: `{"v":1,"seq":…,"ts":"…",<body>,"prev":"…"}`.
+    /// chain value: `{"v":2,"seq":…,"ts":"…",<body>,"prev":"…"}`.
     pub fn encode_line(&self, prev: &str, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"v\":1,\"seq\":");
+        out.extend_from_slice(b"{\"v\":2,\"seq\":");
         push_u64(out, self.seq);
         out.extend_from_slice(b",\"ts\":\"");
         out.extend_from_slice(self.ts.as_bytes());
@@ -212,6 +220,9 @@ impl Record {
             span_id: Some(self.span_id.to_string()),
             parent_span_id: self.parent_span_id.map(|s| s.to_string()),
             agent: self.agent.as_deref().map(str::to_string),
+            user_id: self.user_id.as_deref().map(str::to_string),
+            session_id: self.session_id.as_deref().map(str::to_string),
+            attributes: self.attributes.to_json_map(),
             payload: self.payload_value(),
             prev: prev.to_string(),
         }
@@ -267,6 +278,12 @@ pub struct Scope {
     pub trace_flags: TraceFlags,
     /// Emitting agent.
     pub agent: Option<Arc<str>>,
+    /// The end user the request is for (schema v2), after redaction.
+    pub user_id: Option<Arc<str>>,
+    /// The user's session (schema v2), after redaction.
+    pub session_id: Option<Arc<str>>,
+    /// Policy metadata (schema v2): tenant, purpose, classification…
+    pub attributes: Attributes,
 }
 
 impl Scope {
@@ -282,6 +299,9 @@ impl Scope {
             parent_span_id: None,
             trace_flags: TraceFlags::SAMPLED,
             agent,
+            user_id: None,
+            session_id: None,
+            attributes: Attributes::default(),
         }
     }
 }
@@ -297,10 +317,13 @@ impl std::ops::Deref for Record {
     }
 }
 
-/// A record as read back from storage: every schema v1 key, owned.
+/// A record as read back from storage: every key of schema v1 or v2,
+/// owned. A v1 record reads with `user_id` and `session_id` `None` and no
+/// attributes.
 ///
-/// Serialising it writes the keys in schema order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Serialising it writes the keys of its own version `v`, in schema order
+/// (a v1 record without the v2 keys).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoredRecord {
     /// Schema version.
@@ -329,10 +352,45 @@ pub struct StoredRecord {
     /// Emitting agent.
     #[serde(default)]
     pub agent: Option<String>,
+    /// The end user the request is for (v2).
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// The user's session (v2).
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// Policy metadata (v2): string keys to strings, numbers or booleans.
+    #[serde(default)]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
     /// The event's content.
     pub payload: serde_json::Value,
     /// Chain value of the previous line.
     pub prev: String,
+}
+
+impl Serialize for StoredRecord {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let v2 = self.v >= 2;
+        let mut st = s.serialize_struct("StoredRecord", if v2 { 15 } else { 12 })?;
+        st.serialize_field("v", &self.v)?;
+        st.serialize_field("seq", &self.seq)?;
+        st.serialize_field("ts", &self.ts)?;
+        st.serialize_field("event_type", &self.event_type)?;
+        st.serialize_field("request_id", &self.request_id)?;
+        st.serialize_field("correlation_id", &self.correlation_id)?;
+        st.serialize_field("trace_id", &self.trace_id)?;
+        st.serialize_field("span_id", &self.span_id)?;
+        st.serialize_field("parent_span_id", &self.parent_span_id)?;
+        st.serialize_field("agent", &self.agent)?;
+        if v2 {
+            st.serialize_field("user_id", &self.user_id)?;
+            st.serialize_field("session_id", &self.session_id)?;
+            st.serialize_field("attributes", &self.attributes)?;
+        }
+        st.serialize_field("payload", &self.payload)?;
+        st.serialize_field("prev", &self.prev)?;
+        st.end()
+    }
 }
 
 impl StoredRecord {

@@ -318,7 +318,7 @@ async fn scopes_carry_request_correlation_agent_and_span_parents() {
     let mut line = Vec::new();
     m.records()[1].encode_line("abc", &mut line);
     let text = String::from_utf8(line).unwrap();
-    assert!(text.starts_with("{\"v\":1,\"seq\":2,\"ts\":\""), "{text}");
+    assert!(text.starts_with("{\"v\":2,\"seq\":2,\"ts\":\""), "{text}");
     assert!(text.ends_with(",\"prev\":\"abc\"}"));
     let back: StoredRecord = serde_json::from_str(&text).unwrap();
     assert_eq!(back.payload["answer"], "ok");

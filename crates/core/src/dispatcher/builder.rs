@@ -32,6 +32,7 @@ pub struct DispatcherBuilder {
     sinks: Vec<(SinkOptions, Driver)>,
     runtime: Option<tokio::runtime::Handle>,
     filter: Option<Arc<dyn PayloadFilter>>,
+    attributes: crate::Attributes,
     max_record_bytes: usize,
     lease: Option<Arc<dyn SeqLease>>,
     lease_block: u64,
@@ -43,6 +44,7 @@ impl Default for DispatcherBuilder {
             sinks: Vec::new(),
             runtime: None,
             filter: None,
+            attributes: crate::Attributes::default(),
             max_record_bytes: 1 << 20,
             lease: None,
             lease_block: 65_536,
@@ -87,6 +89,15 @@ impl DispatcherBuilder {
     /// refuses another with [`StartError::RuntimeHandle`].
     pub fn async_runtime(mut self, handle: tokio::runtime::Handle) -> Self {
         self.runtime = Some(handle);
+        self
+    }
+
+    /// Stamps `attributes` on every record, the dispatcher's own
+    /// included (`[attributes]` in `audit.toml`); a request's own
+    /// attributes ([`Auditor::with_attribute`](crate::Auditor::with_attribute))
+    /// add to them. The filter's rules apply to them at start.
+    pub fn attributes(mut self, attributes: crate::Attributes) -> Self {
+        self.attributes = attributes;
         self
     }
 
@@ -202,6 +213,7 @@ impl DispatcherBuilder {
         let shared = Arc::new(Shared {
             order: tokio::sync::Mutex::new(Order::new(last_seq + 1, lease)),
             sinks: slots,
+            attributes: self.attributes.redacted(self.filter.as_ref()),
             filter: self.filter,
             max_record_bytes: self.max_record_bytes,
             closed: AtomicBool::new(false),

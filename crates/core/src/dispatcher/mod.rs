@@ -72,6 +72,8 @@ struct Shared {
     order: tokio::sync::Mutex<Order>,
     sinks: Vec<Arc<SinkSlot>>,
     filter: Option<Arc<dyn PayloadFilter>>,
+    /// Attributes stamped on every record (`[attributes]`), redacted.
+    attributes: crate::Attributes,
     max_record_bytes: usize,
     /// Set when shutdown begins: no more records.
     closed: AtomicBool,
@@ -93,6 +95,13 @@ impl Dispatcher {
 
     pub(crate) fn filter(&self) -> Option<&Arc<dyn PayloadFilter>> {
         self.shared.filter.as_ref()
+    }
+
+    /// The attributes every record carries (the builder's
+    /// [`DispatcherBuilder::attributes`], after redaction); every
+    /// [`Auditor`](crate::Auditor) starts from them.
+    pub fn attributes(&self) -> &crate::Attributes {
+        &self.shared.attributes
     }
 
     pub(crate) fn max_record_bytes(&self) -> usize {

@@ -1,0 +1,413 @@
+//! A record's `attributes` (schema v2): the deployment's policy metadata
+//! (tenant, purpose, classification, ticket), flat keys to scalar values,
+//! bounded so that no caller can grow every record without limit.
+
+use std::sync::Arc;
+
+use crate::redact::{IdRewrite, PayloadFilter};
+
+/// Most attributes one scope may carry.
+pub const MAX_ATTRIBUTES: usize = 32;
+
+/// Longest attribute key, in bytes (UTF-8).
+pub const MAX_ATTRIBUTE_KEY_BYTES: usize = 128;
+
+/// Longest string attribute value, in bytes (UTF-8). Numbers and booleans
+/// are short by nature.
+pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1024;
+
+/// One attribute's value: a string, a number or a boolean. Arrays,
+/// objects and null are refused ([`AttrValue::from_json`]): attributes
+/// are labels to filter and index by, not a second payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AttrValue {
+    /// A string.
+    String(Arc<str>),
+    /// A JSON number (integer or finite float).
+    Number(serde_json::Number),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl AttrValue {
+    /// A float as a value; `None` for NaN and the infinities, which JSON
+    /// cannot hold.
+    pub fn float(f: f64) -> Option<AttrValue> {
+        serde_json::Number::from_f64(f).map(AttrValue::Number)
+    }
+
+    /// A JSON value as an attribute value for the attribute `key`:
+    /// strings, numbers and booleans are taken, anything else (an object,
+    /// however deep, an array, null) is [`AttributeError::NotScalar`]
+    /// naming `key`.
+    pub fn from_json(key: &str, value: &serde_json::Value) -> Result<AttrValue, AttributeError> {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => Ok(AttrValue::String(Arc::from(s.as_str()))),
+            Value::Number(n) => Ok(AttrValue::Number(n.clone())),
+            Value::Bool(b) => Ok(AttrValue::Bool(*b)),
+            other => Err(AttributeError::NotScalar {
+                key: shown_key(key),
+                found: match other {
+                    Value::Null => "null",
+                    Value::Array(_) => "an array",
+                    _ => "an object",
+                },
+            }),
+        }
+    }
+
+    /// The value as JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            AttrValue::String(s) => serde_json::Value::String(s.to_string()),
+            AttrValue::Number(n) => serde_json::Value::Number(n.clone()),
+            AttrValue::Bool(b) => serde_json::Value::Bool(*b),
+        }
+    }
+
+    /// The string, for a string value.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            AttrValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for AttrValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AttrValue::String(s) => f.write_str(s),
+            AttrValue::Number(n) => write!(f, "{n}"),
+            AttrValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+impl From<&str> for AttrValue {
+    fn from(s: &str) -> Self {
+        AttrValue::String(Arc::from(s))
+    }
+}
+
+impl From<String> for AttrValue {
+    fn from(s: String) -> Self {
+        AttrValue::String(Arc::from(s))
+    }
+}
+
+impl From<bool> for AttrValue {
+    fn from(b: bool) -> Self {
+        AttrValue::Bool(b)
+    }
+}
+
+impl From<i64> for AttrValue {
+    fn from(n: i64) -> Self {
+        AttrValue::Number(n.into())
+    }
+}
+
+impl From<u64> for AttrValue {
+    fn from(n: u64) -> Self {
+        AttrValue::Number(n.into())
+    }
+}
+
+impl From<i32> for AttrValue {
+    fn from(n: i32) -> Self {
+        AttrValue::Number(n.into())
+    }
+}
+
+/// Why an attribute was refused. Each variant names the attribute (its
+/// first 128 bytes when the key itself is too long).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttributeError {
+    /// The key is empty.
+    #[error("attribute key is empty")]
+    EmptyKey,
+    /// The key is longer than [`MAX_ATTRIBUTE_KEY_BYTES`].
+    #[error("attribute `{key}…`: the key is {len} bytes, over the limit of {max}")]
+    KeyTooLong {
+        /// The key's first bytes.
+        key: String,
+        /// The key's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A string value is longer than [`MAX_ATTRIBUTE_VALUE_BYTES`].
+    #[error("attribute `{key}`: the value is {len} bytes, over the limit of {max}")]
+    ValueTooLarge {
+        /// The attribute.
+        key: String,
+        /// The value's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The value is not a string, number or boolean.
+    #[error(
+        "attribute `{key}`: the value is {found}; an attribute holds a string, a number or a boolean"
+    )]
+    NotScalar {
+        /// The attribute.
+        key: String,
+        /// What the value is.
+        found: &'static str,
+    },
+    /// The scope already holds [`MAX_ATTRIBUTES`] attributes.
+    #[error("attribute `{key}`: the scope already holds {max} attributes, the limit")]
+    TooMany {
+        /// The attribute that did not fit.
+        key: String,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// `key` cut to at most [`MAX_ATTRIBUTE_KEY_BYTES`] at a character
+/// boundary, for an error message.
+fn shown_key(key: &str) -> String {
+    let mut end = key.len().min(MAX_ATTRIBUTE_KEY_BYTES);
+    while !key.is_char_boundary(end) {
+        end -= 1;
+    }
+    key[..end].to_string()
+}
+
+/// Checks one attribute against the limits (not the count).
+pub(crate) fn check(key: &str, value: &AttrValue) -> Result<(), AttributeError> {
+    if key.is_empty() {
+        return Err(AttributeError::EmptyKey);
+    }
+    if key.len() > MAX_ATTRIBUTE_KEY_BYTES {
+        return Err(AttributeError::KeyTooLong {
+            key: shown_key(key),
+            len: key.len(),
+            max: MAX_ATTRIBUTE_KEY_BYTES,
+        });
+    }
+    if let AttrValue::String(s) = value
+        && s.len() > MAX_ATTRIBUTE_VALUE_BYTES
+    {
+        return Err(AttributeError::ValueTooLarge {
+            key: key.to_string(),
+            len: s.len(),
+            max: MAX_ATTRIBUTE_VALUE_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// What the redaction rules make of an attribute value: strings and
+/// numbers pass [`PayloadFilter::apply_id`] under the attribute's key (a
+/// field rule naming the key, or a detector matching the value, fires as
+/// on a payload field); `None` when a rule drops it.
+pub(crate) fn redacted(
+    filter: Option<&Arc<dyn PayloadFilter>>,
+    key: &str,
+    value: AttrValue,
+) -> Option<AttrValue> {
+    let Some(filter) = filter else {
+        return Some(value);
+    };
+    let text = match &value {
+        AttrValue::String(s) => s.to_string(),
+        AttrValue::Number(n) => n.to_string(),
+        AttrValue::Bool(_) => return Some(value),
+    };
+    match filter.apply_id(key, &text) {
+        IdRewrite::Keep => Some(value),
+        IdRewrite::Replace(s) => Some(AttrValue::String(Arc::from(s))),
+        _ => None,
+    }
+}
+
+/// A scope's attributes: sorted by key (the order they are written in),
+/// each key once, with their JSON object text kept beside them so that a
+/// record copies it instead of serialising again. Cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attributes {
+    entries: Arc<[(Arc<str>, AttrValue)]>,
+    json: Arc<str>,
+}
+
+impl Default for Attributes {
+    fn default() -> Self {
+        Attributes {
+            entries: Arc::from(Vec::new()),
+            json: Arc::from("{}"),
+        }
+    }
+}
+
+impl Attributes {
+    /// No attributes.
+    pub fn new() -> Attributes {
+        Attributes::default()
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&AttrValue> {
+        self.entries
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &self.entries[i].1)
+    }
+
+    /// Every attribute, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &AttrValue)> {
+        self.entries.iter().map(|(k, v)| (&**k, v))
+    }
+
+    /// The attributes as the compact JSON object a record holds.
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    /// These attributes with `key` set to `value` (replacing an earlier
+    /// value), checked against the limits. On error `self` is unchanged.
+    pub fn with(
+        &self,
+        key: &str,
+        value: impl Into<AttrValue>,
+    ) -> Result<Attributes, AttributeError> {
+        let value = value.into();
+        check(key, &value)?;
+        let mut entries: Vec<(Arc<str>, AttrValue)> = self.entries.to_vec();
+        match entries.binary_search_by(|(k, _)| (**k).cmp(key)) {
+            Ok(i) => entries[i].1 = value,
+            Err(i) => {
+                if entries.len() >= MAX_ATTRIBUTES {
+                    return Err(AttributeError::TooMany {
+                        key: key.to_string(),
+                        max: MAX_ATTRIBUTES,
+                    });
+                }
+                entries.insert(i, (Arc::from(key), value));
+            }
+        }
+        Ok(Attributes::from_sorted(entries))
+    }
+
+    /// These attributes without `key`.
+    pub fn without(&self, key: &str) -> Attributes {
+        if self.get(key).is_none() {
+            return self.clone();
+        }
+        let entries = self
+            .entries
+            .iter()
+            .filter(|(k, _)| &**k != key)
+            .cloned()
+            .collect();
+        Attributes::from_sorted(entries)
+    }
+
+    /// Attributes from a JSON object's entries, each checked as by
+    /// [`Attributes::with`] and [`AttrValue::from_json`].
+    pub fn from_json_map(
+        map: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Attributes, AttributeError> {
+        let mut out = Attributes::new();
+        for (k, v) in map {
+            out = out.with(k, AttrValue::from_json(k, v)?)?;
+        }
+        Ok(out)
+    }
+
+    /// The attributes as a JSON object.
+    pub fn to_json_map(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.iter()
+            .map(|(k, v)| (k.to_string(), v.to_json()))
+            .collect()
+    }
+
+    /// These attributes as the redaction rules want them recorded.
+    pub(crate) fn redacted(&self, filter: Option<&Arc<dyn PayloadFilter>>) -> Attributes {
+        if filter.is_none() || self.is_empty() {
+            return self.clone();
+        }
+        let entries: Vec<(Arc<str>, AttrValue)> = self
+            .entries
+            .iter()
+            .filter_map(|(k, v)| redacted(filter, k, v.clone()).map(|v| (k.clone(), v)))
+            .collect();
+        Attributes::from_sorted(entries)
+    }
+
+    fn from_sorted(entries: Vec<(Arc<str>, AttrValue)>) -> Attributes {
+        // Written by hand in key order: serde_json's map would follow its
+        // `preserve_order` feature, which another crate may switch on.
+        let mut json = String::with_capacity(2 + entries.len() * 24);
+        json.push('{');
+        for (i, (k, v)) in entries.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push_str(&serde_json::Value::String(k.to_string()).to_string());
+            json.push(':');
+            json.push_str(&v.to_json().to_string());
+        }
+        json.push('}');
+        Attributes {
+            entries: Arc::from(entries),
+            json: Arc::from(json),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_are_sorted_replaced_and_bounded() {
+        let a = Attributes::new()
+            .with("tenant", "emea")
+            .unwrap()
+            .with("purpose", "support")
+            .unwrap()
+            .with("tier", 3)
+            .unwrap()
+            .with("tenant", "apac")
+            .unwrap();
+        assert_eq!(
+            a.json(),
+            r#"{"purpose":"support","tenant":"apac","tier":3}"#
+        );
+        assert_eq!(a.get("tier"), Some(&AttrValue::from(3)));
+        let long = "x".repeat(MAX_ATTRIBUTE_VALUE_BYTES + 1);
+        let err = a.with("note", long.as_str()).unwrap_err();
+        assert!(err.to_string().contains("attribute `note`"), "{err}");
+        assert_eq!(a.len(), 3, "a refused attribute leaves the others");
+        let mut many = Attributes::new();
+        for i in 0..MAX_ATTRIBUTES {
+            many = many.with(&format!("k{i}"), true).unwrap();
+        }
+        assert!(matches!(
+            many.with("one_more", 1),
+            Err(AttributeError::TooMany { ref key, .. }) if key == "one_more"
+        ));
+        let nested = serde_json::json!({"a": {"b": {"c": 1}}});
+        assert!(matches!(
+            AttrValue::from_json("deep", &nested),
+            Err(AttributeError::NotScalar { ref key, .. }) if key == "deep"
+        ));
+    }
+}
