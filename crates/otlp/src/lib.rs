@@ -26,7 +26,7 @@
 //! | `trace_id`, `span_id` | the record's W3C ids |
 //! | `flags` | the trace's W3C flags ([`Scope::trace_flags`](agent_audit_core::Scope::trace_flags)) |
 //! | attributes | `audit.seq`, `audit.request_id`, `audit.prev` (this sink's SHA-256 chain over the records' JSON lines, starting from 64 zeros), `audit.parent_span_id`, `gen_ai.conversation.id` (correlation id), `gen_ai.agent.name`, `gen_ai.operation.name` (`invoke_agent`, `chat`, `execute_tool`), and from the payload where present: `gen_ai.provider.name` (`provider`), `gen_ai.tool.name` (`tool`), `gen_ai.tool.call.id` (`call_id`), `gen_ai.request.model` (`model`; `gen_ai.response.model` for `assistant_output`, the model the server reported), `gen_ai.response.id` (`response_id`), `gen_ai.response.finish_reasons` (`finish_reason`, as a one-string array), `gen_ai.usage.input_tokens` (`usage.input_tokens` or `usage.prompt_tokens`), `gen_ai.usage.output_tokens` (`usage.output_tokens` or `usage.completion_tokens`), `error.type` (`kind`, on error records); names per the GenAI semantic conventions v1.41.0 |
-//! | resource | `service.name`, `service.version`, `host.name` ([`ServiceInfo`]) |
+//! | resource | `service.name`, `service.version`, `host.name` and `OTEL_RESOURCE_ATTRIBUTES` ([`ServiceInfo`]); `schema_url` [`SCHEMA_URL`] on the resource and the scope |
 //!
 //! ## Usage
 //!
@@ -72,8 +72,8 @@
 //!
 //! Configuration keys (all optional): `endpoint`, `protocol` (`grpc`,
 //! `http/protobuf`, `http/json`), `headers`, `compression` (`gzip`, `none`),
-//! `timeout_ms`, `tls = { ca_file }`, `batch_size`, `max_in_flight`,
-//! `linger_ms`, `max_request_bytes`,
+//! `timeout_ms`, `tls = { ca_file, client_cert_file, client_key_file }`,
+//! `batch_size`, `max_in_flight`, `linger_ms`, `max_request_bytes`,
 //! `retry = { initial_backoff_ms, max_backoff_ms, max_elapsed_ms }`. With no
 //! `endpoint`, the standard `OTEL_EXPORTER_OTLP_LOGS_*` and
 //! `OTEL_EXPORTER_OTLP_*` variables apply (see [`OtlpConfig`]). An
@@ -104,9 +104,10 @@ mod transport;
 mod wire;
 
 pub use config::{
-    BOUNDS, Compression, DEFAULT_BATCH_SIZE, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_TIMEOUT, OtlpConfig, OtlpConfigError, OtlpSettings,
-    Protocol, RetryConfig, ServiceInfo, TlsConfig,
+    BOUNDS, ClientIdentity, Compression, DEFAULT_BATCH_SIZE, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_TIMEOUT, MAX_CLIENT_FILE_BYTES, OtlpConfig, OtlpConfigError,
+    OtlpSettings, Protocol, RESOURCE_ATTRIBUTES_ENV, RetryConfig, SCHEMA_URL, SERVICE_NAME_ENV,
+    ServiceInfo, TlsConfig, read_client_identity,
 };
 pub use mapping::{EVENT_NAME_PREFIX, GENESIS_PREV, json_to_any_value, map_record, operation_name};
 pub use sink::{ExportError, OtlpSink};

@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use sha2::{Digest, Sha256};
 
-use crate::config::ServiceInfo;
+use crate::config::{SCHEMA_URL, ServiceInfo};
 use crate::wire::Envelope;
 
 /// Prefix of every exported `event_name`.
@@ -37,13 +37,7 @@ const SCOPE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 impl Mapper {
     pub(crate) fn new(service: &ServiceInfo) -> Mapper {
-        let mut pairs = vec![("service.name", service.name.as_str())];
-        if let Some(v) = &service.version {
-            pairs.push(("service.version", v));
-        }
-        if let Some(h) = &service.host_name {
-            pairs.push(("host.name", h));
-        }
+        let pairs = service.resource_attributes();
         Mapper {
             resource: Resource {
                 attributes: pairs.iter().map(|(k, v)| kv_str(k, v)).collect(),
@@ -54,7 +48,7 @@ impl Mapper {
                 version: SCOPE_VERSION.to_string(),
                 ..Default::default()
             },
-            envelope: Envelope::new(&pairs, SCOPE_NAME, SCOPE_VERSION),
+            envelope: Envelope::new(&pairs, SCOPE_NAME, SCOPE_VERSION, SCHEMA_URL),
             next_prev: GENESIS_PREV.to_string(),
             prev: String::with_capacity(64),
             line: Vec::with_capacity(1024),
@@ -68,9 +62,9 @@ impl Mapper {
             scope_logs: vec![ScopeLogs {
                 scope: Some(self.scope.clone()),
                 log_records,
-                schema_url: String::new(),
+                schema_url: SCHEMA_URL.to_string(),
             }],
-            schema_url: String::new(),
+            schema_url: SCHEMA_URL.to_string(),
         }
     }
 

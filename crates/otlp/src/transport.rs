@@ -68,6 +68,8 @@ pub(crate) enum Transport {
         /// large beside the HTTP variant.
         endpoint: Box<tonic::transport::Endpoint>,
         gzip: bool,
+        /// TLS without a client certificate (see [`MTLS_HINT`]).
+        no_client_cert: bool,
         client: Option<tonic::client::Grpc<Channel>>,
         headers: Vec<(
             tonic::metadata::MetadataKey<tonic::metadata::Ascii>,
@@ -80,8 +82,16 @@ pub(crate) enum Transport {
         headers: reqwest::header::HeaderMap,
         json: bool,
         gzip: bool,
+        /// TLS without a client certificate (see [`MTLS_HINT`]).
+        no_client_cert: bool,
     },
 }
+
+/// Added to a connection failure over TLS when no client certificate is
+/// configured: a collector that requires one closes the connection after
+/// the handshake, and the client often sees only a broken pipe or a reset
+/// instead of the TLS alert that says why.
+const MTLS_HINT: &str = "; no client certificate is configured: if the collector requires one (mutual TLS), set tls.client_cert_file and tls.client_key_file or OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY";
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
@@ -108,6 +118,12 @@ impl Transport {
                         }
                         None => tls.with_webpki_roots(),
                     };
+                    if let Some(id) = &s.client_identity {
+                        tls = tls.identity(tonic::transport::Identity::from_pem(
+                            &id.cert_pem,
+                            &id.key_pem,
+                        ));
+                    }
                     endpoint = endpoint
                         .tls_config(tls)
                         .map_err(|e| client_err(e.to_string()))?;
@@ -129,6 +145,8 @@ impl Transport {
                 Ok(Transport::Grpc {
                     endpoint: Box::new(endpoint),
                     gzip: s.compression == Compression::Gzip,
+                    no_client_cert: s.endpoint.starts_with("https://")
+                        && s.client_identity.is_none(),
                     client: None,
                     headers,
                 })
@@ -148,6 +166,17 @@ impl Transport {
                     for c in certs {
                         builder = builder.add_root_certificate(c);
                     }
+                }
+                if let Some(id) = &s.client_identity {
+                    // reqwest's rustls identity takes the key and the chain
+                    // in one PEM. Its error is about the parse, never the
+                    // key's bytes.
+                    let mut pem = id.cert_pem.clone();
+                    pem.push(b'\n');
+                    pem.extend_from_slice(&id.key_pem);
+                    let identity = reqwest::Identity::from_pem(&pem)
+                        .map_err(|e| client_err(format!("client certificate or key: {e}")))?;
+                    builder = builder.identity(identity);
                 }
                 let client = builder.build().map_err(|e| client_err(e.to_string()))?;
                 let mut headers = reqwest::header::HeaderMap::new();
@@ -177,6 +206,7 @@ impl Transport {
                     );
                 }
                 Ok(Transport::Http {
+                    no_client_cert: url.scheme() == "https" && s.client_identity.is_none(),
                     client,
                     url,
                     headers,
@@ -288,6 +318,13 @@ impl Transport {
             }
             Err(mut e) => {
                 e.detail = self.scrub(e.detail);
+                let no_client_cert = match self {
+                    Transport::Grpc { no_client_cert, .. }
+                    | Transport::Http { no_client_cert, .. } => *no_client_cert,
+                };
+                if no_client_cert && is_connection_failure(&e.detail) {
+                    e.detail.push_str(MTLS_HINT);
+                }
                 Err(e)
             }
         }
@@ -362,6 +399,25 @@ fn accepted(r: ExportLogsServiceResponse) -> Accepted {
         },
         None => Accepted::default(),
     }
+}
+
+/// Whether an attempt failed on the connection itself (closed, reset,
+/// refused by TLS), where a missing client certificate may be the cause.
+fn is_connection_failure(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    let on_the_connection = [
+        "transport error",
+        "error sending request",
+        "connection",
+        "broken pipe",
+        "certificate",
+        "handshake",
+        "tls",
+    ];
+    on_the_connection.iter().any(|w| d.contains(w))
+        && !["connection refused", "dns error", "timed out"]
+            .iter()
+            .any(|w| d.contains(w))
 }
 
 /// The OTLP specification's retryable gRPC codes; RESOURCE_EXHAUSTED only

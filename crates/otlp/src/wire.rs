@@ -116,6 +116,8 @@ pub(crate) struct Envelope {
     resource: Vec<u8>,
     /// `InstrumentationScope` as field 1 of `ScopeLogs`.
     scope: Vec<u8>,
+    /// `schema_url`, field 3 of both `ScopeLogs` and `ResourceLogs`.
+    schema_url: Vec<u8>,
 }
 
 impl Envelope {
@@ -123,6 +125,7 @@ impl Envelope {
         resource: &[(&str, &str)],
         scope_name: &str,
         scope_version: &str,
+        schema_url: &str,
     ) -> Envelope {
         let mut r = Vec::new();
         let start = begin(&mut r, 1);
@@ -135,23 +138,29 @@ impl Envelope {
         put_bytes(&mut s, 1, scope_name.as_bytes());
         put_bytes(&mut s, 2, scope_version.as_bytes());
         end(&mut s, start);
+        let mut u = Vec::new();
+        put_bytes(&mut u, 3, schema_url.as_bytes());
         Envelope {
             resource: r,
             scope: s,
+            schema_url: u,
         }
     }
 
     /// An `ExportLogsServiceRequest` around `records` (LogRecords already
     /// encoded as field 2 of `ScopeLogs`).
     pub(crate) fn request(&self, records: &[u8]) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(records.len() + self.resource.len() + self.scope.len() + 32);
+        let mut out = Vec::with_capacity(
+            records.len() + self.resource.len() + self.scope.len() + 2 * self.schema_url.len() + 32,
+        );
         let rl = begin(&mut out, 1);
         out.extend_from_slice(&self.resource);
         let sl = begin(&mut out, 2);
         out.extend_from_slice(&self.scope);
         out.extend_from_slice(records);
+        out.extend_from_slice(&self.schema_url);
         end(&mut out, sl);
+        out.extend_from_slice(&self.schema_url);
         end(&mut out, rl);
         out
     }
@@ -583,6 +592,7 @@ mod tests {
             &[("service.name", "s"), ("host.name", "h")],
             "agent-audit",
             "1",
+            crate::SCHEMA_URL,
         );
         let rs = records();
         let mut buf = Vec::new();
@@ -594,6 +604,8 @@ mod tests {
         assert_eq!(rl.resource.as_ref().unwrap().attributes.len(), 2);
         assert_eq!(rl.scope_logs[0].scope.as_ref().unwrap().name, "agent-audit");
         assert_eq!(rl.scope_logs[0].log_records.len(), rs.len());
+        assert_eq!(rl.schema_url, crate::SCHEMA_URL);
+        assert_eq!(rl.scope_logs[0].schema_url, crate::SCHEMA_URL);
     }
 
     #[test]

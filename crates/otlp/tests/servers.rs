@@ -17,7 +17,8 @@ use agent_audit_otlp::{
     Compression, OtlpConfig, OtlpSink, Protocol, RetryConfig, ServiceInfo, TlsConfig,
 };
 use serde_json::json;
-use support::collector::{Kind, Reply, State, TestCollector, Tls};
+use support::certs::make_ca_and_server_cert;
+use support::collector::{Kind, Reply, State, TestCollector};
 
 fn config(endpoint: String, protocol: Protocol) -> OtlpConfig {
     OtlpConfig {
@@ -389,85 +390,6 @@ fn standard_environment_variables_point_the_sink_at_the_collector() {
     );
 }
 
-/// A CA, and a server certificate for 127.0.0.1 signed by it, made with the
-/// openssl command line tool.
-fn make_ca_and_server_cert(dir: &std::path::Path) -> (std::path::PathBuf, Tls) {
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap_or_else(|e| {
-                panic!("openssl is needed for the TLS test and could not run: {e}")
-            });
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=agent-audit test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        "srv.key",
-        "-out",
-        "srv.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "srv.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "srv.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-    (
-        dir.join("ca.pem"),
-        Tls {
-            cert: std::fs::read(dir.join("srv.pem")).unwrap(),
-            key: std::fs::read(dir.join("srv.key")).unwrap(),
-        },
-    )
-}
-
 #[test]
 fn grpc_over_tls_trusts_the_configured_ca_and_only_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -477,7 +399,10 @@ fn grpc_over_tls_trusts_the_configured_ca_and_only_it() {
     let rt = rt();
 
     let mut c = config(endpoint.clone(), Protocol::Grpc);
-    c.tls = Some(TlsConfig { ca_file: Some(ca) });
+    c.tls = Some(TlsConfig {
+        ca_file: Some(ca),
+        ..Default::default()
+    });
     let r = rt.block_on(async {
         let (d, _m) = dispatcher(&c, 64).await;
         let r = emit_wait(&d, 0).await;

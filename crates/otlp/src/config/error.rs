@@ -93,6 +93,31 @@ pub enum OtlpConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// The client certificate or key could not be read, holds no PEM of
+    /// its kind, or one was given without the other. The key's content is
+    /// never shown.
+    #[error("otlp sink: client certificate or key {path} (from {origin}): {reason}")]
+    ClientIdentity {
+        /// The file.
+        path: PathBuf,
+        /// `tls.client_cert_file`, `tls.client_key_file` or the variable it
+        /// came from.
+        origin: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `OTEL_RESOURCE_ATTRIBUTES` is not a list of `key=value` pairs.
+    #[error(
+        "{origin}: entry #{entry} is not a key=value pair with a percent-encoded value: {reason}"
+    )]
+    ResourceAttributes {
+        /// The variable.
+        origin: String,
+        /// 1-based position of the entry at fault (its value is not shown).
+        entry: usize,
+        /// What is wrong.
+        reason: String,
+    },
     /// The HTTP or gRPC client could not be built.
     #[error("otlp sink: could not build the {protocol} client for {endpoint}: {reason}")]
     Client {

@@ -26,8 +26,8 @@ pub(crate) use endpoint::{has_userinfo, headers_hint, redact_endpoint};
 pub use error::OtlpConfigError;
 use headers::RedactedNames;
 pub use resolve::OtlpSettings;
-pub use service::ServiceInfo;
-pub use tls::TlsConfig;
+pub use service::{RESOURCE_ATTRIBUTES_ENV, SCHEMA_URL, SERVICE_NAME_ENV, ServiceInfo};
+pub use tls::{ClientIdentity, MAX_CLIENT_FILE_BYTES, TlsConfig, read_client_identity};
 
 /// Wire protocol to the collector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -129,8 +129,9 @@ impl Default for RetryConfig {
 /// signal-specific first:
 /// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` (used as it is), then
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` (with `/v1/logs` appended for HTTP), and
-/// likewise `..._HEADERS`, `..._PROTOCOL`, `..._TIMEOUT`, `..._COMPRESSION`
-/// and `..._CERTIFICATE`. Keys written in the table always win.
+/// likewise `..._HEADERS`, `..._PROTOCOL`, `..._TIMEOUT`, `..._COMPRESSION`,
+/// `..._CERTIFICATE`, `..._CLIENT_CERTIFICATE` and `..._CLIENT_KEY`. Keys
+/// written in the table always win.
 ///
 /// ```
 /// let config: agent_audit_otlp::OtlpConfig = toml::from_str(r#"

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::*;
-use crate::config::TlsConfig;
+use crate::config::ClientIdentity;
 use crate::config::test_support::{env, svc};
 
 /// One key of the table and its two variables.
@@ -16,6 +16,9 @@ struct Key {
     var: &'static str,
     /// Writes the key in the table.
     set: fn(&mut OtlpConfig, &Path),
+    /// What every row's table holds besides (the other half of the client
+    /// certificate pair).
+    base: fn(&mut OtlpConfig, &Path),
     /// Values of the logs-specific and the generic variable.
     logs: &'static str,
     all: &'static str,
@@ -31,6 +34,7 @@ fn keys() -> Vec<Key> {
         Key {
             var: "ENDPOINT",
             set: |c, _| c.endpoint = Some("http://table:4318/v1/logs".into()),
+            base: |_, _| {},
             logs: "http://logs:4318/ingest",
             all: "http://all:4318",
             get: |s| s.endpoint.clone(),
@@ -44,6 +48,7 @@ fn keys() -> Vec<Key> {
         Key {
             var: "PROTOCOL",
             set: |c, _| c.protocol = Some(Protocol::Grpc),
+            base: |_, _| {},
             logs: "http/json",
             all: "grpc",
             get: |s| s.protocol.as_str().to_string(),
@@ -57,6 +62,7 @@ fn keys() -> Vec<Key> {
                     "table".to_string(),
                 )]))
             },
+            base: |_, _| {},
             logs: "x-from=logs",
             all: "x-from=all",
             get: |s| {
@@ -71,6 +77,7 @@ fn keys() -> Vec<Key> {
         Key {
             var: "COMPRESSION",
             set: |c, _| c.compression = Some(Compression::Gzip),
+            base: |_, _| {},
             logs: "gzip",
             all: "gzip",
             get: |s| format!("{:?}", s.compression),
@@ -79,6 +86,7 @@ fn keys() -> Vec<Key> {
         Key {
             var: "TIMEOUT",
             set: |c, _| c.timeout_ms = Some(111),
+            base: |_, _| {},
             logs: "222",
             all: "333",
             get: |s| s.timeout.as_millis().to_string(),
@@ -87,10 +95,9 @@ fn keys() -> Vec<Key> {
         Key {
             var: "CERTIFICATE",
             set: |c, dir| {
-                c.tls = Some(TlsConfig {
-                    ca_file: Some(dir.join("table.pem")),
-                })
+                c.tls.get_or_insert_default().ca_file = Some(dir.join("table.pem"));
             },
+            base: |_, _| {},
             logs: "logs.pem",
             all: "all.pem",
             get: |s| {
@@ -103,15 +110,63 @@ fn keys() -> Vec<Key> {
             },
             want: ["table", "logs", "all", ""],
         },
+        // The client certificate and key merge one by one; the other half
+        // of the pair is in the table, and alone it is refused.
+        Key {
+            var: "CLIENT_CERTIFICATE",
+            set: |c, dir| {
+                c.tls.get_or_insert_default().client_cert_file = Some(dir.join("table.crt"));
+            },
+            base: |c, dir| {
+                c.tls.get_or_insert_default().client_key_file = Some(dir.join("base.key"));
+            },
+            logs: "logs.crt",
+            all: "all.crt",
+            get: |s| identity_line(s, |i| &i.cert_pem),
+            want: ["table", "logs", "all", REFUSED],
+        },
+        Key {
+            var: "CLIENT_KEY",
+            set: |c, dir| {
+                c.tls.get_or_insert_default().client_key_file = Some(dir.join("table.key"));
+            },
+            base: |c, dir| {
+                c.tls.get_or_insert_default().client_cert_file = Some(dir.join("base.crt"));
+            },
+            logs: "logs.key",
+            all: "all.key",
+            get: |s| identity_line(s, |i| &i.key_pem),
+            want: ["table", "logs", "all", REFUSED],
+        },
     ]
 }
 
-/// CA files whose second line says where they come from.
+/// What a row shows when the settings are refused.
+const REFUSED: &str = "<refused>";
+
+fn identity_line(s: &OtlpSettings, pem: fn(&ClientIdentity) -> &Vec<u8>) -> String {
+    let pem = s.client_identity.as_ref().map(pem);
+    String::from_utf8_lossy(pem.map(Vec::as_slice).unwrap_or_default())
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .to_string()
+}
+
+fn is_file_key(var: &str) -> bool {
+    matches!(var, "CERTIFICATE" | "CLIENT_CERTIFICATE" | "CLIENT_KEY")
+}
+
+/// CA, client certificate and key files whose second line says where
+/// they come from.
 fn ca_files(dir: &Path) {
-    for name in ["table", "logs", "all"] {
+    for name in ["table", "logs", "all", "base"] {
+        let cert = format!("-----BEGIN CERTIFICATE-----\n{name}\n-----END CERTIFICATE-----\n");
+        std::fs::write(dir.join(format!("{name}.pem")), &cert).unwrap();
+        std::fs::write(dir.join(format!("{name}.crt")), &cert).unwrap();
         std::fs::write(
-            dir.join(format!("{name}.pem")),
-            format!("-----BEGIN CERTIFICATE-----\n{name}\n-----END CERTIFICATE-----\n"),
+            dir.join(format!("{name}.key")),
+            format!("-----BEGIN PRIVATE KEY-----\n{name}\n-----END PRIVATE KEY-----\n"),
         )
         .unwrap();
     }
@@ -122,7 +177,7 @@ fn each_key_takes_the_table_then_the_logs_variable_then_the_generic_one() {
     let dir = tempfile::tempdir().unwrap();
     ca_files(dir.path());
     let path = |v: &str, key: &Key| {
-        if key.var == "CERTIFICATE" {
+        if is_file_key(key.var) {
             dir.path().join(v).display().to_string()
         } else {
             v.to_string()
@@ -132,22 +187,26 @@ fn each_key_takes_the_table_then_the_logs_variable_then_the_generic_one() {
         let logs_var = format!("OTEL_EXPORTER_OTLP_LOGS_{}", key.var);
         let all_var = format!("OTEL_EXPORTER_OTLP_{}", key.var);
         let (logs, all) = (path(key.logs, &key), path(key.all, &key));
-        let mut table = OtlpConfig::default();
+        let mut base = OtlpConfig::default();
+        (key.base)(&mut base, dir.path());
+        let mut table = base.clone();
         (key.set)(&mut table, dir.path());
         let rows: [(&OtlpConfig, Vec<(&str, &str)>); 4] = [
             (&table, vec![(&logs_var, &logs), (&all_var, &all)]),
-            (
-                &OtlpConfig::default(),
-                vec![(&logs_var, &logs), (&all_var, &all)],
-            ),
-            (&OtlpConfig::default(), vec![(&all_var, &all)]),
-            (&OtlpConfig::default(), vec![]),
+            (&base, vec![(&logs_var, &logs), (&all_var, &all)]),
+            (&base, vec![(&all_var, &all)]),
+            (&base, vec![]),
         ];
         for ((config, vars), want) in rows.into_iter().zip(key.want) {
-            let s = config
-                .resolve_with_env(svc(), env(&vars))
-                .unwrap_or_else(|e| panic!("{}: {e}", key.var));
-            assert_eq!((key.get)(&s), want, "{} with {vars:?}", key.var);
+            let got = match config.resolve_with_env(svc(), env(&vars)) {
+                Ok(s) => (key.get)(&s),
+                Err(e) if want == REFUSED => {
+                    assert!(e.to_string().contains("without its pair"), "{e}");
+                    REFUSED.to_string()
+                }
+                Err(e) => panic!("{}: {e}", key.var),
+            };
+            assert_eq!(got, want, "{} with {vars:?}", key.var);
         }
     }
 }
@@ -156,13 +215,14 @@ fn each_key_takes_the_table_then_the_logs_variable_then_the_generic_one() {
 fn a_table_naming_the_endpoint_takes_every_other_key_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     ca_files(dir.path());
-    let table = OtlpConfig {
-        endpoint: Some("http://table:4318/v1/logs".into()),
-        ..Default::default()
-    };
     for key in keys().into_iter().filter(|k| k.var != "ENDPOINT") {
+        let mut table = OtlpConfig {
+            endpoint: Some("http://table:4318/v1/logs".into()),
+            ..Default::default()
+        };
+        (key.base)(&mut table, dir.path());
         let var = format!("OTEL_EXPORTER_OTLP_{}", key.var);
-        let value = if key.var == "CERTIFICATE" {
+        let value = if is_file_key(key.var) {
             dir.path().join(key.all).display().to_string()
         } else {
             key.all.to_string()

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::endpoint::{join_logs_path, parse_url, redact_endpoint};
 use super::headers::{RedactedNames, check_header, parse_env_headers};
-use super::tls::read_ca;
+use super::tls::{ClientIdentity, read_ca, read_client_identity};
 use super::{
     BOUNDS, Compression, DEFAULT_LINGER, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_TIMEOUT, OtlpConfig,
     OtlpConfigError, Protocol, ServiceInfo,
@@ -35,6 +35,8 @@ pub struct OtlpSettings {
     pub timeout: Duration,
     /// PEM of the only CA to trust, when configured.
     pub ca_pem: Option<Vec<u8>>,
+    /// The client certificate and key for mutual TLS, when configured.
+    pub client_identity: Option<ClientIdentity>,
     /// Most records per request.
     pub batch_size: usize,
     /// Most requests in flight at once.
@@ -65,6 +67,7 @@ impl fmt::Debug for OtlpSettings {
             .field("compression", &self.compression)
             .field("timeout", &self.timeout)
             .field("ca_pem", &self.ca_pem.as_ref().map(|p| p.len()))
+            .field("client_identity", &self.client_identity)
             .field("batch_size", &self.batch_size)
             .field("max_in_flight", &self.max_in_flight)
             .field("linger", &self.linger)
@@ -190,6 +193,18 @@ impl OtlpConfig {
             None => None,
         };
 
+        // Each of the pair merges on its own, like every other key.
+        let tls = self.tls.clone().unwrap_or_default();
+        let client_cert = match tls.client_cert_file {
+            Some(path) => Some(("tls.client_cert_file".to_string(), path)),
+            None => var("CLIENT_CERTIFICATE").map(|(origin, v)| (origin, PathBuf::from(v.trim()))),
+        };
+        let client_key = match tls.client_key_file {
+            Some(path) => Some(("tls.client_key_file".to_string(), path)),
+            None => var("CLIENT_KEY").map(|(origin, v)| (origin, PathBuf::from(v.trim()))),
+        };
+        let client_identity = read_client_identity(client_cert, client_key)?;
+
         let batch_size = self.batch_size();
         let max_in_flight = self.max_in_flight();
         let linger = self.linger_ms.map_or(DEFAULT_LINGER, Duration::from_millis);
@@ -202,6 +217,7 @@ impl OtlpConfig {
             compression,
             timeout,
             ca_pem,
+            client_identity,
             batch_size,
             max_in_flight,
             linger,

@@ -266,10 +266,12 @@ pub struct TestCollector {
     kind: Kind,
 }
 
-/// PEM certificate and key for a TLS server.
+/// PEM certificate and key for a TLS server, and the CA a client
+/// certificate must be signed by when the server requires one (mTLS).
 pub struct Tls {
     pub cert: Vec<u8>,
     pub key: Vec<u8>,
+    pub client_ca: Option<Vec<u8>>,
 }
 
 impl TestCollector {
@@ -300,12 +302,14 @@ impl TestCollector {
                     .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
                 let mut builder = tonic::transport::Server::builder();
                 if let Some(tls) = tls {
-                    builder = builder
-                        .tls_config(
-                            tonic::transport::ServerTlsConfig::new()
-                                .identity(tonic::transport::Identity::from_pem(tls.cert, tls.key)),
-                        )
-                        .unwrap();
+                    let mut config = tonic::transport::ServerTlsConfig::new()
+                        .identity(tonic::transport::Identity::from_pem(tls.cert, tls.key));
+                    if let Some(ca) = tls.client_ca {
+                        config = config
+                            .client_ca_root(tonic::transport::Certificate::from_pem(ca))
+                            .client_auth_optional(false);
+                    }
+                    builder = builder.tls_config(config).unwrap();
                 }
                 let incoming = tonic::transport::server::TcpIncoming::from(listener);
                 runtime.spawn(async move {

@@ -3,6 +3,7 @@
 //! receives to a JSON-lines file the tests read.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod collector;
 
 use std::collections::BTreeMap;
