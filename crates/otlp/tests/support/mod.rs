@@ -5,6 +5,7 @@
 
 pub mod certs;
 pub mod collector;
+pub mod outage;
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
