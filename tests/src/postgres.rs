@@ -60,6 +60,10 @@ fn pg_bin() -> Result<PathBuf, String> {
 }
 
 fn ensure_user() -> Result<(), String> {
+    // useradd takes /etc/passwd's lock: tests of one binary starting
+    // servers at once would fail each other's.
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
     let exists = Command::new("id")
         .arg("-u")
         .arg(PG_USER)
@@ -152,9 +156,10 @@ impl PgServer {
             .map_err(|e| format!("initdb: {e}"))?;
         if !out.status.success() {
             return Err(format!(
-                "initdb failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                "initdb failed ({}): {}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
             ));
         }
         server.launch()?;

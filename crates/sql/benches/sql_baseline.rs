@@ -1,1 +1,2 @@
+//! Placeholder until the baseline bench lands.
 fn main() {}

@@ -57,7 +57,17 @@ impl SqlSink {
     /// nothing yet: the connection is made in [`AsyncSink::open`], on the
     /// sink's runtime.
     pub fn new(options: &SqlOptions) -> Result<SqlSink, OptionsError> {
-        let url = options.resolve_with(|k| std::env::var(k).ok())?;
+        SqlSink::with_env(options, |k| std::env::var(k).ok())
+    }
+
+    /// [`SqlSink::new`], reading the variable `url_env` names through
+    /// `env` (a program that keeps the URL elsewhere than in the process
+    /// environment).
+    pub fn with_env(
+        options: &SqlOptions,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<SqlSink, OptionsError> {
+        let url = options.resolve_with(env)?;
         Ok(SqlSink {
             url,
             table: options.table.clone(),
@@ -88,21 +98,31 @@ impl SqlSink {
         if let Conn::Postgres(c) = &mut conn {
             // Keyed by schema and table: another database or table is
             // another lock. Held by the session, so a writer that dies
-            // (or loses its connection) lets go of it.
-            let got: (bool,) = sqlx::query_as(
-                "SELECT pg_try_advisory_lock(hashtext('agent-audit:' || current_schema() || '.' || $1))",
-            )
-            .bind(&self.table)
-            .fetch_one(&mut *c)
-            .await
-            .map_err(|e| query_error(&self.url, "taking the writer's advisory lock", e))?;
-            if !got.0 {
-                conn.close().await;
-                return Err(SqlError::Locked {
-                    url: self.url.to_string(),
-                    table: self.table.clone(),
-                    how: "PostgreSQL advisory lock held by another session".into(),
-                });
+            // (or loses its connection) lets go of it; a writer that just
+            // closed may take a moment to, hence a few tries.
+            let mut tries = 0;
+            loop {
+                let got: (bool,) =
+                    sqlx::query_as(&format!("SELECT pg_try_advisory_lock({PG_LOCK_KEY})"))
+                        .bind(&self.table)
+                        .fetch_one(&mut *c)
+                        .await
+                        .map_err(|e| {
+                            query_error(&self.url, "taking the writer's advisory lock", e)
+                        })?;
+                if got.0 {
+                    break;
+                }
+                tries += 1;
+                if tries == 10 {
+                    conn.close().await;
+                    return Err(SqlError::Locked {
+                        url: self.url.to_string(),
+                        table: self.table.clone(),
+                        how: "PostgreSQL advisory lock held by another session".into(),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
         schema::ensure(&mut conn, &self.url, &self.table, create).await?;
@@ -264,6 +284,9 @@ impl SqlSink {
     }
 }
 
+/// The advisory lock's key for the table bound as `$1`.
+const PG_LOCK_KEY: &str = "hashtext('agent-audit:' || current_schema() || '.' || $1)";
+
 /// The columns an insert fills; `user_id`, `session_id` and `attributes`
 /// stay NULL until records carry them (schema v2).
 const INSERTED: &str = "seq, ts, event_type, request_id, correlation_id, trace_id, span_id, parent_span_id, agent, payload, prev, line";
@@ -343,7 +366,15 @@ impl AsyncSink for SqlSink {
 
     async fn close(&mut self) -> Result<Option<AckLevel>, SinkError> {
         let mut state = self.state.lock().await;
-        if let Some(conn) = state.conn.take() {
+        if let Some(mut conn) = state.conn.take() {
+            if let Conn::Postgres(c) = &mut conn {
+                // Released now rather than when the server notices the
+                // session ended, so that the next writer need not wait.
+                let _ = sqlx::query(&format!("SELECT pg_advisory_unlock({PG_LOCK_KEY})"))
+                    .bind(&self.table)
+                    .execute(&mut *c)
+                    .await;
+            }
             conn.close().await;
         }
         state.lock = None;
