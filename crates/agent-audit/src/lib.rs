@@ -40,6 +40,7 @@
 //! | `redact` | yes | [`redact`]: redaction before fan-out |
 //! | `otlp` | no | [`otlp`]: OpenTelemetry logs over gRPC and HTTP |
 //! | `agents` | no | [`agents`]: model client, tools, assistant and user proxy |
+//! | `testing` | no | `conformance`: the suite every sink passes (see [`writing_a_sink`]) |
 //!
 //! A team that only wants the JSONL file depends on
 //! `agent-audit = { version = "0.1", default-features = false, features = ["jsonl"] }`
@@ -59,3 +60,9 @@ pub use agent_audit_otlp as otlp;
 pub use agent_audit_redact as redact;
 #[cfg(feature = "stdout")]
 pub use agent_audit_stdout as stdout;
+
+/// How to write a sink of your own, register its type and prove it with
+/// the conformance suite: `docs/writing-a-sink.md`, whose example is
+/// compiled and run as a doctest.
+#[doc = include_str!("../../../docs/writing-a-sink.md")]
+pub mod writing_a_sink {}
