@@ -40,6 +40,7 @@
 //! | `redact` | yes | [`redact`]: redaction before fan-out |
 //! | `otlp` | no | [`otlp`]: OpenTelemetry logs over gRPC and HTTP |
 //! | `agents` | no | [`agents`]: model client, tools, assistant and user proxy |
+//! | `sql` | no | [`sql`]: the trail in SQLite or PostgreSQL |
 //! | `testing` | no | `conformance`: the suite every sink passes (see [`writing_a_sink`]) |
 //!
 //! A team that only wants the JSONL file depends on
@@ -58,6 +59,8 @@ pub use agent_audit_jsonl as jsonl;
 pub use agent_audit_otlp as otlp;
 #[cfg(feature = "redact")]
 pub use agent_audit_redact as redact;
+#[cfg(feature = "sql")]
+pub use agent_audit_sql as sql;
 #[cfg(feature = "stdout")]
 pub use agent_audit_stdout as stdout;
 

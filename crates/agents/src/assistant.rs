@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use agent_audit_core::otel::ChatOutcome;
 use agent_audit_core::{Auditor, EventType};
 use serde_json::json;
 
@@ -144,13 +145,17 @@ impl AssistantAgent {
 
     /// One turn: sends the system message and `history` to the model, with
     /// `assistant_input` before and `assistant_output` (or `model_error`)
-    /// after, under `turn` (named after this agent).
+    /// after, in a `chat {model}` span opened under `turn` (its records
+    /// named after this agent).
     pub async fn generate_reply(
         &self,
         turn: &Auditor,
         history: &[Message],
     ) -> Result<ChatResponse, AgentError> {
-        let turn = turn.with_agent(&self.name);
+        let mut chat = turn
+            .with_agent(&self.name)
+            .chat(self.model.provider(), self.model.name());
+        let turn = chat.auditor().clone();
         let mut messages = Vec::with_capacity(history.len() + 1);
         messages.push(Message::system(self.system_message.clone()));
         messages.extend_from_slice(history);
@@ -173,11 +178,21 @@ impl AssistantAgent {
             },
         )
         .await?;
+        chat.capture_content("gen_ai.input.messages", &request.messages);
         let started = Instant::now();
         let result = self.model.complete(&request).await;
         let latency_ms = payload::millis(started.elapsed());
         match result {
             Ok(response) => {
+                let reasons: Vec<&str> = response.finish_reason.as_deref().into_iter().collect();
+                chat.set_response(&ChatOutcome {
+                    model: Some(&response.model),
+                    id: response.id.as_deref(),
+                    finish_reasons: &reasons,
+                    input_tokens: response.usage.map(|u| u.prompt_tokens),
+                    output_tokens: response.usage.map(|u| u.completion_tokens),
+                });
+                chat.capture_content("gen_ai.output.messages", &[response.to_message()]);
                 emit(
                     &turn,
                     EventType::AssistantOutput,
@@ -194,9 +209,11 @@ impl AssistantAgent {
                     },
                 )
                 .await?;
+                chat.end();
                 Ok(response)
             }
             Err(error) => {
+                chat.fail(error.kind().as_str());
                 let record = payload::ModelErrorRecord {
                     kind: error.kind().as_str(),
                     status: error.status(),

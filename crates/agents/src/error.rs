@@ -63,6 +63,20 @@ pub enum AgentError {
     },
 }
 
+impl AgentError {
+    /// A low-cardinality name of the failure, as spans carry it in
+    /// `error.type`: the model error's kind (`timeout`, `rate_limited`,
+    /// ...), `audit`, `audit_before_act` or `input`.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            AgentError::Model { source, .. } => source.kind().as_str(),
+            AgentError::Audit { .. } => "audit",
+            AgentError::AuditBeforeAct { .. } => "audit_before_act",
+            AgentError::Input { .. } => "input",
+        }
+    }
+}
+
 pub(crate) fn audit_err(turn: &Auditor, event: EventType, source: EmitError) -> AgentError {
     AgentError::Audit {
         agent: agent_of(turn),

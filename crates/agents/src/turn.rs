@@ -26,7 +26,16 @@ impl UserProxyAgent {
         assistant: &AssistantAgent,
         call: &ToolCall,
     ) -> Result<String, AgentError> {
-        let arguments = audit_before_act(turn, self.name(), call).await?;
+        let mut step = turn.execute_tool(&call.name, &call.id);
+        let turn = &step.auditor().clone();
+        let arguments = match audit_before_act(turn, self.name(), call).await {
+            Ok(arguments) => arguments,
+            Err(e) => {
+                step.fail(e.error_type());
+                return Err(e);
+            }
+        };
+        step.capture_content("gen_ai.tool.call.arguments", &arguments);
         let started = Instant::now();
         let outcome = match assistant.find_tool(&call.name) {
             None => Err(ToolError::UnknownTool {
@@ -53,6 +62,7 @@ impl UserProxyAgent {
         let duration_ms = payload::millis(started.elapsed());
         match outcome {
             Ok(result) => {
+                step.capture_content("gen_ai.tool.call.result", &result);
                 emit(
                     turn,
                     EventType::ToolResult,
@@ -70,6 +80,7 @@ impl UserProxyAgent {
                 })
             }
             Err(error) => {
+                step.fail(error.kind());
                 emit(
                     turn,
                     EventType::ToolError,
@@ -116,7 +127,10 @@ impl UserProxyAgent {
             // tool, which the model hears about in a tool message.
             return Ok(None);
         };
-        let turn = turn.with_agent(active.name());
+        let step = turn
+            .with_agent(active.name())
+            .execute_tool(&call.name, &call.id);
+        let turn = step.auditor().clone();
         audit_before_act(&turn, active.name(), call).await?;
         let reason = call
             .parsed_arguments()
@@ -166,21 +180,26 @@ async fn audit_before_act(
     call: &ToolCall,
 ) -> Result<Value, AgentError> {
     let arguments = call.arguments_for_record();
-    turn.emit_wait(
-        EventType::ToolCall,
-        &payload::ToolCallRecord {
-            tool: &call.name,
-            call_id: &call.id,
-            arguments: &arguments,
-        },
-        AckLevel::Durable,
-    )
-    .await
-    .map_err(|source| AgentError::AuditBeforeAct {
-        agent: agent.to_string(),
-        tool: call.name.clone(),
-        call_id: call.id.clone(),
-        source,
-    })?;
+    let waited = Instant::now();
+    let receipt = turn
+        .emit_wait(
+            EventType::ToolCall,
+            &payload::ToolCallRecord {
+                tool: &call.name,
+                call_id: &call.id,
+                arguments: &arguments,
+            },
+            AckLevel::Durable,
+        )
+        .await
+        .map_err(|source| AgentError::AuditBeforeAct {
+            agent: agent.to_string(),
+            tool: call.name.clone(),
+            call_id: call.id.clone(),
+            source,
+        });
+    turn.telemetry()
+        .record_ack_wait(waited.elapsed().as_secs_f64(), AckLevel::Durable);
+    receipt?;
     Ok(arguments)
 }

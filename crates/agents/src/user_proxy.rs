@@ -4,12 +4,15 @@
 //! conversation with `final_result`.
 //!
 //! Every step is audited through the [`Auditor`] given to
-//! [`UserProxyAgent::initiate_chat`]: each agent turn gets its own span whose
-//! parent is the turn that caused it, every record names its agent, and all
-//! share the auditor's request and correlation ids.
+//! [`UserProxyAgent::initiate_chat`], in the GenAI spans of the
+//! conversation (`invoke_agent`, `chat`, `execute_tool`: see
+//! [`UserProxyAgent::initiate_chat_with`]): every record carries its
+//! step's span id, names its agent, and all share the auditor's request
+//! and correlation ids.
 
 use std::sync::Arc;
 
+use agent_audit_core::otel::GenAiStep;
 use agent_audit_core::{Auditor, EventType};
 use serde::Serialize;
 use serde_json::json;
@@ -163,6 +166,13 @@ impl UserProxyAgent {
     /// assistants may hand the conversation to (see
     /// [`AssistantAgent::handoff`]). The agent taking over sees the user's
     /// messages, not the previous agent's tool traffic.
+    ///
+    /// The conversation is an `invoke_agent {entry}` span, opened from
+    /// `auditor` (see [`Auditor::invoke_agent`]: on a request's handle it
+    /// takes the request span's place, so give each conversation a handle
+    /// of its own); each model call is a `chat` span and each tool call an
+    /// `execute_tool` span under it, and an agent taking over runs in an
+    /// `invoke_agent` span under the one that handed over.
     pub async fn initiate_chat_with(
         &self,
         auditor: &Auditor,
@@ -170,7 +180,35 @@ impl UserProxyAgent {
         others: &[&AssistantAgent],
         message: &str,
     ) -> Result<ChatResult, AgentError> {
-        let first = auditor.child_span().with_agent(&self.name);
+        let model = entry.model();
+        let mut run = auditor.invoke_agent(entry.name(), model.provider(), Some(model.name()));
+        run.capture_content("gen_ai.input.messages", &[Message::user(message)]);
+        let result = self.converse(&run, entry, others, message).await;
+        match &result {
+            Ok(done) => {
+                run.capture_content(
+                    "gen_ai.output.messages",
+                    &[Message::Assistant {
+                        content: Some(done.answer.clone()),
+                        tool_calls: Vec::new(),
+                    }],
+                );
+            }
+            Err(e) => run.fail(e.error_type()),
+        }
+        run.end();
+        result
+    }
+
+    /// The conversation inside the entry agent's `run` span.
+    async fn converse(
+        &self,
+        run: &GenAiStep,
+        entry: &AssistantAgent,
+        others: &[&AssistantAgent],
+        message: &str,
+    ) -> Result<ChatResult, AgentError> {
+        let first = run.auditor().with_agent(&self.name);
         emit(
             &first,
             EventType::UserRequest,
@@ -184,10 +222,13 @@ impl UserProxyAgent {
         let mut transcript = vec![Message::user(message)];
         let mut context = transcript.clone();
         let mut active = entry;
-        let mut cause = first;
+        // The runs of the agents that took over; they end with the
+        // conversation.
+        let mut handed: Vec<GenAiStep> = Vec::new();
+        let mut current = run.auditor().clone();
         let mut auto_replies: u32 = 0;
         loop {
-            let turn = cause.child_span().with_agent(active.name());
+            let turn = current.with_agent(active.name());
             let response = active.generate_reply(&turn, &context).await?;
             let reply_message = response.to_message();
             transcript.push(reply_message.clone());
@@ -203,11 +244,14 @@ impl UserProxyAgent {
                     .filter(|m| matches!(m, Message::User { .. }))
                     .cloned()
                     .collect();
-                cause = turn;
+                let model = next.model();
+                let step = turn.invoke_agent(next.name(), model.provider(), Some(model.name()));
+                current = step.auditor().clone();
+                handed.push(step);
                 continue;
             }
 
-            let proxy_turn = turn.child_span().with_agent(&self.name);
+            let proxy_turn = current.with_agent(&self.name);
             let calls = &response.tool_calls;
             // With tool calls the conversation goes on (the tools run)
             // unless the human stops it; without, it may end. Terminated
@@ -253,7 +297,6 @@ impl UserProxyAgent {
                     Asked::Ended(result) => return Ok(result),
                     Asked::Replied => {
                         auto_replies = 0;
-                        cause = proxy_turn;
                         continue;
                     }
                     Asked::Nothing => {}
@@ -281,7 +324,6 @@ impl UserProxyAgent {
                     context.push(m);
                 }
                 auto_replies += 1;
-                cause = proxy_turn;
                 continue;
             }
             if let Some(end) = end {
@@ -306,7 +348,6 @@ impl UserProxyAgent {
             transcript.push(m.clone());
             context.push(m);
             auto_replies += 1;
-            cause = proxy_turn;
         }
     }
 

@@ -1,5 +1,5 @@
-//! Conversations of several agents: one correlation id, each turn its own
-//! span whose parent is the turn that caused it.
+//! Conversations of several agents: one correlation id, each step its own
+//! span in one tree (the agents' runs, their model and tool calls).
 
 mod common;
 
@@ -72,26 +72,32 @@ async fn triage_hands_over_to_a_specialist_under_one_correlation_id() {
         "transfer_to_accounts"
     );
 
-    // Rebuild the tree: the turns, in order, each the child of the previous.
-    let mut turns: Vec<(SpanId, Option<SpanId>, String)> = Vec::new();
+    // Rebuild the tree of steps: the conversation is `invoke_agent triage`
+    // (the user's request), each model call a `chat` and each tool call an
+    // `execute_tool` under its agent's run, and the accounts specialist's
+    // run a child of the triage's, which handed over.
+    let mut steps: Vec<(SpanId, Option<SpanId>, String)> = Vec::new();
     for r in &records {
-        match turns.iter().find(|t| t.0 == r.span_id) {
+        match steps.iter().find(|t| t.0 == r.span_id) {
             Some(t) => {
                 assert_eq!(t.1, r.parent_span_id, "one span, one parent");
                 assert_eq!(&t.2, r.agent.as_deref().unwrap(), "one span, one agent");
             }
-            None => turns.push((
+            None => steps.push((
                 r.span_id,
                 r.parent_span_id,
                 r.agent.as_deref().unwrap().into(),
             )),
         }
     }
-    let agents: Vec<&str> = turns.iter().map(|t| t.2.as_str()).collect();
+    let agents: Vec<&str> = steps.iter().map(|t| t.2.as_str()).collect();
+    // triage run (user_request), triage chat, transfer tool, accounts
+    // chat, balance tool, accounts chat, accounts run (final_result).
     assert_eq!(
         agents,
         [
             "user_proxy",
+            "triage",
             "triage",
             "accounts",
             "user_proxy",
@@ -99,18 +105,33 @@ async fn triage_hands_over_to_a_specialist_under_one_correlation_id() {
             "user_proxy"
         ]
     );
+    let (triage_run, accounts_run) = (steps[0].0, steps[6].0);
     assert_eq!(
-        turns[0].1,
-        Some(root),
-        "the first turn hangs under the request"
+        steps[0].1,
+        auditor.scope().parent_span_id,
+        "the conversation takes the request's place"
     );
-    for w in turns.windows(2) {
-        assert_eq!(w[1].1, Some(w[0].0), "{} is caused by {}", w[1].2, w[0].2);
+    assert_eq!(
+        steps[6].1,
+        Some(triage_run),
+        "the hand-over's run hangs under the triage's"
+    );
+    for s in &steps[1..3] {
+        assert_eq!(s.1, Some(triage_run), "{} steps under the triage run", s.2);
     }
-    // Every parent is a known span: the tree is closed.
-    let known: HashMap<SpanId, &str> = turns.iter().map(|t| (t.0, t.2.as_str())).collect();
-    for t in &turns[1..] {
-        assert!(known.contains_key(&t.1.unwrap()));
+    for s in &steps[3..6] {
+        assert_eq!(
+            s.1,
+            Some(accounts_run),
+            "{} steps under the accounts run",
+            s.2
+        );
+    }
+    // Every span is distinct from the request's own, which no tracer knows.
+    assert!(steps.iter().all(|s| s.0 != root));
+    let known: HashMap<SpanId, &str> = steps.iter().map(|t| (t.0, t.2.as_str())).collect();
+    for t in &steps[1..] {
+        assert!(known.contains_key(&t.1.unwrap()), "the tree is closed");
     }
 }
 

@@ -39,10 +39,13 @@ use crate::sink::AckLevel;
 #[derive(Debug, Clone)]
 pub struct Auditor {
     dispatcher: Dispatcher,
-    scope: Scope,
+    pub(crate) scope: Scope,
     /// The application's trace context, if it gave one: requests under it
     /// join its trace instead of starting their own.
     context: Option<TraceContext>,
+    /// The telemetry of GenAI steps, and the step this handle is.
+    #[cfg(feature = "otel")]
+    pub(crate) otel: crate::otel::OtelLink,
 }
 
 impl Auditor {
@@ -56,6 +59,8 @@ impl Auditor {
             dispatcher,
             scope,
             context: None,
+            #[cfg(feature = "otel")]
+            otel: Default::default(),
         }
     }
 
@@ -86,7 +91,13 @@ impl Auditor {
         };
         let mut next = self.clone();
         next.scope.span_id = SpanId::random();
-        match self.context {
+        // With `otel`, the application's current span is the context a
+        // request joins when none was given.
+        #[cfg(feature = "otel")]
+        let context = self.context.or_else(crate::otel::current_context);
+        #[cfg(not(feature = "otel"))]
+        let context = self.context;
+        match context {
             Some(cx) => {
                 next.scope.trace_id = cx.trace_id();
                 next.scope.parent_span_id = cx.parent_span_id();

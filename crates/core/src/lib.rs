@@ -46,6 +46,9 @@
 //! ## Feature flags
 //!
 //! - `testing`: the sink conformance suite (the `conformance` module).
+//! - `otel`: GenAI spans and metrics through the `opentelemetry` API
+//!   (the `otel` module), and requests that join the current
+//!   `opentelemetry::Context`'s span.
 
 mod async_sink;
 mod attributes;
@@ -57,6 +60,8 @@ pub mod ids;
 pub mod lease;
 mod memory;
 pub mod normalize;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod record;
 mod redact;
 pub mod retry;

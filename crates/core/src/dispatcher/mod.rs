@@ -128,6 +128,27 @@ impl Dispatcher {
     }
 }
 
+/// A dispatcher handle that does not keep it alive: metric callbacks hold
+/// one, so that a dispatcher the application dropped without shutdown
+/// still reaches its drop-time drain.
+#[cfg(feature = "otel")]
+#[derive(Clone)]
+pub(crate) struct WeakDispatcher(std::sync::Weak<Shared>);
+
+#[cfg(feature = "otel")]
+impl WeakDispatcher {
+    pub(crate) fn upgrade(&self) -> Option<Dispatcher> {
+        self.0.upgrade().map(|shared| Dispatcher { shared })
+    }
+}
+
+#[cfg(feature = "otel")]
+impl Dispatcher {
+    pub(crate) fn downgrade(&self) -> WeakDispatcher {
+        WeakDispatcher(Arc::downgrade(&self.shared))
+    }
+}
+
 /// Locks `m`, taking over a lock poisoned by a panicking sink: the state it
 /// guards is kept consistent by each critical section.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
