@@ -246,13 +246,13 @@ pub enum ReadError {
         #[source]
         source: serde_json::Error,
     },
-    /// The line is JSON, but not a schema v1 record: a required key is
+    /// The line is JSON, but not a schema v1 or v2 record: a required key is
     /// missing, a key is unknown, or a value has the wrong type or form
-    /// (`v` other than 1, `ts` not RFC 3339, `payload` not an object, an id
+    /// (`v` other than 1 or 2, `ts` not RFC 3339, `payload` not an object, an id
     /// not lowercase hex of its length). A write cut short never leaves
     /// one (a cut record is not valid JSON), so it was put there by
     /// something else than the writer.
-    #[error("{path}:{line}: JSON, but not a schema v1 record: {reason}")]
+    #[error("{path}:{line}: JSON, but not a schema v1 or v2 record: {reason}")]
     NotSchemaV1 {
         /// The file.
         path: PathBuf,

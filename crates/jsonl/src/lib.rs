@@ -1,6 +1,6 @@
 //! # agent-audit-jsonl
 //!
-//! The JSONL file sink of agent-audit: one schema v1 record per line,
+//! The JSONL file sink of agent-audit: one schema v1 or v2 record per line,
 //! appended to a locked file with a hash chain, synced by policy, rotated by
 //! size or age; plus a streaming [`Reader`] and the ordered list of a log's files
 //! ([`files::list`]).

@@ -51,7 +51,7 @@ pub struct Line {
 /// chain hashes) and parsed [`StoredRecord`], or a typed error naming the
 /// line and why it is not a record; reading continues after a bad line, so
 /// one damaged line does not hide the rest of the file. A line must be a
-/// whole schema v1 record to be yielded: JSON of another shape (a key
+/// whole schema v1 or v2 record to be yielded: JSON of another shape (a key
 /// missing, unknown or mistyped, `v` other than 1, see [`check_schema`]) is
 /// [`ReadError::NotSchemaV1`], naming the key, never accepted.
 ///
@@ -281,14 +281,14 @@ impl<R: BufRead> Iterator for Reader<R> {
     }
 }
 
-/// `bytes` as a record, if it is a whole schema v1 record.
+/// `bytes` as a record, if it is a whole schema v1 or v2 record.
 pub(crate) fn parse_record(bytes: &[u8]) -> Option<StoredRecord> {
     serde_json::from_slice::<StoredRecord>(bytes)
         .ok()
         .filter(|r| check_schema(r).is_ok())
 }
 
-/// Why a JSON line is not a schema v1 record. See [`check_schema`].
+/// Why a JSON line is not a schema v1 or v2 record. See [`check_schema`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaViolation {
     /// The key at fault, when one is.
@@ -303,8 +303,10 @@ impl std::fmt::Display for SchemaViolation {
     }
 }
 
-/// Checks what the [`StoredRecord`] type cannot: `v` is 1, `ts` is RFC
-/// 3339, `payload` is an object, and `trace_id` (32), `span_id` and
+/// Checks what the [`StoredRecord`] type cannot: `v` is 1 or 2 (a v1
+/// record holds none of v2's `user_id`, `session_id` and `attributes`),
+/// `ts` is RFC 3339, `payload` is an object, every attribute value is a
+/// string, number or boolean, and `trace_id` (32), `span_id` and
 /// `parent_span_id` (16) are lowercase hex of their length when present.
 /// [`Reader`] applies it to every line; readers of other sources (a line
 /// from a follow loop, a collector's copy) can apply it too.
@@ -315,7 +317,7 @@ impl std::fmt::Display for SchemaViolation {
 /// ```
 /// use agent_audit_jsonl::check_schema;
 ///
-/// let line = r#"{"v":2,"seq":1,"ts":"2026-11-25T23:32:22.000000000Z","event_type":"user_request","payload":{},"prev":""}"#;
+/// let line = r#"{"v":3,"seq":1,"ts":"2026-11-25T23:32:22.000000000Z","event_type":"user_request","payload":{},"prev":""}"#;
 /// let record = serde_json::from_str(line).unwrap();
 /// let err = check_schema(&record).unwrap_err();
 /// assert_eq!(err.key.as_deref(), Some("v"));
@@ -327,15 +329,42 @@ pub fn check_schema(r: &StoredRecord) -> Result<(), SchemaViolation> {
             reason: format!("key `{key}` {reason}"),
         })
     };
-    if r.v != agent_audit_core::SCHEMA_VERSION {
+    let (min, max) = (
+        agent_audit_core::MIN_SCHEMA_VERSION,
+        agent_audit_core::SCHEMA_VERSION,
+    );
+    if !(min..=max).contains(&r.v) {
         return bad(
             "v",
             format!(
-                "is {}, but this reader knows schema version {} only",
-                r.v,
-                agent_audit_core::SCHEMA_VERSION
+                "is {}, but this reader knows schema versions {min} to {max} only",
+                r.v
             ),
         );
+    }
+    if r.v == 1 {
+        for (key, set) in [
+            ("user_id", r.user_id.is_some()),
+            ("session_id", r.session_id.is_some()),
+            ("attributes", !r.attributes.is_empty()),
+        ] {
+            if set {
+                return bad(key, "is a schema v2 key, in a record of `v` 1".into());
+            }
+        }
+    }
+    for (name, value) in &r.attributes {
+        if !matches!(
+            value,
+            serde_json::Value::String(_)
+                | serde_json::Value::Number(_)
+                | serde_json::Value::Bool(_)
+        ) {
+            return bad(
+                "attributes",
+                format!("holds `{name}` = {value}, not a string, number or boolean"),
+            );
+        }
     }
     if !is_writer_ts(r.ts.as_bytes()) && agent_audit_core::Timestamp::parse(&r.ts).is_none() {
         return bad("ts", format!("is {:?}, not an RFC 3339 time", r.ts));
@@ -428,15 +457,18 @@ fn shape_error(text: &str, first: &serde_json::Error) -> Option<SchemaViolation>
     Some(SchemaViolation { key, reason })
 }
 
-/// Whether `bytes` is a whole schema v1 record; its seq if so.
+/// Whether `bytes` is a whole schema v1 or v2 record; its seq if so.
 pub(crate) fn record_seq(bytes: &[u8]) -> Option<u64> {
     parse_record(bytes).map(|r| r.seq)
 }
 
 /// The seq a damaged line was written for, when its prefix shows it whole:
-/// `{"v":1,"seq":<digits>,` (the comma proves the digits are complete).
+/// `{"v":1,"seq":<digits>,` or `{"v":2,…` (the comma proves the digits
+/// are complete).
 pub(crate) fn seq_hint(bytes: &[u8]) -> Option<u64> {
-    let rest = bytes.strip_prefix(br#"{"v":1,"seq":"#)?;
+    let rest = bytes
+        .strip_prefix(br#"{"v":2,"seq":"#)
+        .or_else(|| bytes.strip_prefix(br#"{"v":1,"seq":"#))?;
     let end = rest.iter().position(|b| !b.is_ascii_digit())?;
     if end == 0 || rest[end] != b',' {
         return None;
@@ -444,19 +476,23 @@ pub(crate) fn seq_hint(bytes: &[u8]) -> Option<u64> {
     std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
 }
 
-/// The opening every line the writer writes starts with.
-const RECORD_OPENING: &[u8] = br#"{"v":1,"seq":"#;
+/// The openings every line a writer writes starts with: v2 now, v1 before
+/// an upgrade (a file may hold both).
+const RECORD_OPENINGS: [&[u8]; 2] = [br#"{"v":2,"seq":"#, br#"{"v":1,"seq":"#];
 
 /// Whether `bytes` could be what a write cut short leaves of one of the
 /// writer's lines: a proper prefix of a record, so a start of
-/// `{"v":1,"seq":`, strict JSON up to where it stops (a UTF-8 character
+/// `{"v":2,"seq":` (or v1's), strict JSON up to where it stops (a UTF-8 character
 /// may be cut at the very end) and incomplete there. No JSON reader,
 /// however lenient, takes such bytes for a record. Bytes that parse as
 /// anything, or stop being strict JSON before they end (`NaN`, a NUL, a
 /// BOM, a lone surrogate, trailing text), were not left by a torn write.
 pub(crate) fn is_torn_write(bytes: &[u8]) -> bool {
-    let opening = bytes.len().min(RECORD_OPENING.len());
-    if bytes.is_empty() || bytes[..opening] != RECORD_OPENING[..opening] {
+    let opens = |o: &[u8]| {
+        let n = bytes.len().min(o.len());
+        bytes[..n] == o[..n]
+    };
+    if bytes.is_empty() || !RECORD_OPENINGS.iter().any(|o| opens(o)) {
         return false;
     }
     let text = match std::str::from_utf8(bytes) {

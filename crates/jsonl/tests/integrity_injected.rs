@@ -89,7 +89,7 @@ fn malformed(r: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         ("JSON array", b"[]".to_vec()),
         ("JSON number", b"1".to_vec()),
         ("JSON null", b"null".to_vec()),
-        ("record with v 2", replaced(r, r#""v":1"#, br#""v":2"#)),
+        ("record with v 3", replaced(r, r#""v":2"#, br#""v":3"#)),
         // Lenient readers (JSON5, some JavaScript and Python tools) take these.
         (
             "single quotes",
@@ -97,7 +97,7 @@ fn malformed(r: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("trailing comma", replaced(r, r#","prev":"#, b",,\"prev\":")),
         ("comment", cat(&[b"// ", r])),
-        ("unquoted key", replaced(r, r#""v":1"#, b"v:1")),
+        ("unquoted key", replaced(r, r#""v":2"#, b"v:2")),
         // Shaped like a torn write, but no restart recorded skipping it.
         ("torn-shaped", r[..r.len() / 2].to_vec()),
         (

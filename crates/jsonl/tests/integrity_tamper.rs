@@ -346,7 +346,7 @@ async fn json_that_is_not_a_schema_v1_record_is_bad_record_with_its_line() {
     // (what the line becomes, the key the report must name)
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (
-            text(3).replacen(r#"{"v":1,"#, r#"{"v":2,"#, 1).into_bytes(),
+            text(3).replacen(r#"{"v":2,"#, r#"{"v":3,"#, 1).into_bytes(),
             "`v`",
         ),
         (
@@ -419,14 +419,14 @@ async fn the_reader_names_file_line_and_key_and_reads_on() {
     let path = ten(dir.path()).await;
     let mut l = lines(&path);
     let t = String::from_utf8(l[1].clone()).unwrap();
-    l[1] = t.replacen(r#"{"v":1,"#, r#"{"v":7,"#, 1).into_bytes();
+    l[1] = t.replacen(r#"{"v":2,"#, r#"{"v":7,"#, 1).into_bytes();
     let t = String::from_utf8(l[2].clone()).unwrap();
     l[2] = t
         .replacen(r#""span_id":""#, r#""span_id":"XYZ"#, 1)
         .into_bytes();
     let t = String::from_utf8(l[4].clone()).unwrap();
     l[4] = t
-        .replacen(r#"{"v":1,"#, r#"{"v":1,"extra":0,"#, 1)
+        .replacen(r#"{"v":2,"#, r#"{"v":2,"extra":0,"#, 1)
         .into_bytes();
     l[6] = b"[1,2,3]".to_vec();
     write_lines(&path, &l);
@@ -463,12 +463,12 @@ async fn the_sink_does_not_resume_its_chain_from_a_line_of_another_version() {
     let dir = tempfile::tempdir().unwrap();
     let path = ten(dir.path()).await;
     let mut l = lines(&path);
-    let v2 = String::from_utf8(l[9].clone()).unwrap().replacen(
-        r#"{"v":1,"seq":10,"#,
-        r#"{"v":2,"seq":11,"#,
+    let v3 = String::from_utf8(l[9].clone()).unwrap().replacen(
+        r#"{"v":2,"seq":10,"#,
+        r#"{"v":3,"seq":11,"#,
         1,
     );
-    l.push(v2.into_bytes());
+    l.push(v3.into_bytes());
     write_lines(&path, &l);
     let mut sink = agent_audit_jsonl::JsonlSink::new(JsonlOptions::new(&path)).unwrap();
     let open = sink.open_file().unwrap();
@@ -478,7 +478,8 @@ async fn the_sink_does_not_resume_its_chain_from_a_line_of_another_version() {
         "{}",
         open.notices[0]
     );
-    // The chain resumes from line 10, the last schema v1 record.
+    // The chain resumes from line 10, the last record of a version this
+    // writer knows.
     assert_eq!(sink.chain_head(), sha256_hex(&l[9]));
     assert_eq!(open.last_seq, Some(10));
 }

@@ -195,7 +195,7 @@ async fn logrotate_create_the_new_file_continues_the_published_head() {
 async fn a_replacement_without_a_final_newline_is_ended_not_glued_to() {
     let r = run(Underneath::MovedAndReplacedByATornFile).await;
     let bytes = std::fs::read(&r.log).unwrap();
-    assert!(bytes.starts_with(b"leftover without a newline\n{\"v\":1,"));
+    assert!(bytes.starts_with(b"leftover without a newline\n{\"v\":2,"));
     let all = read(&r.log);
     assert!(all[0].is_err(), "the leftover line is kept, not a record");
     assert!(all[1..].iter().all(Result::is_ok));

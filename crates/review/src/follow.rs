@@ -559,14 +559,16 @@ impl Collector {
     }
 }
 
-/// The seq of a file's first line, from its prefix `{"v":1,"seq":N,`
+/// The seq of a file's first line, from its prefix `{"v":2,"seq":N,` (or v1's)
 /// (the comma proves the digits are whole); `None` while the line is not
 /// written that far, or when the file does not start with a record.
 fn first_seq(file: &File) -> Option<u64> {
     use std::os::unix::fs::FileExt;
     let mut buf = [0u8; 40];
     let n = file.read_at(&mut buf, 0).ok()?;
-    let rest = buf[..n].strip_prefix(br#"{"v":1,"seq":"#)?;
+    let rest = buf[..n]
+        .strip_prefix(br#"{"v":2,"seq":"#)
+        .or_else(|| buf[..n].strip_prefix(br#"{"v":1,"seq":"#))?;
     let end = rest.iter().position(|b| !b.is_ascii_digit())?;
     if end == 0 || rest[end] != b',' {
         return None;

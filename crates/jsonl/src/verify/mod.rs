@@ -48,7 +48,7 @@
 //! `sink_notice` records the restart wrote first, in those versions' exact
 //! words ("torn final line at byte offset …" or "line at byte offset …",
 //! "… kept as is"), which no writer of this version writes. A line
-//! that is JSON but not a schema v1 record (a key missing, unknown or
+//! that is JSON but not a schema v1 or v2 record (a key missing, unknown or
 //! mistyped, `v` other than 1, see [`crate::check_schema`]) is
 //! `bad_record` wherever it is: a cut-short write is never valid JSON, so
 //! the writer did not leave it.

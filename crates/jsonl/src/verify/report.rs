@@ -102,11 +102,11 @@ pub enum ProblemKind {
     Truncated,
     /// The last line is incomplete (a write cut short, or the file cut).
     TornTail,
-    /// A line is not a schema v1 record (not JSON, or cut short but not
+    /// A line is not a schema v1 or v2 record (not JSON, or cut short but not
     /// at the end).
     BadJson,
-    /// A line is JSON but not a schema v1 record (a key missing, unknown
-    /// or mistyped, `v` other than 1): the writer never leaves one, even
+    /// A line is JSON but not a schema v1 or v2 record (a key missing, unknown
+    /// or mistyped, `v` other than 1 or 2): the writer never leaves one, even
     /// when cut short, so it was put there or changed afterwards.
     BadRecord,
     /// A file does not continue the chain of the file before it.

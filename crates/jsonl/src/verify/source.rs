@@ -181,7 +181,7 @@ impl<'a> Source<'a> {
                     let json = matches!(e, ReadError::NotSchemaV1 { .. });
                     let detail = match &e {
                         ReadError::NotSchemaV1 { reason, .. } => {
-                            format!("JSON, but not a schema v1 record: {reason}")
+                            format!("JSON, but not a schema v1 or v2 record: {reason}")
                         }
                         ReadError::BadRecord { source, .. } => {
                             format!("not a valid record: {source}")
