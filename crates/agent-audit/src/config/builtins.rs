@@ -5,7 +5,12 @@
 //! numbering rely on.
 
 use super::registry::SinkRegistry;
-#[cfg(any(feature = "jsonl", feature = "stdout", feature = "otlp"))]
+#[cfg(any(
+    feature = "jsonl",
+    feature = "stdout",
+    feature = "otlp",
+    feature = "sql"
+))]
 use super::registry::{BuiltSink, OptionError, SinkBuildError, SinkContext, SinkType};
 
 /// Adds each built-in type this build has.
@@ -18,7 +23,14 @@ pub(super) fn register(registry: &mut SinkRegistry) {
     let _ = registry.insert(Stdout);
     #[cfg(feature = "otlp")]
     let _ = registry.insert(Otlp);
-    #[cfg(not(any(feature = "jsonl", feature = "stdout", feature = "otlp")))]
+    #[cfg(feature = "sql")]
+    let _ = registry.insert(Sql);
+    #[cfg(not(any(
+        feature = "jsonl",
+        feature = "stdout",
+        feature = "otlp",
+        feature = "sql"
+    )))]
     let _ = registry;
 }
 
@@ -140,15 +152,40 @@ impl SinkType for Otlp {
         o: &Self::Options,
         context: &mut SinkContext<'_>,
     ) -> Result<BuiltSink, SinkBuildError> {
-        let service = &context.service;
-        let mut info = agent_audit_otlp::ServiceInfo::new(&service.name);
-        if let Some(v) = &service.version {
-            info = info.with_version(v);
-        }
+        let info = context.service.resource()?;
         // Its batch size and requests in flight are its own hooks
         // (`max_batch`, `max_in_flight`): nothing to set here.
         Ok(BuiltSink::new_async(
             agent_audit_otlp::OtlpSink::from_config(o, info)?,
         ))
+    }
+}
+
+/// `type = "sql"`: a SQLite file or a PostgreSQL table.
+#[cfg(feature = "sql")]
+pub(super) struct Sql;
+
+#[cfg(feature = "sql")]
+impl SinkType for Sql {
+    type Options = agent_audit_sql::SqlOptions;
+
+    fn name(&self) -> &str {
+        "sql"
+    }
+
+    /// A password in `url`, a bad table name, an unset `url_env`: a
+    /// configuration error naming the key, before anything connects.
+    fn validate(&self, o: &Self::Options) -> Result<(), OptionError> {
+        o.validate().map_err(|e| OptionError::new(e.key, e.reason))
+    }
+
+    fn build(
+        &self,
+        o: &Self::Options,
+        _context: &mut SinkContext<'_>,
+    ) -> Result<BuiltSink, SinkBuildError> {
+        // Connecting is the sink's `open`, on its own runtime: a server
+        // that is down fails the start naming the sink.
+        Ok(BuiltSink::new_async(agent_audit_sql::SqlSink::new(o)?))
     }
 }
