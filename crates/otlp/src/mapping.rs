@@ -118,6 +118,21 @@ pub fn map_record(record: &Record, prev: &str, observed_unix_nanos: u64) -> LogR
     if let Some(a) = &record.agent {
         attributes.push(kv_str("gen_ai.agent.name", a));
     }
+    // Schema v2: who asked (OTel's `user.id` and `session.id`) and the
+    // deployment's attributes, each under its own key.
+    if let Some(u) = &record.user_id {
+        attributes.push(kv_str("user.id", u));
+    }
+    if let Some(s) = &record.session_id {
+        attributes.push(kv_str("session.id", s));
+    }
+    for (k, v) in record.attributes.iter() {
+        attributes.push(KeyValue {
+            key: attribute_key(k),
+            value: Some(attr_any(v)),
+            key_strindex: 0,
+        });
+    }
     if let Some(op) = operation_name(&record.event_type) {
         attributes.push(kv_str("gen_ai.operation.name", op));
     }
@@ -243,6 +258,38 @@ fn kv_str(key: &str, value: &str) -> KeyValue {
         }),
         key_strindex: 0,
     }
+}
+
+/// The OTLP key of a record attribute: a dotted name (`tenant.id`,
+/// `deployment.environment.name`) is taken as the OTel convention it
+/// names and kept; a plain name, or one in the namespaces this mapping
+/// fills itself (`audit.`, `gen_ai.`, `user.`, `session.`), goes under
+/// `audit.attribute.` so it can neither pose as nor override them.
+pub(crate) fn attribute_key(key: &str) -> String {
+    const OURS: [&str; 4] = ["audit.", "gen_ai.", "user.", "session."];
+    if key.contains('.') && !OURS.iter().any(|p| key.starts_with(p)) {
+        key.to_string()
+    } else {
+        format!("audit.attribute.{key}")
+    }
+}
+
+fn attr_any(v: &agent_audit_core::AttrValue) -> AnyValue {
+    use agent_audit_core::AttrValue;
+    let value = match v {
+        AttrValue::String(s) => Value::StringValue(s.to_string()),
+        AttrValue::Bool(b) => Value::BoolValue(*b),
+        AttrValue::Number(n) => match n.as_i64() {
+            Some(i) => Value::IntValue(i),
+            None => match n.as_f64() {
+                Some(f) if n.is_f64() => Value::DoubleValue(f),
+                // Beyond i64: the decimal text, as for payload numbers.
+                _ => Value::StringValue(n.to_string()),
+            },
+        },
+        _ => Value::StringValue(v.to_string()),
+    };
+    AnyValue { value: Some(value) }
 }
 
 fn kv_int(key: &str, value: i64) -> KeyValue {
@@ -417,6 +464,52 @@ mod tests {
 
     fn string(s: &str) -> Option<Value> {
         Some(Value::StringValue(s.to_string()))
+    }
+
+    #[test]
+    fn user_session_and_each_attribute_are_log_attributes() {
+        use agent_audit_core::{Attributes, Auditor, Dispatcher, MemorySink, SinkOptions};
+        let memory = MemorySink::new();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let base = Attributes::new().with("tenant.id", "emea-retail").unwrap();
+                let d = Dispatcher::builder()
+                    .sink(SinkOptions::new("m"), memory.clone())
+                    .attributes(base)
+                    .start()
+                    .await
+                    .unwrap();
+                let a = Auditor::new(d.clone())
+                    .with_user("u-42")
+                    .with_session("s-7")
+                    .with_attribute("purpose", "support")
+                    .unwrap()
+                    .with_attribute("tier", 3)
+                    .unwrap()
+                    .with_attribute("audit.seq", "spoof")
+                    .unwrap()
+                    .for_request(None);
+                a.emit(EventType::UserRequest, &serde_json::json!({}))
+                    .await
+                    .unwrap();
+                d.shutdown(std::time::Duration::from_secs(5)).await;
+            });
+        let log = map_record(&memory.records()[0], GENESIS_PREV, 1);
+        assert_eq!(attr(&log, "user.id"), string("u-42"));
+        assert_eq!(attr(&log, "session.id"), string("s-7"));
+        assert_eq!(attr(&log, "tenant.id"), string("emea-retail"));
+        assert_eq!(attr(&log, "audit.attribute.purpose"), string("support"));
+        assert_eq!(attr(&log, "audit.attribute.tier"), Some(Value::IntValue(3)));
+        assert_eq!(attr(&log, "audit.attribute.audit.seq"), string("spoof"));
+        let seqs = log
+            .attributes
+            .iter()
+            .filter(|kv| kv.key == "audit.seq")
+            .count();
+        assert_eq!(seqs, 1, "an attribute cannot pose as the record's own keys");
     }
 
     #[test]

@@ -110,6 +110,31 @@ fn put_kv_int(buf: &mut Vec<u8>, field: u32, key: &str, value: i64) {
     end(buf, kv);
 }
 
+/// A record attribute as a log attribute (field 6), typed as
+/// `mapping::attr_any` types it.
+fn put_kv_attr(buf: &mut Vec<u8>, key: &str, value: &agent_audit_core::AttrValue) {
+    use agent_audit_core::AttrValue;
+    let kv = begin(buf, 6);
+    put_bytes(buf, 1, key.as_bytes());
+    let v = begin(buf, 2);
+    match value {
+        AttrValue::Bool(b) => {
+            put_tag(buf, 2, VARINT);
+            put_varint(buf, u64::from(*b));
+        }
+        AttrValue::Number(n) if n.as_i64().is_some() => {
+            put_tag(buf, 3, VARINT);
+            put_varint(buf, n.as_i64().unwrap_or_default() as u64);
+        }
+        AttrValue::Number(n) if n.is_f64() => {
+            put_fixed64(buf, 4, n.as_f64().unwrap_or_default().to_bits());
+        }
+        other => put_bytes(buf, 1, other.to_string().as_bytes()),
+    }
+    end(buf, v);
+    end(buf, kv);
+}
+
 /// The static parts of a request: the resource and the scope, encoded once.
 pub(crate) struct Envelope {
     /// `Resource` as field 1 of `ResourceLogs`.
@@ -254,6 +279,15 @@ pub(crate) fn encode_record(
     }
     if let Some(a) = &record.agent {
         put_kv_str(buf, 6, "gen_ai.agent.name", a);
+    }
+    if let Some(u) = &record.user_id {
+        put_kv_str(buf, 6, "user.id", u);
+    }
+    if let Some(s) = &record.session_id {
+        put_kv_str(buf, 6, "session.id", s);
+    }
+    for (k, v) in record.attributes.iter() {
+        put_kv_attr(buf, &crate::mapping::attribute_key(k), v);
     }
     if let Some(op) = operation_name(&record.event_type) {
         put_kv_str(buf, 6, "gen_ai.operation.name", op);
@@ -550,7 +584,24 @@ mod tests {
                 .await
                 .unwrap();
             let root = Auditor::new(d.clone());
-            let scoped = root.for_request(Some("req")).with_agent("a").child_span();
+            let scoped = root
+                .with_user("u-42")
+                .with_session("s-7")
+                .with_attribute("purpose", "support")
+                .unwrap()
+                .with_attribute("tier", 3)
+                .unwrap()
+                .with_attribute("ratio", agent_audit_core::AttrValue::float(0.5).unwrap())
+                .unwrap()
+                .with_attribute("big", u64::MAX)
+                .unwrap()
+                .with_attribute("pii", false)
+                .unwrap()
+                .with_attribute("tenant.id", "emea")
+                .unwrap()
+                .for_request(Some("req"))
+                .with_agent("a")
+                .child_span();
             let unsampled = root
                 .with_trace_context(
                     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"

@@ -8,6 +8,8 @@
 //!     .event_type("tool_call")
 //!     .event_type("tool_result") // either type
 //!     .agent("user_proxy")
+//!     .user_id("u-42")
+//!     .attribute("purpose", "support")
 //!     .since("2026-11-25T23:00:00Z").unwrap()
 //!     .until("2026-11-26T00:00:00+01:00").unwrap(); // offsets are converted to UTC
 //! assert!(!filter.is_empty());
@@ -31,6 +33,13 @@ pub struct Filter {
     pub event_types: Vec<String>,
     /// Only records of these agents.
     pub agents: Vec<String>,
+    /// Only records of this end user (`user_id`).
+    pub user_id: Option<String>,
+    /// Only records of this session (`session_id`).
+    pub session_id: Option<String>,
+    /// Only records carrying each of these attributes with this value (a
+    /// number or boolean attribute matches its JSON text: `3`, `true`).
+    pub attributes: Vec<(String, String)>,
     /// Only records at or after this time (inclusive).
     pub since: Option<Timestamp>,
     /// Only records at or before this time (inclusive).
@@ -66,6 +75,25 @@ impl Filter {
     /// Adds an event type to keep.
     pub fn event_type(mut self, name: impl Into<String>) -> Filter {
         self.event_types.push(name.into());
+        self
+    }
+
+    /// Keeps only records of the end user `id`.
+    pub fn user_id(mut self, id: impl Into<String>) -> Filter {
+        self.user_id = Some(id.into());
+        self
+    }
+
+    /// Keeps only records of the session `id`.
+    pub fn session_id(mut self, id: impl Into<String>) -> Filter {
+        self.session_id = Some(id.into());
+        self
+    }
+
+    /// Keeps only records whose attribute `key` is `value`; several must
+    /// all hold.
+    pub fn attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Filter {
+        self.attributes.push((key.into(), value.into()));
         self
     }
 
@@ -116,6 +144,26 @@ impl Filter {
             && record.correlation_id.as_deref() != Some(id.as_str())
         {
             return false;
+        }
+        for (want, got) in [
+            (&self.user_id, &record.user_id),
+            (&self.session_id, &record.session_id),
+        ] {
+            if let Some(id) = want
+                && got.as_deref() != Some(id.as_str())
+            {
+                return false;
+            }
+        }
+        for (key, value) in &self.attributes {
+            let holds = match record.attributes.get(key) {
+                Some(serde_json::Value::String(s)) => s == value,
+                Some(other) => other.to_string() == *value,
+                None => false,
+            };
+            if !holds {
+                return false;
+            }
         }
         if !self.event_types.is_empty()
             && !self

@@ -197,6 +197,37 @@ pub fn render(timeline: &Timeline, entries: &[Entry]) -> String {
             esc(timeline.correlation_id.as_deref().unwrap_or("-"))
         ),
     );
+    // Who asked (schema v2): the user, session and attributes the
+    // request's records carry; v1 records carry none.
+    let who = mine
+        .iter()
+        .map(|(_, e)| &e.record)
+        .find(|r| r.user_id.is_some() || r.session_id.is_some() || !r.attributes.is_empty());
+    let code = |v: Option<&str>| format!("<code>{}</code>", esc(v.unwrap_or("-")));
+    meta(
+        &mut h,
+        "user",
+        &format!(
+            "<span id=\"user-id\">{}</span>",
+            code(who.and_then(|r| r.user_id.as_deref()))
+        ),
+    );
+    meta(
+        &mut h,
+        "session",
+        &code(who.and_then(|r| r.session_id.as_deref())),
+    );
+    if let Some(r) = who.filter(|r| !r.attributes.is_empty()) {
+        let attrs: Vec<String> = r
+            .attributes
+            .iter()
+            .map(|(k, v)| {
+                let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                format!("<code>{}={}</code>", esc(k), esc(&v))
+            })
+            .collect();
+        meta(&mut h, "attributes", &attrs.join(" "));
+    }
     meta(
         &mut h,
         "records",

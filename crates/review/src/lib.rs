@@ -77,6 +77,7 @@ pub mod source;
 pub mod stats;
 pub mod text;
 pub mod timeline;
+pub mod users;
 
 pub use error::ReviewError;
 

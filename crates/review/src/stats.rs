@@ -173,6 +173,8 @@ pub struct Stats {
     pub by_event_type: BTreeMap<String, u64>,
     /// Records per agent (`-` for none).
     pub by_agent: BTreeMap<String, u64>,
+    /// Per end user (`user_id`, `-` for none).
+    pub by_user: BTreeMap<String, crate::users::UserStats>,
     /// `tool_call` records per tool.
     pub by_tool: BTreeMap<String, u64>,
     /// Per model.
@@ -237,6 +239,7 @@ pub struct StatsBuilder {
     conversations: HashSet<String>,
     by_event_type: BTreeMap<String, u64>,
     by_agent: BTreeMap<String, u64>,
+    by_user: BTreeMap<String, crate::users::UserAcc>,
     by_tool: BTreeMap<String, u64>,
     models: BTreeMap<String, ModelAcc>,
     tools: BTreeMap<String, ToolAcc>,
@@ -312,6 +315,7 @@ impl StatsBuilder {
         let event = r.event_type.as_str();
         bump(&mut self.by_event_type, event);
         bump(&mut self.by_agent, r.agent.as_deref().unwrap_or("-"));
+        crate::users::add(&mut self.by_user, r);
 
         match self.last_seq.insert(entry.log, r.seq) {
             Some(prev) if r.seq > prev + 1 => {
@@ -435,6 +439,7 @@ impl StatsBuilder {
             conversations: self.conversations.len() as u64,
             by_event_type: self.by_event_type,
             by_agent: self.by_agent,
+            by_user: crate::users::finish(self.by_user),
             by_tool: self.by_tool,
             models,
             tools,
@@ -532,6 +537,11 @@ impl Stats {
             &self.by_event_type,
         );
         counts(&mut out, "Records by agent", "agent", &self.by_agent);
+        if !self.by_user.is_empty() {
+            let _ = writeln!(out, "\nRecords by user");
+            let header = ["user", "records", "requests", "sessions", "errors"];
+            table(&mut out, &header, &crate::users::rows(&self.by_user));
+        }
         counts(&mut out, "Tool calls by tool", "tool", &self.by_tool);
         if !self.models.is_empty() {
             let _ = writeln!(out, "\nModel calls");

@@ -161,8 +161,9 @@ fn follow_reports_a_line_of_another_schema_instead_of_showing_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit-log.jsonl");
     let ok = r#"{"v":1,"seq":1,"ts":"2026-11-25T23:32:22.000000000Z","event_type":"user_request","request_id":"r","correlation_id":null,"trace_id":"0824dc110e1f73b5d618224f010fb405","span_id":"af91c80b1cc54460","parent_span_id":null,"agent":"a","payload":{},"prev":""}"#;
-    let v2 = ok.replace(r#""v":1,"seq":1"#, r#""v":2,"seq":2"#);
-    std::fs::write(&path, format!("{ok}\n{v2}\n")).unwrap();
+    // v2 is a version this reader knows; v3 is not.
+    let v3 = ok.replace(r#""v":1,"seq":1"#, r#""v":3,"seq":2"#);
+    std::fs::write(&path, format!("{ok}\n{v3}\n")).unwrap();
     let mut follower = Follower::open(&path, StartAt::Beginning).unwrap();
     let events = follower.poll().unwrap();
     let shown: Vec<u64> = events

@@ -127,6 +127,7 @@ impl Redactor {
                 }
             }
         }
+        let custom_rules = rules.len();
         let mut global_fields: Vec<Vec<String>> = Vec::new();
         for f in &config.fields {
             let name = compile_field(f, &builtin)?;
@@ -218,6 +219,7 @@ impl Redactor {
         let key_filter =
             names::KeyFilter::new(&names::triggers(by_first.keys().map(String::as_str)));
         Ok(Redactor {
+            custom_rules,
             rules,
             fields,
             regexes,

@@ -75,6 +75,8 @@ struct FieldRule {
 /// (`drop` over `mask` over `hash`).
 pub struct Redactor {
     rules: Vec<Rule>,
+    /// Rules `0..custom_rules` come from `[[redaction.rules]]`.
+    custom_rules: usize,
     fields: Vec<FieldRule>,
     /// Each regex on its own: one alternation of them all would lose the
     /// literal prefilters (`sk-`, `AKIA`, `bearer`) that let most text be
@@ -180,10 +182,21 @@ impl Redactor {
     /// scope (`for_request`, `with_correlation_id`), so every record of
     /// the scope carries the redacted id. `hash` is the action that keeps
     /// ids useful: one customer, one pseudonym, records still join.
+    ///
+    /// Schema v2's `user_id` and `session_id` and each attribute (by its
+    /// key) come here too. For the record's own `session_id` key, only
+    /// `[[redaction.rules]]` naming it apply by name, not the built-in
+    /// `session_id` name: that name is for payload fields holding a
+    /// session cookie, while the record's key is how a reviewer finds a
+    /// session (`--session-id`); detectors still scan it, and a rule
+    /// `fields = ["session_id"], action = "hash"` pseudonymises it.
     pub fn redact_id(&self, field: &str, id: &str) -> IdOutcome {
         let mut fired: Vec<usize> = Vec::new();
         let mut tokens = Tokens::new();
-        let outcome = if let Some(rule) = self.field_rule(field, &mut tokens) {
+        let by_name = self
+            .field_rule(field, &mut tokens)
+            .filter(|&rule| field != "session_id" || rule < self.custom_rules);
+        let outcome = if let Some(rule) = by_name {
             note(&mut fired, rule);
             if self.rules[rule].action == Action::Drop {
                 None
