@@ -65,7 +65,9 @@ impl Config {
     }
 
     fn assemble(&self) -> Result<(DispatcherBuilder, Option<Head>), BuildError> {
-        let mut b = Dispatcher::builder().max_record_bytes(self.limits.max_record_bytes);
+        let mut b = Dispatcher::builder()
+            .max_record_bytes(self.limits.max_record_bytes)
+            .attributes(self.attributes.clone());
         #[cfg(feature = "redact")]
         {
             let cfg = self.redaction.clone().unwrap_or_default();

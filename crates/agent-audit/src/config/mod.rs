@@ -34,6 +34,7 @@
 //! and `error`.
 
 mod assemble;
+mod attributes;
 mod builtins;
 mod error;
 mod load;
@@ -65,6 +66,8 @@ pub struct Config {
     pub sinks: Vec<SinkConfig>,
     /// `[limits]`.
     pub limits: LimitsConfig,
+    /// `[attributes]`: stamped on every record (schema v2).
+    pub attributes: agent_audit_core::Attributes,
     /// `[redaction]`; `None` means the secret-shaped defaults.
     #[cfg(feature = "redact")]
     pub redaction: Option<agent_audit_redact::RedactionConfig>,
@@ -164,6 +167,7 @@ impl Default for Config {
             service: ServiceConfig::default(),
             sinks,
             limits: LimitsConfig::default(),
+            attributes: Default::default(),
             #[cfg(feature = "redact")]
             redaction: None,
             #[cfg(feature = "agents")]

@@ -24,6 +24,8 @@ struct RawConfig {
     sinks: Option<Vec<toml::Spanned<toml::Table>>>,
     #[serde(default)]
     limits: LimitsConfig,
+    #[serde(default)]
+    attributes: super::attributes::RawAttributes,
     #[cfg(feature = "redact")]
     #[serde(default)]
     redaction: Option<agent_audit_redact::RedactionConfig>,
@@ -113,6 +115,7 @@ impl Config {
             }
         }
         name_sinks(&mut sinks, source)?;
+        let attributes = super::attributes::parse(&raw.attributes, text, source)?;
         #[cfg(feature = "jsonl")]
         if let Some(integrity) = &raw.integrity {
             check_integrity(text, source, integrity)?;
@@ -126,6 +129,7 @@ impl Config {
             service: raw.service,
             sinks,
             limits: raw.limits,
+            attributes,
             #[cfg(feature = "redact")]
             redaction: raw.redaction,
             #[cfg(feature = "agents")]
