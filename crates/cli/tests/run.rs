@@ -63,10 +63,22 @@ const TUTORIAL_SEQUENCE: [&str; 8] = [
     "final_result",
 ];
 
+const WHO: [&str; 6] = [
+    "--user-id",
+    "u-42",
+    "--session-id",
+    "s-7",
+    "--attr",
+    "purpose=support",
+];
+
 #[test]
 fn run_in_an_empty_directory_writes_the_tutorial_sequence_as_a_valid_chain() {
     let dir = tempfile::tempdir().unwrap();
-    let out = agent_audit(dir.path(), &["run", "--request-id", "req-42", PROMPT]);
+    let mut args = vec!["run", "--request-id", "req-42"];
+    args.extend(WHO);
+    args.push(PROMPT);
+    let out = agent_audit(dir.path(), &args);
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("offline"),
@@ -93,6 +105,13 @@ fn run_in_an_empty_directory_writes_the_tutorial_sequence_as_a_valid_chain() {
         .map(|r| r["event_type"].as_str().unwrap())
         .collect();
     assert_eq!(types, TUTORIAL_SEQUENCE);
+    // Who asked, on every record of the run.
+    for r in &records {
+        assert_eq!(r["v"], 2);
+        assert_eq!(r["user_id"], "u-42");
+        assert_eq!(r["session_id"], "s-7");
+        assert_eq!(r["attributes"], serde_json::json!({"purpose": "support"}));
+    }
     for r in &audited {
         assert_eq!(r["request_id"], "req-42");
         assert_eq!(r["correlation_id"], audited[0]["correlation_id"]);
@@ -123,13 +142,16 @@ fn run_in_an_empty_directory_writes_the_tutorial_sequence_as_a_valid_chain() {
                 "span_id",
                 "parent_span_id",
                 "agent",
+                "user_id",
+                "session_id",
+                "attributes",
                 "payload",
                 "prev"
             ],
             "line {}",
             i + 1
         );
-        assert!(line.starts_with("{\"v\":1,\"seq\":"));
+        assert!(line.starts_with("{\"v\":2,\"seq\":"));
         assert_eq!(
             r["seq"].as_u64().unwrap(),
             records[0]["seq"].as_u64().unwrap() + i as u64
@@ -153,6 +175,100 @@ fn run_in_an_empty_directory_writes_the_tutorial_sequence_as_a_valid_chain() {
         .unwrap();
     assert!(py.status.success(), "{}", text(&py.stderr));
     assert_eq!(text(&py.stdout).trim(), lines.len().to_string());
+}
+
+#[test]
+fn show_and_stats_find_the_records_of_one_user_session_and_attribute() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["run", "--request-id", "req-42"];
+    args.extend(WHO);
+    args.push(PROMPT);
+    let first = agent_audit(dir.path(), &args);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let other = [
+        "run",
+        "--request-id",
+        "req-7",
+        "--user-id",
+        "u-7",
+        "--attr",
+        "purpose=billing",
+        PROMPT,
+    ];
+    let second = agent_audit(dir.path(), &other);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let all = lines(&dir.path().join("audit-log.jsonl"));
+    let of = |rid: &str| -> Vec<String> {
+        all.iter()
+            .filter(|l| json(l)["request_id"] == rid)
+            .cloned()
+            .collect()
+    };
+    assert!(!of("req-42").is_empty() && !of("req-7").is_empty());
+    let show = |flags: &[&str]| -> Vec<String> {
+        let mut a = vec!["show", "--json"];
+        a.extend(flags);
+        a.push("audit-log.jsonl");
+        let out = agent_audit(dir.path(), &a);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).lines().map(str::to_string).collect()
+    };
+    // Exactly that request's records, byte for byte.
+    assert_eq!(show(&["--user-id", "u-42"]), of("req-42"));
+    assert_eq!(show(&["--session-id", "s-7"]), of("req-42"));
+    assert_eq!(show(&["--attr", "purpose=billing"]), of("req-7"));
+    assert!(show(&["--user-id", "u-42", "--attr", "purpose=billing"]).is_empty());
+    let stats = agent_audit(dir.path(), &["stats", "audit-log.jsonl"]);
+    let stats = text(&stats.stdout);
+    assert!(stats.contains("Records by user"), "{stats}");
+    assert!(
+        stats.lines().any(|l| l.trim_start().starts_with("u-42")),
+        "{stats}"
+    );
+    let bad = agent_audit(
+        dir.path(),
+        &["show", "--attr", "novalue", "audit-log.jsonl"],
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("--attr"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let report = agent_audit(
+        dir.path(),
+        &[
+            "report",
+            "--user-id",
+            "u-42",
+            "--html",
+            "r.html",
+            "audit-log.jsonl",
+        ],
+    );
+    assert!(report.status.success(), "{}", text(&report.stderr));
+    let html = std::fs::read_to_string(dir.path().join("r.html")).unwrap();
+    assert!(
+        html.contains("<span id=\"user-id\"><code>u-42</code></span>"),
+        "who asked"
+    );
+}
+
+#[test]
+fn an_oversized_attribute_is_refused_naming_it_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = format!(
+        "note={}",
+        "x".repeat(agent_audit::MAX_ATTRIBUTE_VALUE_BYTES + 1)
+    );
+    let out = agent_audit(dir.path(), &["run", "--attr", &big, PROMPT]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("`note`"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!dir.path().join("audit-log.jsonl").exists());
 }
 
 #[test]

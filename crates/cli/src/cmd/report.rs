@@ -8,15 +8,14 @@ use std::process::ExitCode;
 use agent_audit_review::html;
 
 use super::show::{Inputs, note, review_err};
-use super::timeline::load_timeline;
+use super::timeline::{Pick, load_timeline};
 use crate::error::CliError;
 
 /// Arguments of `report`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The request to report on.
-    #[arg(long, value_name = "ID")]
-    request_id: String,
+    #[command(flatten)]
+    pick: Pick,
     /// Where to write the HTML file (replaced if it exists).
     #[arg(long, value_name = "OUT")]
     html: PathBuf,
@@ -26,14 +25,14 @@ pub struct Args {
 
 /// Writes the report and says where on stderr.
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
-    let (timeline, entries) = load_timeline(&args.inputs, &args.request_id)?;
+    let (timeline, entries) = load_timeline(&args.inputs, &args.pick)?;
     let page = html::render(&timeline, &entries);
     html::write_report(&args.html, &page).map_err(review_err)?;
     note(&format!(
         "wrote {} ({} records of request {})",
         args.html.display(),
         timeline.records,
-        args.request_id
+        timeline.request_id
     ));
     Ok(ExitCode::SUCCESS)
 }

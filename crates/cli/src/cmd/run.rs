@@ -34,6 +34,19 @@ pub struct Args {
     /// Request id to record (default: a new random one).
     #[arg(long, value_name = "ID")]
     request_id: Option<String>,
+    /// The end user the request is for, recorded as `user_id` on every
+    /// record (after redaction: a `hash` rule makes it a pseudonym).
+    #[arg(long, value_name = "ID")]
+    user_id: Option<String>,
+    /// The user's session, recorded as `session_id` on every record.
+    #[arg(long, value_name = "ID")]
+    session_id: Option<String>,
+    /// An attribute recorded on every record (`--attr purpose=support`),
+    /// beside the configuration's `[attributes]`; repeatable. Values are
+    /// strings; at most 32 attributes, keys up to 128 bytes, values up to
+    /// 1024 bytes.
+    #[arg(long = "attr", value_name = "KEY=VALUE")]
+    attr: Vec<String>,
     /// How long shutdown may take to drain the sinks, in seconds.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     drain_secs: u64,
@@ -43,7 +56,30 @@ pub struct Args {
 
 /// Runs the agent, prints its answer, and drains the sinks.
 pub async fn run(args: Args) -> Result<ExitCode, CliError> {
+    // Bad flags are refused before anything starts or is written.
+    let mut attrs = Vec::with_capacity(args.attr.len());
+    for a in &args.attr {
+        attrs.push(super::show::parse_attr(a)?);
+    }
     let config = Config::discover(args.config.as_deref())?;
+    // With the configuration's own, so that the count is checked too.
+    let mut all = config.attributes.clone();
+    for (k, v) in &attrs {
+        all = all
+            .with(k, *v)
+            .map_err(|e| CliError::Usage(format!("--attr: {e}")))?;
+    }
+    let model = config.model()?;
+    if model.is_offline() {
+        errln!(
+            "agent-audit: no [model] configured; using the deterministic offline model (answers are canned, records say model = \"offline\")"
+        );
+    }
+    if !config.sinks.iter().any(|s| s.required) {
+        errln!(
+            "agent-audit: no sink is required: a sink that fails will not stop the agent (the run still fails, and withholds the answer, if no sink holds every record)"
+        );
+    }
     let model = config.model()?;
     if model.is_offline() {
         errln!(
@@ -58,7 +94,28 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     let dispatcher = config.start().await?;
     // A sink stuck retrying says so on stderr while it happens.
     let watcher = notice::Watcher::start(dispatcher.clone());
-    let auditor = Auditor::new(dispatcher.clone()).for_request(args.request_id.as_deref());
+    let mut auditor = Auditor::new(dispatcher.clone());
+    if let Some(user) = &args.user_id {
+        auditor = auditor.with_user(user);
+    }
+    if let Some(session) = &args.session_id {
+        auditor = auditor.with_session(session);
+    }
+    for (k, v) in attrs {
+        // Checked with the configuration's above, so this does not fail;
+        // an error would still stop the run before the agent acts.
+        auditor = match auditor.with_attribute(k, v) {
+            Ok(a) => a,
+            Err(e) => {
+                dispatcher
+                    .shutdown(Duration::from_secs(args.drain_secs))
+                    .await;
+                watcher.stop().await;
+                return Err(CliError::Usage(format!("--attr: {e}")));
+            }
+        };
+    }
+    let auditor = auditor.for_request(args.request_id.as_deref());
     let outcome = agents::tutorial::run(&auditor, model, &args.prompt).await;
     let report = dispatcher
         .shutdown(Duration::from_secs(args.drain_secs))

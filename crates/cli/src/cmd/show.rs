@@ -12,8 +12,8 @@ use agent_audit_review::{Entry, Filter, ReviewError, Source, SourceOptions};
 
 use crate::error::CliError;
 
-/// Filter flags shared by `show`, `stats`, `timeline` and `report`; every
-/// flag given must hold.
+/// Filter flags shared by `show`, `tail`, `stats`, `timeline` and
+/// `report`; every flag given must hold.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct FilterArgs {
     /// Only records of this request.
@@ -30,6 +30,17 @@ pub struct FilterArgs {
     /// several.
     #[arg(long, value_name = "A", value_delimiter = ',')]
     pub agent: Vec<String>,
+    /// Only records of this end user (schema v2 `user_id`, as recorded:
+    /// a pseudonym when redaction hashes it).
+    #[arg(long, value_name = "ID")]
+    pub user_id: Option<String>,
+    /// Only records of this session (schema v2 `session_id`).
+    #[arg(long, value_name = "ID")]
+    pub session_id: Option<String>,
+    /// Only records whose attribute KEY is VALUE (`--attr tenant=emea`);
+    /// repeat for several, all of which must hold.
+    #[arg(long = "attr", value_name = "KEY=VALUE")]
+    pub attr: Vec<String>,
     /// Only records at or after this RFC 3339 time (2026-11-25T23:00:00Z).
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,
@@ -46,6 +57,12 @@ impl FilterArgs {
         f.correlation_id = self.correlation_id.clone();
         f.event_types = self.event_type.clone();
         f.agents = self.agent.clone();
+        f.user_id = self.user_id.clone();
+        f.session_id = self.session_id.clone();
+        for a in &self.attr {
+            let (k, v) = parse_attr(a)?;
+            f.attributes.push((k.to_string(), v.to_string()));
+        }
         if let Some(s) = &self.since {
             f = f.since(s).map_err(review_err)?;
         }
@@ -53,6 +70,17 @@ impl FilterArgs {
             f = f.until(u).map_err(review_err)?;
         }
         Ok(f)
+    }
+}
+
+/// `KEY=VALUE` of an `--attr` flag; a usage error naming the flag when
+/// there is no `=` or no key.
+pub fn parse_attr(arg: &str) -> Result<(&str, &str), CliError> {
+    match arg.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k, v)),
+        _ => Err(CliError::Usage(format!(
+            "--attr {arg:?}: expected KEY=VALUE (e.g. --attr purpose=support)"
+        ))),
     }
 }
 

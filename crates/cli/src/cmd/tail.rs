@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use agent_audit_review::{FollowEvent, Follower, StartAt};
 
-use super::show::{BadLines, flush_out, note, record_line, review_err, write_out};
+use super::show::{BadLines, FilterArgs, flush_out, note, record_line, review_err, write_out};
 use crate::error::CliError;
 
 /// Arguments of `tail`.
@@ -27,6 +27,9 @@ pub struct Args {
     /// Print the records' exact JSON lines instead of readable lines.
     #[arg(long)]
     json: bool,
+    /// Only records matching these (of the last N, and of those appended).
+    #[command(flatten)]
+    filter: FilterArgs,
     /// With -f, how often to look for new records, in milliseconds.
     #[arg(long, default_value_t = 200, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
     interval_ms: u64,
@@ -35,6 +38,7 @@ pub struct Args {
 /// Prints the last records; with `-f`, follows until interrupted or until
 /// stdout closes.
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
+    let filter = args.filter.to_filter()?;
     let mut follower = Follower::open(&args.file, StartAt::Last(args.lines)).map_err(review_err)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -45,6 +49,7 @@ pub fn run(args: Args) -> Result<ExitCode, CliError> {
         let events = follower.poll().map_err(review_err)?;
         for event in events {
             match event {
+                FollowEvent::Record(entry) if !filter.matches(&entry.record) => {}
                 FollowEvent::Record(entry) => {
                     record_line(args.json, &entry, &mut buf);
                     if !write_out(&mut out, &buf)? {

@@ -1,21 +1,73 @@
 //! `agent-audit timeline --request-id ID FILE...`: one request as a tree of
-//! agent turns, model calls and tool calls, with durations.
+//! agent turns, model calls and tool calls, with durations. The request
+//! can instead be picked by who asked (`--user-id`, `--session-id`,
+//! `--attr`): the last request whose records match.
 
 use std::process::ExitCode;
 
 use agent_audit_review::progress::Progress;
-use agent_audit_review::{Entry, Timeline};
+use agent_audit_review::{Entry, Filter, Timeline};
 
 use super::show::{BadLines, Inputs, flush_out, review_err, write_out};
 use crate::error::CliError;
 use agent_audit::text::json_text;
 
+/// Which request: by id, or the last one matching who asked (or both).
+#[derive(clap::Args, Debug, Clone)]
+#[group(required = true, multiple = true)]
+pub struct Pick {
+    /// The request.
+    #[arg(long, value_name = "ID")]
+    pub request_id: Option<String>,
+    /// The last request of this end user (`user_id`).
+    #[arg(long, value_name = "ID")]
+    pub user_id: Option<String>,
+    /// The last request of this session (`session_id`).
+    #[arg(long, value_name = "ID")]
+    pub session_id: Option<String>,
+    /// The last request whose records carry attribute KEY = VALUE;
+    /// repeatable.
+    #[arg(long = "attr", value_name = "KEY=VALUE")]
+    pub attr: Vec<String>,
+}
+
+impl Pick {
+    fn filter(&self) -> Result<Filter, CliError> {
+        let mut f = Filter::new();
+        f.request_id = self.request_id.clone();
+        f.user_id = self.user_id.clone();
+        f.session_id = self.session_id.clone();
+        for a in &self.attr {
+            let (k, v) = super::show::parse_attr(a)?;
+            f.attributes.push((k.to_string(), v.to_string()));
+        }
+        Ok(f)
+    }
+
+    /// How the pick reads in a message.
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(r) = &self.request_id {
+            parts.push(format!("request `{r}`"));
+        }
+        if let Some(u) = &self.user_id {
+            parts.push(format!("user `{u}`"));
+        }
+        if let Some(s) = &self.session_id {
+            parts.push(format!("session `{s}`"));
+        }
+        for a in &self.attr {
+            parts.push(format!("attribute `{a}`"));
+        }
+        parts.join(", ")
+    }
+}
+
 /// Arguments of `timeline`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The request to draw.
-    #[arg(long, value_name = "ID")]
-    request_id: String,
+    #[command(flatten)]
+    pick: Pick,
     #[command(flatten)]
     inputs: Inputs,
     /// Print the tree as JSON (spans with their steps) instead of text.
@@ -25,7 +77,8 @@ pub struct Args {
 
 /// Reads the records of `request_id` from `files`, with a progress bar on
 /// a terminal; unreadable lines are reported on stderr and skipped.
-fn load_request(inputs: &Inputs, request_id: &str) -> Result<(Vec<Entry>, Vec<String>), CliError> {
+fn load_request(inputs: &Inputs, pick: &Pick) -> Result<(Vec<Entry>, Vec<String>), CliError> {
+    let filter = pick.filter()?;
     let mut source = inputs.open()?;
     let names = source
         .files()
@@ -37,7 +90,7 @@ fn load_request(inputs: &Inputs, request_id: &str) -> Result<(Vec<Entry>, Vec<St
     let mut bad = BadLines::new(" (skipped)");
     while let Some(item) = source.next() {
         match item {
-            Ok(e) if e.record.request_id.as_deref() == Some(request_id) => entries.push(e),
+            Ok(e) if e.record.request_id.is_some() && filter.matches(&e.record) => entries.push(e),
             Ok(_) => {}
             Err(e) => bad.report(&e),
         }
@@ -45,23 +98,30 @@ fn load_request(inputs: &Inputs, request_id: &str) -> Result<(Vec<Entry>, Vec<St
     }
     progress.finish();
     bad.print_rest();
+    // Picked by who asked: the last matching request.
+    if let Some(last) = entries.last().and_then(|e| e.record.request_id.clone()) {
+        entries.retain(|e| e.record.request_id.as_deref() == Some(last.as_str()));
+    }
     Ok((entries, names))
 }
 
 /// The request's records from `inputs` and their tree; a request with no
 /// record is an error naming the files searched.
-pub fn load_timeline(
-    inputs: &Inputs,
-    request_id: &str,
-) -> Result<(Timeline, Vec<Entry>), CliError> {
-    let (entries, files) = load_request(inputs, request_id)?;
-    let timeline = Timeline::build(request_id, &entries).map_err(|e| match e {
-        agent_audit_review::ReviewError::NoSuchRequest { request_id, .. } => {
-            CliError::Runtime(format!(
-                "request `{request_id}` has no records in {}",
-                files.join(", ")
-            ))
-        }
+pub fn load_timeline(inputs: &Inputs, pick: &Pick) -> Result<(Timeline, Vec<Entry>), CliError> {
+    let (entries, files) = load_request(inputs, pick)?;
+    let none = || {
+        CliError::Runtime(format!(
+            "{} has no records in {}",
+            pick.describe(),
+            files.join(", ")
+        ))
+    };
+    let request_id = entries
+        .first()
+        .and_then(|e| e.record.request_id.clone())
+        .ok_or_else(none)?;
+    let timeline = Timeline::build(&request_id, &entries).map_err(|e| match e {
+        agent_audit_review::ReviewError::NoSuchRequest { .. } => none(),
         other => review_err(other),
     })?;
     Ok((timeline, entries))
@@ -69,7 +129,7 @@ pub fn load_timeline(
 
 /// Prints the request's tree.
 pub fn run(args: Args) -> Result<ExitCode, CliError> {
-    let (timeline, _) = load_timeline(&args.inputs, &args.request_id)?;
+    let (timeline, _) = load_timeline(&args.inputs, &args.pick)?;
     let text = if args.json {
         let mut s = serde_json::to_string(&timeline)
             .map_err(|e| CliError::Runtime(format!("encoding the timeline as JSON: {e}")))?;
