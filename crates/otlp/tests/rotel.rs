@@ -543,13 +543,19 @@ impl agent_audit_core::conformance::AsyncTarget for RotelTarget {
     }
 }
 
-/// Rebuilds the schema v1 record from what the collector received: the
-/// mapping loses nothing a reader needs.
+/// Rebuilds the record from what the collector received: the mapping
+/// loses nothing a reader needs.
 fn stored_from_collected(c: &Value) -> StoredRecord {
     let a = &c["attributes"];
     let s = |v: &Value| v.as_str().map(str::to_string);
+    let attributes = a
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.strip_prefix("audit.attribute.")?.to_string(), v.clone())))
+        .collect();
     StoredRecord {
-        v: 1,
+        v: agent_audit_core::SCHEMA_VERSION,
         seq: a["audit.seq"].as_u64().unwrap(),
         ts: Timestamp::from_unix_nanos(c["time_unix_nano"].as_u64().unwrap() as i128)
             .as_str()
@@ -567,6 +573,9 @@ fn stored_from_collected(c: &Value) -> StoredRecord {
         span_id: s(&c["span_id"]),
         parent_span_id: s(&a["audit.parent_span_id"]),
         agent: s(&a["gen_ai.agent.name"]),
+        user_id: s(&a["user.id"]),
+        session_id: s(&a["session.id"]),
+        attributes,
         payload: c["body"].clone(),
         prev: s(&a["audit.prev"]).unwrap(),
     }
