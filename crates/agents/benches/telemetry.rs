@@ -108,9 +108,12 @@ fn main() {
     };
     let modes = [Mode::Off, Mode::On, Mode::OnWithContent];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
-    // A warm-up round of each, not counted.
+    // A warm-up round of each, not counted; the order turns each round,
+    // so that no mode always runs first.
     for round_no in 0..=rounds {
-        for (i, mode) in modes.iter().enumerate() {
+        for k in 0..modes.len() {
+            let i = (k + round_no) % modes.len();
+            let mode = &modes[i];
             let t = match mode {
                 Mode::Off => None,
                 Mode::On => Some(telemetry(false)),

@@ -15,9 +15,13 @@
 //! - audit before act: a tool runs only after its `tool_call` record is
 //!   Durable on every required sink; otherwise the conversation stops with
 //!   [`AgentError::AuditBeforeAct`] and the tool never runs;
-//! - every record names its agent, each agent turn is its own span whose
-//!   parent is the turn that caused it, and all agents of a conversation
-//!   share the auditor's correlation id;
+//! - every record names its agent and carries its step's span: the
+//!   conversation is an `invoke_agent {agent}` span, each model call a
+//!   `chat {model}` span and each tool call an `execute_tool {tool}` span
+//!   under it (GenAI semantic conventions 1.41.0, exported through the
+//!   `opentelemetry` API to the application's providers: see
+//!   [`agent_audit_core::otel`]), and all agents of a conversation share
+//!   the auditor's correlation id;
 //! - the API key never appears in a record, a log line or an error.
 //!
 //! ```
