@@ -188,8 +188,9 @@ fn the_schema_shows_a_valid_record_of_every_event_type() {
     let mut seen = BTreeSet::new();
     for b in blocks(&schema).into_iter().filter(|b| b.lang == "json") {
         let record: StoredRecord = serde_json::from_str(&b.text)
-            .unwrap_or_else(|e| panic!("{}: not a schema v1 record: {e}", b.place()));
-        assert_eq!(record.v, 1, "{}", b.place());
+            .unwrap_or_else(|e| panic!("{}: not a schema v2 record: {e}", b.place()));
+        assert_eq!(record.v, 2, "{}", b.place());
+        agent_audit_jsonl::check_schema(&record).unwrap_or_else(|e| panic!("{}: {e}", b.place()));
         assert!(
             record.timestamp().is_some(),
             "{}: ts is not RFC 3339",
