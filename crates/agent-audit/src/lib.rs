@@ -40,6 +40,7 @@
 //! | `redact` | yes | [`redact`]: redaction before fan-out |
 //! | `otlp` | no | [`otlp`]: OpenTelemetry logs over gRPC and HTTP |
 //! | `agents` | no | [`agents`]: model client, tools, assistant and user proxy |
+//! | `otel` | no | `telemetry`: `[telemetry]` exports GenAI spans and metrics through the OpenTelemetry SDK (brings `otlp`) |
 //! | `sql` | no | [`sql`]: the trail in SQLite or PostgreSQL |
 //! | `testing` | no | `conformance`: the suite every sink passes (see [`writing_a_sink`]) |
 //!
@@ -69,3 +70,5 @@ pub use agent_audit_stdout as stdout;
 /// compiled and run as a doctest.
 #[doc = include_str!("../../../docs/writing-a-sink.md")]
 pub mod writing_a_sink {}
+#[cfg(feature = "otel")]
+pub mod telemetry;

@@ -11,6 +11,9 @@ pub enum CliError {
     /// A `[model]` section that cannot become a model: exit 2.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// A `[telemetry]` section (or its variables) that cannot start: exit 2.
+    #[error(transparent)]
+    Telemetry(#[from] agent_audit::telemetry::TelemetryError),
     /// Bad usage: exit 2.
     #[error("{0}")]
     Usage(String),
@@ -29,7 +32,10 @@ impl CliError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Config(_) | CliError::Model(_) | CliError::Usage(_) => 2,
+            CliError::Config(_)
+            | CliError::Model(_)
+            | CliError::Usage(_)
+            | CliError::Telemetry(_) => 2,
             _ => 1,
         }
     }

@@ -107,7 +107,7 @@ pub use config::{
     BOUNDS, ClientIdentity, Compression, DEFAULT_BATCH_SIZE, DEFAULT_LINGER, DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_MAX_REQUEST_BYTES, DEFAULT_TIMEOUT, MAX_CLIENT_FILE_BYTES, OtlpConfig, OtlpConfigError,
     OtlpSettings, Protocol, RESOURCE_ATTRIBUTES_ENV, RetryConfig, SCHEMA_URL, SERVICE_NAME_ENV,
-    ServiceInfo, TlsConfig, read_client_identity,
+    ServiceInfo, Signal, TlsConfig, read_client_identity,
 };
 pub use mapping::{EVENT_NAME_PREFIX, GENESIS_PREV, json_to_any_value, map_record, operation_name};
 pub use sink::{ExportError, OtlpSink};

@@ -43,6 +43,8 @@ mod position;
 mod registry;
 mod sections;
 mod sinks;
+#[cfg(feature = "otel")]
+mod telemetry;
 
 use serde::Deserialize;
 
@@ -54,6 +56,8 @@ pub use registry::{
 #[cfg(feature = "agents")]
 pub use sections::ModelError;
 pub use sinks::SinkConfig;
+#[cfg(feature = "otel")]
+pub use telemetry::TelemetryConfig;
 
 /// A whole configuration.
 #[derive(Debug, Clone)]
@@ -77,31 +81,42 @@ pub struct Config {
     /// `[integrity]`: the chain key and signed checkpoints.
     #[cfg(feature = "jsonl")]
     pub integrity: Option<agent_audit_jsonl::integrity::IntegrityConfig>,
+    /// `[telemetry]`: traces and metrics through the OpenTelemetry SDK;
+    /// `None` exports none (see [`crate::telemetry`]).
+    #[cfg(feature = "otel")]
+    pub telemetry: Option<TelemetryConfig>,
 }
 
 /// `[service]`: who is emitting.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
-    /// Service name, sent as OTLP `service.name`.
-    #[serde(default = "default_service_name")]
-    pub name: String,
+    /// Service name, sent as OTLP `service.name`. `None` when the table
+    /// does not set it: then `OTEL_SERVICE_NAME`, else `service.name` in
+    /// `OTEL_RESOURCE_ATTRIBUTES`, else `agent-audit` ([`DEFAULT_SERVICE_NAME`]).
+    #[serde(default)]
+    pub name: Option<String>,
     /// Service version, sent as OTLP `service.version`.
     #[serde(default)]
     pub version: Option<String>,
 }
 
-impl Default for ServiceConfig {
-    fn default() -> Self {
-        ServiceConfig {
-            name: default_service_name(),
-            version: None,
-        }
-    }
-}
+/// `service.name` when neither `[service]` nor the environment names one.
+pub const DEFAULT_SERVICE_NAME: &str = "agent-audit";
 
-fn default_service_name() -> String {
-    "agent-audit".to_string()
+#[cfg(feature = "otlp")]
+impl ServiceConfig {
+    /// The OTLP resource: this table's keys, then `OTEL_SERVICE_NAME` and
+    /// `OTEL_RESOURCE_ATTRIBUTES`, then this machine's host name.
+    pub fn resource(
+        &self,
+    ) -> Result<agent_audit_otlp::ServiceInfo, agent_audit_otlp::OtlpConfigError> {
+        agent_audit_otlp::ServiceInfo::from_env(
+            self.name.as_deref(),
+            self.version.as_deref(),
+            DEFAULT_SERVICE_NAME,
+        )
+    }
 }
 
 /// `[limits]`.
@@ -174,6 +189,8 @@ impl Default for Config {
             model: None,
             #[cfg(feature = "jsonl")]
             integrity: None,
+            #[cfg(feature = "otel")]
+            telemetry: None,
         }
     }
 }

@@ -35,6 +35,9 @@ struct RawConfig {
     #[cfg(feature = "jsonl")]
     #[serde(default)]
     integrity: Option<agent_audit_jsonl::integrity::IntegrityConfig>,
+    #[cfg(feature = "otel")]
+    #[serde(default)]
+    telemetry: Option<super::TelemetryConfig>,
 }
 
 impl Config {
@@ -124,6 +127,10 @@ impl Config {
         if let Some(model) = &raw.model {
             check_model(text, source, model)?;
         }
+        #[cfg(feature = "otel")]
+        if let Some(t) = &raw.telemetry {
+            super::telemetry::check_telemetry(text, source, t)?;
+        }
         Ok(Config {
             source: source.into(),
             service: raw.service,
@@ -136,6 +143,8 @@ impl Config {
             model: raw.model,
             #[cfg(feature = "jsonl")]
             integrity: raw.integrity,
+            #[cfg(feature = "otel")]
+            telemetry: raw.telemetry,
         })
     }
 }

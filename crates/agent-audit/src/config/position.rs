@@ -5,7 +5,7 @@
 /// header, or the whole text when it has no header of its own (an inline
 /// table), so that [`key_line`] finds a key of that table rather than a
 /// key of the same name elsewhere.
-#[cfg(any(feature = "jsonl", feature = "agents"))]
+#[cfg(any(feature = "jsonl", feature = "agents", feature = "otel"))]
 pub(super) fn section(text: &str, name: &str) -> std::ops::Range<usize> {
     let header = format!("[{name}]");
     let mut offset = 0;

@@ -23,6 +23,7 @@ use agent_audit::text::sanitize_text;
 use crate::error::CliError;
 
 mod notice;
+mod telemetry;
 
 /// Arguments of `run`.
 #[derive(clap::Args)]
@@ -91,6 +92,8 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
             "agent-audit: no sink is required: a sink that fails will not stop the agent (the run still fails, and withholds the answer, if no sink holds every record)"
         );
     }
+    // Before the first span, so the agent's spans reach its providers.
+    let mut otel = telemetry::start(&config).await?;
     let dispatcher = config.start().await?;
     // A sink stuck retrying says so on stderr while it happens.
     let watcher = notice::Watcher::start(dispatcher.clone());
@@ -116,11 +119,13 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         };
     }
     let auditor = auditor.for_request(args.request_id.as_deref());
+    let auditor = telemetry::attach(&mut otel, &dispatcher, auditor);
     let outcome = agents::tutorial::run(&auditor, model, &args.prompt).await;
     let report = dispatcher
         .shutdown(Duration::from_secs(args.drain_secs))
         .await;
     watcher.stop().await;
+    telemetry::finish(otel, Duration::from_secs(args.drain_secs)).await;
     if !report.is_clean() {
         // Sink errors quote what collectors and file systems said.
         err!(

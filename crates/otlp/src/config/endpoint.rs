@@ -140,10 +140,6 @@ pub(crate) fn redact_endpoint(value: &str) -> String {
     out
 }
 
-pub(super) fn join_logs_path(base: &str) -> String {
-    format!("{}/v1/logs", base.trim().trim_end_matches('/'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

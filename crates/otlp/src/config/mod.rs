@@ -25,7 +25,7 @@ pub use bounds::BOUNDS;
 pub(crate) use endpoint::{has_userinfo, headers_hint, redact_endpoint};
 pub use error::OtlpConfigError;
 use headers::RedactedNames;
-pub use resolve::OtlpSettings;
+pub use resolve::{OtlpSettings, Signal};
 pub use service::{RESOURCE_ATTRIBUTES_ENV, SCHEMA_URL, SERVICE_NAME_ENV, ServiceInfo};
 pub use tls::{ClientIdentity, MAX_CLIENT_FILE_BYTES, TlsConfig, read_client_identity};
 

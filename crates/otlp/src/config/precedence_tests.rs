@@ -174,6 +174,20 @@ fn ca_files(dir: &Path) {
 
 #[test]
 fn each_key_takes_the_table_then_the_logs_variable_then_the_generic_one() {
+    rows_for(Signal::Logs);
+}
+
+/// The facade's `[telemetry]` exporters resolve with the same rules and
+/// their own variables (`OTEL_EXPORTER_OTLP_TRACES_*`, `..._METRICS_*`).
+#[test]
+fn each_key_takes_the_table_then_the_traces_or_metrics_variable_then_the_generic_one() {
+    rows_for(Signal::Traces);
+    rows_for(Signal::Metrics);
+}
+
+/// Every row of the precedence table for `signal`: the table, then the
+/// signal's variable, then the generic one, then the default.
+fn rows_for(signal: Signal) {
     let dir = tempfile::tempdir().unwrap();
     ca_files(dir.path());
     let path = |v: &str, key: &Key| {
@@ -184,29 +198,35 @@ fn each_key_takes_the_table_then_the_logs_variable_then_the_generic_one() {
         }
     };
     for key in keys() {
-        let logs_var = format!("OTEL_EXPORTER_OTLP_LOGS_{}", key.var);
+        let own_var = format!("{}{}", signal.prefix(), key.var);
         let all_var = format!("OTEL_EXPORTER_OTLP_{}", key.var);
-        let (logs, all) = (path(key.logs, &key), path(key.all, &key));
+        let (own, all) = (path(key.logs, &key), path(key.all, &key));
         let mut base = OtlpConfig::default();
         (key.base)(&mut base, dir.path());
         let mut table = base.clone();
         (key.set)(&mut table, dir.path());
         let rows: [(&OtlpConfig, Vec<(&str, &str)>); 4] = [
-            (&table, vec![(&logs_var, &logs), (&all_var, &all)]),
-            (&base, vec![(&logs_var, &logs), (&all_var, &all)]),
+            (&table, vec![(&own_var, &own), (&all_var, &all)]),
+            (&base, vec![(&own_var, &own), (&all_var, &all)]),
             (&base, vec![(&all_var, &all)]),
             (&base, vec![]),
         ];
-        for ((config, vars), want) in rows.into_iter().zip(key.want) {
-            let got = match config.resolve_with_env(svc(), env(&vars)) {
+        for (i, ((config, vars), want)) in rows.into_iter().zip(key.want).enumerate() {
+            // A base URL gets the signal's own path.
+            let want = if i >= 2 {
+                want.replace("/v1/logs", signal.path())
+            } else {
+                want.to_string()
+            };
+            let got = match config.resolve_signal_with_env(signal, svc(), env(&vars)) {
                 Ok(s) => (key.get)(&s),
                 Err(e) if want == REFUSED => {
                     assert!(e.to_string().contains("without its pair"), "{e}");
                     REFUSED.to_string()
                 }
-                Err(e) => panic!("{}: {e}", key.var),
+                Err(e) => panic!("{signal:?} {}: {e}", key.var),
             };
-            assert_eq!(got, want, "{} with {vars:?}", key.var);
+            assert_eq!(got, want, "{signal:?} {} with {vars:?}", key.var);
         }
     }
 }

@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::endpoint::{join_logs_path, parse_url, redact_endpoint};
+use super::endpoint::{parse_url, redact_endpoint};
 use super::headers::{RedactedNames, check_header, parse_env_headers};
 use super::tls::{ClientIdentity, read_ca, read_client_identity};
 use super::{
@@ -82,6 +82,37 @@ impl fmt::Debug for OtlpSettings {
 
 /// Prefix of the logs-specific variables, read first.
 pub(super) const LOGS: &str = "OTEL_EXPORTER_OTLP_LOGS_";
+
+/// The OTLP signal whose exporter a configuration is resolved for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// Logs: the audit records (`OTEL_EXPORTER_OTLP_LOGS_*`, `/v1/logs`).
+    Logs,
+    /// Traces (`OTEL_EXPORTER_OTLP_TRACES_*`, `/v1/traces`).
+    Traces,
+    /// Metrics (`OTEL_EXPORTER_OTLP_METRICS_*`, `/v1/metrics`).
+    Metrics,
+}
+
+impl Signal {
+    /// Prefix of its own variables.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Signal::Logs => LOGS,
+            Signal::Traces => "OTEL_EXPORTER_OTLP_TRACES_",
+            Signal::Metrics => "OTEL_EXPORTER_OTLP_METRICS_",
+        }
+    }
+
+    /// The path joined to a base URL over HTTP.
+    pub fn path(self) -> &'static str {
+        match self {
+            Signal::Logs => "/v1/logs",
+            Signal::Traces => "/v1/traces",
+            Signal::Metrics => "/v1/metrics",
+        }
+    }
+}
 /// Prefix of the generic variables, read when no logs-specific one is set.
 pub(super) const ALL: &str = "OTEL_EXPORTER_OTLP_";
 
@@ -98,9 +129,24 @@ impl OtlpConfig {
         service: ServiceInfo,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<OtlpSettings, OtlpConfigError> {
+        self.resolve_signal_with_env(Signal::Logs, service, env)
+    }
+
+    /// Resolves the configuration for another signal's exporter (the
+    /// facade's traces and metrics): the same keys and rules, with that
+    /// signal's variables (`OTEL_EXPORTER_OTLP_TRACES_*`) before the
+    /// generic ones and its path (`/v1/traces`) joined to a base URL.
+    pub fn resolve_signal_with_env(
+        &self,
+        signal: Signal,
+        service: ServiceInfo,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<OtlpSettings, OtlpConfigError> {
+        let own = signal.prefix();
+        let join = |base: &str| format!("{}{}", base.trim().trim_end_matches('/'), signal.path());
         // Signal-specific variable first, then the generic one.
         let var = |suffix: &str| -> Option<(String, String)> {
-            for prefix in [LOGS, ALL] {
+            for prefix in [own, ALL] {
                 let name = format!("{prefix}{suffix}");
                 if let Some(v) = env(&name).filter(|v| !v.trim().is_empty()) {
                     return Some((name, v));
@@ -123,26 +169,26 @@ impl OtlpConfig {
             Some(e) => {
                 let url = parse_url("endpoint", e)?;
                 if protocol.is_http() && (url.path().is_empty() || url.path() == "/") {
-                    join_logs_path(e)
+                    join(e)
                 } else {
                     e.trim().to_string()
                 }
             }
             None => {
-                if let Some(v) = env(&format!("{LOGS}ENDPOINT")).filter(|v| !v.trim().is_empty()) {
-                    parse_url(&format!("{LOGS}ENDPOINT"), &v)?;
+                if let Some(v) = env(&format!("{own}ENDPOINT")).filter(|v| !v.trim().is_empty()) {
+                    parse_url(&format!("{own}ENDPOINT"), &v)?;
                     v.trim().to_string()
                 } else if let Some(v) =
                     env(&format!("{ALL}ENDPOINT")).filter(|v| !v.trim().is_empty())
                 {
                     parse_url(&format!("{ALL}ENDPOINT"), &v)?;
                     if protocol.is_http() {
-                        join_logs_path(&v)
+                        join(&v)
                     } else {
                         v.trim().to_string()
                     }
                 } else if protocol.is_http() {
-                    "http://localhost:4318/v1/logs".to_string()
+                    join("http://localhost:4318")
                 } else {
                     "http://localhost:4317".to_string()
                 }
