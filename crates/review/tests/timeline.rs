@@ -8,7 +8,7 @@ use agent_audit_review::{SourceOptions, StepKind, Timeline, load};
 use common::*;
 
 /// Checks the tree against the raw records of `request`, and returns the
-/// agents along the chain of first children from the root.
+/// tree in preorder as `depth agent` lines.
 fn check_request(trail: &Trail, raw: &[RawRecord], request: &str) -> Vec<String> {
     let loaded = load(&[&trail.path], SourceOptions::default(), |_| true).unwrap();
     let timeline = Timeline::build(request, &loaded.entries).unwrap();
@@ -129,13 +129,14 @@ fn check_request(trail: &Trail, raw: &[RawRecord], request: &str) -> Vec<String>
         assert!(text.contains(id), "{request}: span {id} missing");
     }
 
-    let mut chain = Vec::new();
-    let mut cur = timeline.roots.first().copied();
-    while let Some(n) = cur {
-        chain.push(timeline.nodes[n].agent.clone().unwrap());
-        cur = timeline.nodes[n].children.first().copied();
+    let mut preorder = Vec::new();
+    let mut stack: Vec<usize> = timeline.roots.iter().rev().copied().collect();
+    while let Some(n) = stack.pop() {
+        let node = &timeline.nodes[n];
+        preorder.push(format!("{} {}", node.depth, node.agent.clone().unwrap()));
+        stack.extend(node.children.iter().rev().copied());
     }
-    chain
+    preorder
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,47 +144,43 @@ async fn the_tree_matches_the_recorded_spans() {
     let trail = standard_trail(Some(8 * 1024)).await;
     let raw = read_independently(trail.dir.path());
 
-    // The tutorial: the user's turn, the assistant's, the proxy running the
-    // tool, the assistant answering, the proxy ending.
+    // The tutorial: the conversation's run (the user's request and the
+    // end) with the model calls and the tool run under it.
     assert_eq!(
         check_request(&trail, &raw, TUTORIAL_1),
-        [
-            "user_proxy",
-            "assistant",
-            "user_proxy",
-            "assistant",
-            "user_proxy"
-        ]
+        ["0 user_proxy", "1 assistant", "1 user_proxy", "1 assistant"]
     );
-    // Triage hands over inside its turn; the specialist's turn is its child.
+    // Triage hands over in a tool step of its run; the specialist's run
+    // (which holds the end) is a child of the triage's, its model calls
+    // and the proxy's tool run under it.
     assert_eq!(
         check_request(&trail, &raw, MULTI),
         [
-            "user_proxy",
-            "triage",
-            "accounts",
-            "user_proxy",
-            "accounts",
-            "user_proxy"
+            "0 user_proxy",
+            "1 triage",
+            "1 triage",
+            "1 user_proxy",
+            "2 accounts",
+            "2 user_proxy",
+            "2 accounts"
         ]
     );
     // The HTTP model: a failing tool call, a good one, an answer.
     assert_eq!(
         check_request(&trail, &raw, HTTP),
         [
-            "user_proxy",
-            "assistant",
-            "user_proxy",
-            "assistant",
-            "user_proxy",
-            "assistant",
-            "user_proxy"
+            "0 user_proxy",
+            "1 assistant",
+            "1 user_proxy",
+            "1 assistant",
+            "1 user_proxy",
+            "1 assistant"
         ]
     );
     // The 401: the model call is an error step and the request stops there.
     assert_eq!(
         check_request(&trail, &raw, UNAUTHORIZED),
-        ["user_proxy", "assistant"]
+        ["0 user_proxy", "1 assistant"]
     );
     let loaded = load(&[&trail.path], SourceOptions::default(), |_| true).unwrap();
     let t = Timeline::build(UNAUTHORIZED, &loaded.entries).unwrap();
