@@ -153,6 +153,7 @@ mod lease;
 mod options;
 mod reader;
 mod sink;
+pub mod store;
 mod tail;
 
 pub use error::{JsonlError, OptionsError, ReadError};

@@ -53,12 +53,14 @@
 
 mod conn;
 mod error;
+mod lines;
 mod options;
 pub mod schema;
 mod sink;
 mod url;
 
 pub use error::SqlError;
+pub use lines::SqlLines;
 pub use options::{DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, OptionsError, SqlOptions};
 pub use schema::{LineReader, StoredLine, open_read_only};
 pub use sink::SqlSink;

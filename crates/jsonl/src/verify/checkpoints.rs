@@ -51,6 +51,24 @@ pub(super) fn origin_of(first: &Path, chain: &Chain) -> Option<Origin> {
     })
 }
 
+/// [`origin_of`] for a log in a store: its first record line, among the
+/// first lines read (a store that starts with many bad lines has none).
+pub(super) fn origin_of_store(
+    store: &dyn crate::store::LineStore,
+    chain: &Chain,
+) -> Option<Origin> {
+    let stream = store.open().ok()?;
+    let mut reader = crate::reader::Reader::new(store.label(), stream);
+    let line = reader
+        .by_ref()
+        .take(crate::tail::MAX_BAD)
+        .find_map(Result::ok)?;
+    (line.record.prev == GENESIS).then(|| Origin {
+        seq: line.record.seq,
+        head: hex::encode(chain.hash(&line.bytes)),
+    })
+}
+
 /// The off-host checkpoints given for this log, indexed by the seq whose
 /// head each signs and by the seq of its own record.
 pub(super) struct OffHost {

@@ -204,7 +204,28 @@ pub fn verify_files(
             .map(|n| log_name_of(&n.to_string_lossy()))
             .unwrap_or_default(),
     };
-    let mut walk = Walk::new(files, options, log)?;
+    let mut walk = Walk::new(files, None, options, log)?;
+    walk.run(progress)?;
+    Ok(walk.finish())
+}
+
+/// [`verify`] over a log kept in a [`LineStore`] (a database table): the
+/// same checks on the same lines, read through the same bounded reader.
+/// Problems and notices name the store's label as their file and the
+/// row's position (from 1, in chain order) as their line; a problem's
+/// [`Problem::seq`] is the seq of that row. The log's name for
+/// checkpoints is [`VerifyOptions::log_name`], else the label.
+pub fn verify_store(
+    store: &dyn crate::store::LineStore,
+    options: &VerifyOptions,
+    progress: &mut dyn FnMut(&Progress<'_>),
+) -> Result<VerifyReport, VerifyError> {
+    let log = options
+        .log_name
+        .clone()
+        .unwrap_or_else(|| store.label().to_string());
+    let files = [PathBuf::from(store.label())];
+    let mut walk = Walk::new(&files, Some(store), options, log)?;
     walk.run(progress)?;
     Ok(walk.finish())
 }

@@ -2,12 +2,13 @@
 //! hands the walk each one as a hashed record ([`Entry`]) or a line that is
 //! not a record ([`Bad`]), counting bytes for progress.
 
-use std::io;
+use std::io::{self, BufRead};
 use std::path::PathBuf;
 
 use crate::chain::Chain;
 use crate::error::ReadError;
 use crate::reader::{Reader, is_torn_write, seq_hint};
+use crate::store::LineStore;
 
 use super::{PROGRESS_EVERY, Progress, VerifyError};
 
@@ -57,11 +58,13 @@ pub(super) enum Item {
     Bad(Bad),
 }
 
-/// Reads items from the files in order.
+/// Reads items from the files in order (or from a store, named as its one
+/// file by its label).
 pub(super) struct Source<'a> {
     pub(super) files: &'a [PathBuf],
+    pub(super) store: Option<&'a dyn LineStore>,
     pub(super) idx: usize,
-    pub(super) reader: Option<Reader>,
+    pub(super) reader: Option<Reader<Box<dyn BufRead + Send + 'a>>>,
     pub(super) chain: Chain,
     pub(super) bytes_done: u64,
     pub(super) bytes_total: u64,
@@ -77,6 +80,7 @@ impl<'a> Source<'a> {
     pub(super) fn again(&self, chain: Chain) -> Source<'a> {
         Source {
             files: self.files,
+            store: self.store,
             idx: 0,
             reader: None,
             chain,
@@ -98,10 +102,13 @@ impl<'a> Source<'a> {
             }
             let path = &self.files[self.idx];
             if self.reader.is_none() {
-                self.reader = Some(Reader::open(path).map_err(|e| match e {
-                    e @ ReadError::Open { .. } => VerifyError::Input(e),
-                    other => VerifyError::open(path, io::Error::other(other.to_string())),
-                })?);
+                self.reader = Some(match self.store {
+                    Some(store) => Reader::new(
+                        path.clone(),
+                        store.open().map_err(|e| VerifyError::open(path, e))?,
+                    ),
+                    None => open_file(path)?,
+                });
                 progress(&Progress {
                     file: path,
                     bytes_done: self.bytes_done,
@@ -212,4 +219,16 @@ impl<'a> Source<'a> {
             }));
         }
     }
+}
+
+/// A file's reader, boxed as a store's is.
+fn open_file<'a>(
+    path: &std::path::Path,
+) -> Result<Reader<Box<dyn BufRead + Send + 'a>>, VerifyError> {
+    let file = crate::files::open_regular_for_reading(path, crate::files::Symlinks::Follow)
+        .map_err(|e| VerifyError::open(path, e))?;
+    Ok(Reader::new(
+        path,
+        Box::new(io::BufReader::with_capacity(256 << 10, file)),
+    ))
 }

@@ -9,13 +9,14 @@ use crate::chain::GENESIS;
 use crate::checkpoint::{ChainAlgorithm, Origin};
 use crate::tail::MAX_BAD;
 
-use super::checkpoints::{Deferred, OffHost, origin_of};
+use super::checkpoints::{Deferred, OffHost, origin_of, origin_of_store};
 use super::classify::{self, Context, Finding};
 use super::source::{Bad, Entry, Item, Source};
 use super::{
     CheckpointReport, FileReport, HEADS_KEPT, MAX_NOTICES, Notice, Problem, ProblemKind, Progress,
     VerifyError, VerifyOptions, VerifyReport, WINDOW, decode_head,
 };
+use crate::store::LineStore;
 
 /// Lines that are not records, with the chain continuing over them: only
 /// legitimate as torn writes an earlier version of the writer kept on
@@ -92,21 +93,29 @@ pub(super) struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
+    /// A walk over `files`, or over `store` (then `files` is its label
+    /// alone).
     pub(super) fn new(
         files: &'a [PathBuf],
+        store: Option<&'a dyn LineStore>,
         options: &'a VerifyOptions,
         log: String,
     ) -> Result<Self, VerifyError> {
         let mut sizes = Vec::with_capacity(files.len());
-        for f in files {
+        for f in files.iter().filter(|_| store.is_none()) {
             let meta = std::fs::metadata(f).map_err(|source| VerifyError::open(f, source))?;
             if meta.is_dir() {
                 return Err(VerifyError::DirectoryAmongFiles { path: f.clone() });
             }
             sizes.push(meta.len());
         }
+        // A store's size is not known before it is read.
+        sizes.resize(files.len(), 0);
         let chain = super::chain_of(options);
-        let origin = origin_of(&files[0], &chain);
+        let origin = match store {
+            Some(store) => origin_of_store(store, &chain),
+            None => origin_of(&files[0], &chain),
+        };
         let off_host = OffHost::select(&options.checkpoints, &log, &origin)?;
         let cps = CheckpointReport {
             off_host: off_host.expect.len() as u64,
@@ -118,6 +127,7 @@ impl<'a> Walk<'a> {
             keyed: options.key.is_some(),
             src: Source {
                 files,
+                store,
                 idx: 0,
                 reader: None,
                 chain,
