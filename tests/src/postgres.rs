@@ -235,7 +235,15 @@ impl PgServer {
             }
             let ready = self
                 .command("pg_isready")
-                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "agentaudit",
+                    "-q",
+                ])
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
@@ -289,7 +297,17 @@ impl PgServer {
             pids.extend(children.split_whitespace().map(str::to_string));
             let _ = Command::new("kill").arg("-KILL").args(&pids).status();
         }
+        // runuser (or the postmaster itself) reaps and exits; killing it
+        // first would leave the postmaster a zombie whose pid still looks
+        // alive to the next start.
         if let Some(mut c) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -140,6 +140,9 @@ async fn existing_columns(
             .fetch_all(&mut *c)
             .await
             .map_err(e)?;
+            if rows.is_empty() {
+                return Ok(Vec::new());
+            }
             let key: Vec<(String,)> = sqlx::query_as(
                 "SELECT a.attname::text FROM pg_index i \
                  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
