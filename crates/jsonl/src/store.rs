@@ -16,7 +16,8 @@ pub trait LineStore: Send + Sync {
     fn label(&self) -> &str;
 
     /// The log's lines from the first, in chain order, each followed by a
-    /// newline, as one stream. Called again for a second pass; each call
-    /// reads the store afresh.
-    fn open(&self) -> std::io::Result<Box<dyn BufRead + Send + '_>>;
+    /// newline, as one stream that owns what it reads with (a reader may
+    /// keep it beside the store). Called again for a second pass; each
+    /// call reads the store afresh.
+    fn open(&self) -> std::io::Result<Box<dyn BufRead + Send>>;
 }

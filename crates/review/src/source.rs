@@ -26,13 +26,13 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashSet;
-use std::fs::File;
-use std::io::BufReader;
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agent_audit_core::StoredRecord;
+use agent_audit_jsonl::store::LineStore;
 use agent_audit_jsonl::{ReadError, Reader, files};
 
 use crate::error::ReviewError;
@@ -48,6 +48,27 @@ impl Default for SourceOptions {
     fn default() -> Self {
         SourceOptions {
             include_rotated: true,
+        }
+    }
+}
+
+/// A log to read: its JSONL files (a path, as always), or a log kept
+/// elsewhere whose lines a [`LineStore`] yields (the SQL sink's table,
+/// resolved from a URL by the caller).
+#[derive(Clone)]
+pub enum Input {
+    /// A log's active file (or a rotated file on its own).
+    Path(PathBuf),
+    /// A log in a store: read as one "file" named by its label, whose
+    /// "lines" are its rows in chain order.
+    Store(Arc<dyn LineStore>),
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::Path(p) => f.debug_tuple("Path").field(p).finish(),
+            Input::Store(s) => f.debug_tuple("Store").field(&s.label()).finish(),
         }
     }
 }
@@ -89,19 +110,32 @@ impl Entry {
     }
 }
 
+/// A reader over a file or a store's lines.
+type Lines = Reader<Box<dyn BufRead + Send>>;
+
 /// Records of one or several logs, in order, as an iterator.
 ///
 /// Yields `Ok(Entry)` per record and `Err(ReadError)` per line that is not
 /// one (with its file and line) or per file that cannot be opened or read;
 /// it goes on after either.
-#[derive(Debug)]
 pub struct Source {
     files: Vec<SourceFile>,
+    /// The stores among the inputs, by the index of their [`SourceFile`].
+    stores: HashMap<usize, Arc<dyn LineStore>>,
     next_file: usize,
-    current: Option<(Arc<Path>, usize, Reader<BufReader<File>>)>,
+    current: Option<(Arc<Path>, usize, Lines)>,
     done_before: u64,
     pos: u64,
     total: u64,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("files", &self.files)
+            .field("next_file", &self.next_file)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Source {
@@ -111,13 +145,36 @@ impl Source {
         paths: &[P],
         options: SourceOptions,
     ) -> Result<Source, ReviewError> {
-        if paths.is_empty() {
+        let inputs: Vec<Input> = paths
+            .iter()
+            .map(|p| Input::Path(p.as_ref().to_path_buf()))
+            .collect();
+        Source::open_inputs(&inputs, options)
+    }
+
+    /// [`Source::open`] over inputs that may be stores as well as paths,
+    /// in the order given. A store is not opened until it is read; its
+    /// size counts as 0 in [`Source::total_bytes`].
+    pub fn open_inputs(inputs: &[Input], options: SourceOptions) -> Result<Source, ReviewError> {
+        if inputs.is_empty() {
             return Err(ReviewError::NoFiles);
         }
         let mut out: Vec<SourceFile> = Vec::new();
+        let mut stores = HashMap::new();
         let mut seen: HashSet<PathBuf> = HashSet::new();
-        for (log, path) in paths.iter().enumerate() {
-            let path = path.as_ref();
+        for (log, input) in inputs.iter().enumerate() {
+            let path = match input {
+                Input::Path(path) => path.as_path(),
+                Input::Store(store) => {
+                    stores.insert(out.len(), store.clone());
+                    out.push(SourceFile {
+                        path: PathBuf::from(store.label()),
+                        log,
+                        size: 0,
+                    });
+                    continue;
+                }
+            };
             if path.is_dir() {
                 return Err(ReviewError::IsDirectory {
                     path: path.to_path_buf(),
@@ -167,6 +224,7 @@ impl Source {
         let total = out.iter().map(|f| f.size).sum();
         Ok(Source {
             files: out,
+            stores,
             next_file: 0,
             current: None,
             done_before: 0,
@@ -204,7 +262,17 @@ impl Iterator for Source {
                 self.pos = 0;
                 let path: Arc<Path> = Arc::from(file.path.as_path());
                 let log = file.log;
-                match Reader::open(&file.path) {
+                let opened = match self.stores.get(&(self.next_file - 1)) {
+                    Some(store) => store
+                        .open()
+                        .map(|lines| Reader::new(file.path.clone(), lines))
+                        .map_err(|source| ReadError::Open {
+                            path: file.path.clone(),
+                            source,
+                        }),
+                    None => open_file(&file.path),
+                };
+                match opened {
                     Ok(reader) => self.current = Some((path, log, reader)),
                     Err(e) => {
                         self.done_before += file.size;
@@ -263,9 +331,24 @@ pub const MAX_BAD_KEPT: usize = 100;
 pub fn load<P: AsRef<Path>>(
     paths: &[P],
     options: SourceOptions,
+    keep: impl FnMut(&StoredRecord) -> bool,
+) -> Result<Loaded, ReviewError> {
+    load_source(Source::open(paths, options)?, keep)
+}
+
+/// [`load`] over inputs that may be stores as well as paths.
+pub fn load_inputs(
+    inputs: &[Input],
+    options: SourceOptions,
+    keep: impl FnMut(&StoredRecord) -> bool,
+) -> Result<Loaded, ReviewError> {
+    load_source(Source::open_inputs(inputs, options)?, keep)
+}
+
+fn load_source(
+    source: Source,
     mut keep: impl FnMut(&StoredRecord) -> bool,
 ) -> Result<Loaded, ReviewError> {
-    let source = Source::open(paths, options)?;
     let files = source.files().to_vec();
     let mut entries = Vec::new();
     let mut bad_lines = Vec::new();
@@ -302,4 +385,19 @@ pub struct Loaded {
     pub bad_lines: Vec<ReadError>,
     /// How many there were in all.
     pub bad_line_count: u64,
+}
+
+/// A file's reader, boxed as a store's is.
+fn open_file(path: &Path) -> Result<Lines, ReadError> {
+    let file =
+        files::open_regular_for_reading(path, files::Symlinks::Follow).map_err(|source| {
+            ReadError::Open {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+    Ok(Reader::new(
+        path,
+        Box::new(BufReader::with_capacity(256 << 10, file)),
+    ))
 }

@@ -77,7 +77,7 @@ impl LineStore for SqlLines {
         &self.label
     }
 
-    fn open(&self) -> io::Result<Box<dyn BufRead + Send + '_>> {
+    fn open(&self) -> io::Result<Box<dyn BufRead + Send>> {
         let (tx, rx) = sync_channel(1);
         let (url, table) = (self.url.clone(), self.table.clone());
         std::thread::Builder::new()

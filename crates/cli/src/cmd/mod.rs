@@ -33,6 +33,7 @@ macro_rules! err {
 
 pub mod bench;
 pub mod keygen;
+pub mod location;
 pub mod report;
 pub mod run;
 pub mod show;

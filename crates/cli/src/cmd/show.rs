@@ -188,8 +188,10 @@ pub fn flush_out(out: &mut impl Write) -> Result<(), CliError> {
 #[derive(clap::Args)]
 pub struct Inputs {
     /// JSONL audit files; each is read after its rotated files
-    /// (`audit-log.000000000001-000000004096.jsonl`), oldest first.
-    #[arg(required = true, value_name = "FILE")]
+    /// (`audit-log.000000000001-000000004096.jsonl`), oldest first. Or a
+    /// SQL sink's database URL (`sqlite://audit.db`,
+    /// `postgres://user@host/db`, `#table` for another table).
+    #[arg(required = true, value_name = "FILE|URL")]
     files: Vec<PathBuf>,
     /// Read only the files named, not their rotated files.
     #[arg(long)]
@@ -199,8 +201,8 @@ pub struct Inputs {
 impl Inputs {
     /// Opens the files (with their rotated files unless `--no-rotated`).
     pub fn open(&self) -> Result<Source, CliError> {
-        Source::open(
-            &self.files,
+        Source::open_inputs(
+            &super::location::inputs(&self.files)?,
             SourceOptions {
                 include_rotated: !self.no_rotated,
             },

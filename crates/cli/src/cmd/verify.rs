@@ -14,14 +14,17 @@ use agent_audit::jsonl::keys::PublicKey;
 use agent_audit::jsonl::verify::{self, VerifyOptions};
 use agent_audit::text::{json_text, sanitize, sanitize_text};
 
+use super::location;
 use crate::error::CliError;
 
 /// Arguments of `verify`.
 #[derive(clap::Args)]
 pub struct Args {
     /// The log's files in chain order (oldest rotated file first, the
-    /// active file last), or the directory holding them.
-    #[arg(required = true, value_name = "FILE|DIR")]
+    /// active file last), or the directory holding them; or a SQL sink's
+    /// database URL (`sqlite://audit.db`, `postgres://user@host/db`,
+    /// `#table` for another table than audit_records), alone.
+    #[arg(required = true, value_name = "FILE|DIR|URL")]
     paths: Vec<PathBuf>,
     /// Environment variable holding the chain key: verify an HMAC-SHA256
     /// chain (as written with `[integrity] key_env`).
@@ -109,7 +112,17 @@ fn verify_log(args: Args) -> Result<ExitCode, String> {
             }
         }
     };
-    let result = verify::verify(&args.paths, &options, &mut progress);
+    let store = match args.paths.iter().find_map(|p| location::store_of(p)) {
+        Some(_) if args.paths.len() > 1 => {
+            return Err("a database URL is a whole log: give it alone".to_string());
+        }
+        Some(store) => Some(store.map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let result = match &store {
+        Some(store) => verify::verify_store(store.as_ref(), &options, &mut progress),
+        None => verify::verify(&args.paths, &options, &mut progress),
+    };
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -123,7 +136,18 @@ fn verify_log(args: Args) -> Result<ExitCode, String> {
         s.push('\n');
         json_text(&s)
     } else {
-        sanitize_text(&report.to_string())
+        let mut text = report.to_string();
+        // A table's "line" is a row's place in seq order: name the row by
+        // its seq, which is what a query finds it by.
+        if let (Some(store), Some(p)) = (&store, &report.problem) {
+            let at = format!("{}:{}: ", store.label(), p.line);
+            let row = match p.seq {
+                Some(seq) => format!("{} row {} (seq {seq}): ", store.label(), p.line),
+                None => format!("{} row {}: ", store.label(), p.line),
+            };
+            text = text.replacen(&at, &row, 1);
+        }
+        sanitize_text(&text)
     };
     print_stdout(&text).map_err(|e| e.to_string())?;
     Ok(if report.intact {

@@ -1,0 +1,58 @@
+//! Where a reading command's log is. A path means the JSONL files, as
+//! always; a URL of a registered scheme means a log kept elsewhere whose
+//! rows are read as the same lines, through the same reader and the same
+//! integrity code: the SQL sink's table (`sqlite://audit.db`,
+//! `postgres://user@host:5432/db`; `#other_table` after the URL for a
+//! table other than `audit_records`). A file that exists under a name
+//! that looks like a URL is still the file.
+//!
+//! The URL's password never reaches an output: a store is named by its
+//! label (the URL masked), and its errors mask it too. Prefer a URL
+//! without a password (a `.pgpass` file, `PGPASSWORD`): a command line is
+//! visible to other users of the machine.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use agent_audit::jsonl::store::LineStore;
+use agent_audit_review::source::Input;
+
+use crate::error::CliError;
+
+/// Opens a store for a URL of its scheme.
+type Opener = fn(&str) -> Result<Arc<dyn LineStore>, String>;
+
+/// The registered schemes, matched case-insensitively at the start.
+const SCHEMES: &[(&str, Opener)] = &[
+    ("sqlite:", sql),
+    ("postgres://", sql),
+    ("postgresql://", sql),
+];
+
+fn sql(location: &str) -> Result<Arc<dyn LineStore>, String> {
+    agent_audit::sql::SqlLines::from_location(location)
+        .map(|s| Arc::new(s) as Arc<dyn LineStore>)
+        .map_err(|e| e.to_string())
+}
+
+/// The store `arg` names, if it is a URL of a registered scheme (and no
+/// file of that name exists).
+pub fn store_of(arg: &Path) -> Option<Result<Arc<dyn LineStore>, CliError>> {
+    let text = arg.to_str()?;
+    let lower = text.to_ascii_lowercase();
+    let (_, open) = SCHEMES.iter().find(|(s, _)| lower.starts_with(s))?;
+    if std::fs::symlink_metadata(arg).is_ok() {
+        return None;
+    }
+    Some(open(text).map_err(CliError::Usage))
+}
+
+/// The inputs of a reading command: stores for URLs, paths otherwise.
+pub fn inputs(args: &[PathBuf]) -> Result<Vec<Input>, CliError> {
+    args.iter()
+        .map(|arg| match store_of(arg) {
+            Some(store) => store.map(Input::Store),
+            None => Ok(Input::Path(arg.clone())),
+        })
+        .collect()
+}
