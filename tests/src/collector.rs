@@ -1,8 +1,10 @@
 //! A real OpenTelemetry collector (rotel, installed by
 //! `.ci/setup.d/rotel.sh`) on free loopback ports, whose Python logs
 //! processor (`crates/otlp/tests/support/record_processor.py`) appends every log record
-//! it receives to a JSON-lines file; and the small TCP servers the OTLP
-//! fault tests need where a real collector cannot misbehave on demand.
+//! it receives to a JSON-lines file, and whose trace and metrics processor
+//! (`tests/src/telemetry_processor.py`) does the same for spans and
+//! metrics; and the small TCP servers the OTLP fault tests need where a
+//! real collector cannot misbehave on demand.
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -42,6 +44,10 @@ pub struct Rotel {
     pub http_port: u16,
     /// The processor's output: one JSON line per log record received.
     pub out: PathBuf,
+    /// One JSON line per span received.
+    pub spans: PathBuf,
+    /// One JSON line per metric received.
+    pub metrics: PathBuf,
     /// rotel's own logs.
     pub logs: PathBuf,
     _dir: tempfile::TempDir,
@@ -52,6 +58,9 @@ impl Rotel {
     pub fn start() -> Rotel {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let out = dir.path().join("received.jsonl");
+        let spans = dir.path().join("spans.jsonl");
+        let metrics = dir.path().join("metrics.jsonl");
+        let telemetry = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/telemetry_processor.py");
         let logs = dir.path().join("logs");
         std::fs::create_dir_all(&logs).unwrap_or_else(|e| panic!("{e}"));
         let grpc_port = free_port();
@@ -77,11 +86,17 @@ impl Rotel {
             .arg("blackhole")
             .arg("--otlp-with-logs-processor")
             .arg(&processor)
+            .arg("--otlp-with-trace-processor")
+            .arg(&telemetry)
+            .arg("--otlp-with-metrics-processor")
+            .arg(&telemetry)
             .arg("--pid-file")
             .arg(dir.path().join("rotel.pid"))
             .arg("--log-file")
             .arg(logs.join("rotel-agent.log"))
             .env("AUDIT_ROTEL_OUT", &out)
+            .env("AUDIT_ROTEL_SPANS", &spans)
+            .env("AUDIT_ROTEL_METRICS", &metrics)
             .stdin(Stdio::null())
             .stdout(console)
             .stderr(console2)
@@ -94,6 +109,8 @@ impl Rotel {
             grpc_port,
             http_port,
             out,
+            spans,
+            metrics,
             logs,
             _dir: dir,
         };
@@ -127,12 +144,17 @@ impl Rotel {
 
     /// Every log record received so far.
     pub fn received(&self) -> Vec<Value> {
-        let Ok(text) = std::fs::read_to_string(&self.out) else {
-            return Vec::new();
-        };
-        text.lines()
-            .map_while(|l| serde_json::from_str(l).ok())
-            .collect()
+        read_lines(&self.out)
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<Value> {
+        read_lines(&self.spans)
+    }
+
+    /// Every metric received so far (one line per metric per export).
+    pub fn metrics(&self) -> Vec<Value> {
+        read_lines(&self.metrics)
     }
 
     /// Waits (up to `within`) until at least `n` records arrived; rotel
@@ -160,6 +182,15 @@ impl Rotel {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.logs.join("console.log")).unwrap_or_default()
     }
+}
+
+fn read_lines(path: &Path) -> Vec<Value> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map_while(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 impl Drop for Rotel {

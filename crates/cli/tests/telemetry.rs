@@ -1,0 +1,246 @@
+//! `[telemetry]` through a real collector (rotel, with trace and metrics
+//! processors that write what they receive to files): one `agent-audit run`
+//! with an OTLP sink and telemetry exports its spans and metrics beside its
+//! records, with the resource the environment names; a telemetry collector
+//! that is down never fails the run and is named on stderr;
+//! `OTEL_SDK_DISABLED=true` exports no span and leaves the records as they
+//! were.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use agent_audit_tests::collector::{Rotel, free_port};
+use common::{PROMPT, text};
+use serde_json::Value;
+
+/// The tutorial's records for the prompt: user_request, assistant_input,
+/// assistant_output, tool_call, tool_result, assistant_input,
+/// assistant_output, final_result.
+const RECORDS: usize = 8;
+
+const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.41.0";
+
+fn run(dir: &Path, config: &str, env: &[(&str, &str)]) -> Output {
+    std::fs::write(dir.join("audit.toml"), config).unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_agent-audit"));
+    c.args(["run", "--config", "audit.toml", PROMPT])
+        .current_dir(dir)
+        .env_remove("AGENT_AUDIT_CONFIG")
+        .env_remove("OPENAI_API_KEY");
+    for var in [
+        "OTEL_SDK_DISABLED",
+        "OTEL_SERVICE_NAME",
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    ] {
+        c.env_remove(var);
+    }
+    c.envs(env.iter().copied());
+    c.output().expect("the agent-audit binary runs")
+}
+
+/// An OTLP sink (required) to `rotel`, and telemetry to `telemetry`.
+fn config(rotel: &Rotel, telemetry: &str, protocol: &str) -> String {
+    format!(
+        r#"
+[[sinks]]
+type = "otlp"
+endpoint = "{}"
+protocol = "grpc"
+required = true
+
+[telemetry]
+endpoint = "{telemetry}"
+protocol = "{protocol}"
+"#,
+        rotel.grpc_endpoint()
+    )
+}
+
+/// Polls (rotel answers before its processors have written) until `ready`
+/// holds or 20 s passed.
+fn wait(ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn event_types(records: &[Value]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| r["event_name"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn a_run_exports_its_spans_and_metrics_beside_its_records_with_the_environments_resource() {
+    let rotel = Rotel::start();
+    let dir = tempfile::tempdir().unwrap();
+    // HTTP/protobuf for telemetry, gRPC for the records: both paths.
+    let http = format!("http://127.0.0.1:{}", rotel.http_port);
+    let out = run(
+        dir.path(),
+        &config(&rotel, &http, "http/protobuf"),
+        &[
+            ("OTEL_SERVICE_NAME", "bank-from-env"),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "k8s.pod.name=pod-7,deployment.environment=test%20eu",
+            ),
+        ],
+    );
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("telemetry could not export"),
+        "{}",
+        text(&out.stderr)
+    );
+    let records = rotel.wait_for(RECORDS, Duration::from_secs(20));
+    assert_eq!(records.len(), RECORDS, "{records:?}");
+    wait(|| {
+        let names: BTreeSet<String> = rotel
+            .spans()
+            .iter()
+            .filter_map(|s| {
+                s["name"]
+                    .as_str()
+                    .map(|n| n.split(' ').next().unwrap_or("").to_string())
+            })
+            .collect();
+        ["invoke_agent", "chat", "execute_tool"]
+            .iter()
+            .all(|n| names.contains(*n))
+            && rotel
+                .metrics()
+                .iter()
+                .any(|m| m["name"] == "gen_ai.client.operation.duration")
+    });
+    let spans = rotel.spans();
+    assert!(!spans.is_empty(), "no span arrived: {}", rotel.log());
+
+    // The resource the environment names, on the records and the spans.
+    for r in &records {
+        assert_eq!(r["resource"]["service.name"], "bank-from-env", "{r}");
+        assert_eq!(r["resource"]["k8s.pod.name"], "pod-7", "{r}");
+        assert_eq!(r["resource"]["deployment.environment"], "test eu", "{r}");
+    }
+    for s in &spans {
+        assert_eq!(s["resource"]["service.name"], "bank-from-env", "{s}");
+        assert_eq!(s["resource"]["k8s.pod.name"], "pod-7", "{s}");
+        assert_eq!(s["resource_schema_url"], SCHEMA_URL, "{s}");
+    }
+
+    // One trace; the tree's three kinds of step; every record points at
+    // an exported span.
+    let traces: BTreeSet<&str> = spans
+        .iter()
+        .filter_map(|s| s["trace_id"].as_str())
+        .collect();
+    assert_eq!(traces.len(), 1, "{spans:?}");
+    let names: Vec<&str> = spans.iter().filter_map(|s| s["name"].as_str()).collect();
+    for prefix in ["invoke_agent", "chat", "execute_tool"] {
+        assert!(names.iter().any(|n| n.starts_with(prefix)), "{names:?}");
+    }
+    let span_ids: BTreeSet<(&str, &str)> = spans
+        .iter()
+        .filter_map(|s| Some((s["trace_id"].as_str()?, s["span_id"].as_str()?)))
+        .collect();
+    for r in &records {
+        let id = (
+            r["trace_id"].as_str().unwrap_or(""),
+            r["span_id"].as_str().unwrap_or(""),
+        );
+        assert!(
+            span_ids.contains(&id),
+            "record {} points at no exported span {id:?}",
+            r["event_name"]
+        );
+    }
+
+    // The duration histogram counts one point per model call.
+    let chats = names.iter().filter(|n| n.starts_with("chat")).count() as u64;
+    let metrics = rotel.metrics();
+    let duration = metrics
+        .iter()
+        .rev()
+        .find(|m| m["name"] == "gen_ai.client.operation.duration")
+        .unwrap_or_else(|| panic!("no duration histogram: {metrics:?}"));
+    let count: u64 = duration["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["attributes"]["gen_ai.operation.name"] == "chat")
+        .filter_map(|p| p["count"].as_u64())
+        .sum();
+    assert_eq!(count, chats, "{duration}");
+}
+
+#[test]
+fn a_telemetry_collector_that_is_down_fails_nothing_and_is_named_on_stderr() {
+    let rotel = Rotel::start();
+    let dir = tempfile::tempdir().unwrap();
+    let down = format!("http://127.0.0.1:{}", free_port());
+    let out = run(dir.path(), &config(&rotel, &down, "grpc"), &[]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let records = rotel.wait_for(RECORDS, Duration::from_secs(20));
+    assert_eq!(records.len(), RECORDS, "every audit record is delivered");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("telemetry traces to {down} (grpc)"))
+            && stderr.contains("span(s) could not be exported"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("telemetry metrics to {down} (grpc)")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Connection refused") || stderr.contains("connect"),
+        "{stderr}"
+    );
+    assert!(rotel.spans().is_empty());
+}
+
+#[test]
+fn otel_sdk_disabled_exports_no_span_and_leaves_the_records_unchanged() {
+    let rotel = Rotel::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&rotel, &rotel.grpc_endpoint(), "grpc");
+    let out = run(dir.path(), &config, &[("OTEL_SDK_DISABLED", "true")]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("OTEL_SDK_DISABLED=true"),
+        "{}",
+        text(&out.stderr)
+    );
+    let disabled = rotel.wait_for(RECORDS, Duration::from_secs(20));
+    assert_eq!(disabled.len(), RECORDS);
+
+    // The same run with telemetry on: spans arrive, and the records are
+    // the same events.
+    let out = run(dir.path(), &config, &[]);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let all = rotel.wait_for(2 * RECORDS, Duration::from_secs(20));
+    assert_eq!(event_types(&all[RECORDS..]), event_types(&disabled));
+    wait(|| !rotel.spans().is_empty());
+    let spans = rotel.spans();
+    assert!(!spans.is_empty(), "the run with telemetry on exports spans");
+    // Every span is the second run's: none came from the disabled one.
+    let first_traces: BTreeSet<&str> = disabled
+        .iter()
+        .filter_map(|r| r["trace_id"].as_str())
+        .collect();
+    assert!(
+        spans
+            .iter()
+            .all(|s| !first_traces.contains(s["trace_id"].as_str().unwrap_or(""))),
+        "a span of the OTEL_SDK_DISABLED run arrived"
+    );
+}
