@@ -80,7 +80,8 @@ def process_metrics(resource_metrics):
                     "attributes": attrs(p.attributes),
                     "count": getattr(p, "count", None),
                     "sum": getattr(p, "sum", None),
-                    "value": getattr(p, "value", None),
+                    # NumberDataPointValue_AsInt / _AsDouble: the number is `_0`.
+                    "value": getattr(getattr(p, "value", None), "_0", None),
                 })
             lines.append(json.dumps({
                 "resource": res,
