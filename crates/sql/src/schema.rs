@@ -62,7 +62,7 @@ pub const COLUMNS: [Column; 15] = [
     col("payload", "JSON", "jsonb", true),
     col("prev", "TEXT", "text", true),
     col("line", "TEXT", "text", true),
-    // Schema v2 keys (issue 14); NULL while records do not carry them.
+    // Schema v2 keys (issue 14); NULL in rows of v1 records.
     col("user_id", "TEXT", "text", false),
     col("session_id", "TEXT", "text", false),
     col("attributes", "JSON", "jsonb", false),

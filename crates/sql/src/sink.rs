@@ -16,7 +16,7 @@ use crate::schema;
 use crate::url::{Engine, SqlUrl};
 
 /// Rows per INSERT statement: within SQLite's 32,766 and PostgreSQL's
-/// 65,535 bound parameters at 12 a row. A larger batch is several
+/// 65,535 bound parameters at 15 a row. A larger batch is several
 /// statements in the one transaction.
 const ROWS_PER_STATEMENT: usize = 1000;
 
@@ -246,7 +246,10 @@ impl SqlSink {
                             .push_bind(row.record.agent.as_deref())
                             .push_bind(row.record.payload_json())
                             .push_bind(row.prev.as_str())
-                            .push_bind(row.line.as_str());
+                            .push_bind(row.line.as_str())
+                            .push_bind(row.record.user_id.as_deref())
+                            .push_bind(row.record.session_id.as_deref())
+                            .push_bind(row.record.attributes.json());
                     });
                     q.build().execute(&mut *tx).await.map_err(e)?;
                 }
@@ -269,7 +272,11 @@ impl SqlSink {
                             .push_bind(row.record.payload_json())
                             .push_unseparated("::jsonb")
                             .push_bind(row.prev.as_str())
-                            .push_bind(row.line.as_str());
+                            .push_bind(row.line.as_str())
+                            .push_bind(row.record.user_id.as_deref())
+                            .push_bind(row.record.session_id.as_deref())
+                            .push_bind(row.record.attributes.json())
+                            .push_unseparated("::jsonb");
                     });
                     q.build().execute(&mut *tx).await.map_err(e)?;
                 }
@@ -287,9 +294,9 @@ impl SqlSink {
 /// The advisory lock's key for the table bound as `$1`.
 const PG_LOCK_KEY: &str = "hashtext('agent-audit:' || current_schema() || '.' || $1)";
 
-/// The columns an insert fills; `user_id`, `session_id` and `attributes`
-/// stay NULL until records carry them (schema v2).
-const INSERTED: &str = "seq, ts, event_type, request_id, correlation_id, trace_id, span_id, parent_span_id, agent, payload, prev, line";
+/// The columns an insert fills: every one (`attributes` is `{}` when the
+/// record has none, as its line says).
+const INSERTED: &str = "seq, ts, event_type, request_id, correlation_id, trace_id, span_id, parent_span_id, agent, payload, prev, line, user_id, session_id, attributes";
 
 struct Row<'a> {
     seq: i64,

@@ -37,7 +37,12 @@ async fn start_sink(sink: SqlSink) -> Result<Dispatcher, String> {
 /// their seqs.
 async fn emit(url: &str, table: &str, n: u32) -> Vec<u64> {
     let d = start(url, table).await.expect("start");
-    let a = Auditor::new(d.clone()).for_request(Some("req-1"));
+    let a = Auditor::new(d.clone())
+        .for_request(Some("req-1"))
+        .with_user("u-1")
+        .with_session("s-1")
+        .with_attribute("tenant", "acme")
+        .expect("attribute");
     let mut seqs = Vec::new();
     for i in 0..n {
         let r = a
@@ -97,6 +102,22 @@ async fn writer_rules(url: &str) {
     assert_eq!(assert_chain(&all), 8, "one chain over both runs");
     assert!(all.iter().all(|r| r.request_id.as_deref() == Some("req-1")));
     assert!(all.iter().all(|r| r.event_type == "tool_call"));
+    // Schema v2's keys have columns of their own.
+    let sql = "SELECT user_id, session_id, attributes FROM trail WHERE seq = 1";
+    let v2: (Option<String>, Option<String>, String) = if url.starts_with("sqlite") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_one(&mut c).await.unwrap()
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_as(&sql.replace("attributes", "attributes::text"))
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    };
+    assert_eq!(v2.0.as_deref(), Some("u-1"));
+    assert_eq!(v2.1.as_deref(), Some("s-1"));
+    let attributes: serde_json::Value = serde_json::from_str(&v2.2).unwrap();
+    assert_eq!(attributes, serde_json::json!({"tenant": "acme"}));
 
     let holder = start(url, "trail").await.expect("first writer");
     let refused = start(url, "trail")
