@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use agent_audit_core::{AckLevel, AsyncSink, Batch, FailureKind, Record, SinkError, SinkOpen};
+use agent_audit_jsonl::ChainKey;
 use agent_audit_jsonl::chain::Chain;
 use sqlx::{Postgres, QueryBuilder, Sqlite};
 
@@ -27,6 +28,8 @@ pub struct SqlSink {
     table: String,
     batch_size: usize,
     connect_timeout: Duration,
+    /// The `[integrity]` chain key: an HMAC chain, as the JSONL log's.
+    chain_key: Option<ChainKey>,
     state: tokio::sync::Mutex<State>,
     notices: Mutex<Vec<String>>,
 }
@@ -73,6 +76,7 @@ impl SqlSink {
             table: options.table.clone(),
             batch_size: options.batch_size(),
             connect_timeout: options.connect_timeout(),
+            chain_key: None,
             state: tokio::sync::Mutex::new(State {
                 conn: None,
                 lock: None,
@@ -81,6 +85,20 @@ impl SqlSink {
             }),
             notices: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Chains the rows with HMAC-SHA256 under `key` (the `[integrity]`
+    /// key the JSONL log uses) instead of plain SHA-256.
+    pub fn with_chain_key(mut self, key: Option<ChainKey>) -> SqlSink {
+        self.chain_key = key;
+        self
+    }
+
+    fn new_chain(&self) -> Chain {
+        match &self.chain_key {
+            Some(key) => Chain::keyed(key.bytes()),
+            None => Chain::plain(),
+        }
     }
 
     /// The database URL, password masked when shown.
@@ -126,7 +144,7 @@ impl SqlSink {
             }
         }
         schema::ensure(&mut conn, &self.url, &self.table, create).await?;
-        let mut chain = Chain::plain();
+        let mut chain = self.new_chain();
         let last = match schema::last_row(&mut conn, &self.url, &self.table).await? {
             Some((seq, line)) => {
                 chain.next(line.as_bytes());

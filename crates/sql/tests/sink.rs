@@ -215,3 +215,38 @@ async fn a_refused_login_does_not_quote_the_password() {
     assert!(err.contains("no_such_db"), "{err}");
     assert!(!err.contains(PASSWORD), "{err}");
 }
+
+/// Under the `[integrity]` key the rows chain with HMAC-SHA256, as the
+/// JSONL log does, and the chain continues keyed across sinks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_key_makes_the_table_an_hmac_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir);
+    let key = agent_audit_jsonl::ChainKey::new([7u8; 32]);
+    for _ in 0..2 {
+        let d = start_sink(sink(&url, "keyed").with_chain_key(Some(key.clone())))
+            .await
+            .expect("start");
+        Auditor::new(d.clone())
+            .emit_wait(
+                EventType::ToolCall,
+                &serde_json::json!({}),
+                AckLevel::Durable,
+            )
+            .await
+            .expect("durable");
+        d.shutdown(Duration::from_secs(5)).await;
+    }
+    let all = rows(&url, "keyed");
+    assert_eq!(all.len(), 2);
+    let mut chain = agent_audit_jsonl::chain::Chain::keyed(key.bytes());
+    for r in &all {
+        assert_eq!(r.prev, chain.head(), "row {} links under the key", r.seq);
+        chain.next(r.line.as_bytes());
+    }
+    assert_ne!(
+        all[1].prev,
+        agent_audit_jsonl::chain::Chain::plain().next(all[0].line.as_bytes()),
+        "not the plain chain"
+    );
+}

@@ -182,10 +182,25 @@ impl SinkType for Sql {
     fn build(
         &self,
         o: &Self::Options,
-        _context: &mut SinkContext<'_>,
+        context: &mut SinkContext<'_>,
     ) -> Result<BuiltSink, SinkBuildError> {
         // Connecting is the sink's `open`, on its own runtime: a server
         // that is down fails the start naming the sink.
-        Ok(BuiltSink::new_async(agent_audit_sql::SqlSink::new(o)?))
+        let sink = agent_audit_sql::SqlSink::new(o)?;
+        // The table's chain is keyed as the JSONL log's is, so that an
+        // edit cannot be hidden by recomputing it.
+        #[cfg(feature = "jsonl")]
+        let sink = match &context.assembly.integrity {
+            Some(integrity) => sink.with_chain_key(integrity.chain_key().map_err(|source| {
+                super::BuildError::Integrity {
+                    source_file: context.source.to_string(),
+                    source,
+                }
+            })?),
+            None => sink,
+        };
+        #[cfg(not(feature = "jsonl"))]
+        let _ = context;
+        Ok(BuiltSink::new_async(sink))
     }
 }
