@@ -65,6 +65,9 @@ pub use agent_audit_sql as sql;
 #[cfg(feature = "stdout")]
 pub use agent_audit_stdout as stdout;
 
+#[cfg(feature = "jsonl")]
+pub mod sources;
+
 /// How to write a sink of your own, register its type and prove it with
 /// the conformance suite: `docs/writing-a-sink.md`, whose example is
 /// compiled and run as a doctest.

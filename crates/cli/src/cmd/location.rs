@@ -15,36 +15,21 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agent_audit::jsonl::store::LineStore;
+use agent_audit::sources::SourceRegistry;
 use agent_audit_review::source::Input;
 
 use crate::error::CliError;
 
-/// Opens a store for a URL of its scheme.
-type Opener = fn(&str) -> Result<Arc<dyn LineStore>, String>;
-
-/// The registered schemes, matched case-insensitively at the start.
-const SCHEMES: &[(&str, Opener)] = &[
-    ("sqlite:", sql),
-    ("postgres://", sql),
-    ("postgresql://", sql),
-];
-
-fn sql(location: &str) -> Result<Arc<dyn LineStore>, String> {
-    agent_audit::sql::SqlLines::from_location(location)
-        .map(|s| Arc::new(s) as Arc<dyn LineStore>)
-        .map_err(|e| e.to_string())
-}
-
-/// The store `arg` names, if it is a URL of a registered scheme (and no
-/// file of that name exists).
+/// The store `arg` names, if it is a URL of a registered scheme
+/// ([`SourceRegistry::with_builtins`]: the SQL sink's) and no file of
+/// that name exists.
 pub fn store_of(arg: &Path) -> Option<Result<Arc<dyn LineStore>, CliError>> {
     let text = arg.to_str()?;
-    let lower = text.to_ascii_lowercase();
-    let (_, open) = SCHEMES.iter().find(|(s, _)| lower.starts_with(s))?;
+    let resolved = SourceRegistry::with_builtins().resolve(text)?;
     if std::fs::symlink_metadata(arg).is_ok() {
         return None;
     }
-    Some(open(text).map_err(CliError::Usage))
+    Some(resolved.map_err(|e| CliError::Usage(e.to_string())))
 }
 
 /// The inputs of a reading command: stores for URLs, paths otherwise.
