@@ -9,7 +9,9 @@
 //! - `jsonl-never` / `jsonl-batch`: `Auditor` -> `Dispatcher` -> `JsonlSink`
 //!   with the chain on, `fsync = "never"` and `"batch"`;
 //! - `tracing-appender`: `tracing` + `tracing-subscriber`'s JSON layer +
-//!   `tracing-appender`'s non-blocking writer with its defaults (lossy).
+//!   `tracing-appender`'s non-blocking writer with its defaults (lossy);
+//! - `jsonl-never-attrs`: `jsonl-never` with a user, a session and three
+//!   attributes on the scope (schema v2), to be within 5% of it.
 //!
 //! Each scenario runs in its own child process (this binary run again), so
 //! its peak RSS (`VmHWM`) is its own. Records lost are counted by counting
@@ -28,7 +30,13 @@ use serde::Serialize;
 const SCENARIO_ENV: &str = "AGENT_AUDIT_BENCH_SCENARIO";
 const RECORDS_ENV: &str = "AGENT_AUDIT_BENCH_RECORDS";
 const DIR_ENV: &str = "AGENT_AUDIT_BENCH_DIR";
-const SCENARIOS: [&str; 4] = ["raw", "jsonl-never", "jsonl-batch", "tracing-appender"];
+const SCENARIOS: [&str; 5] = [
+    "raw",
+    "jsonl-never",
+    "jsonl-batch",
+    "tracing-appender",
+    "jsonl-never-attrs",
+];
 
 /// The tutorial's tool call, typed as an application would hold it.
 #[derive(Serialize)]
@@ -159,7 +167,7 @@ fn run_raw(dir: &Path, n: u64) -> Outcome {
     finish(dir, start, end, cpu_now() - cpu0)
 }
 
-fn run_jsonl(dir: &Path, n: u64, fsync: FsyncPolicy) -> Outcome {
+fn run_jsonl(dir: &Path, n: u64, fsync: FsyncPolicy, who: bool) -> Outcome {
     let path = dir.join("audit-log.jsonl");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -173,10 +181,19 @@ fn run_jsonl(dir: &Path, n: u64, fsync: FsyncPolicy) -> Outcome {
             .start()
             .await
             .expect("start");
-        let a = Auditor::new(d.clone())
-            .for_request(None)
-            .with_agent("assistant")
-            .child_span();
+        let mut a = Auditor::new(d.clone());
+        if who {
+            a = a
+                .with_user("u-1001")
+                .with_session("s-42")
+                .with_attribute("tenant", "emea-retail")
+                .expect("attribute")
+                .with_attribute("purpose", "support")
+                .expect("attribute")
+                .with_attribute("classification", "internal")
+                .expect("attribute");
+        }
+        let a = a.for_request(None).with_agent("assistant").child_span();
         cpu0 = cpu_now();
         let start = Instant::now();
         let mut last = 0;
@@ -254,8 +271,9 @@ fn child(scenario: &str) {
     let dir = PathBuf::from(std::env::var(DIR_ENV).expect("dir"));
     let o = match scenario {
         "raw" => run_raw(&dir, n),
-        "jsonl-never" => run_jsonl(&dir, n, FsyncPolicy::Never),
-        "jsonl-batch" => run_jsonl(&dir, n, FsyncPolicy::Batch),
+        "jsonl-never" => run_jsonl(&dir, n, FsyncPolicy::Never, false),
+        "jsonl-batch" => run_jsonl(&dir, n, FsyncPolicy::Batch, false),
+        "jsonl-never-attrs" => run_jsonl(&dir, n, FsyncPolicy::Never, true),
         "tracing-appender" => run_tracing(&dir, n),
         other => panic!("unknown scenario {other}"),
     };
@@ -406,6 +424,7 @@ fn main() {
     }
     let never = &rows[1];
     let batch = &rows[2];
+    let attrs = &rows[4];
     let goals = [
         ("fsync=never >= 0.7x raw", never.rate() >= 0.7 * raw),
         (
@@ -416,6 +435,10 @@ fn main() {
         (
             "peak RSS <= 32 MiB (jsonl)",
             never.rss <= 32 << 20 && batch.rss <= 32 << 20,
+        ),
+        (
+            "user, session and 3 attributes within 5% of fsync=never",
+            attrs.rate() >= 0.95 * never.rate(),
         ),
         (
             "0 records lost (jsonl)",
