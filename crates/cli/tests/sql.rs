@@ -177,18 +177,19 @@ fn read_request(stream: &mut std::net::TcpStream) {
     let _ = stream.read_exact(&mut body);
 }
 
-#[test]
-fn postgres_killed_mid_run_stops_a_required_sink_and_the_next_run_continues() {
-    let mut server =
-        PgServer::start().unwrap_or_else(|why| panic!("cannot start PostgreSQL: {why}"));
-    let url = server.url();
-    let dir = tempfile::tempdir().unwrap();
-    // A model the test answers by hand: the run waits on it, mid-way.
+/// Starts `agent-audit run` into `url` with a model the test answers by
+/// hand, and returns once the run waits on it with its first records
+/// committed (seen from another session): the run, the model's
+/// connection, and the rows committed so far.
+fn run_until_the_model_call(
+    dir: &Path,
+    url: &str,
+) -> (std::process::Child, std::net::TcpStream, Vec<Row>) {
     let model = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}/v1", model.local_addr().unwrap());
     config(
-        dir.path(),
-        &url,
+        dir,
+        url,
         &format!("\n[model]\nprovider = \"openai\"\nmodel = \"m\"\nbase_url = \"{base}\"\n"),
     );
     let child = Command::new(env!("CARGO_BIN_EXE_agent-audit"))
@@ -200,7 +201,7 @@ fn postgres_killed_mid_run_stops_a_required_sink_and_the_next_run_continues() {
             "req-k",
             PROMPT,
         ])
-        .current_dir(dir.path())
+        .current_dir(dir)
         .env_remove("AGENT_AUDIT_CONFIG")
         .env("OPENAI_API_KEY", "sk-test")
         .stdin(Stdio::null())
@@ -210,20 +211,45 @@ fn postgres_killed_mid_run_stops_a_required_sink_and_the_next_run_continues() {
         .unwrap();
     let (mut stream, _) = model.accept().unwrap();
     read_request(&mut stream);
-    // The records before the model call are committed (seen from another
-    // session); then the server dies.
-    let mut before = rows(&url);
+    let mut before = rows(url);
     for _ in 0..200 {
         if before.iter().any(|r| r.1 == "assistant_input") {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
-        before = rows(&url);
+        before = rows(url);
     }
     assert!(
         before.iter().any(|r| r.1 == "assistant_input"),
         "the run's first records were never committed: {before:?}"
     );
+    (child, stream, before)
+}
+
+/// The next run (offline model) continues the table after `kept` without
+/// a seq twice, one chain over both.
+fn next_run_continues(dir: &Path, url: &str, kept: &[Row]) {
+    config(dir, url, "");
+    let out = run(dir, "req-after");
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let all = rows(url);
+    assert_one_chain(&all);
+    assert_eq!(all[..kept.len()], kept[..]);
+    let after: Vec<&Row> = all
+        .iter()
+        .filter(|r| r.2.as_deref() == Some("req-after"))
+        .collect();
+    assert_eq!(after.len(), 8);
+    assert!(after[0].0 > kept.last().unwrap().0);
+}
+
+#[test]
+fn postgres_killed_mid_run_stops_a_required_sink_and_the_next_run_continues() {
+    let mut server =
+        PgServer::start().unwrap_or_else(|why| panic!("cannot start PostgreSQL: {why}"));
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let (child, mut stream, before) = run_until_the_model_call(dir.path(), &url);
     server.kill();
     let reply = serde_json::json!({
         "id": "c1", "object": "chat.completion", "created": 1, "model": "m",
@@ -239,8 +265,6 @@ fn postgres_killed_mid_run_stops_a_required_sink_and_the_next_run_continues() {
         reply.len()
     );
     drop(stream);
-    // Later model calls (there should be none) are refused.
-    drop(model);
     let out = child.wait_with_output().unwrap();
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {err}");
@@ -267,18 +291,24 @@ fn postgres_killed_mid_run_stops_a_required_sink_and_the_next_run_continues() {
         "no tool ran after its record failed"
     );
 
-    // The next run (offline model) continues the table without a seq twice.
-    config(dir.path(), &url, "");
-    let out = run(dir.path(), "req-after");
-    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
-    let all = rows(&url);
-    assert_one_chain(&all);
-    let after: Vec<&Row> = all
-        .iter()
-        .filter(|r| r.2.as_deref() == Some("req-after"))
-        .collect();
-    assert_eq!(after.len(), 8);
-    assert!(after[0].0 > kept.last().unwrap().0);
+    next_run_continues(dir.path(), &url, &kept);
+}
+
+/// SQLite lives in the agent's process: killing the run with SIGKILL
+/// mid-way leaves every committed row, releases the writer's lock with the
+/// process, and the next run continues.
+#[test]
+fn a_run_into_sqlite_killed_mid_way_leaves_its_commits_and_the_next_run_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("trail.db").display());
+    let (mut child, stream, before) = run_until_the_model_call(dir.path(), &url);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stream);
+    let kept = rows(&url);
+    assert_eq!(kept, before, "every committed row, nothing else");
+    assert_one_chain(&kept);
+    next_run_continues(dir.path(), &url, &kept);
 }
 
 #[test]
