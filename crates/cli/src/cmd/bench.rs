@@ -26,6 +26,16 @@ pub struct Args {
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
+    /// A user id on every record (schema v2), as `run --user-id`.
+    #[arg(long, value_name = "ID")]
+    user_id: Option<String>,
+    /// A session id on every record, as `run --session-id`.
+    #[arg(long, value_name = "ID")]
+    session_id: Option<String>,
+    /// An attribute on every record, as `run --attr`; repeatable (compare
+    /// a run with three against one without).
+    #[arg(long = "attr", value_name = "KEY=VALUE")]
+    attr: Vec<String>,
 }
 
 /// A tutorial-sized tool call (about 400 bytes as a line).
@@ -64,8 +74,16 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
             "--records and --tasks must be at least 1".into(),
         ));
     }
+    let mut attrs = Vec::with_capacity(args.attr.len());
+    for a in &args.attr {
+        attrs.push(super::show::parse_attr(a)?);
+    }
     let config = Config::discover(args.config.as_deref())?;
     let bytes_before = file_bytes(&config).unwrap_or(0);
+    // [telemetry] as `run` starts it, so that a configuration with it is
+    // measured as it runs: the providers and the health metrics; records
+    // open no span.
+    let mut telemetry = config.start_telemetry().await?;
     // [telemetry] as `run` starts it, so that a configuration with it is
     // measured as it runs: the providers and the health metrics; records
     // open no span.
@@ -74,9 +92,26 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     if let Some(t) = &mut telemetry {
         t.observe_health(&dispatcher);
     }
-    let auditor = Auditor::new(dispatcher.clone())
-        .for_request(Some("bench"))
-        .with_agent("bench");
+    if let Some(t) = &mut telemetry {
+        t.observe_health(&dispatcher);
+    }
+    let mut auditor = Auditor::new(dispatcher.clone());
+    if let Some(u) = &args.user_id {
+        auditor = auditor.with_user(u);
+    }
+    if let Some(s) = &args.session_id {
+        auditor = auditor.with_session(s);
+    }
+    for (k, v) in attrs {
+        auditor = match auditor.with_attribute(k, v) {
+            Ok(a) => a,
+            Err(e) => {
+                dispatcher.shutdown(Duration::from_secs(10)).await;
+                return Err(CliError::Usage(format!("--attr: {e}")));
+            }
+        };
+    }
+    let auditor = auditor.for_request(Some("bench")).with_agent("bench");
     let per_task = args.records / args.tasks;
     let extra = args.records % args.tasks;
     let started = Instant::now();
@@ -115,6 +150,14 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     }
     let report = dispatcher.shutdown(Duration::from_secs(600)).await;
     let seconds = started.elapsed().as_secs_f64();
+    if let Some(t) = telemetry {
+        let report = t.shutdown(Duration::from_secs(10)).await;
+        if !report.is_clean() {
+            err!(
+                "agent-audit: telemetry could not export everything (the audit records are not affected):\n{report}"
+            );
+        }
+    }
     if let Some(t) = telemetry {
         let report = t.shutdown(Duration::from_secs(10)).await;
         if !report.is_clean() {
