@@ -162,6 +162,16 @@ impl PgServer {
                 String::from_utf8_lossy(&out.stdout)
             ));
         }
+        // The port was free when picked; another process may have taken
+        // it since. Pick again then.
+        for _ in 0..3 {
+            match server.launch() {
+                Err(e) if e.contains("could not bind") || e.contains("already in use") => {
+                    server.port = free_port()?;
+                }
+                other => return other.map(|()| server),
+            }
+        }
         server.launch()?;
         Ok(server)
     }
