@@ -84,14 +84,7 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     // measured as it runs: the providers and the health metrics; records
     // open no span.
     let mut telemetry = config.start_telemetry().await?;
-    // [telemetry] as `run` starts it, so that a configuration with it is
-    // measured as it runs: the providers and the health metrics; records
-    // open no span.
-    let mut telemetry = config.start_telemetry().await?;
     let dispatcher = config.start().await?;
-    if let Some(t) = &mut telemetry {
-        t.observe_health(&dispatcher);
-    }
     if let Some(t) = &mut telemetry {
         t.observe_health(&dispatcher);
     }
@@ -150,14 +143,6 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     }
     let report = dispatcher.shutdown(Duration::from_secs(600)).await;
     let seconds = started.elapsed().as_secs_f64();
-    if let Some(t) = telemetry {
-        let report = t.shutdown(Duration::from_secs(10)).await;
-        if !report.is_clean() {
-            err!(
-                "agent-audit: telemetry could not export everything (the audit records are not affected):\n{report}"
-            );
-        }
-    }
     if let Some(t) = telemetry {
         let report = t.shutdown(Duration::from_secs(10)).await;
         if !report.is_clean() {
