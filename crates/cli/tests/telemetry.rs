@@ -24,10 +24,22 @@ const RECORDS: usize = 8;
 
 const SCHEMA_URL: &str = "https://opentelemetry.io/schemas/1.41.0";
 
+/// The span attributes that carry content when `capture_content` is on.
+const CONTENT_KEYS: [&str; 4] = [
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result",
+];
+
 fn run(dir: &Path, config: &str, env: &[(&str, &str)]) -> Output {
+    run_prompt(dir, config, env, PROMPT)
+}
+
+fn run_prompt(dir: &Path, config: &str, env: &[(&str, &str)], prompt: &str) -> Output {
     std::fs::write(dir.join("audit.toml"), config).unwrap();
     let mut c = Command::new(env!("CARGO_BIN_EXE_agent-audit"));
-    c.args(["run", "--config", "audit.toml", PROMPT])
+    c.args(["run", "--config", "audit.toml", prompt])
         .current_dir(dir)
         .env_remove("AGENT_AUDIT_CONFIG")
         .env_remove("OPENAI_API_KEY");
@@ -130,6 +142,12 @@ fn a_run_exports_its_spans_and_metrics_beside_its_records_with_the_environments_
         assert_eq!(r["resource"]["service.name"], "bank-from-env", "{r}");
         assert_eq!(r["resource"]["k8s.pod.name"], "pod-7", "{r}");
         assert_eq!(r["resource"]["deployment.environment"], "test eu", "{r}");
+    }
+    // Content stays off spans by default.
+    for s in &spans {
+        for key in CONTENT_KEYS {
+            assert!(s["attributes"].get(key).is_none(), "{key} on {s}");
+        }
     }
     for s in &spans {
         assert_eq!(s["resource"]["service.name"], "bank-from-env", "{s}");
@@ -243,4 +261,38 @@ fn otel_sdk_disabled_exports_no_span_and_leaves_the_records_unchanged() {
             .all(|s| !first_traces.contains(s["trace_id"].as_str().unwrap_or(""))),
         "a span of the OTEL_SDK_DISABLED run arrived"
     );
+}
+
+#[test]
+fn capture_content_puts_redacted_content_on_the_spans() {
+    let rotel = Rotel::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}capture_content = true\n",
+        config(&rotel, &rotel.grpc_endpoint(), "grpc")
+    );
+    // A key the default redaction rules remove, in the user's message.
+    let secret = "sk-proj-Zq8vN3xT5bW2mK9pL4rY7sD1fG6hJ0aQ";
+    let prompt = format!("{PROMPT} My API key is {secret}");
+    let out = run_prompt(dir.path(), &config, &[], &prompt);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    wait(|| {
+        rotel
+            .spans()
+            .iter()
+            .any(|s| s["attributes"].get("gen_ai.input.messages").is_some())
+    });
+    let spans = rotel.spans();
+    assert!(
+        spans
+            .iter()
+            .any(|s| s["attributes"].get("gen_ai.input.messages").is_some()),
+        "capture_content = true puts the messages on the spans: {spans:?}"
+    );
+    for s in &spans {
+        assert!(
+            !s.to_string().contains(secret),
+            "the secret reached a span: {s}"
+        );
+    }
 }
