@@ -369,3 +369,54 @@ fn every_sql_key_error_names_file_line_and_key() {
         text(&out.stderr)
     );
 }
+
+/// The URL with its password comes from the variable `url_env` names;
+/// the password reaches no output, error or row, whether the server is
+/// there or not.
+#[test]
+fn a_password_from_url_env_reaches_no_output_error_or_row() {
+    const PASSWORD: &str = "S3cret-from-env";
+    let server = PgServer::start().unwrap_or_else(|why| panic!("cannot start PostgreSQL: {why}"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("audit.toml"),
+        "[[sinks]]\ntype = \"sql\"\nurl_env = \"AUDIT_DB_URL\"\nrequired = true\n",
+    )
+    .unwrap();
+    let run_with = |url: String| {
+        Command::new(env!("CARGO_BIN_EXE_agent-audit"))
+            .args(["run", "--config", "audit.toml", PROMPT])
+            .current_dir(dir.path())
+            .env_remove("AGENT_AUDIT_CONFIG")
+            .env_remove("OPENAI_API_KEY")
+            .env("AUDIT_DB_URL", url)
+            .output()
+            .unwrap()
+    };
+    // Trust authentication takes the password without checking it.
+    let url = format!(
+        "postgres://agentaudit:{PASSWORD}@127.0.0.1:{}/postgres",
+        server.port()
+    );
+    let out = run_with(url);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let all = rows(&server.url());
+    assert!(all.len() >= 8);
+    for (seq, _, _, line) in &all {
+        assert!(!line.contains(PASSWORD), "row {seq}: {line}");
+    }
+    assert!(!text(&out.stdout).contains(PASSWORD));
+    assert!(!text(&out.stderr).contains(PASSWORD));
+
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let out = run_with(format!(
+        "postgres://agentaudit:{PASSWORD}@127.0.0.1:{port}/postgres"
+    ));
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("agentaudit:***@127.0.0.1"), "{err}");
+    assert!(!err.contains(PASSWORD), "{err}");
+    assert!(!text(&out.stdout).contains(PASSWORD));
+}
