@@ -9,8 +9,9 @@
 //!
 //! A turn is `for_request` + `tutorial::run` ("What is the balance of
 //! account 12345?": 8 records, 4 spans, 2 model calls) into a memory sink.
-//! Also shown: spans and metrics on with `capture_content` (no redaction
-//! rules), for what putting content on spans adds.
+//! Also shown: spans alone and metrics alone (the other through the API's
+//! no-op provider), and spans and metrics with `capture_content` (no
+//! redaction rules), for what putting content on spans adds.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +36,8 @@ impl SpanExporter for Discard {
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     Off,
+    SpansOnly,
+    MetricsOnly,
     On,
     OnWithContent,
 }
@@ -43,6 +46,8 @@ impl Mode {
     fn label(self) -> &'static str {
         match self {
             Mode::Off => "off (no provider)",
+            Mode::SpansOnly => "spans only",
+            Mode::MetricsOnly => "metrics only",
             Mode::On => "spans + metrics",
             Mode::OnWithContent => "spans + metrics + content",
         }
@@ -88,6 +93,9 @@ fn main() {
     let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
     let turns: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(2000);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(7);
+    // One mode only (its index), to count its instructions under
+    // `perf stat` apart from the others.
+    let only: Option<usize> = args.next().and_then(|a| a.parse().ok());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -106,16 +114,30 @@ fn main() {
             TelemetryOptions::default().capture_content(capture),
         )
     };
-    let modes = [Mode::Off, Mode::On, Mode::OnWithContent];
+    let no_tracer = opentelemetry::trace::noop::NoopTracerProvider::new();
+    let no_meter = opentelemetry::metrics::NoopMeterProvider::new();
+    let options = TelemetryOptions::default;
+    let modes = [
+        Mode::Off,
+        Mode::SpansOnly,
+        Mode::MetricsOnly,
+        Mode::On,
+        Mode::OnWithContent,
+    ];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     // A warm-up round of each, not counted; the order turns each round,
     // so that no mode always runs first.
     for round_no in 0..=rounds {
         for k in 0..modes.len() {
             let i = (k + round_no) % modes.len();
+            if only.is_some_and(|o| o != i) {
+                continue;
+            }
             let mode = &modes[i];
             let t = match mode {
                 Mode::Off => None,
+                Mode::SpansOnly => Some(Telemetry::new(&tracer_provider, &no_meter, options())),
+                Mode::MetricsOnly => Some(Telemetry::new(&no_tracer, &meter_provider, options())),
                 Mode::On => Some(telemetry(false)),
                 Mode::OnWithContent => Some(telemetry(true)),
             };
@@ -126,8 +148,15 @@ fn main() {
         }
     }
     println!("tutorial turns/s, offline model, {turns} turns x {rounds} rounds (median):");
-    let off = median(&mut rates[0]);
+    let off = if rates[0].is_empty() {
+        f64::NAN
+    } else {
+        median(&mut rates[0])
+    };
     for (i, mode) in modes.iter().enumerate() {
+        if rates[i].is_empty() {
+            continue;
+        }
         let m = median(&mut rates[i]);
         let cost = if *mode == Mode::Off {
             String::new()

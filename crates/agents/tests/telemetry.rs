@@ -506,3 +506,21 @@ async fn a_failed_model_call_is_an_error_span_with_its_type() {
     assert!(has(&durations[0].2, "error.type", kind));
     assert_records_point_at_spans(&sink.records(), &spans, &[]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_with_its_spans_can_be_spawned() {
+    let otel = Otel::new();
+    let (dispatcher, sink) = memory_dispatcher().await;
+    let auditor = Auditor::new(dispatcher.clone())
+        .with_telemetry(otel.telemetry(true))
+        .for_request(None);
+    // Spans live across awaits: the conversation must stay Send.
+    let answer =
+        tokio::spawn(async move { tutorial::run(&auditor, Arc::new(OfflineModel), PROMPT).await })
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(answer.contains("12345"));
+    finish(&dispatcher).await;
+    assert_records_point_at_spans(&sink.records(), &otel.spans(), &[]);
+}

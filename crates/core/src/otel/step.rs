@@ -287,18 +287,37 @@ impl GenAiStep {
         if !self.telemetry.options().capture_content || !self.span.is_recording() {
             return false;
         }
-        // Wrapped so that the filter sees an object, as it sees payloads.
-        let Ok(mut wrapped) = serde_json::to_value(serde_json::json!({ "content": value })) else {
+        let Ok(text) = serde_json::to_string(value) else {
             return false;
         };
-        if let Some(filter) = self.auditor.dispatcher().filter() {
-            filter.apply(&mut wrapped);
-        }
-        let text = match wrapped.get("content") {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(v) => v.to_string(),
-            // The rules dropped it whole.
-            None => return false,
+        let text = match self.auditor.dispatcher().filter() {
+            None => text,
+            Some(filter) => {
+                // Wrapped so that the filter sees an object, as it sees
+                // payloads; a filter that can tell from the text that
+                // nothing applies spares the Value round trip, as for records.
+                let wrapped = format!("{{\"content\":{text}}}");
+                if !filter.may_apply(&wrapped) {
+                    text
+                } else {
+                    let Ok(mut wrapped) = serde_json::from_str::<serde_json::Value>(&wrapped)
+                    else {
+                        return false;
+                    };
+                    filter.apply(&mut wrapped);
+                    match wrapped.get("content") {
+                        Some(v) => v.to_string(),
+                        // The rules dropped it whole.
+                        None => return false,
+                    }
+                }
+            }
+        };
+        // A plain string is put as it is, anything else as JSON text.
+        let text = if text.starts_with('"') {
+            serde_json::from_str::<String>(&text).unwrap_or(text)
+        } else {
+            text
         };
         self.span.set_attribute(KeyValue::new(key, text));
         true
