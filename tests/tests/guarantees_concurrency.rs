@@ -20,7 +20,7 @@ struct Step {
     n: u64,
 }
 
-/// `{"v":1,"seq":<seq>,` ... `"payload":{"t":<t>,"n":<n>}` read from the
+/// `{"v":2,"seq":<seq>,` ... `"payload":{"t":<t>,"n":<n>}` read from the
 /// bytes: a full JSON parse of 800,000 lines would dominate a debug build's
 /// run time, and the byte layout is itself part of the schema.
 fn scan_line(line: &[u8]) -> (u64, u64, u64) {
@@ -36,9 +36,9 @@ fn scan_line(line: &[u8]) -> (u64, u64, u64) {
             .parse()
             .unwrap()
     }
-    assert!(line.starts_with(br#"{"v":1,"seq":"#));
+    assert!(line.starts_with(br#"{"v":2,"seq":"#));
     (
-        num_after(line, br#"{"v":1,"seq":"#),
+        num_after(line, br#"{"v":2,"seq":"#),
         num_after(line, br#""payload":{"t":"#),
         num_after(line, br#","n":"#),
     )

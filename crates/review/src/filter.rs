@@ -158,7 +158,9 @@ impl Filter {
         for (key, value) in &self.attributes {
             let holds = match record.attributes.get(key) {
                 Some(serde_json::Value::String(s)) => s == value,
-                Some(other) => other.to_string() == *value,
+                Some(other) => {
+                    serde_json::from_str::<serde_json::Value>(value).is_ok_and(|v| v == *other)
+                }
                 None => false,
             };
             if !holds {

@@ -274,7 +274,7 @@ fn closed_os_pipe_is_a_permanent_typed_error() {
     let mut reader = reader;
     let mut first = [0u8; 8];
     reader.read_exact(&mut first).unwrap();
-    assert_eq!(&first, b"{\"v\":1,\"");
+    assert_eq!(&first, b"{\"v\":2,\"");
     drop(reader);
     for _ in 0..2 {
         let e = sink.write(&batch).unwrap_err();
