@@ -1,6 +1,6 @@
 //! # agent-audit-core
 //!
-//! The small, stable heart of agent-audit: the schema v1 [`Record`], the
+//! The small, stable heart of agent-audit: the schema v2 [`Record`], the
 //! sink traits every backend implements ([`Sink`] for a blocking one,
 //! [`AsyncSink`] for one written with async clients), the [`Dispatcher`]
 //! that numbers records and fans them out with acknowledgements, and the

@@ -37,7 +37,7 @@
 //!
 //! ## The file
 //!
-//! Each line is `{"v":1,"seq":…,"ts":"…",…,"payload":{…},"prev":"…"}` and a
+//! Each line is `{"v":2,"seq":…,"ts":"…",…,"payload":{…},"prev":"…"}` and a
 //! newline. `prev` is the [`chain`] value of the previous line's exact bytes
 //! (without its newline): SHA-256, or HMAC-SHA256 with
 //! [`JsonlOptions::chain_key`]. The first line of a log has
@@ -80,8 +80,8 @@
 //! was. The chain resumes from the last whole record, so in the file:
 //!
 //! ```text
-//! line n     {"v":1,"seq":41,…,"prev":"…"}          last whole record, hash H
-//! line n+1   {"v":1,"seq":42,…"audit_gap"…,"prev":"H"}   "cut a torn final line off …: 57 bytes at byte offset … (SHA-256 …)"
+//! line n     {"v":2,"seq":41,…,"prev":"…"}          last whole record, hash H
+//! line n+1   {"v":2,"seq":42,…"audit_gap"…,"prev":"H"}   "cut a torn final line off …: 57 bytes at byte offset … (SHA-256 …)"
 //! ```
 //!
 //! Kept, the bytes would be anyone's to choose: whoever can append to the

@@ -11,7 +11,7 @@
 //!   2026-11-25T23:32:22.123Z #4     assistant  tool_call         get_account_balance({"account_id":"12345"})
 //!   ```
 //!
-//! - `json`: the exact schema v1 JSONL line, one per record, as the JSONL
+//! - `json`: the exact schema v2 JSONL line, one per record, as the JSONL
 //!   file sink writes it. The stream carries its **own** `prev` chain (see
 //!   [`StdoutFormat::Json`]) so a captured stdout stream (container logs) is
 //!   tamper-evident on its own; the JSONL file sink owns the durable chain.
@@ -96,7 +96,7 @@ pub enum StdoutFormat {
     /// escaped so a record cannot rewrite the terminal.
     #[default]
     Pretty,
-    /// The schema v1 JSON line, exactly as [`Record::encode_line`] writes it.
+    /// The schema v2 JSON line, exactly as [`Record::encode_line`] writes it.
     ///
     /// `prev` is this stream's own chain: [`GENESIS`] (64 zeros, as the
     /// JSONL sink's first line) on the first line the sink prints after it
