@@ -178,7 +178,16 @@ impl AssistantAgent {
             },
         )
         .await?;
-        chat.capture_content("gen_ai.input.messages", &request.messages);
+        if chat.captures_content() {
+            chat.capture_content(
+                "gen_ai.system_instructions",
+                &payload::semconv_instructions(&request.messages),
+            );
+            chat.capture_content(
+                "gen_ai.input.messages",
+                &payload::semconv_messages(&request.messages),
+            );
+        }
         let started = Instant::now();
         let result = self.model.complete(&request).await;
         let latency_ms = payload::millis(started.elapsed());
@@ -192,7 +201,12 @@ impl AssistantAgent {
                     input_tokens: response.usage.map(|u| u.prompt_tokens),
                     output_tokens: response.usage.map(|u| u.completion_tokens),
                 });
-                chat.capture_content("gen_ai.output.messages", &[response.to_message()]);
+                if chat.captures_content() {
+                    chat.capture_content(
+                        "gen_ai.output.messages",
+                        &payload::semconv_messages(&[response.to_message()]),
+                    );
+                }
                 emit(
                     &turn,
                     EventType::AssistantOutput,

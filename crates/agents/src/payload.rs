@@ -3,7 +3,7 @@
 //! are the reference for readers of `payload`.
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::model::{Message, ToolCall, Usage};
 use crate::user_proxy::EndReason;
@@ -174,4 +174,58 @@ pub struct FinalResult<'a> {
     pub answered_by: &'a str,
     /// Why the conversation ended.
     pub end: EndReason,
+}
+
+/// Messages in the GenAI conventions' shape (1.41.0,
+/// `gen_ai.input.messages` / `gen_ai.output.messages`): a role and parts
+/// (`text`, `tool_call`, `tool_call_response`); system messages go to
+/// `gen_ai.system_instructions` instead (see [`semconv_instructions`]).
+pub(crate) fn semconv_messages(messages: &[Message]) -> Value {
+    let text = |content: &str| json!({"type": "text", "content": content});
+    Value::Array(
+        messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::System { .. } => None,
+                Message::User { content } => {
+                    Some(json!({"role": "user", "parts": [text(content)]}))
+                }
+                Message::Assistant {
+                    content,
+                    tool_calls,
+                } => {
+                    let mut parts: Vec<Value> = content.iter().map(|c| text(c)).collect();
+                    parts.extend(tool_calls.iter().map(|c| {
+                        json!({
+                            "type": "tool_call",
+                            "id": c.id,
+                            "name": c.name,
+                            "arguments": c.parsed_arguments().unwrap_or_else(|_| Value::String(c.arguments.clone())),
+                        })
+                    }));
+                    Some(json!({"role": "assistant", "parts": parts}))
+                }
+                Message::Tool {
+                    tool_call_id,
+                    content,
+                } => Some(json!({
+                    "role": "tool",
+                    "parts": [{"type": "tool_call_response", "id": tool_call_id, "response": content}],
+                })),
+            })
+            .collect(),
+    )
+}
+
+/// The system messages as `gen_ai.system_instructions` parts.
+pub(crate) fn semconv_instructions(messages: &[Message]) -> Value {
+    Value::Array(
+        messages
+            .iter()
+            .filter_map(|m| match m {
+                Message::System { content } => Some(json!({"type": "text", "content": content})),
+                _ => None,
+            })
+            .collect(),
+    )
 }

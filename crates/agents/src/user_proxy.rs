@@ -182,18 +182,24 @@ impl UserProxyAgent {
     ) -> Result<ChatResult, AgentError> {
         let model = entry.model();
         let mut run = auditor.invoke_agent(entry.name(), model.provider(), Some(model.name()));
-        run.capture_content("gen_ai.input.messages", &[Message::user(message)]);
+        if run.captures_content() {
+            run.capture_content(
+                "gen_ai.input.messages",
+                &payload::semconv_messages(&[Message::user(message)]),
+            );
+        }
         let result = self.converse(&run, entry, others, message).await;
         match &result {
-            Ok(done) => {
+            Ok(done) if run.captures_content() => {
                 run.capture_content(
                     "gen_ai.output.messages",
-                    &[Message::Assistant {
+                    &payload::semconv_messages(&[Message::Assistant {
                         content: Some(done.answer.clone()),
                         tool_calls: Vec::new(),
-                    }],
+                    }]),
                 );
             }
+            Ok(_) => {}
             Err(e) => run.fail(e.error_type()),
         }
         run.end();

@@ -456,6 +456,24 @@ async fn captured_content_passes_the_redaction_rules_first() {
         everything.contains("12345"),
         "the prompt's account is on the spans"
     );
+    // In the conventions' shape: roles with parts; the system message apart.
+    let chat = spans.iter().find(|s| s.name == "chat offline").unwrap();
+    let input: serde_json::Value =
+        serde_json::from_str(&text(chat, "gen_ai.input.messages")).unwrap();
+    assert_eq!(input[0]["role"], "user", "{input}");
+    assert_eq!(input[0]["parts"][0]["type"], "text", "{input}");
+    let instructions: serde_json::Value =
+        serde_json::from_str(&text(chat, "gen_ai.system_instructions")).unwrap();
+    assert_eq!(instructions[0]["content"], tutorial::SYSTEM_MESSAGE);
+    let output: serde_json::Value =
+        serde_json::from_str(&text(chat, "gen_ai.output.messages")).unwrap();
+    assert_eq!(output[0]["role"], "assistant", "{output}");
+    assert_eq!(output[0]["parts"][0]["type"], "tool_call", "{output}");
+    assert_eq!(
+        output[0]["parts"][0]["name"],
+        tutorial::TOOL_NAME,
+        "{output}"
+    );
     // ... but not the secret, anywhere.
     assert!(
         !everything.contains(SECRET),

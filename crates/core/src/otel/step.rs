@@ -278,13 +278,20 @@ impl GenAiStep {
         }
     }
 
+    /// Whether [`GenAiStep::capture_content`] would put anything on the
+    /// span: content capture is on and the span is recorded. Lets a caller
+    /// skip building content nobody keeps.
+    pub fn captures_content(&self) -> bool {
+        self.telemetry.options().capture_content && self.span.is_recording()
+    }
+
     /// Puts content on the span as the attribute `key` (for example
     /// `gen_ai.input.messages`, `gen_ai.tool.call.result`), as JSON text,
     /// only when [`TelemetryOptions::capture_content`](super::TelemetryOptions::capture_content)
     /// is on, and only after the dispatcher's redaction. Returns whether it
     /// was set.
     pub fn capture_content<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> bool {
-        if !self.telemetry.options().capture_content || !self.span.is_recording() {
+        if !self.captures_content() {
             return false;
         }
         let Ok(text) = serde_json::to_string(value) else {
