@@ -81,17 +81,6 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
             "agent-audit: no sink is required: a sink that fails will not stop the agent (the run still fails, and withholds the answer, if no sink holds every record)"
         );
     }
-    let model = config.model()?;
-    if model.is_offline() {
-        errln!(
-            "agent-audit: no [model] configured; using the deterministic offline model (answers are canned, records say model = \"offline\")"
-        );
-    }
-    if !config.sinks.iter().any(|s| s.required) {
-        errln!(
-            "agent-audit: no sink is required: a sink that fails will not stop the agent (the run still fails, and withholds the answer, if no sink holds every record)"
-        );
-    }
     // Before the first span, so the agent's spans reach its providers.
     let mut otel = telemetry::start(&config).await?;
     let dispatcher = config.start().await?;
