@@ -220,3 +220,44 @@ fn reading_commands_on_a_postgres_url_match_the_jsonl_file_and_keep_the_password
     let shown = pg.url().replace("agentaudit@", "agentaudit:***@");
     the_reading_commands_work_on_a_table(&url, &shown, Some("hunter2pw"));
 }
+
+/// Finding 1 (issue 12 review): a file whose name spells the URL is not
+/// read in the database's place. `mkdir sqlite:` then a copy of a clean
+/// log at `sqlite:/<db path>` used to be verified instead of the table,
+/// silently; a string with a registered scheme is always the URL, and the
+/// file is still reachable as `./sqlite:/...`.
+#[test]
+fn a_file_named_like_the_url_is_not_read_instead_of_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "sqlite:/audit.db".to_string();
+    let db = format!("sqlite://{}", dir.path().join("audit.db").display());
+    run_tutorial(dir.path(), &db);
+    // Tamper with the table; keep a clean copy of the log under the URL's
+    // spelling, relative to the working directory.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(exec(
+        &db,
+        "UPDATE audit_records SET line = replace(line, '12345', '99999') WHERE event_type = 'tool_call'",
+    ));
+    std::fs::create_dir(dir.path().join("sqlite:")).unwrap();
+    std::fs::copy(
+        dir.path().join("audit-log.jsonl"),
+        dir.path().join("sqlite:/audit.db"),
+    )
+    .unwrap();
+    // `sqlite:/audit.db` is the database at /audit.db (absent here): an
+    // error, not the file's clean verdict.
+    let out = agent_audit(dir.path(), &["verify", &url]);
+    assert!(
+        !out.status.success() && !text(&out.stdout).starts_with("intact"),
+        "the file was read for the URL: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // The database's own URL reads the tampered table.
+    let out = agent_audit(dir.path(), &["verify", &db]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    // A file so named is reached with `./`.
+    let out = agent_audit(dir.path(), &["verify", "./sqlite:/audit.db"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

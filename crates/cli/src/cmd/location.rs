@@ -3,8 +3,10 @@
 //! rows are read as the same lines, through the same reader and the same
 //! integrity code: the SQL sink's table (`sqlite://audit.db`,
 //! `postgres://user@host:5432/db`; `#other_table` after the URL for a
-//! table other than `audit_records`). A file that exists under a name
-//! that looks like a URL is still the file.
+//! table other than `audit_records`). A string that starts with a
+//! registered scheme is always the URL, even when a file of that name
+//! exists (a file must not stand in for the database unnoticed): a file
+//! named like one is read as `./sqlite:/...`.
 //!
 //! The URL's password never reaches an output: a store is named by its
 //! label (the URL masked), and its errors mask it too. Prefer a URL
@@ -21,14 +23,11 @@ use agent_audit_review::source::Input;
 use crate::error::CliError;
 
 /// The store `arg` names, if it is a URL of a registered scheme
-/// ([`SourceRegistry::with_builtins`]: the SQL sink's) and no file of
-/// that name exists.
+/// ([`SourceRegistry::with_builtins`]: the SQL sink's), whether or not a
+/// file of that name exists.
 pub fn store_of(arg: &Path) -> Option<Result<Arc<dyn LineStore>, CliError>> {
     let text = arg.to_str()?;
     let resolved = SourceRegistry::with_builtins().resolve(text)?;
-    if std::fs::symlink_metadata(arg).is_ok() {
-        return None;
-    }
     Some(resolved.map_err(|e| CliError::Usage(e.to_string())))
 }
 
