@@ -26,3 +26,13 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 echo "== cargo test"
 cargo test --workspace --no-fail-fast
+
+# agent-audit-rig lives in its own workspace (rig turns on serde_json's
+# preserve_order, which must not reach the main workspace's crates), with
+# its own lock file and its own target subdirectory.
+RIG=integrations/rig/Cargo.toml
+RIG_TARGET="${CARGO_TARGET_DIR:-target}/rig"
+echo "== agent-audit-rig: fmt, clippy, test"
+cargo fmt --manifest-path "$RIG" -- --check
+CARGO_TARGET_DIR="$RIG_TARGET" cargo clippy --manifest-path "$RIG" --all-targets --quiet -- -D warnings
+CARGO_TARGET_DIR="$RIG_TARGET" cargo test --manifest-path "$RIG" --no-fail-fast
