@@ -204,26 +204,55 @@ pub(crate) fn check(key: &str, value: &AttrValue) -> Result<(), AttributeError> 
     Ok(())
 }
 
-/// What the redaction rules make of an attribute value: strings and
-/// numbers pass [`PayloadFilter::apply_id`] under the attribute's key (a
-/// field rule naming the key, or a detector matching the value, fires as
-/// on a payload field); `None` when a rule drops it.
+/// What the redaction rules make of an attribute: its key is scanned as a
+/// payload object's key is (a key can be an e-mail address or a token, and
+/// a detector matching it renames or drops the attribute), then strings
+/// and numbers pass [`PayloadFilter::apply_id`] under the attribute's key
+/// (a field rule naming the key, or a detector matching the value, fires
+/// as on a payload field); `None` when a rule drops it.
 pub(crate) fn redacted(
     filter: Option<&Arc<dyn PayloadFilter>>,
-    key: &str,
+    key: &Arc<str>,
     value: AttrValue,
-) -> Option<AttrValue> {
+) -> Option<(Arc<str>, AttrValue)> {
     let Some(filter) = filter else {
-        return Some(value);
+        return Some((key.clone(), value));
     };
+    let key = redacted_key(filter, key)?;
     let text = match &value {
         AttrValue::String(s) => s.to_string(),
         AttrValue::Number(n) => n.to_string(),
-        AttrValue::Bool(_) => return Some(value),
+        AttrValue::Bool(_) => return Some((key, value)),
     };
-    match filter.apply_id(key, &text) {
-        IdRewrite::Keep => Some(value),
-        IdRewrite::Replace(s) => Some(AttrValue::String(Arc::from(s))),
+    match filter.apply_id(&key, &text) {
+        IdRewrite::Keep => Some((key, value)),
+        IdRewrite::Replace(s) => Some((key, AttrValue::String(Arc::from(s)))),
+        _ => None,
+    }
+}
+
+/// An attribute key as the rules want it recorded: the key of a one-member
+/// object `{key: null}` after [`PayloadFilter::apply`], which scans object
+/// keys with the detectors (a null value is left alone by field rules).
+/// `None` when the member is dropped.
+fn redacted_key(filter: &Arc<dyn PayloadFilter>, key: &Arc<str>) -> Option<Arc<str>> {
+    let mut probe = serde_json::Map::new();
+    probe.insert(key.to_string(), serde_json::Value::Null);
+    let mut probe = serde_json::Value::Object(probe);
+    if !filter.may_apply(&probe.to_string()) {
+        return Some(key.clone());
+    }
+    filter.apply(&mut probe);
+    let serde_json::Value::Object(map) = probe else {
+        return None;
+    };
+    if map.contains_key(&**key) {
+        return Some(key.clone());
+    }
+    // Renamed: the one key left is the redacted one. Anything else (no
+    // key, or a filter that added members) records nothing.
+    match map.len() {
+        1 => map.into_iter().next().map(|(k, _)| Arc::from(k)),
         _ => None,
     }
 }
@@ -343,12 +372,24 @@ impl Attributes {
         if filter.is_none() || self.is_empty() {
             return self.clone();
         }
-        let entries: Vec<(Arc<str>, AttrValue)> = self
-            .entries
-            .iter()
-            .filter_map(|(k, v)| redacted(filter, k, v.clone()).map(|v| (k.clone(), v)))
-            .collect();
-        Attributes::from_sorted(entries)
+        // A redacted key may sort elsewhere or meet another one masked
+        // alike: re-sorted, and a repeated name gets `#2`, `#3` as a
+        // payload's renamed keys do.
+        let mut sorted: std::collections::BTreeMap<Arc<str>, AttrValue> =
+            std::collections::BTreeMap::new();
+        for (k, v) in self.entries.iter() {
+            let Some((k, v)) = redacted(filter, k, v.clone()) else {
+                continue;
+            };
+            let mut name = k.clone();
+            let mut n = 2;
+            while sorted.contains_key(&name) {
+                name = Arc::from(format!("{k}#{n}"));
+                n += 1;
+            }
+            sorted.insert(name, v);
+        }
+        Attributes::from_sorted(sorted.into_iter().collect())
     }
 
     fn from_sorted(entries: Vec<(Arc<str>, AttrValue)>) -> Attributes {

@@ -177,8 +177,11 @@ impl Auditor {
     /// [`MAX_ATTRIBUTE_KEY_BYTES`](crate::MAX_ATTRIBUTE_KEY_BYTES),
     /// [`MAX_ATTRIBUTE_VALUE_BYTES`](crate::MAX_ATTRIBUTE_VALUE_BYTES)) are
     /// checked on the value as given; an error names the attribute and
-    /// leaves `self` as it was. String and number values then pass the
-    /// redaction rules under the attribute's key, as a payload field would.
+    /// leaves `self` as it was. The key is then scanned by the detectors
+    /// as a payload object's keys are (a token or an e-mail address given
+    /// as a key is recorded masked), and string and number values pass
+    /// the redaction rules under the attribute's key, as a payload field
+    /// would.
     pub fn with_attribute(
         &self,
         key: &str,
@@ -187,8 +190,18 @@ impl Auditor {
         let value = value.into();
         attributes::check(key, &value)?;
         let mut next = self.clone();
-        match attributes::redacted(self.dispatcher.filter(), key, value) {
-            Some(v) => next.scope.attributes = self.scope.attributes.with(key, v)?,
+        match attributes::redacted(self.dispatcher.filter(), &Arc::from(key), value) {
+            Some((k, v)) => {
+                // A key the rules renamed (masked) does not replace another
+                // attribute masked alike: `#2`, `#3` as in a payload.
+                let mut name = k.clone();
+                let mut n = 2;
+                while &*k != key && self.scope.attributes.get(&name).is_some() {
+                    name = Arc::from(format!("{k}#{n}"));
+                    n += 1;
+                }
+                next.scope.attributes = self.scope.attributes.with(&name, v)?
+            }
             // Dropped by a rule: the attribute is not recorded at all, and
             // an earlier value of the key must not stay behind either.
             None => {

@@ -152,3 +152,78 @@ action = "hash"
     assert!(!bytes.contains("\"s-7\""), "{bytes}");
     assert_eq!(records[0].user_id.as_deref(), Some("u-42"));
 }
+
+/// An attribute's key is scanned as a payload object's key is: a token or
+/// an e-mail address given as the key (`--attr "$TOKEN"` where the token
+/// ends in `=`, an address as the name) reaches no sink in clear, whether
+/// the request sets it or the dispatcher's `[attributes]` do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_or_address_as_an_attribute_key_reaches_no_sink_in_clear() {
+    let config = toml::from_str::<AuditToml>("[redaction]\ndetectors = [\"email\", \"api_key\"]\n")
+        .unwrap()
+        .redaction;
+    let redactor = Redactor::from_config_with_env(&config, |_| None).unwrap();
+    let token = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD";
+    let memory = MemorySink::new();
+    let json = SharedBuf::default();
+    let base = agent_audit_core::Attributes::new()
+        .with("carol@example.com", "owner")
+        .unwrap()
+        .with("tenant", "emea")
+        .unwrap();
+    let d = Dispatcher::builder()
+        .sink(SinkOptions::new("memory"), memory.clone())
+        .sink(
+            SinkOptions::new("json"),
+            StdoutSink::with_writer(
+                StdoutOptions {
+                    format: StdoutFormat::Json,
+                },
+                "json",
+                json.clone(),
+            ),
+        )
+        .attributes(base)
+        .filter(Arc::new(redactor))
+        .start()
+        .await
+        .unwrap();
+    let a = Auditor::new(d.clone())
+        .with_attribute(token, "1")
+        .unwrap()
+        .with_attribute("dave@example.com", "reviewer")
+        .unwrap()
+        .for_request(None);
+    a.emit(EventType::UserRequest, &json!({"content": "hi"}))
+        .await
+        .unwrap();
+    d.shutdown(Duration::from_secs(5)).await;
+    let records = memory.records();
+    assert_eq!(records.len(), 1);
+    let mut bytes = String::from_utf8(json.0.lock().unwrap().clone()).unwrap();
+    let mut line = Vec::new();
+    records[0].encode_line("", &mut line);
+    bytes.push_str(&String::from_utf8(line).unwrap());
+    for secret in [token, "carol@example.com", "dave@example.com"] {
+        assert!(!bytes.contains(secret), "{secret} reached a sink: {bytes}");
+    }
+    let attrs = &records[0].attributes;
+    assert_eq!(
+        attrs.get("tenant"),
+        Some(&"emea".into()),
+        "{}",
+        attrs.json()
+    );
+    // Masked, not lost: each attribute is still there under its masked key.
+    assert_eq!(attrs.len(), 4, "{}", attrs.json());
+    assert!(
+        attrs.json().contains("[REDACTED:email]"),
+        "{}",
+        attrs.json()
+    );
+    assert!(
+        attrs.json().contains("[REDACTED:api_key]"),
+        "{}",
+        attrs.json()
+    );
+}
