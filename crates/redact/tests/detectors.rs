@@ -132,6 +132,29 @@ fn api_key_shapes() {
 }
 
 #[test]
+fn api_key_after_an_underscore() {
+    let r = only(Detector::ApiKey, Action::Mask);
+    assert_eq!(
+        masked(&r, "call_sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z done"),
+        "call[REDACTED:api_key] done"
+    );
+    assert_eq!(
+        masked(&r, "id=x__sk-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"),
+        "id=x_[REDACTED:api_key]"
+    );
+    for text in [
+        "task-management-system-overview-and-more",
+        "my_task-management-system-overview-and-more",
+        "risk_assessment-of-the-portfolio-in-q3",
+        "whisk-the-eggs-for-twenty-minutes-or-so",
+    ] {
+        let (v, fired) = run(&r, text);
+        assert_eq!(v, text, "{text}");
+        assert!(fired.is_empty(), "{text}");
+    }
+}
+
+#[test]
 fn bearer_token() {
     let r = only(Detector::BearerToken, Action::Mask);
     assert_eq!(

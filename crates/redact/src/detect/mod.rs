@@ -11,7 +11,9 @@ pub(crate) const EMAIL: &str =
 /// API key shapes. ASCII word boundaries keep the lazy DFA usable on
 /// non-ASCII text.
 pub(crate) const API_KEY: &str = concat!(
-    r"(?-u:\b)sk-[A-Za-z0-9_\-]{20,}",
+    // `_` before `sk-` too: ids such as `call_sk-…` hold keys (the `_`
+    // is hidden with the key; a regex cannot look behind).
+    r"(?:(?-u:\b)|_)sk-[A-Za-z0-9_\-]{20,}",
     r"|(?-u:\b)(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}",
     r"|(?-u:\b)(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?-u:\b)",
     r"|(?-u:\b)gh[pousr]_[A-Za-z0-9]{36,}",
