@@ -263,10 +263,23 @@ fn kv_str(key: &str, value: &str) -> KeyValue {
 /// The OTLP key of a record attribute: a dotted name (`tenant.id`,
 /// `deployment.environment.name`) is taken as the OTel convention it
 /// names and kept; a plain name, or one in the namespaces this mapping
-/// fills itself (`audit.`, `gen_ai.`, `user.`, `session.`), goes under
-/// `audit.attribute.` so it can neither pose as nor override them.
+/// fills itself (`audit.`, `gen_ai.`, `user.`, `session.`, `error.`) or
+/// the resource's (`service.`, `telemetry.`) or the specification
+/// reserves (`otel.`), goes under `audit.attribute.` so it can neither
+/// pose as nor override them (an `error.type` attribute would make a
+/// record that failed nothing look like an error, or give an error record
+/// a second `error.type`).
 pub(crate) fn attribute_key(key: &str) -> String {
-    const OURS: [&str; 4] = ["audit.", "gen_ai.", "user.", "session."];
+    const OURS: [&str; 8] = [
+        "audit.",
+        "gen_ai.",
+        "user.",
+        "session.",
+        "error.",
+        "service.",
+        "telemetry.",
+        "otel.",
+    ];
     if key.contains('.') && !OURS.iter().any(|p| key.starts_with(p)) {
         key.to_string()
     } else {
@@ -510,6 +523,59 @@ mod tests {
             .filter(|kv| kv.key == "audit.seq")
             .count();
         assert_eq!(seqs, 1, "an attribute cannot pose as the record's own keys");
+    }
+
+    #[test]
+    fn an_attribute_cannot_pose_as_error_type_or_the_resource() {
+        use agent_audit_core::{Auditor, Dispatcher, MemorySink, SinkOptions};
+        let memory = MemorySink::new();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let d = Dispatcher::builder()
+                    .sink(SinkOptions::new("m"), memory.clone())
+                    .start()
+                    .await
+                    .unwrap();
+                let a = Auditor::new(d.clone())
+                    .with_attribute("error.type", "spoof")
+                    .unwrap()
+                    .with_attribute("service.name", "other-service")
+                    .unwrap()
+                    .with_attribute("telemetry.sdk.name", "spoof")
+                    .unwrap()
+                    .for_request(None);
+                a.emit(EventType::ToolResult, &serde_json::json!({"tool": "t"}))
+                    .await
+                    .unwrap();
+                a.emit(
+                    EventType::ToolError,
+                    &serde_json::json!({"kind": "timeout"}),
+                )
+                .await
+                .unwrap();
+                d.shutdown(std::time::Duration::from_secs(5)).await;
+            });
+        let records = memory.records();
+        for (record, error_type) in [(&records[0], None), (&records[1], string("timeout"))] {
+            let log = map_record(record, GENESIS_PREV, 1);
+            assert_eq!(attr(&log, "error.type"), error_type);
+            let n = log
+                .attributes
+                .iter()
+                .filter(|kv| kv.key == "error.type")
+                .count();
+            assert!(n <= 1, "error.type {n} times");
+            assert_eq!(attr(&log, "service.name"), None);
+            assert_eq!(attr(&log, "telemetry.sdk.name"), None);
+            assert_eq!(attr(&log, "audit.attribute.error.type"), string("spoof"));
+            assert_eq!(
+                attr(&log, "audit.attribute.service.name"),
+                string("other-service")
+            );
+        }
     }
 
     #[test]
