@@ -167,7 +167,7 @@ impl AssistantAgent {
             max_tokens: self.max_tokens,
         };
         let tool_names: Vec<&str> = request.tools.iter().map(|t| t.name.as_str()).collect();
-        emit(
+        if let Err(e) = emit(
             &turn,
             EventType::AssistantInput,
             &payload::AssistantInput {
@@ -177,7 +177,11 @@ impl AssistantAgent {
                 tools: tool_names,
             },
         )
-        .await?;
+        .await
+        {
+            chat.fail(e.error_type());
+            return Err(e);
+        }
         if chat.captures_content() {
             chat.capture_content(
                 "gen_ai.system_instructions",
@@ -207,7 +211,7 @@ impl AssistantAgent {
                         &payload::semconv_messages(&[response.to_message()]),
                     );
                 }
-                emit(
+                if let Err(e) = emit(
                     &turn,
                     EventType::AssistantOutput,
                     &payload::AssistantOutput {
@@ -222,7 +226,11 @@ impl AssistantAgent {
                         attempts: response.attempts,
                     },
                 )
-                .await?;
+                .await
+                {
+                    chat.fail(e.error_type());
+                    return Err(e);
+                }
                 chat.end();
                 Ok(response)
             }

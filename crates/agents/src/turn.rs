@@ -26,7 +26,13 @@ impl UserProxyAgent {
         assistant: &AssistantAgent,
         call: &ToolCall,
     ) -> Result<String, AgentError> {
-        let mut step = turn.execute_tool(&call.name, &call.id);
+        // The span is named after the tool only when the assistant declared
+        // it: the model chose the name.
+        let mut step = if assistant.find_tool(&call.name).is_some() {
+            turn.execute_tool(&call.name, &call.id)
+        } else {
+            turn.execute_undeclared_tool(&call.name, &call.id)
+        };
         let turn = &step.auditor().clone();
         let arguments = match audit_before_act(turn, self.name(), call).await {
             Ok(arguments) => arguments,

@@ -542,3 +542,127 @@ async fn a_conversation_with_its_spans_can_be_spawned() {
     finish(&dispatcher).await;
     assert_records_point_at_spans(&sink.records(), &otel.spans(), &[]);
 }
+
+/// A hostile server's strings (response model, id, finish reasons, tool
+/// name and call id) carry an API key, terminal escapes and megabytes:
+/// with content capture off, no exported span or metric attribute holds
+/// the key or a control character, each is bounded, and a tool the
+/// assistant did not declare does not name the span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_chosen_strings_reach_spans_and_metrics_redacted_escaped_and_bounded() {
+    const SECRET: &str = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdEF";
+    let big = "X".repeat(1 << 20);
+    // The second answer's strings are a megabyte each: its record is
+    // refused, its span must stay bounded all the same.
+    let reply = |message: serde_json::Value, reason: String, big: &str| {
+        let model = format!("gpt-\x1b[2J\x1b]0;pwned\x07-{SECRET}{big}");
+        let id = format!("chatcmpl-{SECRET} alice@example.com{big}");
+        Reply::json(
+            200,
+            serde_json::json!({
+                "id": id, "object": "chat.completion", "created": 1, "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": reason}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+            }),
+        )
+    };
+    let server = ChatServer::scripted(vec![
+        reply(
+            serde_json::json!({"role": "assistant", "content": null, "tool_calls": [{
+                "id": format!("call_{SECRET}"), "type": "function",
+                "function": {"name": format!("tool\x1b[31m-{SECRET}"), "arguments": "{}"}}]}),
+            format!("tool_calls-{SECRET}\x1b[0m"),
+            "",
+        ),
+        reply(
+            serde_json::json!({"role": "assistant", "content": "fine"}),
+            format!("stop-{SECRET}"),
+            &big,
+        ),
+    ])
+    .await;
+    let redactor = Redactor::from_config(&RedactionConfig::default()).unwrap();
+    let sink = MemorySink::new();
+    let dispatcher = Dispatcher::builder()
+        .sink(SinkOptions::new("memory"), sink.clone())
+        .filter(Arc::new(redactor))
+        .start()
+        .await
+        .unwrap();
+    let otel = Otel::new();
+    let auditor = Auditor::new(dispatcher.clone())
+        .with_telemetry(otel.telemetry(false))
+        .for_request(None);
+    let client = Arc::new(client(
+        &server.base_url(),
+        Some("sk-test"),
+        0,
+        Duration::from_secs(5),
+    ));
+    let _ = tutorial::run(&auditor, client, PROMPT).await;
+    finish(&dispatcher).await;
+    let spans = otel.spans();
+    let bad = |what: &str, s: &str| {
+        assert!(!s.contains("sk-proj-"), "{what} holds the key: {s:.300}");
+        assert!(
+            !s.chars().any(char::is_control),
+            "{what} holds a control character: {s:?}"
+        );
+    };
+    let mut chats = 0;
+    for span in &spans {
+        bad("a span name", &span.name);
+        assert!(
+            span.name.len() <= 300,
+            "span name of {} bytes",
+            span.name.len()
+        );
+        for kv in &span.attributes {
+            let values: Vec<String> = match &kv.value {
+                Value::Array(Array::String(a)) => a.iter().map(|v| v.to_string()).collect(),
+                v => vec![v.to_string()],
+            };
+            for v in values {
+                bad(kv.key.as_str(), &v);
+                assert!(
+                    v.len() <= agent_audit_core::otel::MAX_SUPPLIED_LEN,
+                    "{} of {} bytes",
+                    kv.key,
+                    v.len()
+                );
+            }
+        }
+        chats += usize::from(span.name.starts_with("chat"));
+    }
+    assert_eq!(
+        chats,
+        2,
+        "{:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    let tool = spans
+        .iter()
+        .find(|s| text(s, "gen_ai.operation.name") == "execute_tool")
+        .expect("a tool span");
+    assert_eq!(
+        tool.name, "execute_tool",
+        "an undeclared tool names no span"
+    );
+    assert!(text(tool, "gen_ai.tool.call.id").starts_with("call"));
+    let chat = spans.iter().find(|s| s.name.starts_with("chat")).unwrap();
+    assert!(text(chat, "gen_ai.response.model").starts_with("gpt-\\u{1b}[2J"));
+    for name in [names::OPERATION_DURATION, names::TOKEN_USAGE] {
+        let points = otel.histogram(name);
+        assert!(!points.is_empty(), "{name}");
+        for (_, _, attrs) in points {
+            for (k, v) in attrs {
+                bad(&k, &v);
+                assert!(v.len() <= 64, "{name} {k} of {} bytes", v.len());
+                assert_ne!(
+                    k, "gen_ai.response.model",
+                    "not a model name: off the metrics"
+                );
+            }
+        }
+    }
+}

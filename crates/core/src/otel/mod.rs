@@ -72,7 +72,7 @@ use opentelemetry::{Context, InstrumentationScope};
 use crate::ids::{SpanId, TraceContext, TraceFlags, TraceId};
 
 pub use metrics::{HealthMetrics, names};
-pub use step::{ChatOutcome, GenAiStep, Operation};
+pub use step::{ChatOutcome, GenAiStep, MAX_SUPPLIED_LEN, Operation};
 
 /// The semantic conventions version the spans and metrics follow.
 pub const SEMCONV_VERSION: &str = "1.41.0";
@@ -113,7 +113,13 @@ struct Inner {
     meter: Meter,
     instruments: metrics::Instruments,
     options: TelemetryOptions,
+    /// The response models admitted as a metric attribute so far.
+    response_models: std::sync::Mutex<Vec<String>>,
 }
+
+/// How many distinct response models become a metric attribute; later
+/// ones are left off the metrics (they stay on the spans).
+const MAX_RESPONSE_MODELS: usize = 32;
 
 impl std::fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -162,6 +168,7 @@ impl Telemetry {
                 instruments: metrics::Instruments::new(&meter),
                 meter,
                 options,
+                response_models: std::sync::Mutex::new(Vec::new()),
             }),
         }
     }
@@ -174,6 +181,22 @@ impl Telemetry {
     /// Its meter, for instruments of the application's own.
     pub fn meter(&self) -> &Meter {
         &self.inner.meter
+    }
+
+    /// Whether `model` may be a metric attribute: it is one of the first
+    /// [`MAX_RESPONSE_MODELS`] response models seen.
+    pub(crate) fn admit_response_model(&self, model: &str) -> bool {
+        let Ok(mut seen) = self.inner.response_models.lock() else {
+            return false;
+        };
+        if seen.iter().any(|m| m == model) {
+            return true;
+        }
+        if seen.len() >= MAX_RESPONSE_MODELS {
+            return false;
+        }
+        seen.push(model.to_string());
+        true
     }
 
     /// Records how long the runtime waited for an acknowledgement (audit

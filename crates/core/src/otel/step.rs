@@ -80,6 +80,72 @@ fn opt(key: &'static str, value: Option<&str>) -> Option<KeyValue> {
     value.map(|v| KeyValue::new(key, v.to_string()))
 }
 
+/// The longest string a server or a model supplied that goes on a span,
+/// in bytes (after redaction and escaping).
+pub const MAX_SUPPLIED_LEN: usize = 256;
+
+/// How much of a supplied string the redaction rules see: enough that a
+/// secret in the kept part is whole, little enough that a huge value costs
+/// nothing.
+const SCAN_LEN: usize = 16 * 1024;
+
+/// `text` cut to at most `max` bytes at a char boundary, with `…` when cut.
+fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// JSON text `text` as the dispatcher's [`PayloadFilter`](crate::PayloadFilter)
+/// leaves it (wrapped so that the filter sees an object, as it sees
+/// payloads); `None` when the rules dropped it whole. A filter that can
+/// tell from the text that nothing applies spares the Value round trip.
+fn redacted_json(auditor: &Auditor, text: String) -> Option<String> {
+    let Some(filter) = auditor.dispatcher().filter() else {
+        return Some(text);
+    };
+    let wrapped = format!("{{\"content\":{text}}}");
+    if !filter.may_apply(&wrapped) {
+        return Some(text);
+    }
+    let mut wrapped = serde_json::from_str::<serde_json::Value>(&wrapped).ok()?;
+    filter.apply(&mut wrapped);
+    wrapped.get("content").map(|v| v.to_string())
+}
+
+/// A string the server or the model supplied (a response model or id, a
+/// finish reason, a tool name or call id), made fit for a span: through
+/// the dispatcher's redaction as records are, control characters escaped
+/// ([`text::sanitize`](crate::text::sanitize)), and at most
+/// [`MAX_SUPPLIED_LEN`] bytes.
+pub(crate) fn redacted_str(auditor: &Auditor, value: &str) -> String {
+    let scanned = bounded(value, SCAN_LEN);
+    let text = match serde_json::to_string(&scanned)
+        .ok()
+        .and_then(|json| redacted_json(auditor, json))
+    {
+        None => return String::new(),
+        Some(json) => serde_json::from_str::<String>(&json).unwrap_or(json),
+    };
+    bounded(&crate::text::sanitize(&text), MAX_SUPPLIED_LEN)
+}
+
+/// Whether a response model, as [`redacted_str`] left it, looks like a
+/// model name (short, of the characters model names use), so that it can
+/// be a metric attribute.
+fn model_like(model: &str) -> bool {
+    model.len() <= 64
+        && !model.is_empty()
+        && model.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/' | b'@')
+        })
+}
+
 impl Auditor {
     /// Opens `invoke_agent {agent}`: one agent's run. `provider` and
     /// `model` name the agent's model when it has one.
@@ -129,19 +195,39 @@ impl Auditor {
         )
     }
 
-    /// Opens `execute_tool {tool}`: one call of `tool`, `call_id` being
-    /// the model's id for it.
+    /// Opens `execute_tool {tool}`: one call of `tool`, a tool the
+    /// application declared, `call_id` being the model's id for the call.
+    /// Both go through the dispatcher's redaction, escaped and bounded
+    /// ([`MAX_SUPPLIED_LEN`]): the model chose them.
     pub fn execute_tool(&self, tool: &str, call_id: &str) -> GenAiStep {
+        self.execute_tool_named(tool, call_id, true)
+    }
+
+    /// Opens `execute_tool` for a tool the model asked for that the
+    /// application did not declare: the span's name does not carry the
+    /// model's choice; `gen_ai.tool.name` does, redacted, escaped and
+    /// bounded.
+    pub fn execute_undeclared_tool(&self, tool: &str, call_id: &str) -> GenAiStep {
+        self.execute_tool_named(tool, call_id, false)
+    }
+
+    fn execute_tool_named(&self, tool: &str, call_id: &str, declared: bool) -> GenAiStep {
+        let tool = redacted_str(self, tool);
+        let name = if declared && !tool.is_empty() {
+            format!("execute_tool {tool}")
+        } else {
+            Operation::ExecuteTool.as_str().to_string()
+        };
         let attrs = vec![
             KeyValue::new("gen_ai.operation.name", Operation::ExecuteTool.as_str()),
-            KeyValue::new("gen_ai.tool.name", tool.to_string()),
-            KeyValue::new("gen_ai.tool.call.id", call_id.to_string()),
+            KeyValue::new("gen_ai.tool.name", tool),
+            KeyValue::new("gen_ai.tool.call.id", redacted_str(self, call_id)),
             KeyValue::new("gen_ai.tool.type", "function"),
         ];
         GenAiStep::start(
             self,
             Operation::ExecuteTool,
-            format!("execute_tool {tool}"),
+            name,
             SpanKind::Internal,
             attrs,
             Vec::new(),
@@ -237,21 +323,34 @@ impl GenAiStep {
 
     /// Sets the answer's attributes on a `chat` step and records its token
     /// usage (`gen_ai.client.token.usage`, one point per token type).
+    ///
+    /// The server chose every string of `outcome`: each goes through the
+    /// dispatcher's redaction, escaped and bounded ([`MAX_SUPPLIED_LEN`]).
+    /// The response model is a metric attribute only when it looks like a
+    /// model name and is one of the first few the telemetry has seen, so
+    /// that a server cannot grow the metrics' series without bound.
     pub fn set_response(&mut self, outcome: &ChatOutcome<'_>) {
         if let Some(model) = outcome.model {
-            let kv = KeyValue::new("gen_ai.response.model", model.to_string());
-            self.metric_attrs.push(kv.clone());
-            self.span.set_attribute(kv);
+            let model = redacted_str(&self.auditor, model);
+            if model_like(&model) && self.telemetry.admit_response_model(&model) {
+                self.metric_attrs
+                    .push(KeyValue::new("gen_ai.response.model", model.clone()));
+            }
+            self.span
+                .set_attribute(KeyValue::new("gen_ai.response.model", model));
         }
         if let Some(id) = outcome.id {
-            self.span
-                .set_attribute(KeyValue::new("gen_ai.response.id", id.to_string()));
+            self.span.set_attribute(KeyValue::new(
+                "gen_ai.response.id",
+                redacted_str(&self.auditor, id),
+            ));
         }
         if !outcome.finish_reasons.is_empty() {
             let reasons: Vec<StringValue> = outcome
                 .finish_reasons
                 .iter()
-                .map(|r| StringValue::from(r.to_string()))
+                .take(16)
+                .map(|r| StringValue::from(redacted_str(&self.auditor, r)))
                 .collect();
             self.span.set_attribute(KeyValue::new(
                 "gen_ai.response.finish_reasons",
@@ -297,28 +396,9 @@ impl GenAiStep {
         let Ok(text) = serde_json::to_string(value) else {
             return false;
         };
-        let text = match self.auditor.dispatcher().filter() {
-            None => text,
-            Some(filter) => {
-                // Wrapped so that the filter sees an object, as it sees
-                // payloads; a filter that can tell from the text that
-                // nothing applies spares the Value round trip, as for records.
-                let wrapped = format!("{{\"content\":{text}}}");
-                if !filter.may_apply(&wrapped) {
-                    text
-                } else {
-                    let Ok(mut wrapped) = serde_json::from_str::<serde_json::Value>(&wrapped)
-                    else {
-                        return false;
-                    };
-                    filter.apply(&mut wrapped);
-                    match wrapped.get("content") {
-                        Some(v) => v.to_string(),
-                        // The rules dropped it whole.
-                        None => return false,
-                    }
-                }
-            }
+        // `None`: the rules dropped it whole.
+        let Some(text) = redacted_json(&self.auditor, text) else {
+            return false;
         };
         // A plain string is put as it is, anything else as JSON text.
         let text = if text.starts_with('"') {
