@@ -314,7 +314,7 @@ fn a_run_into_sqlite_killed_mid_way_leaves_its_commits_and_the_next_run_continue
 #[test]
 fn every_sql_key_error_names_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, &str); 7] = [
+    let cases: [(&str, &str); 9] = [
         (
             "url = \"postgres://audit:Hunter22@db/trail\"",
             "audit.toml:3:1: key `sinks[0].url`",
@@ -342,6 +342,14 @@ fn every_sql_key_error_names_file_line_and_key() {
         (
             "url = \"sqlite://a.db\"\nconnect_timeout_ms = 0",
             "audit.toml:4:1: key `sinks[0].connect_timeout_ms`",
+        ),
+        (
+            "url = \"sqlite://a.db\"\nstatement_timeout_ms = 0",
+            "audit.toml:4:1: key `sinks[0].statement_timeout_ms`: must be between 1 and 600000, got 0",
+        ),
+        (
+            "url = \"sqlite://a.db\"\nstatement_timeout_ms = 600001",
+            "audit.toml:4:1: key `sinks[0].statement_timeout_ms`",
         ),
     ];
     for (keys, want) in cases {

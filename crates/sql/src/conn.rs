@@ -21,6 +21,33 @@ pub(crate) enum Conn {
 /// How long a connection attempt may take by default.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a transaction may take by default (`statement_timeout_ms`).
+pub(crate) const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs `work` (statements on one connection) within `limit`: a server
+/// that does not answer (or a table another session holds locked) fails
+/// it as transient, and the caller drops the connection, whose state is
+/// unknown.
+pub(crate) async fn bounded<T>(
+    url: &SqlUrl,
+    what: &'static str,
+    limit: Duration,
+    work: impl std::future::Future<Output = Result<T, SqlError>>,
+) -> Result<T, SqlError> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(r) => r,
+        Err(_) => Err(SqlError::Query {
+            url: url.to_string(),
+            what,
+            message: format!(
+                "no answer within {} ms (statement_timeout_ms)",
+                limit.as_millis()
+            ),
+            transient: true,
+        }),
+    }
+}
+
 impl Conn {
     /// Connects; `read_only` for readers (SQLite opened read-only, a
     /// PostgreSQL session whose transactions are read-only), else as a
@@ -29,7 +56,11 @@ impl Conn {
         url: &SqlUrl,
         read_only: bool,
         timeout: Duration,
+        statement_timeout: Duration,
     ) -> Result<Conn, SqlError> {
+        // The server's own bounds too: a statement, or a wait for a lock
+        // another session holds, ends there rather than at our timer.
+        let ms = statement_timeout.as_millis().to_string();
         let connect = async {
             match url.engine() {
                 Engine::Sqlite => {
@@ -52,11 +83,19 @@ impl Conn {
                         .application_name("agent-audit")
                         .disable_statement_logging();
                     o = if read_only {
-                        o.options([("default_transaction_read_only", "on")])
+                        o.options([
+                            ("default_transaction_read_only", "on"),
+                            ("statement_timeout", ms.as_str()),
+                            ("lock_timeout", ms.as_str()),
+                        ])
                     } else {
                         // A server configured with it off would ack
                         // commits it could still lose.
-                        o.options([("synchronous_commit", "on")])
+                        o.options([
+                            ("synchronous_commit", "on"),
+                            ("statement_timeout", ms.as_str()),
+                            ("lock_timeout", ms.as_str()),
+                        ])
                     };
                     o.connect().await.map(Conn::Postgres)
                 }
@@ -100,6 +139,7 @@ pub(crate) fn connection_lost(e: &sqlx::Error) -> bool {
         sqlx::Error::Database(d) => d.code().is_some_and(|c| {
             // PostgreSQL: connection exceptions (08), shutdown and
             // recovery (57P01-57P03), insufficient resources (53),
+            // statement_timeout and lock_timeout (57014, 55P03),
             // serialization and deadlock (40001, 40P01). SQLite: busy,
             // locked.
             c.starts_with("08")
@@ -107,6 +147,8 @@ pub(crate) fn connection_lost(e: &sqlx::Error) -> bool {
                 || c.starts_with("53")
                 || c == "40001"
                 || c == "40P01"
+                || c == "57014"
+                || c == "55P03"
                 || c == "5"
                 || c == "6"
         }),

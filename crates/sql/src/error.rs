@@ -62,6 +62,37 @@ pub enum SqlError {
         /// What is wrong with it.
         problem: String,
     },
+    /// The table has a trigger or rule (or is not a plain table): rows
+    /// could vanish between the insert and the commit unnoticed.
+    #[error(
+        "table `{table}` in {url} has a {kind} `{name}`, which could drop or divert the rows the sink inserts while the commit succeeds; the sink writes only to a plain table without triggers or rules: drop it, or name another `table`"
+    )]
+    Hooked {
+        /// The URL, password masked.
+        url: String,
+        /// The table.
+        table: String,
+        /// `trigger`, `rule`, or what the relation is instead of a table.
+        kind: &'static str,
+        /// The trigger's or rule's name (the table's for a view).
+        name: String,
+    },
+    /// An insert reported fewer rows than it inserted.
+    #[error(
+        "sink writing table `{table}` in {url}: an INSERT of {sent} rows (from seq {first}) reported {affected} inserted; rows were dropped (a trigger or rule?) and are not acknowledged"
+    )]
+    RowsLost {
+        /// The URL, password masked.
+        url: String,
+        /// The table.
+        table: String,
+        /// The first seq of the statement.
+        first: i64,
+        /// Rows sent.
+        sent: u64,
+        /// Rows the database says it inserted.
+        affected: u64,
+    },
     /// The table is not there (a reader, or a writer whose table vanished).
     #[error("table `{table}` does not exist in {url}")]
     NoTable {

@@ -42,6 +42,11 @@ pub struct SqlOptions {
     /// How long a connection attempt may take, in ms (default 5000).
     #[serde(default)]
     pub connect_timeout_ms: Option<u64>,
+    /// How long a transaction (a batch's insert and commit, or the checks
+    /// at open) may take, in ms (default 10000); a server that does not
+    /// answer within it fails the write as transient.
+    #[serde(default)]
+    pub statement_timeout_ms: Option<u64>,
 }
 
 fn default_table() -> String {
@@ -56,6 +61,7 @@ impl Default for SqlOptions {
             table: default_table(),
             batch_size: None,
             connect_timeout_ms: None,
+            statement_timeout_ms: None,
         }
     }
 }
@@ -72,6 +78,7 @@ impl fmt::Debug for SqlOptions {
             .field("table", &self.table)
             .field("batch_size", &self.batch_size)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
             .finish()
     }
 }
@@ -131,6 +138,14 @@ impl SqlOptions {
                 format!("must be between 1 and 600000, got {ms}"),
             ));
         }
+        if let Some(ms) = self.statement_timeout_ms
+            && !(1..=600_000).contains(&ms)
+        {
+            return Err(bad(
+                "statement_timeout_ms",
+                format!("must be between 1 and 600000, got {ms}"),
+            ));
+        }
         match (&self.url, &self.url_env) {
             (Some(_), Some(_)) => Err(bad("url_env", "give either `url` or `url_env`, not both")),
             (None, None) => Err(bad(
@@ -171,6 +186,14 @@ impl SqlOptions {
     pub fn connect_timeout(&self) -> Duration {
         self.connect_timeout_ms
             .map_or(crate::conn::CONNECT_TIMEOUT, Duration::from_millis)
+    }
+}
+
+impl SqlOptions {
+    /// `statement_timeout_ms` as a duration, or its default.
+    pub fn statement_timeout(&self) -> Duration {
+        self.statement_timeout_ms
+            .map_or(crate::conn::STATEMENT_TIMEOUT, Duration::from_millis)
     }
 }
 
@@ -247,5 +270,13 @@ mod tests {
             o.resolve_with(env(&[])).unwrap_err().key,
             "connect_timeout_ms"
         );
+        for ms in [0, 600_001] {
+            let mut o = SqlOptions::for_url("sqlite://a.db");
+            o.statement_timeout_ms = Some(ms);
+            assert_eq!(
+                o.resolve_with(env(&[])).unwrap_err().key,
+                "statement_timeout_ms"
+            );
+        }
     }
 }

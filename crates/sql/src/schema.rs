@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use crate::conn::{Conn, query_error};
+use crate::conn::{Conn, STATEMENT_TIMEOUT, bounded, query_error};
 use crate::error::SqlError;
 use crate::url::{Engine, SqlUrl};
 
@@ -242,6 +242,88 @@ pub(crate) async fn ensure(
     Ok(Found::Existing)
 }
 
+/// Refuses a table the sink's inserts could be silently diverted from: one
+/// that is not a plain table (a view), or has a trigger (a SQLite
+/// `BEFORE INSERT ... raise(ignore)`, a PostgreSQL trigger returning NULL)
+/// or a PostgreSQL rule (`DO INSTEAD NOTHING`). Either would let a commit
+/// succeed with rows missing, and the sink ack them Durable.
+pub(crate) async fn refuse_hooks(
+    conn: &mut Conn,
+    url: &SqlUrl,
+    table: &str,
+) -> Result<(), SqlError> {
+    let e = |e| query_error(url, "reading the table's triggers and rules", e);
+    let hooked = |kind: &'static str, name: String| SqlError::Hooked {
+        url: url.to_string(),
+        table: table.to_string(),
+        kind,
+        name,
+    };
+    match conn {
+        Conn::Sqlite(c) => {
+            let kind: Option<(String,)> = sqlx::query_as(
+                "SELECT type FROM sqlite_master WHERE type IN ('table', 'view') AND name = ? COLLATE NOCASE",
+            )
+            .bind(table)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(e)?;
+            if let Some((kind,)) = kind
+                && kind != "table"
+            {
+                return Err(hooked("view (not a table)", table.to_string()));
+            }
+            let trigger: Option<(String,)> = sqlx::query_as(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ? COLLATE NOCASE ORDER BY name LIMIT 1",
+            )
+            .bind(table)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(e)?;
+            if let Some((name,)) = trigger {
+                return Err(hooked("trigger", name));
+            }
+        }
+        Conn::Postgres(c) => {
+            let rel = "(quote_ident(current_schema()) || '.' || quote_ident($1))::regclass";
+            let kind: (String,) = sqlx::query_as(&format!(
+                "SELECT relkind::text FROM pg_class WHERE oid = {rel}"
+            ))
+            .bind(table)
+            .fetch_one(&mut *c)
+            .await
+            .map_err(e)?;
+            if kind.0 != "r" {
+                return Err(hooked(
+                    "relation other than a plain table",
+                    table.to_string(),
+                ));
+            }
+            let trigger: Option<(String,)> = sqlx::query_as(&format!(
+                "SELECT tgname::text FROM pg_trigger WHERE tgrelid = {rel} AND NOT tgisinternal ORDER BY tgname LIMIT 1"
+            ))
+            .bind(table)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(e)?;
+            if let Some((name,)) = trigger {
+                return Err(hooked("trigger", name));
+            }
+            let rule: Option<(String,)> = sqlx::query_as(
+                "SELECT rulename::text FROM pg_rules WHERE schemaname = current_schema() AND tablename = $1 ORDER BY rulename LIMIT 1",
+            )
+            .bind(table)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(e)?;
+            if let Some((name,)) = rule {
+                return Err(hooked("rule", name));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The row with the highest seq: its seq and line.
 pub(crate) async fn last_row(
     conn: &mut Conn,
@@ -290,8 +372,15 @@ impl std::fmt::Debug for LineReader {
 /// PostgreSQL session is read-only) and checks its shape.
 pub async fn open_read_only(url: &SqlUrl, table: &str) -> Result<LineReader, SqlError> {
     check_table_name(table)?;
-    let mut conn = Conn::open(url, true, Duration::from_secs(10)).await?;
-    ensure(&mut conn, url, table, false).await?;
+    let limit = STATEMENT_TIMEOUT;
+    let mut conn = Conn::open(url, true, Duration::from_secs(10), limit).await?;
+    bounded(
+        url,
+        "reading the table's columns",
+        limit,
+        ensure(&mut conn, url, table, false),
+    )
+    .await?;
     Ok(LineReader {
         conn,
         url: url.clone(),
@@ -306,27 +395,32 @@ impl LineReader {
     pub async fn next_page(&mut self, limit: u32) -> Result<Vec<StoredLine>, SqlError> {
         let after = self.after.unwrap_or(i64::MIN);
         let t = &self.table;
-        let rows: Vec<(i64, String)> = match &mut self.conn {
-            Conn::Sqlite(c) => {
-                sqlx::query_as(&format!(
-                    "SELECT seq, line FROM \"{t}\" WHERE seq > ? ORDER BY seq LIMIT ?"
-                ))
-                .bind(after)
-                .bind(i64::from(limit))
-                .fetch_all(&mut *c)
-                .await
+        let fetch = async {
+            match &mut self.conn {
+                Conn::Sqlite(c) => {
+                    sqlx::query_as(&format!(
+                        "SELECT seq, line FROM \"{t}\" WHERE seq > ? ORDER BY seq LIMIT ?"
+                    ))
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *c)
+                    .await
+                }
+                Conn::Postgres(c) => {
+                    sqlx::query_as(&format!(
+                        "SELECT seq, line FROM \"{t}\" WHERE seq > $1 ORDER BY seq LIMIT $2"
+                    ))
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *c)
+                    .await
+                }
             }
-            Conn::Postgres(c) => {
-                sqlx::query_as(&format!(
-                    "SELECT seq, line FROM \"{t}\" WHERE seq > $1 ORDER BY seq LIMIT $2"
-                ))
-                .bind(after)
-                .bind(i64::from(limit))
-                .fetch_all(&mut *c)
-                .await
-            }
-        }
-        .map_err(|e| query_error(&self.url, "reading lines", e))?;
+            .map_err(|e| query_error(&self.url, "reading lines", e))
+        };
+        // A server that stops answering fails the read, not hangs it.
+        let rows: Vec<(i64, String)> =
+            bounded(&self.url, "reading lines", STATEMENT_TIMEOUT, fetch).await?;
         if let Some((seq, _)) = rows.last() {
             self.after = Some(*seq);
         }

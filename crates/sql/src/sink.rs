@@ -10,7 +10,7 @@ use agent_audit_jsonl::ChainKey;
 use agent_audit_jsonl::chain::Chain;
 use sqlx::{Postgres, QueryBuilder, Sqlite};
 
-use crate::conn::{Conn, query_error};
+use crate::conn::{Conn, bounded, query_error};
 use crate::error::SqlError;
 use crate::options::{OptionsError, SqlOptions};
 use crate::schema;
@@ -28,6 +28,8 @@ pub struct SqlSink {
     table: String,
     batch_size: usize,
     connect_timeout: Duration,
+    /// How long a transaction may take (`statement_timeout_ms`).
+    statement_timeout: Duration,
     /// The `[integrity]` chain key: an HMAC chain, as the JSONL log's.
     chain_key: Option<ChainKey>,
     state: tokio::sync::Mutex<State>,
@@ -76,6 +78,7 @@ impl SqlSink {
             table: options.table.clone(),
             batch_size: options.batch_size(),
             connect_timeout: options.connect_timeout(),
+            statement_timeout: options.statement_timeout(),
             chain_key: None,
             state: tokio::sync::Mutex::new(State {
                 conn: None,
@@ -112,8 +115,48 @@ impl SqlSink {
         if self.url.engine() == Engine::Sqlite && state.lock.is_none() {
             state.lock = Some(self.lock_file()?);
         }
-        let mut conn = Conn::open(&self.url, false, self.connect_timeout).await?;
-        if let Conn::Postgres(c) = &mut conn {
+        let mut conn = Conn::open(
+            &self.url,
+            false,
+            self.connect_timeout,
+            self.statement_timeout,
+        )
+        .await?;
+        // On a failure (a timeout included) the connection is dropped,
+        // not closed: a server that does not answer would not answer the
+        // close either.
+        let (chain, last) = bounded(
+            &self.url,
+            "opening the table",
+            self.statement_timeout,
+            self.prepare(&mut conn, create),
+        )
+        .await?;
+        if state.conn.is_some() || state.last.is_some() {
+            // A reconnection: a commit whose answer was lost with the
+            // connection may have gone in; the table says.
+            if last > state.last {
+                self.notice(format!(
+                    "the commit of records up to seq {} went in although its answer was lost with the connection; not written twice",
+                    last.unwrap_or(0)
+                ));
+            }
+        }
+        state.chain = chain;
+        state.last = last;
+        state.conn = Some(conn);
+        Ok(())
+    }
+
+    /// On a new connection: takes the PostgreSQL advisory lock, checks (or
+    /// creates) the table, refuses hooks, and reads where the chain and
+    /// seq stand.
+    async fn prepare(
+        &self,
+        conn: &mut Conn,
+        create: bool,
+    ) -> Result<(Chain, Option<u64>), SqlError> {
+        if let Conn::Postgres(c) = &mut *conn {
             // Keyed by schema and table: another database or table is
             // another lock. Held by the session, so a writer that dies
             // (or loses its connection) lets go of it; a writer that just
@@ -133,7 +176,6 @@ impl SqlSink {
                 }
                 tries += 1;
                 if tries == 10 {
-                    conn.close().await;
                     return Err(SqlError::Locked {
                         url: self.url.to_string(),
                         table: self.table.clone(),
@@ -143,9 +185,10 @@ impl SqlSink {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        schema::ensure(&mut conn, &self.url, &self.table, create).await?;
+        schema::ensure(conn, &self.url, &self.table, create).await?;
+        schema::refuse_hooks(conn, &self.url, &self.table).await?;
         let mut chain = self.new_chain();
-        let last = match schema::last_row(&mut conn, &self.url, &self.table).await? {
+        let last = match schema::last_row(conn, &self.url, &self.table).await? {
             Some((seq, line)) => {
                 chain.next(line.as_bytes());
                 Some(u64::try_from(seq).map_err(|_| SqlError::BadRow {
@@ -156,20 +199,7 @@ impl SqlSink {
             }
             None => None,
         };
-        if state.conn.is_some() || state.last.is_some() {
-            // A reconnection: a commit whose answer was lost with the
-            // connection may have gone in; the table says.
-            if last > state.last {
-                self.notice(format!(
-                    "the commit of records up to seq {} went in although its answer was lost with the connection; not written twice",
-                    last.unwrap_or(0)
-                ));
-            }
-        }
-        state.chain = chain;
-        state.last = last;
-        state.conn = Some(conn);
-        Ok(())
+        Ok((chain, last))
     }
 
     /// Locks `<db>.lock` beside the SQLite file (not the file itself:
@@ -199,6 +229,22 @@ impl SqlSink {
             }),
             Err(std::fs::TryLockError::Error(e)) => Err(fail(e.to_string())),
         }
+    }
+
+    /// Checks that the database inserted every row of `chunk`: a
+    /// trigger or rule added after open (or missed) that drops rows makes
+    /// the write fail permanently instead of being acked.
+    fn all_in(&self, chunk: &[Row<'_>], affected: u64) -> Result<(), SqlError> {
+        if affected == chunk.len() as u64 {
+            return Ok(());
+        }
+        Err(SqlError::RowsLost {
+            url: self.url.to_string(),
+            table: self.table.clone(),
+            first: chunk.first().map_or(0, |r| r.seq),
+            sent: chunk.len() as u64,
+            affected,
+        })
     }
 
     fn notice(&self, text: String) {
@@ -269,7 +315,8 @@ impl SqlSink {
                             .push_bind(row.record.session_id.as_deref())
                             .push_bind(row.record.attributes.json());
                     });
-                    q.build().execute(&mut *tx).await.map_err(e)?;
+                    let done = q.build().execute(&mut *tx).await.map_err(e)?;
+                    self.all_in(chunk, done.rows_affected())?;
                 }
                 tx.commit().await.map_err(e)?;
             }
@@ -296,7 +343,8 @@ impl SqlSink {
                             .push_bind(row.record.attributes.json())
                             .push_unseparated("::jsonb");
                     });
-                    q.build().execute(&mut *tx).await.map_err(e)?;
+                    let done = q.build().execute(&mut *tx).await.map_err(e)?;
+                    self.all_in(chunk, done.rows_affected())?;
                 }
                 tx.commit().await.map_err(e)?;
             }
@@ -367,7 +415,15 @@ impl AsyncSink for SqlSink {
             .iter()
             .position(|r| state.last.is_none() || r.seq > done)
             .unwrap_or(batch.records.len());
-        match self.insert(&mut state, &batch.records[from..]).await {
+        let limit = self.statement_timeout;
+        let inserted = bounded(
+            &self.url,
+            "inserting a batch",
+            limit,
+            self.insert(&mut state, &batch.records[from..]),
+        )
+        .await;
+        match inserted {
             Ok(()) => Ok(AckLevel::Durable),
             Err(e) => {
                 if e.is_transient() {

@@ -250,3 +250,257 @@ async fn a_chain_key_makes_the_table_an_hmac_chain() {
         "not the plain chain"
     );
 }
+
+async fn exec_all(url: &str, statements: &[&str]) {
+    if url.starts_with("sqlite") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        for s in statements {
+            sqlx::query(s).execute(&mut c).await.unwrap();
+        }
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        for s in statements {
+            sqlx::query(s).execute(&mut c).await.unwrap();
+        }
+    }
+}
+
+/// Finding 2 (issue 12 review): a table of the right shape with a hook
+/// that drops rows (`hook`: statements creating it on `trail`, named
+/// `name`) is refused at start naming the table and the hook; one added
+/// while the sink runs makes the next write fail (rows_affected short)
+/// instead of being acked Durable.
+async fn hooks_are_refused(url: &str, hook: &[&str], name: &str, drop_hook: &str) {
+    emit(url, "trail", 1).await;
+    exec_all(url, hook).await;
+    let refused = start(url, "trail")
+        .await
+        .expect_err("a table with a trigger or rule is refused");
+    assert!(
+        refused.contains("table `trail`") && refused.contains(&format!("`{name}`")),
+        "{refused}"
+    );
+    exec_all(url, &[drop_hook]).await;
+    let d = start(url, "trail").await.expect("start without the hook");
+    let a = Auditor::new(d.clone());
+    a.emit_wait(
+        EventType::ToolCall,
+        &serde_json::json!({}),
+        AckLevel::Durable,
+    )
+    .await
+    .expect("durable");
+    exec_all(url, hook).await;
+    let lost = a
+        .emit_wait(
+            EventType::ToolCall,
+            &serde_json::json!({}),
+            AckLevel::Durable,
+        )
+        .await;
+    assert!(lost.is_err(), "a dropped row was acked Durable");
+    let report = d.shutdown(Duration::from_secs(5)).await.to_string();
+    assert!(
+        report.contains("reported 0 inserted") && report.contains("`trail`"),
+        "{report}"
+    );
+    exec_all(url, &[drop_hook]).await;
+    assert_eq!(rows(url, "trail").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_refuses_a_table_with_a_trigger() {
+    let dir = tempfile::tempdir().unwrap();
+    hooks_are_refused(
+        &sqlite_url(&dir),
+        &["CREATE TRIGGER swallow BEFORE INSERT ON trail BEGIN SELECT raise(ignore); END"],
+        "swallow",
+        "DROP TRIGGER swallow",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_refuses_a_table_with_a_trigger_or_a_rule() {
+    let server = pg();
+    let url = server.url();
+    hooks_are_refused(
+        &url,
+        &[
+            "CREATE OR REPLACE FUNCTION swallow_fn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
+            "CREATE TRIGGER swallow BEFORE INSERT ON trail FOR EACH ROW EXECUTE FUNCTION swallow_fn()",
+        ],
+        "swallow",
+        "DROP TRIGGER swallow ON trail",
+    )
+    .await;
+    exec_all(&url, &["DELETE FROM trail"]).await;
+    hooks_are_refused(
+        &url,
+        &["CREATE RULE nothing AS ON INSERT TO trail DO INSTEAD NOTHING"],
+        "nothing",
+        "DROP RULE nothing ON trail",
+    )
+    .await;
+}
+
+/// A PostgreSQL server that completes the startup handshake and then
+/// never answers a query. A fake, because no real server does this on
+/// demand: a stopped one refuses the connection and a SIGSTOPped one never
+/// finishes the handshake (both the connect timeout's case, not a query's).
+/// Returns its port and the count of connections it accepted; its
+/// threads live as long as the test process.
+fn silent_pg() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { return };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let message = |c: &mut std::net::TcpStream| -> std::io::Result<u32> {
+                    let mut len = [0u8; 4];
+                    c.read_exact(&mut len)?;
+                    let mut body = vec![0u8; u32::from_be_bytes(len) as usize - 4];
+                    c.read_exact(&mut body)?;
+                    Ok(u32::from_be_bytes(body[..4].try_into().unwrap()))
+                };
+                let Ok(mut code) = message(&mut c) else {
+                    return;
+                };
+                if code == 80_877_103 {
+                    // SSLRequest: no TLS here.
+                    let _ = c.write_all(b"N");
+                    let Ok(next) = message(&mut c) else { return };
+                    code = next;
+                }
+                let _ = code;
+                let mut out = b"R\0\0\0\x08\0\0\0\0".to_vec();
+                for (k, v) in [
+                    ("server_version", "16.0"),
+                    ("client_encoding", "UTF8"),
+                    ("integer_datetimes", "on"),
+                ] {
+                    let p = format!("{k}\0{v}\0");
+                    out.push(b'S');
+                    out.extend_from_slice(&(4 + p.len() as u32).to_be_bytes());
+                    out.extend_from_slice(p.as_bytes());
+                }
+                out.extend_from_slice(b"K\0\0\0\x0c\0\0\0\x01\0\0\0\x02");
+                out.extend_from_slice(b"Z\0\0\0\x05I");
+                let _ = c.write_all(&out);
+                // Read the queries; answer none.
+                let mut sink = [0u8; 4096];
+                while matches!(c.read(&mut sink), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// Finding 3 (issue 12 review): a server that completes the handshake
+/// and never answers a query no longer hangs a required sink's start, nor
+/// a reader of its table: each statement is bounded (`statement_timeout_ms`
+/// for the sink, 10 s for readers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_fails_the_start_and_the_reader_in_bounded_time() {
+    let (port, accepted) = silent_pg();
+    let url = format!("postgres://agentaudit@127.0.0.1:{port}/postgres");
+    let mut o = SqlOptions::for_url(&url);
+    o.statement_timeout_ms = Some(300);
+    let began = std::time::Instant::now();
+    let refused = tokio::time::timeout(
+        Duration::from_secs(20),
+        start_sink(SqlSink::new(&o).unwrap()),
+    )
+    .await
+    .expect("the start hung on a server that never answers")
+    .expect_err("the start fails");
+    assert!(refused.contains("no answer within 300 ms"), "{refused}");
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        began.elapsed()
+    );
+
+    let location = url.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        use agent_audit_jsonl::store::LineStore;
+        let began = std::time::Instant::now();
+        let store = agent_audit_sql::SqlLines::from_location(&location).unwrap();
+        let e = store.open().map(|_| ()).expect_err("the reader fails");
+        (e.to_string(), began.elapsed())
+    });
+    let (e, took) = tokio::time::timeout(Duration::from_secs(40), reader)
+        .await
+        .expect("the reader hung on a server that never answers")
+        .unwrap();
+    assert!(e.contains("no answer within"), "{e}");
+    assert!(took < Duration::from_secs(15), "{took:?}");
+
+    // verify opens the store once (it opened it twice: twice the wait).
+    let before = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    let verify = tokio::task::spawn_blocking(move || {
+        let store = agent_audit_sql::SqlLines::from_location(&url).unwrap();
+        agent_audit_jsonl::verify::verify_store(
+            &store,
+            &agent_audit_jsonl::verify::VerifyOptions::default(),
+            &mut |_| {},
+        )
+        .map(|_| ())
+        .expect_err("verify fails")
+        .to_string()
+    });
+    let e = tokio::time::timeout(Duration::from_secs(60), verify)
+        .await
+        .expect("verify hung on a server that never answers")
+        .unwrap();
+    assert!(e.contains("no answer within"), "{e}");
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst) - before,
+        1,
+        "verify connected more than once"
+    );
+}
+
+/// Finding 3 on a real server: a table another session holds locked
+/// fails the required sink's write (PostgreSQL's `lock_timeout`, and the
+/// statement bound) instead of hanging the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_locked_by_another_session_fails_the_write_in_bounded_time() {
+    let server = pg();
+    let url = server.url();
+    let mut o = SqlOptions::for_url(&url);
+    o.table = "trail".into();
+    o.statement_timeout_ms = Some(500);
+    let d = start_sink(SqlSink::new(&o).unwrap()).await.expect("start");
+    let a = Auditor::new(d.clone());
+    a.emit_wait(
+        EventType::ToolCall,
+        &serde_json::json!({}),
+        AckLevel::Durable,
+    )
+    .await
+    .expect("durable");
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("LOCK TABLE trail IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let empty = serde_json::json!({});
+    let write = a.emit_wait(EventType::ToolCall, &empty, AckLevel::Durable);
+    let r = tokio::time::timeout(Duration::from_secs(30), write)
+        .await
+        .expect("the write hung on a locked table");
+    assert!(r.is_err(), "a write that could not go in was acked");
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    let report = d.shutdown(Duration::from_secs(5)).await.to_string();
+    assert!(
+        report.contains("lock") || report.contains("no answer within"),
+        "{report}"
+    );
+}

@@ -113,6 +113,9 @@ impl<'a> Walk<'a> {
         sizes.resize(files.len(), 0);
         let chain = super::chain_of(options);
         let origin = match store {
+            // Only checkpoints use the origin: without them a store (a
+            // database) is opened once, not twice (issue 12 review 3).
+            Some(_) if options.checkpoints.is_empty() => None,
             Some(store) => origin_of_store(store, &chain),
             None => origin_of(&files[0], &chain),
         };
