@@ -540,7 +540,15 @@ impl Stats {
         if !self.by_user.is_empty() {
             let _ = writeln!(out, "\nRecords by user");
             let header = ["user", "records", "requests", "sessions", "errors"];
-            table(&mut out, &header, &crate::users::rows(&self.by_user));
+            let rows = crate::users::rows(&self.by_user, MAX_LISTED);
+            table(&mut out, &header, &rows);
+            if self.by_user.len() > rows.len() {
+                let _ = writeln!(
+                    out,
+                    "    … and {} more users (the {MAX_LISTED} with the most records are listed)",
+                    self.by_user.len() - rows.len()
+                );
+            }
         }
         counts(&mut out, "Tool calls by tool", "tool", &self.by_tool);
         if !self.models.is_empty() {

@@ -1,8 +1,14 @@
 //! `agent-audit stats`' table by user (schema v2's `user_id`): who asked,
 //! how much, and how much of it failed. Records without a user (v1
 //! records, the dispatcher's own) count under `-`.
+//!
+//! A log can name millions of users: each user's distinct requests and
+//! sessions are counted by a 64-bit hash of the id, not a copy of it, and
+//! the text table lists the [`MAX_LISTED`](crate::stats::MAX_LISTED)
+//! users with the most records, saying how many more there are.
 
 use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use agent_audit_core::StoredRecord;
 use serde::Serialize;
@@ -23,9 +29,20 @@ pub struct UserStats {
 #[derive(Default)]
 pub(crate) struct UserAcc {
     records: u64,
-    requests: HashSet<String>,
-    sessions: HashSet<String>,
+    /// Hashes of the request ids seen ([`id_hash`]).
+    requests: HashSet<u64>,
+    /// Hashes of the session ids seen.
+    sessions: HashSet<u64>,
     errors: u64,
+}
+
+/// A 64-bit hash of an id (`DefaultHasher::new()`, the same keys every
+/// time). Two ids of one user colliding would undercount by one; at
+/// 2^-64 per pair that is not a concern for a count shown to people.
+fn id_hash(id: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
 }
 
 /// Counts `r` under its user.
@@ -36,15 +53,11 @@ pub(crate) fn add(users: &mut BTreeMap<String, UserAcc>, r: &StoredRecord) {
         None => users.entry(key.to_string()).or_default(),
     };
     acc.records += 1;
-    if let Some(id) = &r.request_id
-        && !acc.requests.contains(id)
-    {
-        acc.requests.insert(id.clone());
+    if let Some(id) = &r.request_id {
+        acc.requests.insert(id_hash(id));
     }
-    if let Some(id) = &r.session_id
-        && !acc.sessions.contains(id)
-    {
-        acc.sessions.insert(id.clone());
+    if let Some(id) = &r.session_id {
+        acc.sessions.insert(id_hash(id));
     }
     if r.event_type.is_error() {
         acc.errors += 1;
@@ -67,12 +80,13 @@ pub(crate) fn finish(users: BTreeMap<String, UserAcc>) -> BTreeMap<String, UserS
         .collect()
 }
 
-/// The table's rows, most records first.
-pub(crate) fn rows(users: &BTreeMap<String, UserStats>) -> Vec<Vec<String>> {
+/// The table's rows, most records first, at most `max` of them.
+pub(crate) fn rows(users: &BTreeMap<String, UserStats>, max: usize) -> Vec<Vec<String>> {
     let mut sorted: Vec<(&String, &UserStats)> = users.iter().collect();
     sorted.sort_by(|a, b| b.1.records.cmp(&a.1.records).then(a.0.cmp(b.0)));
     sorted
         .into_iter()
+        .take(max)
         .map(|(user, s)| {
             vec![
                 crate::text::one_line(user),
