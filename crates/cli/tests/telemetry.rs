@@ -296,3 +296,58 @@ fn capture_content_puts_redacted_content_on_the_spans() {
         );
     }
 }
+
+/// A telemetry collector that accepts connections and never answers
+/// (http/protobuf): `run` still ends soon after `--drain-secs` (the flush
+/// left running must not hold the process), and stderr counts the spans
+/// that ended but were never exported, in a report that ends its line.
+#[test]
+fn a_collector_that_never_answers_holds_run_no_longer_than_the_drain_and_its_spans_are_counted() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming() {
+            held.push(conn);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[[sinks]]\ntype = \"jsonl\"\npath = \"audit-log.jsonl\"\n\n[telemetry]\nendpoint = \"{endpoint}\"\nprotocol = \"http/protobuf\"\n"
+    );
+    std::fs::write(dir.path().join("audit.toml"), config).unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_agent-audit"));
+    c.args(["run", "--config", "audit.toml", "--drain-secs", "1", PROMPT])
+        .current_dir(dir.path())
+        .env_remove("AGENT_AUDIT_CONFIG")
+        .env_remove("OPENAI_API_KEY");
+    for (var, _) in std::env::vars() {
+        if var.starts_with("OTEL_") {
+            c.env_remove(var);
+        }
+    }
+    let started = Instant::now();
+    let out = c.output().expect("the agent-audit binary runs");
+    let took = started.elapsed();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    // A bound on a hang, not a speed test: the drain (1 s) and 2 s.
+    assert!(took < Duration::from_secs(3), "run took {took:?}: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "telemetry traces to {endpoint}/v1/traces (http/protobuf)"
+        )),
+        "{stderr}"
+    );
+    let counted = stderr
+        .split("; ")
+        .find_map(|part| {
+            part.strip_suffix(" span(s) not exported (queued or in flight at the deadline)")
+        })
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(counted.is_some_and(|n| n > 0), "{stderr}");
+    assert!(
+        stderr.ends_with('\n'),
+        "the report ends its line: {stderr:?}"
+    );
+}

@@ -27,12 +27,19 @@ pub(super) struct SignalStats {
 
 #[derive(Debug, Default)]
 struct Counts {
+    /// Spans that ended (handed to the span processors); 0 for metrics.
+    ended: u64,
     exported: u64,
     failed: u64,
     last_error: Option<String>,
 }
 
 impl SignalStats {
+    fn count_ended(&self) {
+        let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        c.ended += 1;
+    }
+
     fn count(&self, n: u64, result: &OTelSdkResult) {
         let mut c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         match result {
@@ -65,12 +72,38 @@ impl SignalStats {
             endpoint,
             exported: c.exported,
             failed: c.failed,
+            // Ended but neither exported nor failed: still in the batch
+            // processor's queue, in an export that had not answered, or
+            // dropped by the processor when its queue was full.
+            not_exported: c.ended.saturating_sub(c.exported + c.failed),
             last_error: c.last_error.clone(),
             // A failed export is already counted; the flush's own error
             // adds only what the counts do not say.
             flush_error: flush_error.filter(|_| c.failed == 0),
             timed_out,
         }
+    }
+}
+
+/// A span processor that only counts the spans that end, beside the batch
+/// processor: what the exporter never saw (queued, dropped, in flight at
+/// the deadline) is then reported too.
+#[derive(Debug)]
+pub(super) struct EndCounter(pub(super) Arc<SignalStats>);
+
+impl opentelemetry_sdk::trace::SpanProcessor for EndCounter {
+    fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
+
+    fn on_end(&self, _span: SpanData) {
+        self.0.count_ended();
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
     }
 }
 

@@ -179,7 +179,9 @@ fn start(config: &Config, t: &TelemetryConfig) -> Result<TelemetryHandle, Teleme
         let stats = Arc::new(SignalStats::default());
         let exporter = export::span_exporter(&s, &stats)
             .map_err(|reason| exporter_err(&source_file, "traces", &s, reason))?;
-        tracer = tracer.with_batch_exporter(Counted::new(exporter, stats.clone()));
+        tracer = tracer
+            .with_span_processor(export::EndCounter(stats.clone()))
+            .with_batch_exporter(Counted::new(exporter, stats.clone()));
         traces = Some((shown(&s), stats));
     }
     let mut meter = SdkMeterProvider::builder().with_resource(resource);
@@ -268,21 +270,33 @@ impl TelemetryHandle {
             ..
         } = self;
         // The gauges read the dispatcher at the last collection; dropped
-        // after it.
-        let flush = tokio::task::spawn_blocking(move || {
-            let traces_flush = tracer.force_flush().err().map(|e| e.to_string());
-            let metrics_flush = meter.force_flush().err().map(|e| e.to_string());
-            let _ = tracer.shutdown_with_timeout(deadline);
-            let _ = meter.shutdown_with_timeout(deadline);
-            drop(health);
-            (traces_flush, metrics_flush)
-        });
-        let (flushes, timed_out) = match tokio::time::timeout(deadline, flush).await {
-            Ok(Ok(f)) => (f, false),
-            Ok(Err(e)) => ((Some(e.to_string()), Some(e.to_string())), false),
-            // The flush goes on in its thread; what it had not sent by now
-            // is reported as not exported.
-            Err(_) => ((None, None), true),
+        // after it. On a thread of its own, not the runtime's blocking
+        // pool: a flush that outlives the deadline (a collector that never
+        // answers) must not hold the runtime's shutdown, and so the
+        // process, after the deadline.
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("telemetry-flush".into())
+            .spawn(move || {
+                let traces_flush = tracer.force_flush().err().map(|e| e.to_string());
+                let metrics_flush = meter.force_flush().err().map(|e| e.to_string());
+                let _ = tracer.shutdown_with_timeout(deadline);
+                let _ = meter.shutdown_with_timeout(deadline);
+                drop(health);
+                let _ = done.send((traces_flush, metrics_flush));
+            });
+        let (flushes, timed_out) = match spawned {
+            Err(e) => {
+                let e = format!("the flush thread could not start: {e}");
+                ((Some(e.clone()), Some(e)), false)
+            }
+            Ok(_detached) => match tokio::time::timeout(deadline, flushed).await {
+                Ok(Ok(f)) => (f, false),
+                Ok(Err(e)) => ((Some(e.to_string()), Some(e.to_string())), false),
+                // The flush goes on in its thread; what it had not sent by
+                // now is reported as not exported.
+                Err(_) => ((None, None), true),
+            },
         };
         TelemetryReport {
             deadline,

@@ -15,6 +15,10 @@ pub struct SignalReport {
     pub exported: u64,
     /// Spans (or metric exports) that could not be exported.
     pub failed: u64,
+    /// Spans that ended but were neither exported nor reported failed:
+    /// queued or in flight at the deadline (or dropped by the batch
+    /// processor when its queue was full). Always 0 for metrics.
+    pub not_exported: u64,
     /// The last export error.
     pub last_error: Option<String>,
     /// The final flush's error, when it failed.
@@ -26,7 +30,7 @@ pub struct SignalReport {
 impl SignalReport {
     /// Nothing was lost.
     pub fn is_clean(&self) -> bool {
-        self.failed == 0 && self.flush_error.is_none() && !self.timed_out
+        self.failed == 0 && self.not_exported == 0 && self.flush_error.is_none() && !self.timed_out
     }
 
     fn unit(&self) -> &'static str {
@@ -83,6 +87,13 @@ impl fmt::Display for TelemetryReport {
                 s.unit(),
                 s.exported
             )?;
+            if s.not_exported > 0 {
+                write!(
+                    f,
+                    "; {} span(s) not exported (queued or in flight at the deadline)",
+                    s.not_exported
+                )?;
+            }
             if let Some(e) = &s.last_error {
                 write!(f, "; last error: {e}")?;
             }

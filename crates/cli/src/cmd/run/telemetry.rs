@@ -46,7 +46,7 @@ pub async fn finish(telemetry: Option<TelemetryHandle>, deadline: Duration) {
     };
     let report = t.shutdown(deadline).await;
     if !report.is_clean() {
-        err!(
+        errln!(
             "agent-audit: telemetry could not export everything (the audit records are not affected):\n{}",
             sanitize_text(&report.to_string())
         );
