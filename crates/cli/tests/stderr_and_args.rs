@@ -70,3 +70,32 @@ fn a_stderr_that_cannot_be_written_is_not_a_crash() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{:?}", out.status);
 }
+
+/// `--attr "=$TOKEN"` or `--attr "$TOKEN"` (a value given without its key)
+/// used to be quoted whole in the usage error: the token reached stderr,
+/// which a CI job keeps. The error names the flag, not the argument.
+#[test]
+fn a_malformed_attr_flag_is_refused_without_quoting_its_value() {
+    let token = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD";
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("audit-log.jsonl");
+    std::fs::write(&log, "").unwrap();
+    let log = log.to_str().unwrap();
+    for arg in [format!("={token}"), token.to_string()] {
+        for args in [
+            vec!["run", "--attr", &arg, "hi"],
+            vec!["show", "--attr", &arg, log],
+            vec!["stats", "--attr", &arg, log],
+        ] {
+            let out = bin().current_dir(dir.path()).args(&args).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(stderr.contains("--attr"), "{args:?}: {stderr}");
+            assert!(!stderr.contains("abcdefghij"), "{args:?}: {stderr}");
+        }
+    }
+    assert!(
+        !dir.path().join("audit-log.jsonl.seq").exists(),
+        "a refused run writes nothing"
+    );
+}

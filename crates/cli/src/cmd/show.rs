@@ -74,12 +74,19 @@ impl FilterArgs {
 }
 
 /// `KEY=VALUE` of an `--attr` flag; a usage error naming the flag when
-/// there is no `=` or no key.
+/// there is no `=` or no key. The error does not quote the argument: it
+/// may be a value meant for the flag (`--attr "=$TOKEN"`, `--attr
+/// "$TOKEN"`), and stderr is often kept in a CI log.
 pub fn parse_attr(arg: &str) -> Result<(&str, &str), CliError> {
     match arg.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k, v)),
-        _ => Err(CliError::Usage(format!(
-            "--attr {arg:?}: expected KEY=VALUE (e.g. --attr purpose=support)"
+        Some(_) => Err(CliError::Usage(
+            "--attr: the key before `=` is empty; expected KEY=VALUE (e.g. --attr purpose=support)"
+                .into(),
+        )),
+        None => Err(CliError::Usage(format!(
+            "--attr: an argument of {} bytes has no `=`; expected KEY=VALUE (e.g. --attr purpose=support)",
+            arg.len()
         ))),
     }
 }
