@@ -88,6 +88,17 @@ fn attribute_errors_name_file_line_and_key() {
     assert_eq!(line, agent_audit::MAX_ATTRIBUTES + 2);
     assert!(message.contains("limit"), "{message}");
 
+    // A dotted key is a TOML table; the message says so and how to quote
+    // it, instead of the deserialiser's "expected a borrowed string".
+    let (line, key, message) = parse_error("[attributes]\nok = 1\ntenant.id = \"emea\"\n");
+    assert_eq!(line, 3);
+    assert_eq!(key.as_deref(), Some("attributes.tenant.id"));
+    assert!(
+        message.contains("dotted") && message.contains("\"tenant.id\" ="),
+        "{message}"
+    );
+    assert!(!message.contains("borrowed"), "{message}");
+
     // The whole error, as the CLI prints it, names all three.
     let e = Config::parse("[attributes]\nx = []\n", "/etc/audit.toml").unwrap_err();
     let shown = e.to_string();

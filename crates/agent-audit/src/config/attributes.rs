@@ -42,7 +42,7 @@ pub(super) fn parse(
             }
             other => {
                 return Err(err(format!(
-                    "is {}; an attribute holds a string, a number or a boolean",
+                    "is {}; an attribute holds a string, a number or a boolean (quote a dotted name: \"tenant.id\" = …)",
                     match other {
                         toml::Value::Array(_) => "an array",
                         toml::Value::Table(_) => "a table",
@@ -54,4 +54,12 @@ pub(super) fn parse(
         out = out.with(key, v).map_err(|e| err(e.to_string()))?;
     }
     Ok(out)
+}
+
+/// The error for a dotted key in `[attributes]` (`tenant.id = "x"`): TOML
+/// makes it a table, and the fix is to quote the name.
+pub(super) fn dotted_key_message(name: &str) -> String {
+    format!(
+        "a dotted key makes a table in TOML (`{name}` is a table inside another), and an attribute holds a string, a number or a boolean; quote a dotted attribute name: \"{name}\" = …"
+    )
 }

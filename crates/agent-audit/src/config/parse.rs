@@ -66,12 +66,16 @@ impl Config {
             let key = path_string(e.path());
             let inner = e.into_inner();
             let (line, column) = inner.span().map_or((1, 1), |s| line_col(text, s.start));
+            let message = match key.as_deref().and_then(dotted_attribute) {
+                Some(name) => super::attributes::dotted_key_message(name),
+                None => inner.message().trim().to_string(),
+            };
             ConfigError::Parse {
                 path: source.into(),
                 line,
                 column,
                 key,
-                message: inner.message().trim().to_string(),
+                message,
             }
         })?;
         let max = raw.limits.max_record_bytes;
@@ -152,4 +156,13 @@ impl Config {
 fn path_string(path: &serde_path_to_error::Path) -> Option<String> {
     let s = path.to_string();
     (s != "." && !s.is_empty()).then_some(s)
+}
+
+/// The attribute name when the error's key is `attributes.<a>.<b>…`: a
+/// dotted key in `[attributes]` (`tenant.id = "x"`), which TOML reads as
+/// a table `tenant` holding `id`, and which the deserialiser refuses with
+/// a message about its internals.
+fn dotted_attribute(key: &str) -> Option<&str> {
+    key.strip_prefix("attributes.")
+        .filter(|rest| rest.contains('.'))
 }
