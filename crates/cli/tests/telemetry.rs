@@ -351,3 +351,87 @@ fn a_collector_that_never_answers_holds_run_no_longer_than_the_drain_and_its_spa
         "the report ends its line: {stderr:?}"
     );
 }
+
+/// The table's `headers` are the only ones telemetry sends: with
+/// `OTEL_EXPORTER_OTLP_HEADERS` and `OTEL_EXPORTER_OTLP_TRACES_HEADERS`
+/// set too, a loopback HTTP collector sees the table's value for its key
+/// and none of the variables' headers (docs/configuration.md: a table's
+/// `headers` replaces the variables').
+#[test]
+fn the_tables_headers_are_the_only_ones_sent_whatever_the_variables_say() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", server.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for conn in server.incoming() {
+            let Ok(conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.trim_end().to_ascii_lowercase();
+                if let Some(n) = lower.strip_prefix("content-length:") {
+                    length = n.trim().parse().unwrap_or(0);
+                }
+                log.lock().unwrap().push(lower);
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let mut conn = conn;
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[[sinks]]\ntype = \"jsonl\"\npath = \"audit-log.jsonl\"\n\n[telemetry]\nendpoint = \"{endpoint}\"\nprotocol = \"http/protobuf\"\nmetrics = false\nheaders = {{ authorization = \"Bearer from-table\" }}\n"
+    );
+    std::fs::write(dir.path().join("audit.toml"), config).unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_agent-audit"));
+    c.args(["run", "--config", "audit.toml", PROMPT])
+        .current_dir(dir.path())
+        .env_remove("AGENT_AUDIT_CONFIG")
+        .env_remove("OPENAI_API_KEY");
+    for (var, _) in std::env::vars() {
+        if var.starts_with("OTEL_") {
+            c.env_remove(var);
+        }
+    }
+    c.env(
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "authorization=Bearer from-env,x-env-all=1",
+    )
+    .env(
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "authorization=Bearer from-traces-env,x-env-traces=1",
+    );
+    let out = c.output().expect("the agent-audit binary runs");
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    assert!(!stderr.contains("telemetry could not export"), "{stderr}");
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|l| l.starts_with("post /v1/traces")),
+        "{seen:?}"
+    );
+    let auth: Vec<&String> = seen
+        .iter()
+        .filter(|l| l.starts_with("authorization:"))
+        .collect();
+    assert!(!auth.is_empty(), "{seen:?}");
+    assert!(
+        auth.iter()
+            .all(|l| *l == "authorization: bearer from-table"),
+        "{seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|l| l.starts_with("x-env-")),
+        "a variable's header was sent: {seen:?}"
+    );
+}

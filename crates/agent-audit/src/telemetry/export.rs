@@ -193,6 +193,24 @@ fn metadata(s: &OtlpSettings) -> Result<tonic::metadata::MetadataMap, String> {
     Ok(map)
 }
 
+/// Sends exactly the resolved headers as gRPC metadata. The exporter
+/// re-reads `OTEL_EXPORTER_OTLP_*HEADERS` and appends them to what it was
+/// given; the settings already merged the environment with the table
+/// (the table wins per key, and its `headers` replaces the variables'),
+/// so whatever else is there is replaced.
+#[derive(Clone, Debug)]
+struct ExactMetadata(Arc<tonic::metadata::MetadataMap>);
+
+impl tonic::service::Interceptor for ExactMetadata {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        *request.metadata_mut() = (*self.0).clone();
+        Ok(request)
+    }
+}
+
 fn tls(s: &OtlpSettings) -> Option<tonic::transport::ClientTlsConfig> {
     if !s.endpoint.starts_with("https://") {
         return None;
@@ -221,7 +239,7 @@ macro_rules! build_exporter {
                     .with_tonic()
                     .with_endpoint(s.endpoint.clone())
                     .with_timeout(s.timeout)
-                    .with_metadata(metadata(s)?);
+                    .with_interceptor(ExactMetadata(Arc::new(metadata(s)?)));
                 if let Some(tls) = tls(s) {
                     b = b.with_tls_config(tls);
                 }
@@ -264,6 +282,8 @@ struct Http {
     stats: Arc<SignalStats>,
     /// The endpoint's query, hidden wherever an error quotes the URL.
     query: Option<String>,
+    /// The resolved headers, the only ones sent.
+    headers: Arc<reqwest::header::HeaderMap>,
 }
 
 impl Http {
@@ -290,7 +310,16 @@ impl Http {
                     .map_err(|e| format!("client certificate or key: {e}"))?,
             );
         }
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (k, v) in &s.headers {
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| format!("header `{k}` is not a valid HTTP header name"))?;
+            let value = reqwest::header::HeaderValue::from_str(v)
+                .map_err(|_| format!("the value of header `{k}` is not a valid HTTP header"))?;
+            headers.append(name, value);
+        }
         Ok(Http {
+            headers: Arc::new(headers),
             client: builder.build().map_err(|e| e.to_string())?,
             runtime,
             stats,
@@ -310,7 +339,24 @@ impl opentelemetry_http::HttpClient for Http {
         opentelemetry_http::Response<opentelemetry_http::Bytes>,
         opentelemetry_http::HttpError,
     > {
-        let request = reqwest::Request::try_from(request)?;
+        let mut request = reqwest::Request::try_from(request)?;
+        // Exactly the resolved headers: the exporter re-reads
+        // `OTEL_EXPORTER_OTLP_*HEADERS` and sets them over the table's;
+        // only what says how the body is encoded is kept of its own.
+        let mut headers = reqwest::header::HeaderMap::new();
+        for name in [
+            reqwest::header::CONTENT_TYPE,
+            reqwest::header::CONTENT_ENCODING,
+            reqwest::header::USER_AGENT,
+        ] {
+            if let Some(v) = request.headers().get(&name) {
+                headers.insert(name, v.clone());
+            }
+        }
+        for (k, v) in self.headers.iter() {
+            headers.insert(k.clone(), v.clone());
+        }
+        *request.headers_mut() = headers;
         let client = self.client.clone();
         let answer = self
             .runtime
@@ -342,5 +388,33 @@ impl opentelemetry_http::HttpClient for Http {
         Ok(opentelemetry_http::Response::builder()
             .status(answer.0)
             .body(answer.1)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::service::Interceptor as _;
+
+    #[test]
+    fn grpc_metadata_is_exactly_the_resolved_headers() {
+        let mut resolved = tonic::metadata::MetadataMap::new();
+        resolved.insert("authorization", "table".parse().unwrap());
+        let mut interceptor = ExactMetadata(Arc::new(resolved));
+        // What the exporter hands over: the table's and the variables'.
+        let mut request = tonic::Request::new(());
+        request
+            .metadata_mut()
+            .append("authorization", "table".parse().unwrap());
+        request
+            .metadata_mut()
+            .append("authorization", "from-env".parse().unwrap());
+        request
+            .metadata_mut()
+            .append("x-env-only", "from-env".parse().unwrap());
+        let out = interceptor.call(request).unwrap();
+        let sent: Vec<_> = out.metadata().clone().into_headers().into_iter().collect();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(out.metadata().get("authorization").unwrap(), "table");
     }
 }
