@@ -95,11 +95,19 @@ impl ServiceInfo {
             .or(env_name)
             .or(var_name)
             .unwrap_or_else(|| default_name.to_string());
-        let mut attributes: Vec<(String, String)> = Vec::new();
-        for (k, v) in from_var {
-            attributes.retain(|(seen, _)| *seen != k);
-            attributes.push((k, v));
+        // The last occurrence of a key wins and takes its place (linear:
+        // a long variable must not cost its square). `telemetry.sdk.*`
+        // names the SDK that wrote the data, which a variable cannot say.
+        let mut last = std::collections::HashMap::with_capacity(from_var.len());
+        for (i, (k, _)) in from_var.iter().enumerate() {
+            last.insert(k.clone(), i);
         }
+        let attributes: Vec<(String, String)> = from_var
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (k, _))| last.get(k) == Some(i) && !k.starts_with("telemetry.sdk."))
+            .map(|(_, kv)| kv)
+            .collect();
         Ok(ServiceInfo {
             name,
             version: version.map(str::to_string).or(var_version),
@@ -238,6 +246,36 @@ mod tests {
         let s = ServiceInfo::from_env_with(None, None, "agent-audit", env(&[])).unwrap();
         assert_eq!(s.name, "agent-audit");
         assert!(s.attributes.is_empty());
+    }
+
+    #[test]
+    fn many_resource_attributes_the_last_of_a_key_wins_and_sdk_keys_are_ours() {
+        let mut var: Vec<String> = (0..15_000).map(|i| format!("k{i}=a{i}")).collect();
+        var.extend((0..15_000).step_by(2).map(|i| format!("k{i}=b{i}")));
+        var.push("telemetry.sdk.name=spoof,telemetry.sdk.language=cobol".into());
+        let var = var.join(",");
+        let s =
+            ServiceInfo::from_env_with(None, None, "x", env(&[(RESOURCE_ATTRIBUTES_ENV, &var)]))
+                .unwrap();
+        assert_eq!(s.attributes.len(), 15_000);
+        let map: std::collections::HashMap<&str, &str> = s
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(map["k0"], "b0");
+        assert_eq!(map["k1"], "a1");
+        assert_eq!(map["k14998"], "b14998");
+        assert_eq!(map["k14999"], "a14999");
+        // The order: the last occurrence's place.
+        assert_eq!(s.attributes[0].0, "k1");
+        assert_eq!(s.attributes[14_999].0, "k14998");
+        assert!(
+            !s.resource_attributes()
+                .iter()
+                .any(|(k, _)| k.starts_with("telemetry.sdk.")),
+            "a variable cannot name the SDK"
+        );
     }
 
     #[test]
