@@ -99,3 +99,43 @@ fn a_malformed_attr_flag_is_refused_without_quoting_its_value() {
         "a refused run writes nothing"
     );
 }
+
+/// `--user-id` and `--session-id` had no limit: a 100 KB id was copied
+/// into every record of the run (and one near `max_record_bytes` made
+/// every record fail). Over `MAX_ID_BYTES` the run is refused before it
+/// starts, naming the flag and not the id.
+#[test]
+fn an_oversized_user_or_session_id_is_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = format!("secret-{}", "u".repeat(agent_audit::MAX_ID_BYTES));
+    for flag in ["--user-id", "--session-id"] {
+        for cmd in ["run", "bench"] {
+            let mut args = vec![cmd, flag, &id];
+            if cmd == "run" {
+                args.push("hi");
+            }
+            let out = bin().current_dir(dir.path()).args(&args).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{cmd} {flag}: {stderr}");
+            assert!(stderr.contains(flag), "{cmd} {flag}: {stderr}");
+            assert!(stderr.contains("over the limit"), "{cmd} {flag}: {stderr}");
+            assert!(!stderr.contains("secret-"), "{cmd} {flag}: {stderr}");
+        }
+    }
+    assert!(
+        !dir.path().join("audit-log.jsonl").exists(),
+        "a refused run writes nothing"
+    );
+    // At the limit, the run goes ahead.
+    let id = "u".repeat(agent_audit::MAX_ID_BYTES);
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["run", "--user-id", &id, "hi"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

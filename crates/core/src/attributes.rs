@@ -16,6 +16,26 @@ pub const MAX_ATTRIBUTE_KEY_BYTES: usize = 128;
 /// are short by nature.
 pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 1024;
 
+/// Longest `user_id` or `session_id`, in bytes (UTF-8), that
+/// [`check_id`] and the `try_with_*` methods of
+/// [`Auditor`](crate::Auditor) accept: every record of the scope carries
+/// the id, so an unbounded one grows every record (and one near
+/// `max_record_bytes` makes every record of the request fail).
+pub const MAX_ID_BYTES: usize = 1024;
+
+/// Checks a `user_id` or `session_id` (`field`) against [`MAX_ID_BYTES`];
+/// the error names the field and the size, never the id.
+pub fn check_id(field: &'static str, id: &str) -> Result<(), AttributeError> {
+    if id.len() > MAX_ID_BYTES {
+        return Err(AttributeError::IdTooLong {
+            field,
+            len: id.len(),
+            max: MAX_ID_BYTES,
+        });
+    }
+    Ok(())
+}
+
 /// One attribute's value: a string, a number or a boolean. Arrays,
 /// objects and null are refused ([`AttrValue::from_json`]): attributes
 /// are labels to filter and index by, not a second payload.
@@ -159,6 +179,17 @@ pub enum AttributeError {
         key: String,
         /// What the value is.
         found: &'static str,
+    },
+    /// A `user_id` or `session_id` is longer than [`MAX_ID_BYTES`]
+    /// ([`check_id`]).
+    #[error("`{field}`: the id is {len} bytes, over the limit of {max}")]
+    IdTooLong {
+        /// `user_id` or `session_id`.
+        field: &'static str,
+        /// The id's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
     },
     /// The scope already holds [`MAX_ATTRIBUTES`] attributes.
     #[error("attribute `{key}`: the scope already holds {max} attributes, the limit")]
@@ -445,6 +476,10 @@ mod tests {
             many.with("one_more", 1),
             Err(AttributeError::TooMany { ref key, .. }) if key == "one_more"
         ));
+        assert!(check_id("user_id", &"u".repeat(MAX_ID_BYTES)).is_ok());
+        let err = check_id("user_id", &"u".repeat(MAX_ID_BYTES + 1)).unwrap_err();
+        assert!(err.to_string().starts_with("`user_id`"), "{err}");
+        assert!(!err.to_string().contains("uuu"), "{err}");
         let nested = serde_json::json!({"a": {"b": {"c": 1}}});
         assert!(matches!(
             AttrValue::from_json("deep", &nested),

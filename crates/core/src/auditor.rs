@@ -154,11 +154,29 @@ impl Auditor {
     /// (requests, agents, child spans) carries it. The id passes the
     /// dispatcher's [`PayloadFilter::apply_id`](crate::PayloadFilter::apply_id)
     /// under the field name `user_id` first, once: a `hash` rule makes it
-    /// a stable pseudonym; a `drop` rule records no user.
+    /// a stable pseudonym; a `drop` rule records no user. The id's length
+    /// is not checked here: [`Auditor::try_with_user`] refuses one over
+    /// [`MAX_ID_BYTES`](crate::MAX_ID_BYTES).
     pub fn with_user(&self, id: &str) -> Auditor {
         let mut next = self.clone();
         next.scope.user_id = self.identity("user_id", id);
         next
+    }
+
+    /// [`Auditor::with_user`] for an id from outside (a request header, a
+    /// command line): an id longer than [`MAX_ID_BYTES`](crate::MAX_ID_BYTES)
+    /// is refused with an error naming `user_id` (not the id), and `self`
+    /// is unchanged.
+    pub fn try_with_user(&self, id: &str) -> Result<Auditor, AttributeError> {
+        attributes::check_id("user_id", id)?;
+        Ok(self.with_user(id))
+    }
+
+    /// [`Auditor::with_session`] within [`MAX_ID_BYTES`](crate::MAX_ID_BYTES),
+    /// as [`Auditor::try_with_user`].
+    pub fn try_with_session(&self, id: &str) -> Result<Auditor, AttributeError> {
+        attributes::check_id("session_id", id)?;
+        Ok(self.with_session(id))
     }
 
     /// Names the user's session (`session_id`, schema v2), carried like

@@ -78,6 +78,15 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     for a in &args.attr {
         attrs.push(super::show::parse_attr(a)?);
     }
+    for (flag, field, id) in [
+        ("--user-id", "user_id", &args.user_id),
+        ("--session-id", "session_id", &args.session_id),
+    ] {
+        if let Some(id) = id {
+            agent_audit::check_id(field, id)
+                .map_err(|e| CliError::Usage(format!("{flag}: {e}")))?;
+        }
+    }
     let config = Config::discover(args.config.as_deref())?;
     let bytes_before = file_bytes(&config).unwrap_or(0);
     // [telemetry] as `run` starts it, so that a configuration with it is

@@ -36,10 +36,12 @@ pub struct Args {
     #[arg(long, value_name = "ID")]
     request_id: Option<String>,
     /// The end user the request is for, recorded as `user_id` on every
-    /// record (after redaction: a `hash` rule makes it a pseudonym).
+    /// record (after redaction: a `hash` rule makes it a pseudonym); up to
+    /// 1024 bytes.
     #[arg(long, value_name = "ID")]
     user_id: Option<String>,
-    /// The user's session, recorded as `session_id` on every record.
+    /// The user's session, recorded as `session_id` on every record; up to
+    /// 1024 bytes.
     #[arg(long, value_name = "ID")]
     session_id: Option<String>,
     /// An attribute recorded on every record (`--attr purpose=support`),
@@ -61,6 +63,15 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     let mut attrs = Vec::with_capacity(args.attr.len());
     for a in &args.attr {
         attrs.push(super::show::parse_attr(a)?);
+    }
+    for (flag, field, id) in [
+        ("--user-id", "user_id", &args.user_id),
+        ("--session-id", "session_id", &args.session_id),
+    ] {
+        if let Some(id) = id {
+            agent_audit::check_id(field, id)
+                .map_err(|e| CliError::Usage(format!("{flag}: {e}")))?;
+        }
     }
     let config = Config::discover(args.config.as_deref())?;
     // With the configuration's own, so that the count is checked too.
