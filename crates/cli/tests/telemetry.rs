@@ -435,3 +435,30 @@ fn the_tables_headers_are_the_only_ones_sent_whatever_the_variables_say() {
         "a variable's header was sent: {seen:?}"
     );
 }
+
+/// `OTEL_EXPORTER_OTLP_PROTOCOL=http/json` is refused for telemetry,
+/// naming the variable, instead of being sent as http/protobuf.
+#[test]
+fn http_json_from_the_environment_is_refused_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[[sinks]]\ntype = \"jsonl\"\npath = \"audit-log.jsonl\"\n\n[telemetry]\nendpoint = \"http://127.0.0.1:9\"\n";
+    std::fs::write(dir.path().join("audit.toml"), config).unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_agent-audit"));
+    c.args(["run", "--config", "audit.toml", PROMPT])
+        .current_dir(dir.path())
+        .env_remove("AGENT_AUDIT_CONFIG")
+        .env_remove("OPENAI_API_KEY");
+    for (var, _) in std::env::vars() {
+        if var.starts_with("OTEL_") {
+            c.env_remove(var);
+        }
+    }
+    c.env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json");
+    let out = c.output().expect("the agent-audit binary runs");
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && stderr.contains("http/json"),
+        "{stderr}"
+    );
+}

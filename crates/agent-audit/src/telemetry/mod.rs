@@ -163,13 +163,28 @@ fn start(config: &Config, t: &TelemetryConfig) -> Result<TelemetryHandle, Teleme
         .with_schema_url(attributes, agent_audit_otlp::SCHEMA_URL)
         .build();
     let settings = |signal: Signal, name: &'static str| {
-        t.otlp()
+        let s = t
+            .otlp()
             .resolve_signal_with_env(signal, service.clone(), |k| std::env::var(k).ok())
             .map_err(|source| TelemetryError::Config {
                 source_file: source_file.clone(),
                 signal: name,
                 source,
-            })
+            })?;
+        // The table refuses http/json at load; only a variable can ask
+        // for it, and the exporters here do not speak it.
+        if s.protocol == Protocol::HttpJson {
+            return Err(exporter_err(
+                &source_file,
+                name,
+                &s,
+                format!(
+                    "OTEL_EXPORTER_OTLP_{}_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL asks for http/json, which telemetry does not offer: set grpc or http/protobuf (or `protocol` in [telemetry])",
+                    name.to_ascii_uppercase()
+                ),
+            ));
+        }
+        Ok(s)
     };
 
     let mut tracer = SdkTracerProvider::builder().with_resource(resource.clone());
@@ -223,6 +238,7 @@ fn shown(s: &OtlpSettings) -> String {
     // Debug of the settings hides the endpoint's secrets; take its text.
     let protocol = match s.protocol {
         Protocol::Grpc => "grpc",
+        Protocol::HttpJson => "http/json",
         _ => "http/protobuf",
     };
     format!("{} ({protocol})", export::redacted_endpoint(s))
