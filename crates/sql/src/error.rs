@@ -116,6 +116,22 @@ pub enum SqlError {
     /// A seq above what a BIGINT holds.
     #[error("seq {0} does not fit the table's BIGINT `seq` column")]
     SeqRange(u64),
+    /// A row's line is over the reader's line limit: reported, not read.
+    #[error(
+        "table `{table}`: row {row} (seq {seq}): oversize: its line is {bytes} bytes, over the reader's {max}-byte line limit; not read"
+    )]
+    Oversize {
+        /// The table.
+        table: String,
+        /// The row's position in seq order, from 1.
+        row: u64,
+        /// The row's seq.
+        seq: i64,
+        /// The line's length in bytes.
+        bytes: i64,
+        /// The limit.
+        max: i64,
+    },
     /// A row the table holds is not what the sink wrote.
     #[error("table `{table}`: row seq {seq}: {problem}")]
     BadRow {

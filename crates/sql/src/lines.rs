@@ -8,6 +8,7 @@
 //! page: memory stays bounded whatever the table's size, and the store
 //! works from blocking code called inside another runtime (the CLI's).
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, Read};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
@@ -86,6 +87,7 @@ impl LineStore for SqlLines {
         match rx.recv() {
             Ok(Message::Opened) => Ok(Box::new(Pages {
                 rx,
+                rows: VecDeque::new(),
                 buf: Vec::new(),
                 pos: 0,
                 done: false,
@@ -141,9 +143,13 @@ fn read_pages(url: &SqlUrl, table: &str, tx: &SyncSender<Message>) {
     });
 }
 
-/// The lines of the pages received, each followed by a newline.
+/// The lines of the pages received, each followed by a newline, served
+/// one line at a time (no copy of the page into one buffer).
 struct Pages {
     rx: Receiver<Message>,
+    /// The page's lines not yet served.
+    rows: VecDeque<StoredLine>,
+    /// The line being served, its newline appended.
     buf: Vec<u8>,
     pos: usize,
     done: bool,
@@ -164,16 +170,15 @@ impl Read for Pages {
 
 impl BufRead for Pages {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        while self.pos >= self.buf.len() && !self.done {
-            self.buf.clear();
-            self.pos = 0;
+        while self.pos >= self.buf.len() && !(self.done && self.rows.is_empty()) {
+            if let Some(row) = self.rows.pop_front() {
+                self.buf = row.line.into_bytes();
+                self.buf.push(b'\n');
+                self.pos = 0;
+                continue;
+            }
             match self.rx.recv() {
-                Ok(Message::Page(rows)) => {
-                    for row in rows {
-                        self.buf.extend_from_slice(row.line.as_bytes());
-                        self.buf.push(b'\n');
-                    }
-                }
+                Ok(Message::Page(rows)) => self.rows = rows.into(),
                 Ok(Message::Failed(e)) => {
                     self.done = true;
                     return Err(io::Error::other(e));

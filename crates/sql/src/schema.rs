@@ -324,19 +324,50 @@ pub(crate) async fn refuse_hooks(
     Ok(())
 }
 
-/// The row with the highest seq: its seq and line.
+/// The longest line read back: the JSONL reader's bound (16 MiB). A
+/// longer row is reported, never fetched.
+pub const MAX_LINE: i64 = agent_audit_jsonl::DEFAULT_MAX_LINE as i64;
+
+/// Bytes of lines fetched per page (at least one row): the readers'
+/// memory stays a few pages whatever the rows' sizes.
+const PAGE_BYTES: i64 = 4 << 20;
+
+/// The SQL for a row's line length in bytes on `engine` (SQLite's
+/// `octet_length`, 3.43 on, reads the size from the record header without
+/// loading the text).
+fn length_of_line(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => "octet_length(line)",
+        Engine::Postgres => "octet_length(line)::bigint",
+    }
+}
+
+/// The row with the highest seq: its seq and line. A line over
+/// [`MAX_LINE`] is refused without being fetched.
 pub(crate) async fn last_row(
     conn: &mut Conn,
     url: &SqlUrl,
     table: &str,
 ) -> Result<Option<(i64, String)>, SqlError> {
-    let sql = format!("SELECT seq, line FROM \"{table}\" ORDER BY seq DESC LIMIT 1");
+    let len = length_of_line(url.engine());
+    let sql = format!(
+        "SELECT seq, {len}, CASE WHEN {len} <= {MAX_LINE} THEN line END FROM \"{table}\" ORDER BY seq DESC LIMIT 1"
+    );
     let e = |e| query_error(url, "reading the last row", e);
-    match conn {
+    let row: Option<(i64, i64, Option<String>)> = match conn {
         Conn::Sqlite(c) => sqlx::query_as(&sql).fetch_optional(&mut *c).await,
         Conn::Postgres(c) => sqlx::query_as(&sql).fetch_optional(&mut *c).await,
     }
-    .map_err(e)
+    .map_err(e)?;
+    match row {
+        None => Ok(None),
+        Some((seq, _, Some(line))) => Ok(Some((seq, line))),
+        Some((seq, bytes, None)) => Err(SqlError::BadRow {
+            table: table.to_string(),
+            seq,
+            problem: format!("its line is {bytes} bytes, over the {MAX_LINE}-byte limit; not read"),
+        }),
+    }
 }
 
 /// One row's seq and line, as the sink wrote them.
@@ -356,6 +387,8 @@ pub struct LineReader {
     url: SqlUrl,
     table: String,
     after: Option<i64>,
+    /// Rows read so far.
+    rows: u64,
 }
 
 impl std::fmt::Debug for LineReader {
@@ -386,44 +419,102 @@ pub async fn open_read_only(url: &SqlUrl, table: &str) -> Result<LineReader, Sql
         url: url.clone(),
         table: table.to_string(),
         after: None,
+        rows: 0,
     })
 }
 
 impl LineReader {
-    /// The next `limit` rows (at most) after those already read, in seq
-    /// order; empty at the end.
+    /// The next rows after those already read, in seq order: at most
+    /// `limit`, and no more lines than [`PAGE_BYTES`] bytes (one row at
+    /// least); empty at the end. The lengths are read first, so that a row
+    /// over [`MAX_LINE`] is reported (by row and seq) without being
+    /// fetched.
     pub async fn next_page(&mut self, limit: u32) -> Result<Vec<StoredLine>, SqlError> {
         let after = self.after.unwrap_or(i64::MIN);
         let t = &self.table;
+        let len = length_of_line(self.url.engine());
+        let (p1, p2, p3) = match self.url.engine() {
+            Engine::Sqlite => ("?", "?", "?"),
+            Engine::Postgres => ("$1", "$2", "$3"),
+        };
+        let sizes_sql =
+            format!("SELECT seq, {len} FROM \"{t}\" WHERE seq > {p1} ORDER BY seq LIMIT {p2}");
+        let lines_sql = format!(
+            "SELECT seq, line FROM \"{t}\" WHERE seq > {p1} AND seq <= {p2} AND {len} <= {MAX_LINE} ORDER BY seq LIMIT {p3}"
+        );
+        let e = |e| query_error(&self.url, "reading lines", e);
+        let conn = &mut self.conn;
         let fetch = async {
-            match &mut self.conn {
+            let sizes: Vec<(i64, i64)> = match &mut *conn {
                 Conn::Sqlite(c) => {
-                    sqlx::query_as(&format!(
-                        "SELECT seq, line FROM \"{t}\" WHERE seq > ? ORDER BY seq LIMIT ?"
-                    ))
-                    .bind(after)
-                    .bind(i64::from(limit))
-                    .fetch_all(&mut *c)
-                    .await
+                    sqlx::query_as(&sizes_sql)
+                        .bind(after)
+                        .bind(i64::from(limit))
+                        .fetch_all(&mut *c)
+                        .await
                 }
                 Conn::Postgres(c) => {
-                    sqlx::query_as(&format!(
-                        "SELECT seq, line FROM \"{t}\" WHERE seq > $1 ORDER BY seq LIMIT $2"
-                    ))
-                    .bind(after)
-                    .bind(i64::from(limit))
-                    .fetch_all(&mut *c)
-                    .await
+                    sqlx::query_as(&sizes_sql)
+                        .bind(after)
+                        .bind(i64::from(limit))
+                        .fetch_all(&mut *c)
+                        .await
                 }
             }
-            .map_err(|e| query_error(&self.url, "reading lines", e))
+            .map_err(e)?;
+            let mut upto = None;
+            let mut count = 0i64;
+            let mut bytes = 0i64;
+            for (i, &(seq, n)) in sizes.iter().enumerate() {
+                if n > MAX_LINE {
+                    if i == 0 {
+                        return Err(SqlError::Oversize {
+                            table: t.clone(),
+                            row: self.rows + 1,
+                            seq,
+                            bytes: n,
+                            max: MAX_LINE,
+                        });
+                    }
+                    break;
+                }
+                if i > 0 && bytes + n > PAGE_BYTES {
+                    break;
+                }
+                bytes += n;
+                count += 1;
+                upto = Some(seq);
+            }
+            let Some(upto) = upto else {
+                return Ok(Vec::new());
+            };
+            let rows: Vec<(i64, String)> = match &mut *conn {
+                Conn::Sqlite(c) => {
+                    sqlx::query_as(&lines_sql)
+                        .bind(after)
+                        .bind(upto)
+                        .bind(count)
+                        .fetch_all(&mut *c)
+                        .await
+                }
+                Conn::Postgres(c) => {
+                    sqlx::query_as(&lines_sql)
+                        .bind(after)
+                        .bind(upto)
+                        .bind(count)
+                        .fetch_all(&mut *c)
+                        .await
+                }
+            }
+            .map_err(e)?;
+            Ok(rows)
         };
         // A server that stops answering fails the read, not hangs it.
-        let rows: Vec<(i64, String)> =
-            bounded(&self.url, "reading lines", STATEMENT_TIMEOUT, fetch).await?;
+        let rows = bounded(&self.url, "reading lines", STATEMENT_TIMEOUT, fetch).await?;
         if let Some((seq, _)) = rows.last() {
             self.after = Some(*seq);
         }
+        self.rows += rows.len() as u64;
         rows.into_iter()
             .map(|(seq, line)| {
                 let seq = u64::try_from(seq).map_err(|_| SqlError::BadRow {

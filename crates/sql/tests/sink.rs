@@ -504,3 +504,26 @@ async fn a_table_locked_by_another_session_fails_the_write_in_bounded_time() {
         "{report}"
     );
 }
+
+/// Finding 4 (issue 12 review): the sink's open reads the last row's line
+/// only when it is within the reader's 16 MiB limit; a longer one is
+/// refused naming its seq, never loaded whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_last_row_is_refused_at_open_without_being_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir);
+    emit(&url, "trail", 1).await;
+    exec_all(
+        &url,
+        &[
+            "INSERT INTO trail (seq, ts, event_type, payload, prev, line) \
+           VALUES (9, 'x', 'x', '{}', 'x', hex(zeroblob(9000000)))",
+        ],
+    )
+    .await;
+    let refused = start(&url, "trail").await.expect_err("refused");
+    assert!(
+        refused.contains("row seq 9") && refused.contains("over the 16777216-byte limit"),
+        "{refused}"
+    );
+}
