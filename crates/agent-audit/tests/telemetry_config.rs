@@ -57,11 +57,32 @@ fn telemetry_errors_name_the_file_line_and_key() {
             2,
             "telemetry.endpoint",
         ),
+        (
+            "[telemetry]\nendpoint = \"http://c:4317\"\n\nheaders = { \"bad header\" = \"x\" }\n",
+            4,
+            "telemetry.headers",
+        ),
+        (
+            "[telemetry]\ntraces = true\nheaders = { authorization = \"a\\nb\" }\n",
+            3,
+            "telemetry.headers",
+        ),
+        (
+            "[telemetry]\nendpoint = \"https://c:4317\"\ntls = { client_cert_file = \"/nonexistent/c.pem\" }\n",
+            3,
+            "telemetry.tls",
+        ),
+        (
+            "[telemetry]\nendpoint = \"not a url\"\n",
+            2,
+            "telemetry.endpoint",
+        ),
     ] {
         let e = parse(text).unwrap_err().to_string();
         assert!(e.starts_with(&format!("audit.toml:{line}:")), "{text}: {e}");
         assert!(e.contains(key), "{text}: {e}");
         assert!(!e.contains("pw@"), "{e}");
+        assert!(!e.contains("otlp sink"), "{text}: {e}");
     }
 }
 

@@ -120,11 +120,52 @@ pub(super) fn check_telemetry(
     }
     let otlp = t.otlp();
     otlp.check_credentials_with_env(|_| None)
-        .map_err(|e| err("endpoint", e.to_string()))?;
+        .map_err(|e| err("endpoint", bare(&e)))?;
     otlp.validate().map_err(|e| match &e {
-        agent_audit_otlp::OtlpConfigError::OutOfRange { key, .. } => {
-            err(key, e.to_string().trim_start_matches("otlp sink: ").into())
+        agent_audit_otlp::OtlpConfigError::OutOfRange { key, .. } => err(key, bare(&e)),
+        _ => err("endpoint", bare(&e)),
+    })?;
+    // What the table alone says (headers, endpoint, a client certificate
+    // without its key) is checked now, with the key's line, not first at
+    // start; the variables are read at start. An endpoint left to the
+    // variables is stood in for; no file is read here (a review command
+    // loads this configuration too, where the files need not be).
+    let mut table = otlp;
+    table
+        .endpoint
+        .get_or_insert_with(|| "http://localhost:4318".to_string());
+    if let Some(tls) = &mut table.tls {
+        tls.ca_file = None;
+        if tls.client_cert_file.is_some() && tls.client_key_file.is_some() {
+            tls.client_cert_file = None;
+            tls.client_key_file = None;
         }
-        _ => err("endpoint", e.to_string()),
-    })
+    }
+    table
+        .resolve_signal_with_env(
+            agent_audit_otlp::Signal::Traces,
+            agent_audit_otlp::ServiceInfo::new("agent-audit"),
+            |_| None,
+        )
+        .map(|_| ())
+        .map_err(|e| {
+            use agent_audit_otlp::OtlpConfigError as E;
+            let key = match &e {
+                E::Header { .. } => "headers",
+                E::CaFile { .. } | E::ClientIdentity { .. } => "tls",
+                E::Timeout { .. } => "timeout_ms",
+                E::OutOfRange { key, .. } => key,
+                _ => "endpoint",
+            };
+            err(key, bare(&e))
+        })
+}
+
+/// An OTLP configuration error without its `otlp sink: ` prefix: the
+/// error's key already says `telemetry.…`.
+fn bare(e: &agent_audit_otlp::OtlpConfigError) -> String {
+    let text = e.to_string();
+    text.strip_prefix("otlp sink: ")
+        .unwrap_or(&text)
+        .to_string()
 }
