@@ -666,3 +666,47 @@ async fn server_chosen_strings_reach_spans_and_metrics_redacted_escaped_and_boun
         }
     }
 }
+
+/// A chat whose `assistant_input` record is refused (too large for the
+/// dispatcher) fails the turn, and its span ends with status Error, not
+/// Unset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_whose_input_record_is_refused_ends_with_status_error() {
+    let sink = MemorySink::new();
+    // The first turn's records fit; the second assistant_input (the
+    // history with the tool's answer) does not.
+    let dispatcher = Dispatcher::builder()
+        .sink(SinkOptions::new("memory"), sink.clone())
+        .max_record_bytes(900)
+        .start()
+        .await
+        .unwrap();
+    let otel = Otel::new();
+    let auditor = Auditor::new(dispatcher.clone())
+        .with_telemetry(otel.telemetry(false))
+        .for_request(None);
+    let result = tutorial::run(&auditor, Arc::new(OfflineModel), PROMPT).await;
+    finish(&dispatcher).await;
+    assert!(result.is_err(), "the turn fails");
+    let events = events(&sink.records());
+    // The second chat's input (with the tool's answer) is too large.
+    assert_eq!(
+        events.iter().filter(|e| *e == "assistant_input").count(),
+        1,
+        "{events:?}"
+    );
+    let spans = otel.spans();
+    let chats: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| s.name.starts_with("chat"))
+        .collect();
+    assert_eq!(chats.len(), 2);
+    assert_eq!(chats[0].status, Status::Unset);
+    let chat = chats[1];
+    assert!(
+        matches!(chat.status, Status::Error { .. }),
+        "{:?}",
+        chat.status
+    );
+    assert!(attr(chat, "error.type").is_some());
+}
