@@ -53,9 +53,26 @@ impl SqlLines {
     /// `url`, with the table named by a `#table` suffix (default
     /// `audit_records`), as the CLI takes it: `sqlite://audit.db`,
     /// `postgres://user@host/db#other_table`.
+    ///
+    /// The `#` is looked for only after the URL's userinfo (a password may
+    /// hold `#`), and a table name that is refused is shown with the URL's
+    /// password masked.
     pub fn from_location(location: &str) -> Result<SqlLines, SqlError> {
-        match location.rsplit_once('#') {
-            Some((url, table)) => SqlLines::new(url, table),
+        let location = location.trim();
+        // The userinfo ends at the last `@` (a table name holds none).
+        let from = location.rfind('@').map_or(0, |at| at + 1);
+        match location[from..].rfind('#') {
+            Some(i) => {
+                let (url, table) = (&location[..from + i], &location[from + i + 1..]);
+                let parsed = SqlUrl::parse(url)?;
+                if check_table_name(table).is_err() {
+                    // Not echoed: it may be a piece of a password.
+                    return Err(SqlError::TableName(format!(
+                        "(the text after the last `#` of {parsed})"
+                    )));
+                }
+                SqlLines::new(url, table)
+            }
             None => SqlLines::new(location, DEFAULT_TABLE),
         }
     }
@@ -192,5 +209,27 @@ impl BufRead for Pages {
 
     fn consume(&mut self, n: usize) {
         self.pos = (self.pos + n).min(self.buf.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Finding 7 (issue 12 review): a `#` in the password is not taken for
+    /// the table's: the rest of the password was echoed in the table-name
+    /// error.
+    #[test]
+    fn a_hash_in_the_password_is_not_the_table() {
+        let s = SqlLines::from_location("postgres://audit:pa#ss-w0rd@db:5432/trail").unwrap();
+        assert_eq!(s.label(), "postgres://audit:***@db:5432/trail");
+        let s = SqlLines::from_location("postgres://audit:pa#ss-w0rd@db/trail#other").unwrap();
+        assert_eq!(s.label(), "postgres://audit:***@db/trail#other");
+        // The password's `#` is in the userinfo; a bad table name is not
+        // echoed.
+        let e = SqlLines::from_location("postgres://audit@db/trail#pa#ss-w0rd")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("ss-w0rd"), "{e}");
     }
 }

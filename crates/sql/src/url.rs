@@ -106,7 +106,7 @@ impl SqlUrl {
     }
 
     /// Whether the URL carries a password (in its userinfo or as a
-    /// `password=` parameter).
+    /// parameter whose key ends in `password`, or a `passfile`).
     pub fn has_password(&self) -> bool {
         !self.secrets.is_empty()
     }
@@ -125,16 +125,51 @@ impl SqlUrl {
     }
 
     /// `text` with the URL's password replaced by `***`, as written and
-    /// percent-decoded: a driver may quote either.
+    /// percent-decoded: a driver may quote either. Only where a password
+    /// stands (the URL itself, `user:PASSWORD@`, `password=PASSWORD` and
+    /// any key ending in `password`, `passfile=`), never inside other
+    /// text: masking a short password everywhere would show it by the
+    /// gaps it leaves in the driver's words.
     pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
+        let mut out = text.replace(&self.raw, &self.shown);
         for s in &self.secrets {
-            if !s.is_empty() {
-                out = out.replace(s.as_str(), "***");
+            if s.is_empty() {
+                continue;
             }
+            out = out.replace(&format!(":{s}@"), ":***@");
+            out = mask_values(&out, s);
         }
         out
     }
+}
+
+/// Whether a query key's value is to be masked: a password of any kind
+/// (`password`, `sslpassword`) or a password file.
+fn secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.ends_with("password") || key == "passfile"
+}
+
+/// `text` with `KEY=secret` masked where KEY is a [`secret_key`].
+fn mask_values(text: &str, secret: &str) -> String {
+    let needle = format!("={secret}");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(&needle) {
+        let before = &rest[..i];
+        let key_start = before
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(0, |j| j + 1);
+        out.push_str(before);
+        if secret_key(&before[key_start..]) {
+            out.push_str("=***");
+        } else {
+            out.push_str(&needle);
+        }
+        rest = &rest[i + needle.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The URL with the password of its userinfo and of any `password=`
@@ -181,7 +216,7 @@ fn mask(url: &str) -> (String, Vec<String>) {
         let parts: Vec<String> = query
             .split('&')
             .map(|kv| match kv.split_once('=') {
-                Some((k, v)) if k.eq_ignore_ascii_case("password") => {
+                Some((k, v)) if secret_key(k) => {
                     if !v.is_empty() {
                         add_secret(&mut secrets, v);
                     }
@@ -242,8 +277,44 @@ mod tests {
         assert!(u.has_password());
         assert_eq!(u.to_string(), "postgres://audit:***@db:5432/trail");
         assert!(!format!("{u:?}").contains("s3cr"));
-        let said = u.scrub("auth failed for s3cr@t-pw and s3cr%40t-pw");
+        let said = u.scrub(&format!(
+            "auth failed for postgres://audit:s3cr@t-pw@db/trail and postgres://audit:{PW}@db:5432/trail, password=s3cr@t-pw"
+        ));
         assert!(!said.contains("s3cr"), "{said}");
+    }
+
+    /// Finding 8 (issue 12 review): a one- or two-character password is
+    /// not masked inside the driver's own words, where the gaps it left
+    /// ("***rror communicating with databas***") spelled it.
+    #[test]
+    fn a_short_password_is_masked_only_where_a_password_stands() {
+        for pw in ["e", "e:"] {
+            let u = SqlUrl::parse(&format!("postgres://audit:{pw}@db/trail")).unwrap();
+            let said = u.scrub("error communicating with database: Connection refused");
+            assert_eq!(
+                said,
+                "error communicating with database: Connection refused"
+            );
+            let said = u.scrub(&format!("cannot use postgres://audit:{pw}@db/trail"));
+            assert_eq!(said, "cannot use postgres://audit:***@db/trail");
+        }
+    }
+
+    /// Finding 9 (issue 12 review): `sslpassword=` and `passfile=` (any key
+    /// ending in `password`) are masked and count as a password.
+    #[test]
+    fn sslpassword_and_passfile_are_masked() {
+        let u = SqlUrl::parse(
+            "postgres://db/trail?sslpassword=k3yp4ss&passfile=/home/a/.pgpass-x&user=a",
+        )
+        .unwrap();
+        assert!(u.has_password());
+        assert_eq!(
+            u.to_string(),
+            "postgres://db/trail?sslpassword=***&passfile=***&user=a"
+        );
+        let said = u.scrub("bad sslpassword=k3yp4ss for user=a");
+        assert!(!said.contains("k3yp4ss"), "{said}");
     }
 
     #[test]
