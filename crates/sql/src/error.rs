@@ -38,12 +38,14 @@ pub enum SqlError {
         /// Which lock is held.
         how: String,
     },
-    /// The SQLite lock file could not be opened.
-    #[error("table `{table}`: cannot open the writer's lock file {path}: {message}")]
+    /// The SQLite database file could not be opened to be locked.
+    #[error(
+        "table `{table}`: cannot open the database file {path} to take the writer's lock: {message}"
+    )]
     LockFile {
         /// The table.
         table: String,
-        /// `<db>.lock`.
+        /// The database file.
         path: String,
         /// The system's reason.
         message: String,

@@ -11,8 +11,8 @@
 //! - **Durable means committed**: one multi-row insert per batch in one
 //!   transaction; SQLite in WAL with `synchronous = FULL`, PostgreSQL
 //!   with `synchronous_commit = on`.
-//! - **One writer per table**: an advisory lock on PostgreSQL, a file
-//!   lock on `<db>.lock` beside a SQLite file. Seq and the chain continue
+//! - **One writer per table**: an advisory lock on PostgreSQL, a `flock`
+//!   on the SQLite database file itself. Seq and the chain continue
 //!   from the table's last row.
 //! - **The table is created if absent** with its indexes; a table of
 //!   another shape is refused, never altered.

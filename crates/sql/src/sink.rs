@@ -39,7 +39,8 @@ pub struct SqlSink {
 /// What only one write at a time touches.
 struct State {
     conn: Option<Conn>,
-    /// SQLite: the writer's lock on `<db>.lock`, held while the sink lives.
+    /// SQLite: the writer's `flock` on the database file, held while the
+    /// sink lives.
     lock: Option<File>,
     /// Its head is the chain value of the last committed line.
     chain: Chain,
@@ -202,12 +203,15 @@ impl SqlSink {
         Ok((chain, last))
     }
 
-    /// Locks `<db>.lock` beside the SQLite file (not the file itself:
-    /// SQLite's own locks on it are released and retaken at every
-    /// transaction).
+    /// Locks the SQLite database file itself (`flock`, per inode: a
+    /// symlink, a hard link or another spelling of the path is the same
+    /// lock; separate from SQLite's own `fcntl` locks, which it takes and
+    /// releases at every transaction). The file is created if missing
+    /// (an empty file is a new database to SQLite).
     fn lock_file(&self) -> Result<File, SqlError> {
         use std::os::unix::fs::OpenOptionsExt;
-        let path = format!("{}.lock", self.url.sqlite_path());
+        // As the driver reads it: percent-decoded.
+        let path = self.url.sqlite_file();
         let fail = |message: String| SqlError::LockFile {
             table: self.table.clone(),
             path: path.clone(),
@@ -216,6 +220,7 @@ impl SqlSink {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
+            .read(true)
             .write(true)
             .mode(0o600)
             .open(&path)
@@ -225,7 +230,9 @@ impl SqlSink {
             Err(std::fs::TryLockError::WouldBlock) => Err(SqlError::Locked {
                 url: self.url.to_string(),
                 table: self.table.clone(),
-                how: format!("{path} is locked"),
+                how: format!(
+                    "the database file {path} is locked (a link or another spelling of its path is the same file)"
+                ),
             }),
             Err(std::fs::TryLockError::Error(e)) => Err(fail(e.to_string())),
         }

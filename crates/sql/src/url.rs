@@ -124,6 +124,11 @@ impl SqlUrl {
         rest[..end].to_string()
     }
 
+    /// The file of a SQLite URL, percent-decoded (as the driver opens it).
+    pub(crate) fn sqlite_file(&self) -> String {
+        percent_decode(&self.sqlite_path())
+    }
+
     /// `text` with the URL's password replaced by `***`, as written and
     /// percent-decoded: a driver may quote either. Only where a password
     /// stands (the URL itself, `user:PASSWORD@`, `password=PASSWORD` and

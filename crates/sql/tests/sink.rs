@@ -158,10 +158,43 @@ async fn writer_rules(url: &str) {
 async fn sqlite_continues_refuses_a_second_writer_and_another_shape() {
     let dir = tempfile::tempdir().unwrap();
     writer_rules(&sqlite_url(&dir)).await;
-    assert!(
-        dir.path().join("audit.db.lock").exists(),
-        "the writer's lock file"
-    );
+}
+
+/// Finding 6 (issue 12 review): the SQLite writer's lock is the database
+/// file's own (per inode), so a symlink, a hard link or a percent-encoded
+/// spelling of the path cannot start a second writer: it was named from
+/// the URL's text (`<text>.lock`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_refuses_a_second_writer_through_a_link_or_another_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir);
+    let holder = start(&url, "trail").await.expect("first writer");
+    std::os::unix::fs::symlink(dir.path().join("audit.db"), dir.path().join("sym.db")).unwrap();
+    std::fs::hard_link(dir.path().join("audit.db"), dir.path().join("hard.db")).unwrap();
+    for other in [
+        format!("sqlite://{}", dir.path().join("sym.db").display()),
+        format!("sqlite://{}", dir.path().join("hard.db").display()),
+        format!("sqlite://{}", dir.path().join("audit%2Edb").display()),
+    ] {
+        let refused = start(&other, "trail")
+            .await
+            .expect_err("a second writer through another name is refused");
+        assert!(
+            refused.contains("`trail`")
+                && refused.contains("already written by another")
+                && refused.contains("is locked"),
+            "{other}: {refused}"
+        );
+    }
+    holder.shutdown(Duration::from_secs(5)).await;
+    start(
+        &format!("sqlite://{}", dir.path().join("hard.db").display()),
+        "trail",
+    )
+    .await
+    .expect("a writer after the first stopped")
+    .shutdown(Duration::from_secs(5))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
