@@ -264,6 +264,9 @@ fn an_unknown_type_lists_the_registered_ones() {
     if cfg!(feature = "stdout") {
         names.push("stdout");
     }
+    if cfg!(feature = "sql") {
+        names.push("sql");
+    }
     names.sort();
     assert_eq!(
         e,
