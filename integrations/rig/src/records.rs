@@ -1,0 +1,304 @@
+//! The record each rig event makes, and the spans it opens and ends.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use agent_audit_core::otel::ChatOutcome;
+use agent_audit_core::{AckLevel, EventType};
+use rig_agent::agent::{DispatchAction, ModelTurnAction, OutcomeAction, RunId, RunStartAction};
+use serde_json::{Map, Value, json};
+
+use crate::USER;
+use crate::error::AuditError;
+use crate::model_error::{kind_of, status_in};
+use crate::state::{Chat, Inner, RunState, ToolStep, lock, millis};
+
+impl Inner {
+    pub(crate) async fn run_start(
+        &self,
+        run: RunId,
+        agent: String,
+        content: String,
+    ) -> RunStartAction {
+        let step = self.auditor.invoke_agent(
+            &agent,
+            self.names.provider.as_deref(),
+            self.names.model.as_deref(),
+        );
+        let user = step.auditor().with_agent(USER);
+        lock(&self.runs).insert(
+            run,
+            RunState {
+                run: step,
+                agent: agent.clone(),
+                chat: None,
+                tools: HashMap::new(),
+            },
+        );
+        let payload = json!({"content": content, "recipient": agent});
+        match self
+            .emit(&user, EventType::UserRequest, "user_request", &payload)
+            .await
+        {
+            Ok(()) => RunStartAction::Continue,
+            Err(reason) => RunStartAction::Stop(reason),
+        }
+    }
+
+    pub(crate) async fn model_call(
+        &self,
+        run: RunId,
+        model: Option<String>,
+        messages: Vec<Value>,
+        tools: Vec<String>,
+    ) -> DispatchAction {
+        let Some((parent, agent)) = self.run_auditor(run) else {
+            return DispatchAction::Proceed;
+        };
+        let model = model
+            .or_else(|| self.names.model.clone())
+            .unwrap_or_else(|| "unknown".into());
+        let provider = self.names.provider.as_deref();
+        let step = parent.with_agent(&agent).chat(provider, &model);
+        let auditor = step.auditor().clone();
+        let mut payload = Map::new();
+        payload.insert("model".into(), json!(model));
+        if let Some(p) = provider {
+            payload.insert("provider".into(), json!(p));
+        }
+        payload.insert("messages".into(), Value::Array(messages));
+        payload.insert("tools".into(), json!(tools));
+        if let Some(state) = lock(&self.runs).get_mut(&run) {
+            state.chat = Some(Chat {
+                step,
+                model,
+                started: Instant::now(),
+            });
+        }
+        let emitted = self
+            .emit(
+                &auditor,
+                EventType::AssistantInput,
+                "assistant_input",
+                &payload,
+            )
+            .await;
+        if let Some(Some(chat)) = lock(&self.runs).get_mut(&run).map(|s| s.chat.as_mut()) {
+            // The model's latency starts once its input is recorded.
+            chat.started = Instant::now();
+        }
+        match emitted {
+            Ok(()) => DispatchAction::Proceed,
+            Err(reason) => DispatchAction::stop(reason),
+        }
+    }
+
+    pub(crate) async fn model_turn(&self, run: RunId, turn: TurnData) -> ModelTurnAction {
+        let Some(chat) = lock(&self.runs).get_mut(&run).and_then(|s| s.chat.take()) else {
+            return ModelTurnAction::Continue;
+        };
+        let Chat {
+            mut step, started, ..
+        } = chat;
+        let latency_ms = millis(started.elapsed());
+        let reasons: Vec<&str> = turn.finish_reason.as_deref().into_iter().collect();
+        step.set_response(&ChatOutcome {
+            model: turn.model.as_deref(),
+            id: turn.response_id.as_deref(),
+            finish_reasons: &reasons,
+            input_tokens: turn.usage.map(|u| u.0),
+            output_tokens: turn.usage.map(|u| u.1),
+        });
+        let mut payload = Map::new();
+        payload.insert("content".into(), json!(turn.content));
+        payload.insert("tool_calls".into(), Value::Array(turn.tool_calls));
+        payload.insert("model".into(), json!(turn.model));
+        if let Some(p) = &self.names.provider {
+            payload.insert("provider".into(), json!(p));
+        }
+        payload.insert("response_id".into(), json!(turn.response_id));
+        payload.insert("finish_reason".into(), json!(turn.finish_reason));
+        payload.insert(
+            "usage".into(),
+            match turn.usage {
+                Some((p, c, t)) => {
+                    json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": t})
+                }
+                None => Value::Null,
+            },
+        );
+        payload.insert("latency_ms".into(), json!(latency_ms));
+        let auditor = step.auditor().clone();
+        let emitted = self
+            .emit(
+                &auditor,
+                EventType::AssistantOutput,
+                "assistant_output",
+                &payload,
+            )
+            .await;
+        step.end();
+        match emitted {
+            Ok(()) => ModelTurnAction::Continue,
+            Err(reason) => ModelTurnAction::Stop(reason),
+        }
+    }
+
+    pub(crate) async fn tool_call(
+        &self,
+        run: RunId,
+        tool: String,
+        call_id: String,
+        arguments: Value,
+    ) -> DispatchAction {
+        let Some((parent, agent)) = self.run_auditor(run) else {
+            return DispatchAction::Proceed;
+        };
+        let mut step = parent.with_agent(&agent).execute_tool(&tool, &call_id);
+        let auditor = step.auditor().clone();
+        let payload = json!({"tool": tool, "call_id": call_id, "arguments": arguments});
+        let waited = Instant::now();
+        let receipt = auditor
+            .emit_wait(EventType::ToolCall, &payload, AckLevel::Durable)
+            .await;
+        auditor
+            .telemetry()
+            .record_ack_wait(waited.elapsed().as_secs_f64(), AckLevel::Durable);
+        match receipt {
+            Ok(_) => {
+                step.capture_content("gen_ai.tool.call.arguments", &arguments);
+                if let Some(state) = lock(&self.runs).get_mut(&run) {
+                    state.tools.insert(
+                        call_id,
+                        ToolStep {
+                            step,
+                            tool,
+                            arguments,
+                            started: Instant::now(),
+                        },
+                    );
+                }
+                DispatchAction::Proceed
+            }
+            Err(source) => {
+                step.fail("audit_failed");
+                step.end();
+                // A cancel, not a skip: the run stops, the tool never runs.
+                DispatchAction::stop(self.fail(AuditError::AuditBeforeAct {
+                    tool,
+                    call_id,
+                    source,
+                }))
+            }
+        }
+    }
+
+    pub(crate) async fn tool_outcome(
+        &self,
+        run: RunId,
+        call_id: String,
+        outcome: ToolOutcome,
+    ) -> OutcomeAction {
+        let Some(ToolStep {
+            mut step,
+            tool,
+            arguments,
+            started,
+        }) = lock(&self.runs)
+            .get_mut(&run)
+            .and_then(|s| s.tools.remove(&call_id))
+        else {
+            // No tool_call of ours (another hook denied it first).
+            return OutcomeAction::Proceed;
+        };
+        let duration_ms = millis(started.elapsed());
+        let auditor = step.auditor().clone();
+        let emitted = match outcome {
+            ToolOutcome::Result(result) => {
+                step.capture_content("gen_ai.tool.call.result", &result);
+                let payload = json!({"tool": tool, "call_id": call_id, "result": result, "duration_ms": duration_ms});
+                self.emit(&auditor, EventType::ToolResult, "tool_result", &payload)
+                    .await
+            }
+            ToolOutcome::Error { kind, error } => {
+                step.fail(kind);
+                let payload = json!({
+                    "tool": tool, "call_id": call_id, "arguments": arguments,
+                    "kind": kind, "error": error, "duration_ms": duration_ms,
+                });
+                self.emit(&auditor, EventType::ToolError, "tool_error", &payload)
+                    .await
+            }
+        };
+        step.end();
+        match emitted {
+            Ok(()) => OutcomeAction::Proceed,
+            Err(reason) => OutcomeAction::stop(reason),
+        }
+    }
+
+    pub(crate) async fn settled(&self, run: RunId, outcome: Settled) {
+        let Some(mut state) = lock(&self.runs).remove(&run) else {
+            return;
+        };
+        let already_failed = lock(&self.error).is_some();
+        match outcome {
+            Settled::Answer(answer) => {
+                let auditor = state.run.auditor().with_agent(&state.agent);
+                let payload = json!({"answer": answer, "answered_by": state.agent});
+                let _ = self
+                    .emit(&auditor, EventType::FinalResult, "final_result", &payload)
+                    .await;
+            }
+            Settled::Error(message) => {
+                state.run.fail("error");
+                // A model call dispatched and never answered: the model
+                // failed (rig tells a hook only through this text).
+                if let (Some(mut chat), false) = (state.chat.take(), already_failed) {
+                    let status = status_in(&message);
+                    let kind = kind_of(status);
+                    chat.step.fail(kind);
+                    let mut payload = Map::new();
+                    payload.insert("kind".into(), json!(kind));
+                    payload.insert("status".into(), json!(status));
+                    payload.insert("message".into(), json!(message));
+                    payload.insert("model".into(), json!(chat.model));
+                    if let Some(p) = &self.names.provider {
+                        payload.insert("provider".into(), json!(p));
+                    }
+                    payload.insert("latency_ms".into(), json!(millis(chat.started.elapsed())));
+                    let auditor = chat.step.auditor().clone();
+                    let _ = self
+                        .emit(&auditor, EventType::ModelError, "model_error", &payload)
+                        .await;
+                    chat.step.end();
+                }
+            }
+        }
+        // Tools still open (the run was dropped or cancelled mid-tool)
+        // keep their tool_call without a result: the review commands show
+        // them unfinished.
+        state.run.end();
+    }
+}
+
+/// What one model turn answered, taken out of rig's event.
+pub(crate) struct TurnData {
+    pub(crate) content: Option<String>,
+    pub(crate) tool_calls: Vec<Value>,
+    pub(crate) model: Option<String>,
+    pub(crate) response_id: Option<String>,
+    pub(crate) finish_reason: Option<String>,
+    /// (prompt, completion, total) tokens.
+    pub(crate) usage: Option<(u64, u64, u64)>,
+}
+
+pub(crate) enum ToolOutcome {
+    Result(Value),
+    Error { kind: &'static str, error: String },
+}
+
+pub(crate) enum Settled {
+    Answer(String),
+    Error(String),
+}
