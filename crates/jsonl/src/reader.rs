@@ -97,6 +97,19 @@ impl Reader<BufReader<File>> {
             })?;
         Ok(Reader::new(path, BufReader::with_capacity(256 << 10, file)))
     }
+
+    /// The same reader over a boxed source, for callers that keep readers
+    /// of several kinds (a file's, a store's) side by side.
+    pub fn boxed(self) -> Reader<Box<dyn BufRead + Send>> {
+        Reader {
+            path: self.path,
+            src: Box::new(self.src),
+            number: self.number,
+            offset: self.offset,
+            max_line: self.max_line,
+            done: self.done,
+        }
+    }
 }
 
 impl<R: BufRead> Reader<R> {

@@ -27,7 +27,7 @@
 //! ```
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -389,15 +389,5 @@ pub struct Loaded {
 
 /// A file's reader, boxed as a store's is.
 fn open_file(path: &Path) -> Result<Lines, ReadError> {
-    let file =
-        files::open_regular_for_reading(path, files::Symlinks::Follow).map_err(|source| {
-            ReadError::Open {
-                path: path.to_path_buf(),
-                source,
-            }
-        })?;
-    Ok(Reader::new(
-        path,
-        Box::new(BufReader::with_capacity(256 << 10, file)),
-    ))
+    Reader::open(path).map(Reader::boxed)
 }
