@@ -394,8 +394,53 @@ impl<'de> Visitor<'de> for AnyValueVisitor {
     }
 }
 
+/// What the mapping and wire tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use agent_audit_core::{Attributes, Auditor, Dispatcher, MemorySink, Record, SinkOptions};
+
+    /// The records `emit` writes through a real dispatcher (stamping `base`
+    /// on every record) into memory, after a drain.
+    pub(crate) fn records_emitted(
+        base: Attributes,
+        emit: impl AsyncFnOnce(Auditor),
+    ) -> Vec<Arc<Record>> {
+        let memory = MemorySink::new();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let d = Dispatcher::builder()
+                    .sink(SinkOptions::new("m"), memory.clone())
+                    .attributes(base)
+                    .start()
+                    .await
+                    .unwrap();
+                emit(Auditor::new(d.clone())).await;
+                d.shutdown(std::time::Duration::from_secs(5)).await;
+            });
+        memory.records()
+    }
+
+    /// `auditor` for user `u-42` in session `s-7`, with the attributes
+    /// `purpose = "support"` and `tier = 3`.
+    pub(crate) fn with_user_and_two_attributes(auditor: &Auditor) -> Auditor {
+        auditor
+            .with_user("u-42")
+            .with_session("s-7")
+            .with_attribute("purpose", "support")
+            .unwrap()
+            .with_attribute("tier", 3)
+            .unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::{records_emitted, with_user_and_two_attributes};
     use super::*;
 
     #[test]
@@ -439,32 +484,17 @@ mod tests {
     /// Records as the agents runtime writes them, through a real
     /// dispatcher, under `traceparent`.
     fn emitted(traceparent: &str, events: &[(EventType, serde_json::Value)]) -> Vec<LogRecord> {
-        use agent_audit_core::{Auditor, Dispatcher, MemorySink, SinkOptions, TraceContext};
-        let memory = MemorySink::new();
+        use agent_audit_core::{Attributes, Auditor, TraceContext};
         let cx: TraceContext = traceparent.parse().unwrap();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
-                let d = Dispatcher::builder()
-                    .sink(SinkOptions::new("m"), memory.clone())
-                    .start()
-                    .await
-                    .unwrap();
-                let a = Auditor::new(d.clone())
-                    .with_trace_context(cx)
-                    .for_request(None);
-                for (t, p) in events {
-                    a.emit(t.clone(), p).await.unwrap();
-                }
-                d.shutdown(std::time::Duration::from_secs(5)).await;
-            });
-        memory
-            .records()
-            .iter()
-            .map(|r| map_record(r, GENESIS_PREV, 1))
-            .collect()
+        records_emitted(Attributes::default(), async |root: Auditor| {
+            let a = root.with_trace_context(cx).for_request(None);
+            for (t, p) in events {
+                a.emit(t.clone(), p).await.unwrap();
+            }
+        })
+        .iter()
+        .map(|r| map_record(r, GENESIS_PREV, 1))
+        .collect()
     }
 
     fn attr(log: &LogRecord, key: &str) -> Option<Value> {
@@ -481,36 +511,18 @@ mod tests {
 
     #[test]
     fn user_session_and_each_attribute_are_log_attributes() {
-        use agent_audit_core::{Attributes, Auditor, Dispatcher, MemorySink, SinkOptions};
-        let memory = MemorySink::new();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
-                let base = Attributes::new().with("tenant.id", "emea-retail").unwrap();
-                let d = Dispatcher::builder()
-                    .sink(SinkOptions::new("m"), memory.clone())
-                    .attributes(base)
-                    .start()
-                    .await
-                    .unwrap();
-                let a = Auditor::new(d.clone())
-                    .with_user("u-42")
-                    .with_session("s-7")
-                    .with_attribute("purpose", "support")
-                    .unwrap()
-                    .with_attribute("tier", 3)
-                    .unwrap()
-                    .with_attribute("audit.seq", "spoof")
-                    .unwrap()
-                    .for_request(None);
-                a.emit(EventType::UserRequest, &serde_json::json!({}))
-                    .await
-                    .unwrap();
-                d.shutdown(std::time::Duration::from_secs(5)).await;
-            });
-        let log = map_record(&memory.records()[0], GENESIS_PREV, 1);
+        use agent_audit_core::{Attributes, Auditor};
+        let base = Attributes::new().with("tenant.id", "emea-retail").unwrap();
+        let records = records_emitted(base, async |root: Auditor| {
+            let a = with_user_and_two_attributes(&root)
+                .with_attribute("audit.seq", "spoof")
+                .unwrap()
+                .for_request(None);
+            a.emit(EventType::UserRequest, &serde_json::json!({}))
+                .await
+                .unwrap();
+        });
+        let log = map_record(&records[0], GENESIS_PREV, 1);
         assert_eq!(attr(&log, "user.id"), string("u-42"));
         assert_eq!(attr(&log, "session.id"), string("s-7"));
         assert_eq!(attr(&log, "tenant.id"), string("emea-retail"));
@@ -527,38 +539,26 @@ mod tests {
 
     #[test]
     fn an_attribute_cannot_pose_as_error_type_or_the_resource() {
-        use agent_audit_core::{Auditor, Dispatcher, MemorySink, SinkOptions};
-        let memory = MemorySink::new();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
-                let d = Dispatcher::builder()
-                    .sink(SinkOptions::new("m"), memory.clone())
-                    .start()
-                    .await
-                    .unwrap();
-                let a = Auditor::new(d.clone())
-                    .with_attribute("error.type", "spoof")
-                    .unwrap()
-                    .with_attribute("service.name", "other-service")
-                    .unwrap()
-                    .with_attribute("telemetry.sdk.name", "spoof")
-                    .unwrap()
-                    .for_request(None);
-                a.emit(EventType::ToolResult, &serde_json::json!({"tool": "t"}))
-                    .await
-                    .unwrap();
-                a.emit(
-                    EventType::ToolError,
-                    &serde_json::json!({"kind": "timeout"}),
-                )
+        use agent_audit_core::{Attributes, Auditor};
+        let records = records_emitted(Attributes::default(), async |root: Auditor| {
+            let a = root
+                .with_attribute("error.type", "spoof")
+                .unwrap()
+                .with_attribute("service.name", "other-service")
+                .unwrap()
+                .with_attribute("telemetry.sdk.name", "spoof")
+                .unwrap()
+                .for_request(None);
+            a.emit(EventType::ToolResult, &serde_json::json!({"tool": "t"}))
                 .await
                 .unwrap();
-                d.shutdown(std::time::Duration::from_secs(5)).await;
-            });
-        let records = memory.records();
+            a.emit(
+                EventType::ToolError,
+                &serde_json::json!({"kind": "timeout"}),
+            )
+            .await
+            .unwrap();
+        });
         for (record, error_type) in [(&records[0], None), (&records[1], string("timeout"))] {
             let log = map_record(record, GENESIS_PREV, 1);
             assert_eq!(attr(&log, "error.type"), error_type);

@@ -525,7 +525,7 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agent_audit_core::{Auditor, Dispatcher, EventType, MemorySink, SinkOptions};
+    use agent_audit_core::{Auditor, EventType};
     use opentelemetry_proto::tonic::logs::v1::ScopeLogs;
     use prost::Message as _;
     use serde_json::json;
@@ -572,50 +572,34 @@ mod tests {
                 json!({"kind": "not an error record"}),
             ),
         ];
-        let memory = MemorySink::new();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let d = Dispatcher::builder()
-                .sink(SinkOptions::new("m"), memory.clone())
-                .start()
-                .await
-                .unwrap();
-            let root = Auditor::new(d.clone());
-            let scoped = root
-                .with_user("u-42")
-                .with_session("s-7")
-                .with_attribute("purpose", "support")
-                .unwrap()
-                .with_attribute("tier", 3)
-                .unwrap()
-                .with_attribute("ratio", agent_audit_core::AttrValue::float(0.5).unwrap())
-                .unwrap()
-                .with_attribute("big", u64::MAX)
-                .unwrap()
-                .with_attribute("pii", false)
-                .unwrap()
-                .with_attribute("tenant.id", "emea")
-                .unwrap()
-                .for_request(Some("req"))
-                .with_agent("a")
-                .child_span();
-            let unsampled = root
-                .with_trace_context(
-                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
-                        .parse::<agent_audit_core::TraceContext>()
-                        .unwrap(),
-                )
-                .for_request(None);
-            for (i, (t, p)) in payloads.iter().enumerate() {
-                let a = [&root, &scoped, &unsampled][i % 3];
-                a.emit(t.clone(), p).await.unwrap();
-            }
-            d.shutdown(std::time::Duration::from_secs(5)).await;
-        });
-        memory.records()
+        crate::mapping::testing::records_emitted(
+            agent_audit_core::Attributes::default(),
+            async |root: Auditor| {
+                let scoped = crate::mapping::testing::with_user_and_two_attributes(&root)
+                    .with_attribute("ratio", agent_audit_core::AttrValue::float(0.5).unwrap())
+                    .unwrap()
+                    .with_attribute("big", u64::MAX)
+                    .unwrap()
+                    .with_attribute("pii", false)
+                    .unwrap()
+                    .with_attribute("tenant.id", "emea")
+                    .unwrap()
+                    .for_request(Some("req"))
+                    .with_agent("a")
+                    .child_span();
+                let unsampled = root
+                    .with_trace_context(
+                        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+                            .parse::<agent_audit_core::TraceContext>()
+                            .unwrap(),
+                    )
+                    .for_request(None);
+                for (i, (t, p)) in payloads.iter().enumerate() {
+                    let a = [&root, &scoped, &unsampled][i % 3];
+                    a.emit(t.clone(), p).await.unwrap();
+                }
+            },
+        )
     }
 
     #[test]
