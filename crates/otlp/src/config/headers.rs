@@ -68,7 +68,10 @@ pub(super) fn parse_env_headers(
     Ok(out)
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+/// `s` with each `%XX` decoded (OTEL_EXPORTER_OTLP_HEADERS and
+/// OTEL_RESOURCE_ATTRIBUTES values); `None` where a `%` is not followed by
+/// two hex digits or the result is not UTF-8.
+pub(super) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

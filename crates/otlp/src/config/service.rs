@@ -3,6 +3,7 @@
 //! machine says.
 
 use super::OtlpConfigError;
+use super::headers::percent_decode;
 
 /// The semantic conventions version the OTLP mapping follows (the GenAI
 /// attributes, `service.*`, `host.name`), sent as the `schema_url` of the
@@ -173,23 +174,6 @@ fn parse_resource_attributes(
         out.push((k.to_string(), v));
     }
     Ok(out)
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn detect_host_name() -> Option<String> {
