@@ -236,13 +236,32 @@ impl Faults {
         self.change(f);
     }
 
-    fn wrote(&self, batch: &Batch<'_>, level: AckLevel) {
-        let upto = batch.records.last().map_or(0, |r| r.seq);
-        self.note(|s| {
-            s.writes.push(level);
-            s.written_upto = s.written_upto.max(upto);
-            s.ticks_since_write = 0;
-        });
+    /// Notes what the real sink's write of `batch` returned; returns it.
+    fn wrote(
+        &self,
+        batch: &Batch<'_>,
+        result: Result<AckLevel, SinkError>,
+    ) -> Result<AckLevel, SinkError> {
+        if let Ok(level) = result {
+            let upto = batch.records.last().map_or(0, |r| r.seq);
+            self.note(|s| {
+                s.writes.push(level);
+                s.written_upto = s.written_upto.max(upto);
+                s.ticks_since_write = 0;
+            });
+        }
+        result
+    }
+
+    /// Notes what the real sink's tick returned; returns it.
+    fn ticked(
+        &self,
+        result: Result<Option<AckLevel>, SinkError>,
+    ) -> Result<Option<AckLevel>, SinkError> {
+        if let Ok(Some(level)) = result {
+            self.note(|s| s.ticks.push(level));
+        }
+        result
     }
 
     fn ticking(&self) {
@@ -290,6 +309,28 @@ impl Drop for DropFlag {
     }
 }
 
+/// The methods a faulty sink of either kind passes to the real one (the
+/// tick interval noted), alike in [`Sink`] and [`AsyncSink`].
+macro_rules! forward_to_inner {
+    () => {
+        fn tick_interval(&self) -> Option<Duration> {
+            self.faults.interval(self.inner.tick_interval())
+        }
+        fn linger(&self) -> Option<Duration> {
+            self.inner.linger()
+        }
+        fn max_batch(&self) -> Option<usize> {
+            self.inner.max_batch()
+        }
+        fn watch_shutdown(&mut self, signal: ShutdownSignal) {
+            self.inner.watch_shutdown(signal)
+        }
+        fn watch_status(&mut self, status: StatusSignal) {
+            self.inner.watch_status(status)
+        }
+    };
+}
+
 /// A blocking sink under the suite's control.
 pub(super) struct FaultySink {
     inner: Box<dyn Sink>,
@@ -323,35 +364,13 @@ impl Sink for FaultySink {
             }
             Gate::Pass => {}
         }
-        let result = self.inner.write(batch);
-        if let Ok(level) = &result {
-            self.faults.wrote(batch, *level);
-        }
-        result
+        self.faults.wrote(batch, self.inner.write(batch))
     }
     fn tick(&mut self) -> Result<Option<AckLevel>, SinkError> {
         self.faults.ticking();
-        let result = self.inner.tick();
-        if let Ok(Some(level)) = &result {
-            self.faults.note(|s| s.ticks.push(*level));
-        }
-        result
+        self.faults.ticked(self.inner.tick())
     }
-    fn tick_interval(&self) -> Option<Duration> {
-        self.faults.interval(self.inner.tick_interval())
-    }
-    fn linger(&self) -> Option<Duration> {
-        self.inner.linger()
-    }
-    fn max_batch(&self) -> Option<usize> {
-        self.inner.max_batch()
-    }
-    fn watch_shutdown(&mut self, signal: ShutdownSignal) {
-        self.inner.watch_shutdown(signal)
-    }
-    fn watch_status(&mut self, status: StatusSignal) {
-        self.inner.watch_status(status)
-    }
+    forward_to_inner!();
     fn take_notices(&mut self) -> Vec<String> {
         let mut notices = self.inner.take_notices();
         notices.extend(self.faults.take_notice());
@@ -398,37 +417,15 @@ impl AsyncSink for FaultyAsyncSink {
             }
             Gate::Pass => {}
         }
-        let result = self.inner.write(batch).await;
-        if let Ok(level) = &result {
-            self.faults.wrote(batch, *level);
-        }
-        result
+        self.faults.wrote(batch, self.inner.write(batch).await)
     }
     async fn tick(&self) -> Result<Option<AckLevel>, SinkError> {
         self.faults.ticking();
-        let result = self.inner.tick().await;
-        if let Ok(Some(level)) = &result {
-            self.faults.note(|s| s.ticks.push(*level));
-        }
-        result
+        self.faults.ticked(self.inner.tick().await)
     }
-    fn tick_interval(&self) -> Option<Duration> {
-        self.faults.interval(self.inner.tick_interval())
-    }
-    fn linger(&self) -> Option<Duration> {
-        self.inner.linger()
-    }
-    fn max_batch(&self) -> Option<usize> {
-        self.inner.max_batch()
-    }
+    forward_to_inner!();
     fn max_in_flight(&self) -> usize {
         self.inner.max_in_flight()
-    }
-    fn watch_shutdown(&mut self, signal: ShutdownSignal) {
-        self.inner.watch_shutdown(signal)
-    }
-    fn watch_status(&mut self, status: StatusSignal) {
-        self.inner.watch_status(status)
     }
     fn take_notices(&self) -> Vec<String> {
         let mut notices = self.inner.take_notices();
