@@ -15,7 +15,9 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use agent_audit_jsonl::store::LineStore;
 
 use crate::error::SqlError;
-use crate::schema::{DEFAULT_TABLE, StoredLine, check_table_name, open_read_only};
+use serde_json::Value;
+
+use crate::schema::{DEFAULT_TABLE, KEY_COLUMNS, StoredLine, check_table_name, open_read_only};
 use crate::url::SqlUrl;
 
 /// Rows read per query.
@@ -108,6 +110,7 @@ impl LineStore for SqlLines {
                 buf: Vec::new(),
                 pos: 0,
                 done: false,
+                last_seq: None,
             })),
             Ok(Message::Failed(e)) => Err(io::Error::other(e)),
             Ok(Message::Page(_)) | Err(_) => Err(io::Error::other(format!(
@@ -170,6 +173,8 @@ struct Pages {
     buf: Vec<u8>,
     pos: usize,
     done: bool,
+    /// The seq in the last line served.
+    last_seq: Option<u64>,
 }
 
 impl Read for Pages {
@@ -189,7 +194,10 @@ impl BufRead for Pages {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.pos >= self.buf.len() && !(self.done && self.rows.is_empty()) {
             if let Some(row) = self.rows.pop_front() {
-                self.buf = row.line.into_bytes();
+                let next = self.rows.front().and_then(|r| line_seq(&r.line));
+                let (line, seq) = as_the_columns_say(row, self.last_seq, next);
+                self.last_seq = seq.or(self.last_seq);
+                self.buf = line.into_bytes();
                 self.buf.push(b'\n');
                 self.pos = 0;
                 continue;
@@ -209,6 +217,108 @@ impl BufRead for Pages {
 
     fn consume(&mut self, n: usize) {
         self.pos = (self.pos + n).min(self.buf.len());
+    }
+}
+
+/// The row's line as the verifier is to read it: the line itself when
+/// every column agrees with it; otherwise the line's JSON object with each
+/// disagreeing key set to the column's value (one line, whose hash no
+/// longer links: the verifier names that seq, as for an edited JSONL
+/// line). A line holding a line break has it replaced by a space, so that
+/// one row never reads as two records.
+///
+/// A `seq` column that disagrees with the line's seq: when the lines'
+/// seqs are out of order around it (`before`, the seq in the line served
+/// before; `after`, the one in the next row's line) the line is served as
+/// it is, and the verifier reports the order problem; otherwise (the
+/// order looks right, as for a last row's seq changed) the line's seq is
+/// set to the column's and a `seq_column` key added, a record no writer
+/// writes, which the verifier refuses at that line.
+///
+/// Returns the line and the seq in it.
+fn as_the_columns_say(
+    row: StoredLine,
+    before: Option<u64>,
+    after: Option<u64>,
+) -> (String, Option<u64>) {
+    let mut line = row.line;
+    if line.contains(['\n', '\r']) {
+        line = line.replace(['\n', '\r'], " ");
+    }
+    let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(&line) else {
+        // Not a record: the verifier reports it as it is.
+        return (line, None);
+    };
+    let mut changed = false;
+    let own = object.get("seq").and_then(Value::as_u64);
+    let mut served = own;
+    if own != Some(row.seq) {
+        let out_of_order = match own {
+            Some(own) => before.is_some_and(|b| own <= b) || after.is_some_and(|a| own >= a),
+            None => false,
+        };
+        if !out_of_order {
+            let was = object.get("seq").cloned().unwrap_or(Value::Null);
+            object.insert("seq".into(), Value::from(row.seq));
+            object.insert("seq_column".into(), Value::from(row.seq));
+            object.insert("seq_in_line".into(), was);
+            served = Some(row.seq);
+            changed = true;
+        }
+    }
+    for (name, column) in KEY_COLUMNS.iter().zip(row.columns) {
+        let json = matches!(*name, "payload" | "attributes");
+        let mut value = match column {
+            None => Value::Null,
+            Some(text) if json => serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            Some(text) => Value::String(text),
+        };
+        let mut have = object.get(*name).cloned().unwrap_or(Value::Null);
+        if *name == "attributes" {
+            // A v1 line has none and its row NULL; a v2 line `{}`.
+            for v in [&mut value, &mut have] {
+                if v.is_null() {
+                    *v = Value::Object(serde_json::Map::new());
+                }
+            }
+        }
+        if !same(&have, &value) {
+            object.insert((*name).to_string(), value);
+            changed = true;
+        }
+    }
+    if changed {
+        line = serde_json::to_string(&Value::Object(object)).unwrap_or(line);
+    }
+    (line, served)
+}
+
+/// The seq in a line (its JSON's `seq` key), if it has one.
+fn line_seq(line: &str) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Seq {
+        seq: u64,
+    }
+    serde_json::from_str::<Seq>(line).ok().map(|s| s.seq)
+}
+
+/// JSON values equal as values: objects whatever their keys' order (a
+/// `jsonb` column reorders them), numbers as numbers (`1e2` is `100`).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            x == y
+                || matches!((x.as_i64(), y.as_i64()), (Some(i), Some(j)) if i == j)
+                || matches!((x.as_u64(), y.as_u64()), (Some(i), Some(j)) if i == j)
+                || matches!((x.as_f64(), y.as_f64()), (Some(i), Some(j)) if i == j)
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
     }
 }
 

@@ -370,14 +370,81 @@ pub(crate) async fn last_row(
     }
 }
 
-/// One row's seq and line, as the sink wrote them.
+/// One row's seq and line, as the sink wrote them, with the row's other
+/// columns (the copies of the line's keys that queries read).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredLine {
     /// The row's `seq`.
     pub seq: u64,
     /// The row's `line`: the record's exact JSONL line, without newline.
     pub line: String,
+    /// The row's other columns but `seq` and `line` ([`KEY_COLUMNS`]'s
+    /// order), as text (`payload` and `attributes` as JSON text); `None`
+    /// for NULL.
+    pub columns: Vec<Option<String>>,
 }
+
+/// The columns that copy a key of the line, but `seq`, in the order of
+/// [`StoredLine::columns`].
+pub const KEY_COLUMNS: [&str; 13] = [
+    "ts",
+    "event_type",
+    "request_id",
+    "correlation_id",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "agent",
+    "payload",
+    "prev",
+    "user_id",
+    "session_id",
+    "attributes",
+];
+
+/// A column read as text on `engine`.
+fn as_text(engine: Engine, column: &str) -> String {
+    match engine {
+        Engine::Sqlite => format!("CAST({column} AS TEXT)"),
+        Engine::Postgres => format!("{column}::text"),
+    }
+}
+
+/// The SQL for the bytes of a row's columns but `line` (as text).
+fn length_of_columns(engine: Engine) -> String {
+    let parts: Vec<String> = KEY_COLUMNS
+        .iter()
+        .map(|c| format!("coalesce(octet_length({}), 0)", as_text(engine, c)))
+        .collect();
+    match engine {
+        Engine::Sqlite => format!("({})", parts.join(" + ")),
+        Engine::Postgres => format!("({})::bigint", parts.join(" + ")),
+    }
+}
+
+/// The most bytes a row's other columns may hold together: twice the line
+/// limit (they copy keys of the line; PostgreSQL's `jsonb` text adds
+/// spaces). A row over it is reported, its columns never fetched.
+pub const MAX_COLUMNS: i64 = 2 * MAX_LINE;
+
+/// A fetched row: seq, line, then [`KEY_COLUMNS`] as text.
+type Fetched = (
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 /// A read-only cursor over a table's `line` column in seq order, a page at
 /// a time (memory stays bounded whatever the table's size). Takes no lock:
@@ -437,15 +504,20 @@ impl LineReader {
             Engine::Sqlite => ("?", "?", "?"),
             Engine::Postgres => ("$1", "$2", "$3"),
         };
-        let sizes_sql =
-            format!("SELECT seq, {len} FROM \"{t}\" WHERE seq > {p1} ORDER BY seq LIMIT {p2}");
+        let engine = self.url.engine();
+        let cols_len = length_of_columns(engine);
+        let sizes_sql = format!(
+            "SELECT seq, {len}, {cols_len} FROM \"{t}\" WHERE seq > {p1} ORDER BY seq LIMIT {p2}"
+        );
+        let columns: Vec<String> = KEY_COLUMNS.iter().map(|c| as_text(engine, c)).collect();
         let lines_sql = format!(
-            "SELECT seq, line FROM \"{t}\" WHERE seq > {p1} AND seq <= {p2} AND {len} <= {MAX_LINE} ORDER BY seq LIMIT {p3}"
+            "SELECT seq, line, {} FROM \"{t}\" WHERE seq > {p1} AND seq <= {p2} AND {len} <= {MAX_LINE} AND {cols_len} <= {MAX_COLUMNS} ORDER BY seq LIMIT {p3}",
+            columns.join(", ")
         );
         let e = |e| query_error(&self.url, "reading lines", e);
         let conn = &mut self.conn;
         let fetch = async {
-            let sizes: Vec<(i64, i64)> = match &mut *conn {
+            let sizes: Vec<(i64, i64, i64)> = match &mut *conn {
                 Conn::Sqlite(c) => {
                     sqlx::query_as(&sizes_sql)
                         .bind(after)
@@ -465,7 +537,19 @@ impl LineReader {
             let mut upto = None;
             let mut count = 0i64;
             let mut bytes = 0i64;
-            for (i, &(seq, n)) in sizes.iter().enumerate() {
+            for (i, &(seq, n, others)) in sizes.iter().enumerate() {
+                if others > MAX_COLUMNS {
+                    if i == 0 {
+                        return Err(SqlError::BadRow {
+                            table: t.clone(),
+                            seq,
+                            problem: format!(
+                                "its columns but line hold {others} bytes, over the {MAX_COLUMNS}-byte limit (they copy the line's keys); not read"
+                            ),
+                        });
+                    }
+                    break;
+                }
                 if n > MAX_LINE {
                     if i == 0 {
                         return Err(SqlError::Oversize {
@@ -478,17 +562,17 @@ impl LineReader {
                     }
                     break;
                 }
-                if i > 0 && bytes + n > PAGE_BYTES {
+                if i > 0 && bytes + n + others > PAGE_BYTES {
                     break;
                 }
-                bytes += n;
+                bytes += n + others;
                 count += 1;
                 upto = Some(seq);
             }
             let Some(upto) = upto else {
                 return Ok(Vec::new());
             };
-            let rows: Vec<(i64, String)> = match &mut *conn {
+            let rows: Vec<Fetched> = match &mut *conn {
                 Conn::Sqlite(c) => {
                     sqlx::query_as(&lines_sql)
                         .bind(after)
@@ -511,18 +595,24 @@ impl LineReader {
         };
         // A server that stops answering fails the read, not hangs it.
         let rows = bounded(&self.url, "reading lines", STATEMENT_TIMEOUT, fetch).await?;
-        if let Some((seq, _)) = rows.last() {
-            self.after = Some(*seq);
+        if let Some(row) = rows.last() {
+            let seq = row.0;
+            self.after = Some(seq);
         }
         self.rows += rows.len() as u64;
         rows.into_iter()
-            .map(|(seq, line)| {
+            .map(|row| {
+                let (seq, line) = (row.0, row.1);
+                let columns = vec![
+                    row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10, row.11, row.12,
+                    row.13, row.14,
+                ];
                 let seq = u64::try_from(seq).map_err(|_| SqlError::BadRow {
                     table: self.table.clone(),
                     seq,
                     problem: "negative seq".into(),
                 })?;
-                Ok(StoredLine { seq, line })
+                Ok(StoredLine { seq, line, columns })
             })
             .collect()
     }

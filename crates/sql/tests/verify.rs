@@ -155,6 +155,87 @@ async fn each_tampering_is_named(url: &str) {
     assert_eq!((p.line, p.seq), (5, Some(6)), "{p}");
 }
 
+/// The queryable columns and the `line` column disagreeing (issue 12,
+/// F12b): the columns people query were never compared with the line
+/// verified, so a changed `payload`, `request_id` or `seq` column, or two
+/// lines in one row, left `verify` saying intact.
+async fn columns_that_disagree_with_the_line_are_named(url: &str) {
+    // (e) A clean table verifies intact (on PostgreSQL `payload` is jsonb,
+    // its keys reordered and its text respaced).
+    write(url, "cols_clean", 5).await;
+    let r = verify(url, "cols_clean");
+    assert!(r.intact, "{r}");
+    assert_eq!(r.records, 5);
+
+    // (a) The payload column of seq 3 changed, the line left alone.
+    write(url, "cols_payload", 5).await;
+    tamper(
+        url,
+        &[r#"UPDATE cols_payload SET payload = '{"i":200}' WHERE seq = 3"#.to_string()],
+    )
+    .await;
+    let r = verify(url, "cols_payload");
+    let p = r.problem.expect("a changed payload column is caught");
+    assert_eq!((p.kind, p.seq), (ProblemKind::Edited, Some(3)), "{p}");
+
+    // (b) The request_id column of seq 2 changed.
+    write(url, "cols_request", 5).await;
+    tamper(
+        url,
+        &["UPDATE cols_request SET request_id = 'req-other' WHERE seq = 2".to_string()],
+    )
+    .await;
+    let p = verify(url, "cols_request")
+        .problem
+        .expect("a changed request_id column is caught");
+    assert_eq!((p.kind, p.seq), (ProblemKind::Edited, Some(2)), "{p}");
+
+    // (c) The seq column of the last row changed.
+    write(url, "cols_seq", 5).await;
+    tamper(
+        url,
+        &["UPDATE cols_seq SET seq = 100 WHERE seq = 5".to_string()],
+    )
+    .await;
+    let r = verify(url, "cols_seq");
+    assert!(!r.intact, "a changed seq column is caught: {r}");
+    assert_eq!(r.problem.as_ref().map(|p| p.line), Some(5), "{r}");
+
+    // (d) Two lines joined by a newline in one row, the next row deleted.
+    write(url, "cols_joined", 5).await;
+    let three = line_of(url, "cols_joined", 3).await;
+    let four = line_of(url, "cols_joined", 4).await;
+    tamper(
+        url,
+        &[
+            format!(
+                "UPDATE cols_joined SET line = {} WHERE seq = 3",
+                quoted(&format!("{three}\n{four}"))
+            ),
+            "DELETE FROM cols_joined WHERE seq = 4".to_string(),
+        ],
+    )
+    .await;
+    let r = verify(url, "cols_joined");
+    assert!(!r.intact, "two lines in one row are caught: {r}");
+    // One record at line 3, never two.
+    assert_eq!(r.problem.as_ref().map(|p| p.line), Some(3), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columns_that_disagree_with_the_line_are_named_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("audit.db").display());
+    columns_that_disagree_with_the_line_are_named(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn columns_that_disagree_with_the_line_are_named_on_postgres() {
+    let pg = PgServer::start()
+        .unwrap_or_else(|why| panic!("cannot start PostgreSQL for the test: {why}"));
+    columns_that_disagree_with_the_line_are_named(&pg.url()).await;
+}
+
 /// Copies row `from` to a new row `to`, every column but seq as it is.
 fn copy_row(table: &str, from: i64, to: i64) -> String {
     let rest: Vec<&str> = COLUMNS
