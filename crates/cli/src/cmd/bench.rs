@@ -74,19 +74,7 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
             "--records and --tasks must be at least 1".into(),
         ));
     }
-    let mut attrs = Vec::with_capacity(args.attr.len());
-    for a in &args.attr {
-        attrs.push(super::show::parse_attr(a)?);
-    }
-    for (flag, field, id) in [
-        ("--user-id", "user_id", &args.user_id),
-        ("--session-id", "session_id", &args.session_id),
-    ] {
-        if let Some(id) = id {
-            agent_audit::check_id(field, id)
-                .map_err(|e| CliError::Usage(format!("{flag}: {e}")))?;
-        }
-    }
+    let who = super::run::Who::parse(&args.attr, &args.user_id, &args.session_id)?;
     let config = Config::discover(args.config.as_deref())?;
     let bytes_before = file_bytes(&config).unwrap_or(0);
     // [telemetry] as `run` starts it, so that a configuration with it is
@@ -97,22 +85,13 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     if let Some(t) = &mut telemetry {
         t.observe_health(&dispatcher);
     }
-    let mut auditor = Auditor::new(dispatcher.clone());
-    if let Some(u) = &args.user_id {
-        auditor = auditor.with_user(u);
-    }
-    if let Some(s) = &args.session_id {
-        auditor = auditor.with_session(s);
-    }
-    for (k, v) in attrs {
-        auditor = match auditor.with_attribute(k, v) {
-            Ok(a) => a,
-            Err(e) => {
-                dispatcher.shutdown(Duration::from_secs(10)).await;
-                return Err(CliError::Usage(format!("--attr: {e}")));
-            }
-        };
-    }
+    let auditor = match who.scope(Auditor::new(dispatcher.clone())) {
+        Ok(a) => a,
+        Err(e) => {
+            dispatcher.shutdown(Duration::from_secs(10)).await;
+            return Err(e);
+        }
+    };
     let auditor = auditor.for_request(Some("bench")).with_agent("bench");
     let per_task = args.records / args.tasks;
     let extra = args.records % args.tasks;

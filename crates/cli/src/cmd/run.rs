@@ -60,23 +60,11 @@ pub struct Args {
 /// Runs the agent, prints its answer, and drains the sinks.
 pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     // Bad flags are refused before anything starts or is written.
-    let mut attrs = Vec::with_capacity(args.attr.len());
-    for a in &args.attr {
-        attrs.push(super::show::parse_attr(a)?);
-    }
-    for (flag, field, id) in [
-        ("--user-id", "user_id", &args.user_id),
-        ("--session-id", "session_id", &args.session_id),
-    ] {
-        if let Some(id) = id {
-            agent_audit::check_id(field, id)
-                .map_err(|e| CliError::Usage(format!("{flag}: {e}")))?;
-        }
-    }
+    let who = Who::parse(&args.attr, &args.user_id, &args.session_id)?;
     let config = Config::discover(args.config.as_deref())?;
     // With the configuration's own, so that the count is checked too.
     let mut all = config.attributes.clone();
-    for (k, v) in &attrs {
+    for (k, v) in &who.attrs {
         all = all
             .with(k, *v)
             .map_err(|e| CliError::Usage(format!("--attr: {e}")))?;
@@ -97,27 +85,18 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     let dispatcher = config.start().await?;
     // A sink stuck retrying says so on stderr while it happens.
     let watcher = notice::Watcher::start(dispatcher.clone());
-    let mut auditor = Auditor::new(dispatcher.clone());
-    if let Some(user) = &args.user_id {
-        auditor = auditor.with_user(user);
-    }
-    if let Some(session) = &args.session_id {
-        auditor = auditor.with_session(session);
-    }
-    for (k, v) in attrs {
-        // Checked with the configuration's above, so this does not fail;
-        // an error would still stop the run before the agent acts.
-        auditor = match auditor.with_attribute(k, v) {
-            Ok(a) => a,
-            Err(e) => {
-                dispatcher
-                    .shutdown(Duration::from_secs(args.drain_secs))
-                    .await;
-                watcher.stop().await;
-                return Err(CliError::Usage(format!("--attr: {e}")));
-            }
-        };
-    }
+    // The attributes were checked with the configuration's above, so this
+    // does not fail; an error would still stop the run before the agent acts.
+    let auditor = match who.scope(Auditor::new(dispatcher.clone())) {
+        Ok(a) => a,
+        Err(e) => {
+            dispatcher
+                .shutdown(Duration::from_secs(args.drain_secs))
+                .await;
+            watcher.stop().await;
+            return Err(e);
+        }
+    };
     let auditor = auditor.for_request(args.request_id.as_deref());
     let auditor = telemetry::attach(&mut otel, &dispatcher, auditor);
     let outcome = agents::tutorial::run(&auditor, model, &args.prompt).await;
@@ -166,4 +145,59 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         outln!("{answer}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Who the records are for, from the `--user-id`, `--session-id` and
+/// `--attr` flags of `run` and `bench`.
+pub(super) struct Who<'a> {
+    user_id: Option<&'a str>,
+    session_id: Option<&'a str>,
+    /// The `--attr` pairs, in order.
+    pub(super) attrs: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Who<'a> {
+    /// The flags, the attributes parsed and the ids checked; a usage error
+    /// naming the flag.
+    pub(super) fn parse(
+        attr: &'a [String],
+        user_id: &'a Option<String>,
+        session_id: &'a Option<String>,
+    ) -> Result<Who<'a>, CliError> {
+        let mut attrs = Vec::with_capacity(attr.len());
+        for a in attr {
+            attrs.push(super::show::parse_attr(a)?);
+        }
+        for (flag, field, id) in [
+            ("--user-id", "user_id", user_id),
+            ("--session-id", "session_id", session_id),
+        ] {
+            if let Some(id) = id {
+                agent_audit::check_id(field, id)
+                    .map_err(|e| CliError::Usage(format!("{flag}: {e}")))?;
+            }
+        }
+        Ok(Who {
+            user_id: user_id.as_deref(),
+            session_id: session_id.as_deref(),
+            attrs,
+        })
+    }
+
+    /// `auditor` for this user and session, with these attributes; an
+    /// attribute refused is a usage error of `--attr`.
+    pub(super) fn scope(&self, mut auditor: Auditor) -> Result<Auditor, CliError> {
+        if let Some(user) = self.user_id {
+            auditor = auditor.with_user(user);
+        }
+        if let Some(session) = self.session_id {
+            auditor = auditor.with_session(session);
+        }
+        for (k, v) in &self.attrs {
+            auditor = auditor
+                .with_attribute(k, *v)
+                .map_err(|e| CliError::Usage(format!("--attr: {e}")))?;
+        }
+        Ok(auditor)
+    }
 }
