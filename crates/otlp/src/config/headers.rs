@@ -47,14 +47,11 @@ pub(super) fn parse_env_headers(
     value: &str,
 ) -> Result<Vec<(String, String)>, OtlpConfigError> {
     let mut out = Vec::new();
-    for (i, pair) in value.split(',').enumerate() {
-        if pair.trim().is_empty() {
-            continue;
-        }
+    for (n, pair) in list_entries(value) {
         let Some((k, v)) = pair.split_once('=') else {
             return Err(OtlpConfigError::Header {
                 origin: origin.to_string(),
-                name: format!("#{} (no `=`)", i + 1),
+                name: format!("#{n} (no `=`)"),
                 reason: "expected key=value".to_string(),
             });
         };
@@ -66,6 +63,16 @@ pub(super) fn parse_env_headers(
         out.push(check_header(origin, k, &v)?);
     }
     Ok(out)
+}
+
+/// The entries of a `key=value,key=value` list that are not blank, each
+/// with its place among all the entries (from 1).
+pub(super) fn list_entries(value: &str) -> impl Iterator<Item = (usize, &str)> {
+    value
+        .split(',')
+        .enumerate()
+        .filter(|(_, pair)| !pair.trim().is_empty())
+        .map(|(i, pair)| (i + 1, pair))
 }
 
 /// `s` with each `%XX` decoded (OTEL_EXPORTER_OTLP_HEADERS and

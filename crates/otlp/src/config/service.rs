@@ -3,7 +3,7 @@
 //! machine says.
 
 use super::OtlpConfigError;
-use super::headers::percent_decode;
+use super::headers::{list_entries, percent_decode};
 
 /// The semantic conventions version the OTLP mapping follows (the GenAI
 /// attributes, `service.*`, `host.name`), sent as the `schema_url` of the
@@ -154,13 +154,10 @@ fn parse_resource_attributes(
     value: &str,
 ) -> Result<Vec<(String, String)>, OtlpConfigError> {
     let mut out = Vec::new();
-    for (i, pair) in value.split(',').enumerate() {
-        if pair.trim().is_empty() {
-            continue;
-        }
+    for (entry, pair) in list_entries(value) {
         let err = |reason: &str| OtlpConfigError::ResourceAttributes {
             origin: origin.to_string(),
-            entry: i + 1,
+            entry,
             reason: reason.to_string(),
         };
         let Some((k, v)) = pair.split_once('=') else {
