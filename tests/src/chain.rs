@@ -46,7 +46,7 @@ impl Checked {
 }
 
 /// Keys of a schema v1 line, in the order the schema fixes.
-pub const KEYS: [&str; 12] = [
+pub const KEYS_V1: [&str; 12] = [
     "v",
     "seq",
     "ts",
@@ -57,6 +57,27 @@ pub const KEYS: [&str; 12] = [
     "span_id",
     "parent_span_id",
     "agent",
+    "payload",
+    "prev",
+];
+
+/// Keys of a schema v2 line, in the order the schema fixes (docs/schema.md:
+/// v1's, with who asked and the deployment's attributes before the
+/// payload).
+pub const KEYS: [&str; 15] = [
+    "v",
+    "seq",
+    "ts",
+    "event_type",
+    "request_id",
+    "correlation_id",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "agent",
+    "user_id",
+    "session_id",
+    "attributes",
     "payload",
     "prev",
 ];
@@ -216,12 +237,13 @@ impl ChainChecker {
     }
 }
 
-/// The line as a record, if it is one (a JSON object with `v` = 1, a seq
-/// and a prev).
+/// The line as a record, if it is one (a JSON object with `v` = 1 or 2, a
+/// seq and a prev).
 fn parse_record(bytes: &[u8]) -> Option<Value> {
     let value: Value = serde_json::from_slice(bytes).ok()?;
     let obj = value.as_object()?;
-    (obj.get("v")? == 1 && obj.get("seq")?.is_u64() && obj.get("prev")?.is_string())
+    let v = obj.get("v")?;
+    ((v == 1 || v == 2) && obj.get("seq")?.is_u64() && obj.get("prev")?.is_string())
         .then_some(value)
 }
 
@@ -245,8 +267,13 @@ fn check_key_order(bytes: &[u8]) -> Result<(), String> {
         }
     }
     serde::Deserializer::deserialize_map(&mut de, Keys(&mut keys)).map_err(|e| e.to_string())?;
-    if keys != KEYS {
-        return Err(format!("keys {keys:?} are not the schema's {KEYS:?}"));
+    let expected: &[&str] = if keys.len() == KEYS_V1.len() {
+        &KEYS_V1
+    } else {
+        &KEYS
+    };
+    if keys != expected {
+        return Err(format!("keys {keys:?} are not the schema's {expected:?}"));
     }
     Ok(())
 }
