@@ -13,6 +13,11 @@ use crate::error::CliError;
 
 /// Arguments of `bench`.
 #[derive(clap::Args)]
+#[command(
+    mut_arg("user_id", |a| a.help("A user id on every record (schema v2), as `run --user-id`")),
+    mut_arg("session_id", |a| a.help("A session id on every record, as `run --session-id`")),
+    mut_arg("attr", |a| a.help("An attribute on every record, as `run --attr`; repeatable (compare a run with three against one without)")),
+)]
 pub struct Args {
     /// Configuration file (else $AGENT_AUDIT_CONFIG, else the default).
     #[arg(long, value_name = "FILE")]
@@ -26,16 +31,8 @@ pub struct Args {
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
-    /// A user id on every record (schema v2), as `run --user-id`.
-    #[arg(long, value_name = "ID")]
-    user_id: Option<String>,
-    /// A session id on every record, as `run --session-id`.
-    #[arg(long, value_name = "ID")]
-    session_id: Option<String>,
-    /// An attribute on every record, as `run --attr`; repeatable (compare
-    /// a run with three against one without).
-    #[arg(long = "attr", value_name = "KEY=VALUE")]
-    attr: Vec<String>,
+    #[command(flatten)]
+    who: super::run::WhoArgs,
 }
 
 /// A tutorial-sized tool call (about 400 bytes as a line).
@@ -74,7 +71,7 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
             "--records and --tasks must be at least 1".into(),
         ));
     }
-    let who = super::run::Who::parse(&args.attr, &args.user_id, &args.session_id)?;
+    let who = super::run::Who::parse(&args.who)?;
     let config = Config::discover(args.config.as_deref())?;
     let bytes_before = file_bytes(&config).unwrap_or(0);
     // [telemetry] as `run` starts it, so that a configuration with it is

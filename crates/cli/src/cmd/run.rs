@@ -35,21 +35,8 @@ pub struct Args {
     /// Request id to record (default: a new random one).
     #[arg(long, value_name = "ID")]
     request_id: Option<String>,
-    /// The end user the request is for, recorded as `user_id` on every
-    /// record (after redaction: a `hash` rule makes it a pseudonym); up to
-    /// 1024 bytes.
-    #[arg(long, value_name = "ID")]
-    user_id: Option<String>,
-    /// The user's session, recorded as `session_id` on every record; up to
-    /// 1024 bytes.
-    #[arg(long, value_name = "ID")]
-    session_id: Option<String>,
-    /// An attribute recorded on every record (`--attr purpose=support`),
-    /// beside the configuration's `[attributes]`; repeatable. Values are
-    /// strings; at most 32 attributes, keys up to 128 bytes, values up to
-    /// 1024 bytes.
-    #[arg(long = "attr", value_name = "KEY=VALUE")]
-    attr: Vec<String>,
+    #[command(flatten)]
+    who: WhoArgs,
     /// How long shutdown may take to drain the sinks, in seconds.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     drain_secs: u64,
@@ -57,10 +44,30 @@ pub struct Args {
     prompt: String,
 }
 
+/// `--user-id`, `--session-id` and `--attr`, of `run` and `bench`.
+#[derive(clap::Args)]
+pub(super) struct WhoArgs {
+    /// The end user the request is for, recorded as `user_id` on every
+    /// record (after redaction: a `hash` rule makes it a pseudonym); up to
+    /// 1024 bytes.
+    #[arg(long, value_name = "ID")]
+    pub(super) user_id: Option<String>,
+    /// The user's session, recorded as `session_id` on every record; up to
+    /// 1024 bytes.
+    #[arg(long, value_name = "ID")]
+    pub(super) session_id: Option<String>,
+    /// An attribute recorded on every record (`--attr purpose=support`),
+    /// beside the configuration's `[attributes]`; repeatable. Values are
+    /// strings; at most 32 attributes, keys up to 128 bytes, values up to
+    /// 1024 bytes.
+    #[arg(long = "attr", value_name = "KEY=VALUE")]
+    pub(super) attr: Vec<String>,
+}
+
 /// Runs the agent, prints its answer, and drains the sinks.
 pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     // Bad flags are refused before anything starts or is written.
-    let who = Who::parse(&args.attr, &args.user_id, &args.session_id)?;
+    let who = Who::parse(&args.who)?;
     let config = Config::discover(args.config.as_deref())?;
     // With the configuration's own, so that the count is checked too.
     let mut all = config.attributes.clone();
@@ -159,11 +166,12 @@ pub(super) struct Who<'a> {
 impl<'a> Who<'a> {
     /// The flags, the attributes parsed and the ids checked; a usage error
     /// naming the flag.
-    pub(super) fn parse(
-        attr: &'a [String],
-        user_id: &'a Option<String>,
-        session_id: &'a Option<String>,
-    ) -> Result<Who<'a>, CliError> {
+    pub(super) fn parse(flags: &'a WhoArgs) -> Result<Who<'a>, CliError> {
+        let WhoArgs {
+            user_id,
+            session_id,
+            attr,
+        } = flags;
         let mut attrs = Vec::with_capacity(attr.len());
         for a in attr {
             attrs.push(super::show::parse_attr(a)?);
