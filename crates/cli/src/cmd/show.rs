@@ -30,6 +30,20 @@ pub struct FilterArgs {
     /// several.
     #[arg(long, value_name = "A", value_delimiter = ',')]
     pub agent: Vec<String>,
+    #[command(flatten)]
+    pub who: WhoFilter,
+    /// Only records at or after this RFC 3339 time (2026-11-25T23:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only records at or before this RFC 3339 time.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+}
+
+/// Who the records are for (`--user-id`, `--session-id`, `--attr`), in
+/// [`FilterArgs`] and `timeline`'s pick; every flag given must hold.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct WhoFilter {
     /// Only records of this end user (schema v2 `user_id`, as recorded:
     /// a pseudonym when redaction hashes it).
     #[arg(long, value_name = "ID")]
@@ -41,12 +55,19 @@ pub struct FilterArgs {
     /// repeat for several, all of which must hold.
     #[arg(long = "attr", value_name = "KEY=VALUE")]
     pub attr: Vec<String>,
-    /// Only records at or after this RFC 3339 time (2026-11-25T23:00:00Z).
-    #[arg(long, value_name = "TIME")]
-    pub since: Option<String>,
-    /// Only records at or before this RFC 3339 time.
-    #[arg(long, value_name = "TIME")]
-    pub until: Option<String>,
+}
+
+impl WhoFilter {
+    /// Narrows `f` to these records; a bad `--attr` is a usage error.
+    pub fn narrow(&self, f: &mut Filter) -> Result<(), CliError> {
+        f.user_id = self.user_id.clone();
+        f.session_id = self.session_id.clone();
+        for a in &self.attr {
+            let (k, v) = parse_attr(a)?;
+            f.attributes.push((k.to_string(), v.to_string()));
+        }
+        Ok(())
+    }
 }
 
 impl FilterArgs {
@@ -57,12 +78,7 @@ impl FilterArgs {
         f.correlation_id = self.correlation_id.clone();
         f.event_types = self.event_type.clone();
         f.agents = self.agent.clone();
-        f.user_id = self.user_id.clone();
-        f.session_id = self.session_id.clone();
-        for a in &self.attr {
-            let (k, v) = parse_attr(a)?;
-            f.attributes.push((k.to_string(), v.to_string()));
-        }
+        self.who.narrow(&mut f)?;
         if let Some(s) = &self.since {
             f = f.since(s).map_err(review_err)?;
         }

@@ -8,39 +8,32 @@ use std::process::ExitCode;
 use agent_audit_review::progress::Progress;
 use agent_audit_review::{Entry, Filter, Timeline};
 
-use super::show::{BadLines, Inputs, flush_out, review_err, write_out};
+use super::show::{BadLines, Inputs, WhoFilter, flush_out, review_err, write_out};
 use crate::error::CliError;
 use agent_audit::text::json_text;
 
 /// Which request: by id, or the last one matching who asked (or both).
 #[derive(clap::Args, Debug, Clone)]
 #[group(required = true, multiple = true)]
+#[command(
+    mut_arg("request_id", |a| a.group("Pick")),
+    mut_arg("user_id", |a| a.help("The last request of this end user (`user_id`)").group("Pick")),
+    mut_arg("session_id", |a| a.help("The last request of this session (`session_id`)").group("Pick")),
+    mut_arg("attr", |a| a.help("The last request whose records carry attribute KEY = VALUE; repeatable").group("Pick")),
+)]
 pub struct Pick {
     /// The request.
     #[arg(long, value_name = "ID")]
     pub request_id: Option<String>,
-    /// The last request of this end user (`user_id`).
-    #[arg(long, value_name = "ID")]
-    pub user_id: Option<String>,
-    /// The last request of this session (`session_id`).
-    #[arg(long, value_name = "ID")]
-    pub session_id: Option<String>,
-    /// The last request whose records carry attribute KEY = VALUE;
-    /// repeatable.
-    #[arg(long = "attr", value_name = "KEY=VALUE")]
-    pub attr: Vec<String>,
+    #[command(flatten)]
+    pub who: WhoFilter,
 }
 
 impl Pick {
     fn filter(&self) -> Result<Filter, CliError> {
         let mut f = Filter::new();
         f.request_id = self.request_id.clone();
-        f.user_id = self.user_id.clone();
-        f.session_id = self.session_id.clone();
-        for a in &self.attr {
-            let (k, v) = super::show::parse_attr(a)?;
-            f.attributes.push((k.to_string(), v.to_string()));
-        }
+        self.who.narrow(&mut f)?;
         Ok(f)
     }
 
@@ -50,13 +43,13 @@ impl Pick {
         if let Some(r) = &self.request_id {
             parts.push(format!("request `{r}`"));
         }
-        if let Some(u) = &self.user_id {
+        if let Some(u) = &self.who.user_id {
             parts.push(format!("user `{u}`"));
         }
-        if let Some(s) = &self.session_id {
+        if let Some(s) = &self.who.session_id {
             parts.push(format!("session `{s}`"));
         }
-        for a in &self.attr {
+        for a in &self.who.attr {
             parts.push(format!("attribute `{a}`"));
         }
         parts.join(", ")
