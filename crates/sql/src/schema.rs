@@ -492,7 +492,7 @@ pub async fn open_read_only(url: &SqlUrl, table: &str) -> Result<LineReader, Sql
 
 impl LineReader {
     /// The next rows after those already read, in seq order: at most
-    /// `limit`, and no more lines than [`PAGE_BYTES`] bytes (one row at
+    /// `limit`, and no more lines than `PAGE_BYTES` bytes (one row at
     /// least); empty at the end. The lengths are read first, so that a row
     /// over [`MAX_LINE`] is reported (by row and seq) without being
     /// fetched.

@@ -3,9 +3,9 @@
 //! generative AI, version 1.41.0 (<https://github.com/open-telemetry/semantic-conventions/tree/v1.41.0/docs/gen-ai>).
 //!
 //! A [`GenAiStep`] is one span of an agent run, opened from an
-//! [`Auditor`]: `invoke_agent {agent}` ([`Auditor::invoke_agent`]),
-//! `chat {model}` of kind CLIENT ([`Auditor::chat`]) and
-//! `execute_tool {tool}` ([`Auditor::execute_tool`]). The step's own
+//! [`Auditor`](crate::Auditor): `invoke_agent {agent}` ([`Auditor::invoke_agent`](crate::Auditor::invoke_agent)),
+//! `chat {model}` of kind CLIENT ([`Auditor::chat`](crate::Auditor::chat)) and
+//! `execute_tool {tool}` ([`Auditor::execute_tool`](crate::Auditor::execute_tool)). The step's own
 //! auditor ([`GenAiStep::auditor`]) carries the span's trace id and span
 //! id, so every record emitted through it points at a span the tracer
 //! knows; its parent is the handle's span when that is a step's, else the
@@ -13,7 +13,7 @@
 //! the trace and the tracer chooses its id).
 //!
 //! Spans go to the [`Telemetry`] the auditor was given
-//! ([`Auditor::with_telemetry`]), else to the global providers
+//! ([`Auditor::with_telemetry`](crate::Auditor::with_telemetry)), else to the global providers
 //! (`opentelemetry::global`): they join the application's own
 //! TracerProvider, sampler and exporters. With no provider installed the
 //! API is a no-op, and the step's ids are ours.

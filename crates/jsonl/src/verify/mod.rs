@@ -209,7 +209,7 @@ pub fn verify_files(
     Ok(walk.finish())
 }
 
-/// [`verify`] over a log kept in a [`LineStore`] (a database table): the
+/// [`verify`] over a log kept in a [`LineStore`](crate::store::LineStore) (a database table): the
 /// same checks on the same lines, read through the same bounded reader.
 /// Problems and notices name the store's label as their file and the
 /// row's position (from 1, in chain order) as their line; a problem's
