@@ -46,6 +46,34 @@ pub struct Auditor {
     /// The telemetry of GenAI steps, and the step this handle is.
     #[cfg(feature = "otel")]
     pub(crate) otel: crate::otel::OtelLink,
+    /// Ids given to [`Auditor::with_user`] or [`Auditor::with_session`]
+    /// over [`MAX_ID_BYTES`](crate::MAX_ID_BYTES): the setters cannot
+    /// fail, so the refusal waits for the next emit.
+    over_long: OverLongIds,
+}
+
+/// The lengths of the over-long `user_id` and `session_id` a handle was
+/// given, kept instead of the ids themselves.
+#[derive(Debug, Clone, Copy, Default)]
+struct OverLongIds {
+    user: Option<usize>,
+    session: Option<usize>,
+}
+
+impl OverLongIds {
+    /// Refuses a record of a handle given an over-long id.
+    fn check(&self) -> Result<(), EmitError> {
+        for (field, len) in [("user_id", self.user), ("session_id", self.session)] {
+            if let Some(len) = len {
+                return Err(EmitError::IdTooLong {
+                    field,
+                    len,
+                    max: crate::MAX_ID_BYTES,
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Auditor {
@@ -61,6 +89,7 @@ impl Auditor {
             context: None,
             #[cfg(feature = "otel")]
             otel: Default::default(),
+            over_long: OverLongIds::default(),
         }
     }
 
@@ -151,40 +180,71 @@ impl Auditor {
 
     /// Names the end user the records are for (`user_id`, schema v2):
     /// every record of this handle and of the handles made from it
-    /// (requests, agents, child spans) carries it. The id passes the
-    /// dispatcher's [`PayloadFilter::apply_id`](crate::PayloadFilter::apply_id)
+    /// (requests, agents, child spans) carries it, and with the `otel`
+    /// feature so does every GenAI span opened on them (`user.id`). The id
+    /// passes the dispatcher's [`PayloadFilter::apply_id`](crate::PayloadFilter::apply_id)
     /// under the field name `user_id` first, once: a `hash` rule makes it
-    /// a stable pseudonym; a `drop` rule records no user. The id's length
-    /// is not checked here: [`Auditor::try_with_user`] refuses one over
-    /// [`MAX_ID_BYTES`](crate::MAX_ID_BYTES).
+    /// a stable pseudonym; a `drop` rule records no user.
+    ///
+    /// An id longer than [`MAX_ID_BYTES`](crate::MAX_ID_BYTES) is not
+    /// kept: every emit of the returned handle, and of every handle made
+    /// from it, fails with [`EmitError::IdTooLong`] naming `user_id`
+    /// (never the id) until `with_user` is given an id within the limit,
+    /// and its spans carry no `user.id`. For an id from outside (a request
+    /// header, a command line), [`Auditor::try_with_user`] refuses it
+    /// where it is given instead.
     pub fn with_user(&self, id: &str) -> Auditor {
         let mut next = self.clone();
-        next.scope.user_id = self.identity("user_id", id);
+        match attributes::check_id("user_id", id) {
+            Ok(()) => {
+                next.scope.user_id = self.identity("user_id", id);
+                next.over_long.user = None;
+            }
+            // Neither kept nor redacted: the rules would scan (or hash)
+            // the whole id for nothing, and no record may carry it.
+            Err(_) => {
+                next.scope.user_id = None;
+                next.over_long.user = Some(id.len());
+            }
+        }
         next
     }
 
     /// [`Auditor::with_user`] for an id from outside (a request header, a
     /// command line): an id longer than [`MAX_ID_BYTES`](crate::MAX_ID_BYTES)
-    /// is refused with an error naming `user_id` (not the id), and `self`
-    /// is unchanged.
+    /// is refused with [`AttributeError::IdTooLong`] naming `user_id`
+    /// (not the id), and `self` is unchanged.
     pub fn try_with_user(&self, id: &str) -> Result<Auditor, AttributeError> {
         attributes::check_id("user_id", id)?;
         Ok(self.with_user(id))
     }
 
     /// [`Auditor::with_session`] within [`MAX_ID_BYTES`](crate::MAX_ID_BYTES),
-    /// as [`Auditor::try_with_user`].
+    /// as [`Auditor::try_with_user`]: the error names `session_id`.
     pub fn try_with_session(&self, id: &str) -> Result<Auditor, AttributeError> {
         attributes::check_id("session_id", id)?;
         Ok(self.with_session(id))
     }
 
-    /// Names the user's session (`session_id`, schema v2), carried like
-    /// [`Auditor::with_user`]'s id and redacted the same way under the
-    /// field name `session_id`.
+    /// Names the user's session (`session_id`, schema v2; `session.id` on
+    /// spans), carried like [`Auditor::with_user`]'s id and redacted the
+    /// same way under the field name `session_id`. An id longer than
+    /// [`MAX_ID_BYTES`](crate::MAX_ID_BYTES) makes every emit of the
+    /// returned handle fail with [`EmitError::IdTooLong`] naming
+    /// `session_id`, as for a user id; [`Auditor::try_with_session`]
+    /// refuses it where it is given.
     pub fn with_session(&self, id: &str) -> Auditor {
         let mut next = self.clone();
-        next.scope.session_id = self.identity("session_id", id);
+        match attributes::check_id("session_id", id) {
+            Ok(()) => {
+                next.scope.session_id = self.identity("session_id", id);
+                next.over_long.session = None;
+            }
+            Err(_) => {
+                next.scope.session_id = None;
+                next.over_long.session = Some(id.len());
+            }
+        }
         next
     }
 
@@ -299,12 +359,14 @@ impl Auditor {
 
     /// Queues a record on every sink and returns its receipt at level
     /// `Accepted`. Fails if a required sink has failed, a `fail_closed`
-    /// queue is full or the payload is not a JSON object.
+    /// queue is full, the payload is not a JSON object, or the handle was
+    /// given an over-long user or session id ([`EmitError::IdTooLong`]).
     pub async fn emit<P: Serialize + ?Sized>(
         &self,
         event_type: impl Into<EventType>,
         payload: &P,
     ) -> Result<Receipt, EmitError> {
+        self.over_long.check()?;
         let seq = self.submit(event_type.into(), payload).await?;
         Ok(Receipt {
             seq,
@@ -322,6 +384,7 @@ impl Auditor {
         payload: &P,
         level: AckLevel,
     ) -> Result<Receipt, EmitError> {
+        self.over_long.check()?;
         let seq = self.submit(event_type.into(), payload).await?;
         self.dispatcher.wait(seq, level).await
     }
@@ -508,3 +571,7 @@ pub(crate) fn empty_draft(trace_id: TraceId) -> Draft {
         payload_at,
     }
 }
+
+#[cfg(test)]
+#[path = "auditor_identity_tests.rs"]
+mod identity_tests;

@@ -151,6 +151,22 @@ pub enum EmitError {
         /// The last seq there is.
         last_seq: u64,
     },
+    /// The handle was given a `user_id` or `session_id` longer than
+    /// [`crate::MAX_ID_BYTES`] through [`Auditor::with_user`](crate::Auditor::with_user)
+    /// or [`Auditor::with_session`](crate::Auditor::with_session): no
+    /// record of it is written (no seq was assigned) until it is given an
+    /// id within the limit. The error names the field, never the id.
+    #[error(
+        "record refused: the handle's `{field}` is {len} bytes, over the limit of {max} (try_with_user / try_with_session refuse such an id where it is given)"
+    )]
+    IdTooLong {
+        /// `user_id` or `session_id`.
+        field: &'static str,
+        /// The id's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The dispatcher was shut down.
     #[error("the dispatcher is shut down")]
     Closed,
