@@ -152,7 +152,7 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         let a = auditor.clone();
         let n = per_task + u64::from(t < extra);
         handles.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(n as usize);
+            let mut lat = measure::Histogram::new();
             for i in 0..n {
                 let call = ToolCall {
                     tool: "get_account_balance",
@@ -166,7 +166,7 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
                 };
                 let t0 = Instant::now();
                 a.emit(EventType::ToolCall, &call).await?;
-                lat.push(t0.elapsed().as_nanos() as u64);
+                lat.record(t0.elapsed().as_nanos() as u64);
             }
             Ok::<_, agent_audit::EmitError>(lat)
         }));
@@ -174,12 +174,12 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     let probe = args
         .durable_probe
         .then(|| probe::Probe::start(auditor.clone()));
-    let mut lat = Vec::with_capacity(args.records as usize);
+    let mut lat = measure::Histogram::new();
     for h in handles {
         let l = h
             .await
             .map_err(|e| CliError::Runtime(format!("bench task failed: {e}")))??;
-        lat.extend(l);
+        lat.merge(&l);
     }
     let waits = match probe {
         Some(p) => Some(p.stop().await?),
@@ -232,7 +232,6 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         (None, _) => (None, Some("no JSONL sink".to_string())),
     };
     let written_bytes = file_bytes(&config).map(|after| after.saturating_sub(bytes_before));
-    lat.sort_unstable();
     let lost: u64 = report
         .sinks
         .iter()
@@ -250,8 +249,8 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
             .filter(|c| c.lines > 0)
             .map(|c| c.bytes as f64 / c.lines as f64),
         cpu_us_per_record: cpu * 1e6 / args.records as f64,
-        emit_p50_us: measure::quantile_us(&lat, 0.50),
-        emit_p99_us: measure::quantile_us(&lat, 0.99),
+        emit_p50_us: lat.quantile_us(0.50),
+        emit_p99_us: lat.quantile_us(0.99),
         lost,
         peak_rss_bytes: measure::peak_rss_bytes(),
         sinks: config.sinks.iter().map(|s| s.to_string()).collect(),
