@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use agent_audit_core::Auditor;
 use rig_agent::agent::{
-    AgentHook, DispatchAction, DispatchEvent, HookContext, ModelTurnAction, ModelTurnFinished,
-    OutcomeAction, OutcomeEvent, RunSettled, RunStart, RunStartAction, SettledOutcome,
+    AgentHook, DispatchAction, DispatchEvent, HookContext, InvalidToolCallAction,
+    InvalidToolCallContext, ModelTurnAction, ModelTurnFinished, OutcomeAction, OutcomeEvent,
+    RunSettled, RunStart, RunStartAction, SettledOutcome,
 };
-use rig_core::effect::EffectKind;
+use rig_core::effect::{EffectId, EffectKind};
 use serde_json::Value;
 
 use crate::DEFAULT_AGENT;
@@ -18,6 +19,7 @@ use crate::convert::{
 };
 use crate::error::{AuditError, RunError};
 use crate::records::{Settled, TurnData};
+use crate::refused::refused;
 use crate::state::{Inner, Names, lock};
 
 /// A rig [`AgentHook`] that audits every step of a run. Cheap to clone:
@@ -117,7 +119,7 @@ impl AgentHook for AuditHook {
     ) -> impl Future<Output = DispatchAction> + Send {
         enum Step {
             Model(Option<String>, Vec<Value>, Vec<String>),
-            Tool(String, String, Value),
+            Tool(EffectId, String, String, Value),
             Other,
         }
         let step = match event.kind {
@@ -127,6 +129,7 @@ impl AgentHook for AuditHook {
                 request.tools.iter().map(|t| t.name.to_string()).collect(),
             ),
             EffectKind::ToolCall { name, args } => Step::Tool(
+                event.id,
                 name.clone(),
                 event.call_id.map(ToString::to_string).unwrap_or_default(),
                 arguments_value(args),
@@ -135,12 +138,17 @@ impl AgentHook for AuditHook {
         };
         let inner = self.inner.clone();
         let run = ctx.run_id();
+        let agent = ctx.agent_name().unwrap_or(DEFAULT_AGENT).to_string();
         async move {
             match step {
                 Step::Model(model, messages, tools) => {
-                    inner.model_call(run, model, messages, tools).await
+                    inner.model_call(run, &agent, model, messages, tools).await
                 }
-                Step::Tool(tool, call_id, args) => inner.tool_call(run, tool, call_id, args).await,
+                Step::Tool(effect, tool, call_id, args) => {
+                    inner
+                        .tool_call(run, &agent, effect, tool, call_id, args)
+                        .await
+                }
                 Step::Other => DispatchAction::Proceed,
             }
         }
@@ -183,19 +191,35 @@ impl AgentHook for AuditHook {
         ctx: &HookContext,
         event: OutcomeEvent<'_>,
     ) -> impl Future<Output = OutcomeAction> + Send {
-        let tool = match (event.kind, event.call_id) {
-            (EffectKind::ToolCall { .. }, Some(call_id)) => {
-                Some((call_id.to_string(), tool_outcome(event.outcome)))
-            }
+        // Matched by rig's effect id, the same in `on_dispatch`: the
+        // model's call ids may repeat or be missing.
+        let tool = match event.kind {
+            EffectKind::ToolCall { .. } => Some((event.id, tool_outcome(event.outcome))),
             _ => None,
         };
         let inner = self.inner.clone();
         let run = ctx.run_id();
         async move {
             match tool {
-                Some((call_id, outcome)) => inner.tool_outcome(run, call_id, outcome).await,
+                Some((effect, outcome)) => inner.tool_outcome(run, effect, outcome).await,
                 None => OutcomeAction::Proceed,
             }
+        }
+    }
+
+    fn on_invalid_tool_call(
+        &self,
+        ctx: &HookContext,
+        event: &InvalidToolCallContext,
+    ) -> impl Future<Output = Option<InvalidToolCallAction>> + Send {
+        let refusal = refused(event);
+        let inner = self.inner.clone();
+        let run = ctx.run_id();
+        let agent = ctx.agent_name().unwrap_or(DEFAULT_AGENT).to_string();
+        async move {
+            inner.refusal(run, &agent, refusal).await;
+            // No opinion: rig's own policy (or another hook) decides.
+            None
         }
     }
 

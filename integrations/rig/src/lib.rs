@@ -46,6 +46,7 @@ mod error;
 mod hook;
 mod model_error;
 mod records;
+mod refused;
 mod state;
 
 pub use error::{AuditError, RunError};

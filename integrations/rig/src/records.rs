@@ -4,13 +4,14 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use agent_audit_core::otel::ChatOutcome;
-use agent_audit_core::{AckLevel, EventType};
+use agent_audit_core::{AckLevel, Auditor, EventType};
 use rig_agent::agent::{DispatchAction, ModelTurnAction, OutcomeAction, RunId, RunStartAction};
+use rig_core::effect::EffectId;
 use serde_json::{Map, Value, json};
 
 use crate::USER;
 use crate::error::AuditError;
-use crate::model_error::{kind_of, status_in};
+use crate::model_error::{bounded, kind_of, status_in};
 use crate::state::{Chat, Inner, RunState, ToolStep, lock, millis};
 
 impl Inner {
@@ -20,21 +21,8 @@ impl Inner {
         agent: String,
         content: String,
     ) -> RunStartAction {
-        let step = self.auditor.invoke_agent(
-            &agent,
-            self.names.provider.as_deref(),
-            self.names.model.as_deref(),
-        );
-        let user = step.auditor().with_agent(USER);
-        lock(&self.runs).insert(
-            run,
-            RunState {
-                run: step,
-                agent: agent.clone(),
-                chat: None,
-                tools: HashMap::new(),
-            },
-        );
+        let parent = self.open_run(run, &agent);
+        let user = parent.with_agent(USER);
         let payload = json!({"content": content, "recipient": agent});
         match self
             .emit(&user, EventType::UserRequest, "user_request", &payload)
@@ -45,16 +33,62 @@ impl Inner {
         }
     }
 
+    /// Opens the run's span and state. A run's first event is normally
+    /// `on_run_start`, but rig does not call it for a run resumed past its
+    /// first model call: that run opens on its first dispatch, so its
+    /// tools are audited like any other's.
+    fn open_run(&self, run: RunId, agent: &str) -> Auditor {
+        let step = self.auditor.invoke_agent(
+            agent,
+            self.names.provider.as_deref(),
+            self.names.model.as_deref(),
+        );
+        let parent = step.auditor().clone();
+        let mut runs = lock(&self.runs);
+        if runs.is_empty() {
+            // A hook reused for a new run: an audit failure of an earlier
+            // run (already in that run's result) is not this run's.
+            lock(&self.error).take();
+        }
+        runs.insert(
+            run,
+            RunState {
+                run: step,
+                agent: agent.to_string(),
+                chat: None,
+                tools: HashMap::new(),
+                refused: Vec::new(),
+            },
+        );
+        parent
+    }
+
+    /// The run's auditor and agent, opening the run when rig never
+    /// started it for this hook.
+    pub(crate) fn run_auditor(&self, run: RunId, agent: &str) -> (Auditor, String) {
+        if let Some(found) = lock(&self.runs)
+            .get(&run)
+            .map(|s| (s.run.auditor().clone(), s.agent.clone()))
+        {
+            return found;
+        }
+        (self.open_run(run, agent), agent.to_string())
+    }
+
     pub(crate) async fn model_call(
         &self,
         run: RunId,
+        agent: &str,
         model: Option<String>,
         messages: Vec<Value>,
         tools: Vec<String>,
     ) -> DispatchAction {
-        let Some((parent, agent)) = self.run_auditor(run) else {
-            return DispatchAction::Proceed;
-        };
+        let (parent, agent) = self.run_auditor(run, agent);
+        // A turn rig refused and asked the model again: its answer and
+        // refusals go in before the new call.
+        if let Err(reason) = self.refused_turn(run).await {
+            return DispatchAction::stop(reason);
+        }
         let model = model
             .or_else(|| self.names.model.clone())
             .unwrap_or_else(|| "unknown".into());
@@ -138,7 +172,14 @@ impl Inner {
             )
             .await;
         step.end();
-        match emitted {
+        if let Err(reason) = emitted {
+            return ModelTurnAction::Stop(reason);
+        }
+        let refused = lock(&self.runs)
+            .get_mut(&run)
+            .map(|s| std::mem::take(&mut s.refused))
+            .unwrap_or_default();
+        match self.record_refused(run, refused).await {
             Ok(()) => ModelTurnAction::Continue,
             Err(reason) => ModelTurnAction::Stop(reason),
         }
@@ -147,13 +188,13 @@ impl Inner {
     pub(crate) async fn tool_call(
         &self,
         run: RunId,
+        agent: &str,
+        effect: EffectId,
         tool: String,
         call_id: String,
         arguments: Value,
     ) -> DispatchAction {
-        let Some((parent, agent)) = self.run_auditor(run) else {
-            return DispatchAction::Proceed;
-        };
+        let (parent, agent) = self.run_auditor(run, agent);
         let mut step = parent.with_agent(&agent).execute_tool(&tool, &call_id);
         let auditor = step.auditor().clone();
         let payload = json!({"tool": tool, "call_id": call_id, "arguments": arguments});
@@ -169,10 +210,11 @@ impl Inner {
                 step.capture_content("gen_ai.tool.call.arguments", &arguments);
                 if let Some(state) = lock(&self.runs).get_mut(&run) {
                     state.tools.insert(
-                        call_id,
+                        effect,
                         ToolStep {
                             step,
                             tool,
+                            call_id,
                             arguments,
                             started: Instant::now(),
                         },
@@ -196,17 +238,18 @@ impl Inner {
     pub(crate) async fn tool_outcome(
         &self,
         run: RunId,
-        call_id: String,
+        effect: EffectId,
         outcome: ToolOutcome,
     ) -> OutcomeAction {
         let Some(ToolStep {
             mut step,
             tool,
+            call_id,
             arguments,
             started,
         }) = lock(&self.runs)
             .get_mut(&run)
-            .and_then(|s| s.tools.remove(&call_id))
+            .and_then(|s| s.tools.remove(&effect))
         else {
             // No tool_call of ours (another hook denied it first).
             return OutcomeAction::Proceed;
@@ -238,6 +281,11 @@ impl Inner {
     }
 
     pub(crate) async fn settled(&self, run: RunId, outcome: Settled) {
+        if matches!(outcome, Settled::Error(_)) {
+            // rig refused a call of the model's answer and failed the run
+            // on it: the model did answer, so no model_error.
+            let _ = self.refused_turn(run).await;
+        }
         let Some(mut state) = lock(&self.runs).remove(&run) else {
             return;
         };
@@ -245,7 +293,10 @@ impl Inner {
         match outcome {
             Settled::Answer(answer) => {
                 let auditor = state.run.auditor().with_agent(&state.agent);
-                let payload = json!({"answer": answer, "answered_by": state.agent});
+                // rig's run ends when the model answers without tool
+                // calls: agent-audit's runtime calls that `terminated`.
+                let payload =
+                    json!({"answer": answer, "answered_by": state.agent, "end": "terminated"});
                 let _ = self
                     .emit(&auditor, EventType::FinalResult, "final_result", &payload)
                     .await;
@@ -256,12 +307,12 @@ impl Inner {
                 // failed (rig tells a hook only through this text).
                 if let (Some(mut chat), false) = (state.chat.take(), already_failed) {
                     let status = status_in(&message);
-                    let kind = kind_of(status);
+                    let kind = kind_of(status, &message);
                     chat.step.fail(kind);
                     let mut payload = Map::new();
                     payload.insert("kind".into(), json!(kind));
                     payload.insert("status".into(), json!(status));
-                    payload.insert("message".into(), json!(message));
+                    payload.insert("message".into(), json!(bounded(&message)));
                     payload.insert("model".into(), json!(chat.model));
                     if let Some(p) = &self.names.provider {
                         payload.insert("provider".into(), json!(p));

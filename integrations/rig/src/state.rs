@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use agent_audit_core::otel::GenAiStep;
 use agent_audit_core::{Auditor, EventType};
 use rig_agent::agent::RunId;
+use rig_core::effect::EffectId;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -35,7 +36,24 @@ pub(crate) struct RunState {
     pub(crate) run: GenAiStep,
     pub(crate) agent: String,
     pub(crate) chat: Option<Chat>,
-    pub(crate) tools: HashMap<String, ToolStep>,
+    /// Keyed by rig's effect id, unique per dispatch: the model's call ids
+    /// are not (a server may repeat one, or send none).
+    pub(crate) tools: HashMap<EffectId, ToolStep>,
+    /// Calls rig refused before the model turn settled (unknown tool,
+    /// arguments not an object): recorded after the turn's output.
+    pub(crate) refused: Vec<Refused>,
+}
+
+/// A tool call rig would not dispatch, and why.
+pub(crate) struct Refused {
+    pub(crate) tool: String,
+    pub(crate) call_id: String,
+    pub(crate) arguments: Value,
+    pub(crate) kind: &'static str,
+    pub(crate) error: String,
+    /// The model's answer holding the call (rig hands a hook no
+    /// `on_model_turn_finished` when the refusal fails the run).
+    pub(crate) answer: Option<Value>,
 }
 
 /// The `chat` span of the model call in flight.
@@ -49,6 +67,7 @@ pub(crate) struct Chat {
 pub(crate) struct ToolStep {
     pub(crate) step: GenAiStep,
     pub(crate) tool: String,
+    pub(crate) call_id: String,
     pub(crate) arguments: Value,
     pub(crate) started: Instant,
 }
@@ -70,12 +89,6 @@ impl Inner {
             *slot = Some(error);
         }
         text
-    }
-
-    pub(crate) fn run_auditor(&self, run: RunId) -> Option<(Auditor, String)> {
-        lock(&self.runs)
-            .get(&run)
-            .map(|s| (s.run.auditor().clone(), s.agent.clone()))
     }
 
     pub(crate) async fn emit<P: Serialize + ?Sized>(
