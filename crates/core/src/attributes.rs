@@ -201,6 +201,56 @@ pub enum AttributeError {
     },
 }
 
+/// The OpenTelemetry attribute key of a record attribute, the one name
+/// both the OTLP log records and (feature `otel`) the GenAI spans give
+/// it. A dotted name spelled as OTel conventions are (lowercase ASCII
+/// letters, digits and `_` in non-empty `.`-separated parts, the first
+/// starting with a letter: `tenant.id`, `deployment.environment.name`) is
+/// taken as the convention it names and kept. Anything else goes under
+/// `audit.attribute.`: a plain name; a name in the namespaces agent-audit
+/// fills itself (`audit.`, `gen_ai.`, `user.`, `session.`, `error.`), the
+/// resource's (`service.`, `telemetry.`) or the one the specification
+/// reserves (`otel.`), so that it can neither pose as nor override them
+/// (a `user.id` attribute would name another user than the record's
+/// `user_id`; an `error.type` one would make a record or a span that
+/// failed nothing look like an error); and a name spelled otherwise
+/// (` user.id`, `User.Id`), which a backend that trims or folds case
+/// would read as ours. There, characters
+/// [`text::is_terminal_unsafe`](crate::text::is_terminal_unsafe) deems
+/// unsafe are escaped ([`text::sanitize`](crate::text::sanitize)), so a key
+/// cannot drive the terminal or viewer that shows it.
+pub fn otel_key(key: &str) -> String {
+    const OURS: [&str; 8] = [
+        "audit.",
+        "gen_ai.",
+        "user.",
+        "session.",
+        "error.",
+        "service.",
+        "telemetry.",
+        "otel.",
+    ];
+    if convention_like(key) && !OURS.iter().any(|p| key.starts_with(p)) {
+        key.to_string()
+    } else {
+        format!("audit.attribute.{}", crate::text::sanitize(key))
+    }
+}
+
+/// Whether `key` is spelled as an OTel semantic convention's attribute
+/// name: at least two `.`-separated parts of `[a-z0-9_]`, the first
+/// character a letter.
+fn convention_like(key: &str) -> bool {
+    key.starts_with(|c: char| c.is_ascii_lowercase())
+        && key.contains('.')
+        && key.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        })
+}
+
 /// `key` cut to at most [`MAX_ATTRIBUTE_KEY_BYTES`] at a character
 /// boundary, for an error message.
 fn shown_key(key: &str) -> String {
@@ -485,5 +535,36 @@ mod tests {
             AttrValue::from_json("deep", &nested),
             Err(AttributeError::NotScalar { ref key, .. }) if key == "deep"
         ));
+    }
+
+    #[test]
+    fn otel_keys_keep_conventions_and_fence_off_ours_and_lookalikes() {
+        for kept in ["tenant.id", "deployment.environment.name", "app.v2_tier"] {
+            assert_eq!(otel_key(kept), kept);
+        }
+        for (key, named) in [
+            ("purpose", "audit.attribute.purpose"),
+            ("user.id", "audit.attribute.user.id"),
+            ("session.id", "audit.attribute.session.id"),
+            (
+                "gen_ai.operation.name",
+                "audit.attribute.gen_ai.operation.name",
+            ),
+            ("error.type", "audit.attribute.error.type"),
+            ("audit.attribute.x", "audit.attribute.audit.attribute.x"),
+            // Lookalikes a trimming or case-folding backend would read as
+            // ours, and names no convention is spelled as.
+            (" user.id", "audit.attribute. user.id"),
+            ("User.Id", "audit.attribute.User.Id"),
+            ("user.id ", "audit.attribute.user.id "),
+            ("tenant..id", "audit.attribute.tenant..id"),
+            (".id", "audit.attribute..id"),
+            ("1x.id", "audit.attribute.1x.id"),
+            // A control or bidi character is escaped, never passed on.
+            ("user.\u{1b}[2Jid", "audit.attribute.user.\\u{1b}[2Jid"),
+            ("\u{202e}di.resu", "audit.attribute.\\u{202e}di.resu"),
+        ] {
+            assert_eq!(otel_key(key), named, "{key:?}");
+        }
     }
 }

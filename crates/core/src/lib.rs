@@ -75,7 +75,7 @@ pub mod conformance;
 pub use async_sink::{AsyncSink, WriteCancelled};
 pub use attributes::{
     AttrValue, AttributeError, Attributes, MAX_ATTRIBUTE_KEY_BYTES, MAX_ATTRIBUTE_VALUE_BYTES,
-    MAX_ATTRIBUTES, MAX_ID_BYTES, check_id,
+    MAX_ATTRIBUTES, MAX_ID_BYTES, check_id, otel_key,
 };
 pub use auditor::{Auditor, MAX_PAYLOAD_DEPTH};
 pub use dispatcher::{

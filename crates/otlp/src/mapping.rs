@@ -128,7 +128,7 @@ pub fn map_record(record: &Record, prev: &str, observed_unix_nanos: u64) -> LogR
     }
     for (k, v) in record.attributes.iter() {
         attributes.push(KeyValue {
-            key: attribute_key(k),
+            key: agent_audit_core::otel_key(k),
             value: Some(attr_any(v)),
             key_strindex: 0,
         });
@@ -257,33 +257,6 @@ fn kv_str(key: &str, value: &str) -> KeyValue {
             value: Some(Value::StringValue(value.to_string())),
         }),
         key_strindex: 0,
-    }
-}
-
-/// The OTLP key of a record attribute: a dotted name (`tenant.id`,
-/// `deployment.environment.name`) is taken as the OTel convention it
-/// names and kept; a plain name, or one in the namespaces this mapping
-/// fills itself (`audit.`, `gen_ai.`, `user.`, `session.`, `error.`) or
-/// the resource's (`service.`, `telemetry.`) or the specification
-/// reserves (`otel.`), goes under `audit.attribute.` so it can neither
-/// pose as nor override them (an `error.type` attribute would make a
-/// record that failed nothing look like an error, or give an error record
-/// a second `error.type`).
-pub(crate) fn attribute_key(key: &str) -> String {
-    const OURS: [&str; 8] = [
-        "audit.",
-        "gen_ai.",
-        "user.",
-        "session.",
-        "error.",
-        "service.",
-        "telemetry.",
-        "otel.",
-    ];
-    if key.contains('.') && !OURS.iter().any(|p| key.starts_with(p)) {
-        key.to_string()
-    } else {
-        format!("audit.attribute.{key}")
     }
 }
 

@@ -287,7 +287,7 @@ pub(crate) fn encode_record(
         put_kv_str(buf, 6, "session.id", s);
     }
     for (k, v) in record.attributes.iter() {
-        put_kv_attr(buf, &crate::mapping::attribute_key(k), v);
+        put_kv_attr(buf, &agent_audit_core::otel_key(k), v);
     }
     if let Some(op) = operation_name(&record.event_type) {
         put_kv_str(buf, 6, "gen_ai.operation.name", op);

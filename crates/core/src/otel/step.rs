@@ -10,8 +10,8 @@ use opentelemetry::{Array, Context, KeyValue, StringValue, Value};
 use serde::Serialize;
 
 use super::{Telemetry, from_otel_span, from_otel_trace, to_otel_span, to_otel_trace};
-use crate::Auditor;
 use crate::ids::{SpanId, TraceFlags};
+use crate::{AttrValue, Auditor};
 
 /// The GenAI operation a step is (`gen_ai.operation.name`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,7 +132,53 @@ pub(crate) fn redacted_str(auditor: &Auditor, value: &str) -> String {
         None => return String::new(),
         Some(json) => serde_json::from_str::<String>(&json).unwrap_or(json),
     };
-    bounded(&crate::text::sanitize(&text), MAX_SUPPLIED_LEN)
+    fitted(&text)
+}
+
+/// A string fit for a span: control characters escaped
+/// ([`text::sanitize`](crate::text::sanitize)), at most
+/// [`MAX_SUPPLIED_LEN`] bytes.
+fn fitted(text: &str) -> String {
+    bounded(&crate::text::sanitize(text), MAX_SUPPLIED_LEN)
+}
+
+/// Who asked, as a span carries it: `user.id` and `session.id` (the OTel
+/// conventions' names), then each attribute under
+/// [`otel_key`](crate::otel_key), the OTLP log records' name for it.
+/// The values are the scope's, which the redaction rules already made
+/// what the records carry (a `hash` rule's pseudonym, never the clear
+/// id); strings are escaped and bounded like every other string a span
+/// takes from outside ([`fitted`]), so a span's `user.id` is the record's
+/// `user_id` cut to [`MAX_SUPPLIED_LEN`] bytes when longer.
+fn identity(auditor: &Auditor) -> Vec<KeyValue> {
+    let scope = &auditor.scope;
+    let mut out = Vec::with_capacity(2 + scope.attributes.len());
+    if let Some(user) = &scope.user_id {
+        out.push(KeyValue::new("user.id", fitted(user)));
+    }
+    if let Some(session) = &scope.session_id {
+        out.push(KeyValue::new("session.id", fitted(session)));
+    }
+    for (key, value) in scope.attributes.iter() {
+        out.push(KeyValue::new(crate::otel_key(key), span_value(value)));
+    }
+    out
+}
+
+/// An attribute value as a span attribute: strings as strings (escaped and
+/// bounded), integers that fit `i64` as integers, other numbers as floats
+/// (beyond `i64`, their decimal text, so that nothing is rounded), and
+/// booleans as booleans.
+fn span_value(value: &AttrValue) -> Value {
+    match value {
+        AttrValue::Bool(b) => Value::Bool(*b),
+        AttrValue::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Value::I64(i),
+            (None, Some(f)) if n.is_f64() => Value::F64(f),
+            _ => Value::String(n.to_string().into()),
+        },
+        AttrValue::String(s) => Value::String(fitted(s).into()),
+    }
 }
 
 /// Whether a response model, as [`redacted_str`] left it, looks like a
@@ -248,6 +294,9 @@ impl GenAiStep {
         if let Some(c) = &parent.scope.correlation_id {
             attrs.push(KeyValue::new("gen_ai.conversation.id", c.to_string()));
         }
+        // On the span only: ids and attributes would give the metrics a
+        // series per user.
+        attrs.extend(identity(parent));
         let own = parent.otel.step_span == Some(parent.scope.span_id);
         let parent_span = if own {
             Some(parent.scope.span_id)
