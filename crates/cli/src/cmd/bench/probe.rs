@@ -56,8 +56,7 @@ pub(super) struct Probe {
 }
 
 impl Probe {
-    /// Starts probing at once (so even a short run has a sample) and every
-    /// [`EVERY`] after.
+    /// Starts probing at once and every [`EVERY`] after.
     pub(super) fn start(auditor: Auditor) -> Probe {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
@@ -67,6 +66,15 @@ impl Probe {
                 below_durable: 0,
             };
             for i in 0u64.. {
+                // The first probe at once, so even a short run has a
+                // sample; none started once the tasks are done, so every
+                // sample was taken under their load.
+                if i > 0 {
+                    tokio::time::sleep(EVERY).await;
+                    if stopped.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
                 let call = ToolCall {
                     tool: "get_account_balance",
                     call_id: format!("probe_{i:012}"),
@@ -85,17 +93,14 @@ impl Probe {
                 if matches!(receipt.level, AckLevel::Accepted | AckLevel::Written) {
                     waits.below_durable += 1;
                 }
-                if stopped.load(Ordering::Relaxed) {
-                    break;
-                }
-                tokio::time::sleep(EVERY).await;
             }
             Ok(waits)
         });
         Probe { stop, task }
     }
 
-    /// Stops after the probe in flight and returns the waits.
+    /// Lets the probe in flight finish, starts no other, and returns the
+    /// waits.
     pub(super) async fn stop(self) -> Result<Waits, crate::error::CliError> {
         self.stop.store(true, Ordering::Relaxed);
         let waits = self
