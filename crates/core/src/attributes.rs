@@ -208,22 +208,28 @@ pub enum AttributeError {
 /// starting with a letter: `tenant.id`, `deployment.environment.name`) is
 /// taken as the convention it names and kept. Anything else goes under
 /// `audit.attribute.`: a plain name; a name in the namespaces agent-audit
-/// fills itself (`audit.`, `gen_ai.`, `user.`, `session.`, `error.`), the
-/// resource's (`service.`, `telemetry.`) or the one the specification
-/// reserves (`otel.`), so that it can neither pose as nor override them
-/// (a `user.id` attribute would name another user than the record's
-/// `user_id`; an `error.type` one would make a record or a span that
-/// failed nothing look like an error); and a name spelled otherwise
-/// (` user.id`, `User.Id`), which a backend that trims or folds case
-/// would read as ours. There, characters
+/// fills itself (`audit.`, `agent_audit.`, `gen_ai.`, `user.`, `session.`,
+/// `error.`, and `enduser.`, the older conventions' name for the user,
+/// which backends still show as the user), the resource's (`service.`,
+/// `telemetry.`) or the one the specification reserves (`otel.`), so that
+/// it can neither pose as nor override them (a `user.id` or `enduser.id`
+/// attribute would name another user than the record's `user_id`; an
+/// `error.type` one would make a record or a span that failed nothing
+/// look like an error); and a name spelled otherwise (` user.id`,
+/// `User.Id`), which a backend that trims or folds case would read as
+/// ours. There, characters
 /// [`text::is_terminal_unsafe`](crate::text::is_terminal_unsafe) deems
-/// unsafe are escaped ([`text::sanitize`](crate::text::sanitize)), so a key
-/// cannot drive the terminal or viewer that shows it.
+/// unsafe are escaped as `\u{..}` ([`text::sanitize`](crate::text::sanitize)),
+/// so a key cannot drive the terminal or viewer that shows it, and so is a
+/// backslash, so that no two keys get one name (`a\u{1b}` typed out
+/// would otherwise be the escaped form of `a` followed by ESC).
 pub fn otel_key(key: &str) -> String {
-    const OURS: [&str; 8] = [
+    const OURS: [&str; 10] = [
         "audit.",
+        "agent_audit.",
         "gen_ai.",
         "user.",
+        "enduser.",
         "session.",
         "error.",
         "service.",
@@ -231,10 +237,14 @@ pub fn otel_key(key: &str) -> String {
         "otel.",
     ];
     if convention_like(key) && !OURS.iter().any(|p| key.starts_with(p)) {
-        key.to_string()
-    } else {
-        format!("audit.attribute.{}", crate::text::sanitize(key))
+        return key.to_string();
     }
+    let key = if key.contains('\\') {
+        crate::text::sanitize(&key.replace('\\', "\\u{5c}"))
+    } else {
+        crate::text::sanitize(key)
+    };
+    format!("audit.attribute.{key}")
 }
 
 /// Whether `key` is spelled as an OTel semantic convention's attribute
@@ -552,6 +562,8 @@ mod tests {
             ),
             ("error.type", "audit.attribute.error.type"),
             ("audit.attribute.x", "audit.attribute.audit.attribute.x"),
+            ("enduser.id", "audit.attribute.enduser.id"),
+            ("agent_audit.sink", "audit.attribute.agent_audit.sink"),
             // Lookalikes a trimming or case-folding backend would read as
             // ours, and names no convention is spelled as.
             (" user.id", "audit.attribute. user.id"),
@@ -566,5 +578,8 @@ mod tests {
         ] {
             assert_eq!(otel_key(key), named, "{key:?}");
         }
+        // A key typed as the escaped form of another is not its name.
+        assert_eq!(otel_key("a\\u{1b}"), "audit.attribute.a\\u{5c}u{1b}");
+        assert_ne!(otel_key("a\\u{1b}"), otel_key("a\u{1b}"));
     }
 }

@@ -154,6 +154,8 @@ async fn every_span_of_a_request_carries_its_user_session_and_attributes() {
         .unwrap()
         .with_attribute("error.type", "spoof")
         .unwrap()
+        .with_attribute("enduser.id", "mallory")
+        .unwrap()
         .with_attribute("gen_ai.operation.name", "spoof")
         .unwrap()
         .for_request(Some("req-1"));
@@ -201,6 +203,11 @@ async fn every_span_of_a_request_carries_its_user_session_and_attributes() {
             string("spoof")
         );
         assert_eq!(attr(s, "error.type"), None, "{name} failed nothing");
+        assert_eq!(attr(s, "enduser.id"), None, "{name}: the older user key");
+        assert_eq!(
+            attr(s, "audit.attribute.enduser.id").cloned(),
+            string("mallory")
+        );
         assert!(
             s.attributes
                 .iter()
@@ -263,6 +270,9 @@ async fn hostile_ids_reach_spans_escaped_and_bounded_and_an_over_long_one_not_at
     // span carries it.
     let huge = "H".repeat(10 * 1024 * 1024);
     let c = base
+        // The correlation id (no limit of its own on records) is a
+        // caller's id too: escaped and bounded on the span.
+        .with_correlation_id(&format!("conv\u{1b}[2J{}", "C".repeat(1024 * 1024)))
         .with_user(&huge)
         .with_session("s-9")
         .for_request(Some("req-c"));
@@ -300,6 +310,14 @@ async fn hostile_ids_reach_spans_escaped_and_bounded_and_an_over_long_one_not_at
     }
     for s in of_c {
         assert_eq!(attr(s, "user.id"), None, "{}", s.name);
+        let Some(Value::String(conversation)) = attr(s, "gen_ai.conversation.id") else {
+            panic!("{}: no gen_ai.conversation.id", s.name)
+        };
+        assert!(
+            conversation.as_str().starts_with("conv\\u{1b}[2JCCC"),
+            "{}",
+            s.name
+        );
         assert_eq!(attr(s, "session.id").cloned(), string("s-9"));
     }
     for s in &spans {

@@ -292,7 +292,9 @@ impl GenAiStep {
     ) -> GenAiStep {
         let telemetry = parent.telemetry();
         if let Some(c) = &parent.scope.correlation_id {
-            attrs.push(KeyValue::new("gen_ai.conversation.id", c.to_string()));
+            // Given by the caller, often from a request header: escaped
+            // and bounded like the user and session ids.
+            attrs.push(KeyValue::new("gen_ai.conversation.id", fitted(c)));
         }
         // On the span only: ids and attributes would give the metrics a
         // series per user.
