@@ -211,7 +211,7 @@ impl DispatcherBuilder {
             })
             .collect::<Result<_, _>>()?;
         let shared = Arc::new(Shared {
-            order: tokio::sync::Mutex::new(Order::new(last_seq + 1, lease)),
+            order: Mutex::new(Order::new(last_seq + 1, lease)),
             sinks: slots,
             attributes: self.attributes.redacted(self.filter.as_ref()),
             filter: self.filter,

@@ -207,7 +207,7 @@ impl SinkSlot {
 impl Shared {
     /// Turns pending drops, failures and sink notices into `audit_gap`
     /// records.
-    pub(super) async fn flush_gaps(&self, order: &mut Order, force: bool) {
+    pub(super) fn flush_gaps(&self, order: &mut Order, force: bool) {
         for (i, s) in self.sinks.iter().enumerate() {
             let gaps = s.take_gaps(force);
             for gap in gaps {
@@ -230,10 +230,13 @@ impl Shared {
                             other.push(record.clone(), true);
                         }
                     } else {
-                        if other.options.overflow == Overflow::Block && !force {
-                            other.queue.wait_for_room(&self.closed).await;
-                        }
-                        other.push(record.clone(), force);
+                        // A `block` queue takes the note even when full
+                        // (one record past its capacity per note): the
+                        // order lock is never held across a wait, and
+                        // the note must not be dropped from a sink that
+                        // drops nothing.
+                        let block = other.options.overflow == Overflow::Block;
+                        other.push(record.clone(), force || block);
                     }
                 }
             }

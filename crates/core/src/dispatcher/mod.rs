@@ -68,8 +68,9 @@ impl std::fmt::Debug for Dispatcher {
 /// What every handle of one dispatcher shares.
 struct Shared {
     /// The numbering; held while a record is stamped and queued, so that
-    /// every queue holds records in seq order.
-    order: tokio::sync::Mutex<Order>,
+    /// every queue holds records in seq order. Never held across an await
+    /// (see [`emit`]).
+    order: Mutex<Order>,
     sinks: Vec<Arc<SinkSlot>>,
     filter: Option<Arc<dyn PayloadFilter>>,
     /// Attributes stamped on every record (`[attributes]`), redacted.
@@ -113,7 +114,7 @@ impl Dispatcher {
     ///
     /// [`MAX_SEQ`]: crate::MAX_SEQ
     pub async fn next_seq(&self) -> u64 {
-        self.shared.order.lock().await.next_seq
+        lock(&self.shared.order).next_seq
     }
 
     /// Runs `hook` at the start of [`Dispatcher::shutdown`], while records

@@ -49,14 +49,14 @@ impl Dispatcher {
                 wake.notify_one();
             });
         }
-        // Set before taking the order lock: an emitter holding it while it
-        // waits for room in a stalled sink's queue (`block`) is released by
-        // this and returns `Closed`, so shutdown cannot deadlock on it.
+        // Set before taking the order lock: an emitter waiting for room in
+        // a stalled sink's queue (`block`) is released by this and returns
+        // `Closed`, so shutdown cannot deadlock on it.
         let first = !shared.closed.swap(true, Ordering::AcqRel);
         for s in &shared.sinks {
             s.queue.room.notify_waiters();
         }
-        drop(shared.order.lock().await);
+        drop(lock(&shared.order));
         if first {
             // Drain while the sinks are still open, so that failures and
             // drops during the drain become audit_gap records in the
@@ -71,9 +71,9 @@ impl Dispatcher {
         let mut lease_error = None;
         let unnumbered_gaps;
         {
-            let mut order = shared.order.lock().await;
+            let mut order = lock(&shared.order);
             if first {
-                shared.flush_gaps(&mut order, true).await;
+                shared.flush_gaps(&mut order, true);
                 // `next_seq` starts at 1 at least.
                 let last_used = order.next_seq - 1;
                 if let Some(e) = order.lease_error.take() {
