@@ -492,6 +492,64 @@ impl serde_json::ser::Formatter for DepthLimit {
     }
 }
 
+thread_local! {
+    /// The JSON of the scope keys (`request_id` to `attributes`) of the
+    /// last scope this thread wrote: a handle emits many records under one
+    /// scope, whose ids and attributes are then copied instead of escaped
+    /// and hex-formatted again. The whole scope is compared, so a scope
+    /// that differs in anything is written afresh, never from a stale text.
+    static SCOPE_JSON: std::cell::RefCell<(Option<Scope>, Vec<u8>)> =
+        const { std::cell::RefCell::new((None, Vec::new())) };
+}
+
+/// Appends `,"request_id":…,"attributes":{…}` for `scope`.
+fn push_scope_json(scope: &Scope, out: &mut Vec<u8>) -> Result<(), EmitError> {
+    SCOPE_JSON.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut cached) => {
+            if cached.0.as_ref() != Some(scope) {
+                let (key, text) = &mut *cached;
+                text.clear();
+                // A failed write leaves no entry behind.
+                *key = None;
+                write_scope_json(scope, text)?;
+                *key = Some(scope.clone());
+            }
+            out.extend_from_slice(&cached.1);
+            Ok(())
+        }
+        Err(_) => write_scope_json(scope, out),
+    })
+}
+
+fn write_scope_json(scope: &Scope, out: &mut Vec<u8>) -> Result<(), EmitError> {
+    out.extend_from_slice(b",\"request_id\":");
+    serde_json::to_writer(&mut *out, &scope.request_id.as_deref())?;
+    out.extend_from_slice(b",\"correlation_id\":");
+    serde_json::to_writer(&mut *out, &scope.correlation_id.as_deref())?;
+    out.extend_from_slice(b",\"trace_id\":\"");
+    scope.trace_id.push_hex(&mut *out);
+    out.extend_from_slice(b"\",\"span_id\":\"");
+    scope.span_id.push_hex(&mut *out);
+    out.extend_from_slice(b"\",\"parent_span_id\":");
+    match scope.parent_span_id {
+        Some(p) => {
+            out.push(b'"');
+            p.push_hex(&mut *out);
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"agent\":");
+    serde_json::to_writer(&mut *out, &scope.agent.as_deref())?;
+    out.extend_from_slice(b",\"user_id\":");
+    serde_json::to_writer(&mut *out, &scope.user_id.as_deref())?;
+    out.extend_from_slice(b",\"session_id\":");
+    serde_json::to_writer(&mut *out, &scope.session_id.as_deref())?;
+    out.extend_from_slice(b",\"attributes\":");
+    out.extend_from_slice(scope.attributes.json().as_bytes());
+    Ok(())
+}
+
 /// Serialises everything from `event_type` to `payload` in schema order.
 pub(crate) fn serialize_draft<P: Serialize + ?Sized>(
     meta: RecordMeta,
@@ -500,31 +558,7 @@ pub(crate) fn serialize_draft<P: Serialize + ?Sized>(
     let mut out: Vec<u8> = Vec::with_capacity(640);
     out.extend_from_slice(b"\"event_type\":");
     serde_json::to_writer(&mut out, meta.event_type.as_str())?;
-    out.extend_from_slice(b",\"request_id\":");
-    serde_json::to_writer(&mut out, &meta.scope.request_id.as_deref())?;
-    out.extend_from_slice(b",\"correlation_id\":");
-    serde_json::to_writer(&mut out, &meta.scope.correlation_id.as_deref())?;
-    out.extend_from_slice(b",\"trace_id\":\"");
-    meta.scope.trace_id.push_hex(&mut out);
-    out.extend_from_slice(b"\",\"span_id\":\"");
-    meta.scope.span_id.push_hex(&mut out);
-    out.extend_from_slice(b"\",\"parent_span_id\":");
-    match meta.scope.parent_span_id {
-        Some(p) => {
-            out.push(b'"');
-            p.push_hex(&mut out);
-            out.push(b'"');
-        }
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"agent\":");
-    serde_json::to_writer(&mut out, &meta.scope.agent.as_deref())?;
-    out.extend_from_slice(b",\"user_id\":");
-    serde_json::to_writer(&mut out, &meta.scope.user_id.as_deref())?;
-    out.extend_from_slice(b",\"session_id\":");
-    serde_json::to_writer(&mut out, &meta.scope.session_id.as_deref())?;
-    out.extend_from_slice(b",\"attributes\":");
-    out.extend_from_slice(meta.scope.attributes.json().as_bytes());
+    push_scope_json(&meta.scope, &mut out)?;
     out.extend_from_slice(b",\"payload\":");
     let payload_at = out.len();
     let mut ser = serde_json::Serializer::with_formatter(&mut out, DepthLimit(0));
