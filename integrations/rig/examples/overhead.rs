@@ -5,7 +5,18 @@
 //!
 //! ```sh
 //! cargo run --release --manifest-path integrations/rig/Cargo.toml --example overhead -- 300
+//! # the hook alone, no disk: a MemorySink
+//! cargo run --release --manifest-path integrations/rig/Cargo.toml --example overhead -- 300 memory
+//! # each model call answered after 50 ms, as a fast hosted model would
+//! cargo run --release --manifest-path integrations/rig/Cargo.toml --example overhead -- 100 file 50
 //! ```
+//!
+//! Fairness: the two runs of a pair go in alternating order, and each pair
+//! starts with the log's writer idle (a pause outside the timings), so no
+//! run is billed for the previous audited run's write-behind (its last
+//! records are fsynced after it returned). Medians of the per-run times are
+//! printed beside the means: the machine is shared and a mean follows its
+//! outliers.
 
 #[allow(unused_imports)]
 #[path = "../tests/common/mod.rs"]
@@ -55,13 +66,13 @@ impl PortableTool for GetAccountBalance {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let runs: usize = std::env::args()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(200);
+    let mut args = std::env::args().skip(1);
+    let runs: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(200);
     // `memory`: a MemorySink instead of the file, to tell the hook's own
     // cost from the disk's.
-    let memory = std::env::args().nth(2).as_deref() == Some("memory");
+    let memory = args.next().as_deref() == Some("memory");
+    // Milliseconds the server takes per model call (0: answers at once).
+    let latency = Duration::from_millis(args.next().and_then(|n| n.parse().ok()).unwrap_or(0));
     let dir = tempfile::tempdir()?;
     let builder = Dispatcher::builder();
     let builder = if memory {
@@ -76,7 +87,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let dispatcher = builder.start().await?;
     // Stateless: a conversation holding a tool result gets the answer.
-    let server = ChatServer::with_handler(|req| {
+    let server = ChatServer::with_handler(move |req| {
+        if !latency.is_zero() {
+            // The test server's handler is synchronous: this blocks one
+            // runtime worker, which only serves this connection meanwhile.
+            std::thread::sleep(latency);
+        }
         if String::from_utf8_lossy(&req.body).contains("\"role\":\"tool\"") {
             Reply::completion(Some("The balance is 1024.50 EUR."), &[])
         } else {
@@ -103,36 +119,56 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build();
     let root = Auditor::new(dispatcher.clone());
 
-    let mut plain = Duration::ZERO;
-    let mut audited = Duration::ZERO;
+    let mut plain = Vec::with_capacity(runs);
+    let mut audited = Vec::with_capacity(runs);
     for i in 0..runs + 20 {
-        let t = Instant::now();
-        agent
-            .prompt("What is the balance of account 12345?")
-            .await?;
-        let a = t.elapsed();
-        let hook = AuditHook::new(&root.for_request(None));
-        let t = Instant::now();
-        let r = agent
-            .prompt("What is the balance of account 12345?")
-            .add_hook(hook.clone())
-            .await;
-        hook.check(r)?;
-        let b = t.elapsed();
+        // The log's writer finishes the previous pair's records first.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (mut a, mut b) = (Duration::ZERO, Duration::ZERO);
+        for audit in [i % 2 == 0, i % 2 != 0] {
+            let t = Instant::now();
+            if audit {
+                let hook = AuditHook::new(&root.for_request(None));
+                let r = agent
+                    .prompt("What is the balance of account 12345?")
+                    .add_hook(hook.clone())
+                    .await;
+                hook.check(r)?;
+                b = t.elapsed();
+            } else {
+                agent
+                    .prompt("What is the balance of account 12345?")
+                    .await?;
+                a = t.elapsed();
+            }
+        }
         // The first 20 pairs warm up connections and caches.
         if i >= 20 {
-            plain += a;
-            audited += b;
+            plain.push(a);
+            audited.push(b);
         }
     }
     let report = dispatcher.shutdown(Duration::from_secs(10)).await;
-    let per = |d: Duration| d.as_secs_f64() * 1000.0 / runs as f64;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mean = |v: &[Duration]| v.iter().map(|d| ms(*d)).sum::<f64>() / v.len() as f64;
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        ms(v[v.len() / 2])
+    };
+    let (mean_a, mean_b) = (mean(&plain), mean(&audited));
+    let (med_a, med_b) = (median(&mut plain), median(&mut audited));
     println!(
-        "{runs} runs each: without the hook {:.3} ms/run, with it {:.3} ms/run: +{:.3} ms ({:+.1} %); sink clean: {}",
-        per(plain),
-        per(audited),
-        per(audited) - per(plain),
-        (audited.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0,
+        "{runs} runs each ({}, model latency {} ms): without the hook {med_a:.3} ms/run median ({mean_a:.3} mean), with it {med_b:.3} ms/run median ({mean_b:.3} mean): +{:.3} ms ({:+.1} %) by medians, +{:.3} ms ({:+.1} %) by means; sink clean: {}",
+        if memory {
+            "memory sink"
+        } else {
+            "jsonl, fsync batch"
+        },
+        latency.as_millis(),
+        med_b - med_a,
+        (med_b / med_a - 1.0) * 100.0,
+        mean_b - mean_a,
+        (mean_b / mean_a - 1.0) * 100.0,
         report.is_clean()
     );
     Ok(())
