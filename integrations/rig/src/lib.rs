@@ -20,8 +20,9 @@
 //! | `on_dispatch` of a completion | `assistant_input` (`model`, `messages`, `tools`) | `chat {model}`, child of the run |
 //! | `on_model_turn_finished` | `assistant_output` (`content`, `tool_calls`, `model` as reported, `response_id`, `finish_reason`, `usage`, `latency_ms`) | the same `chat` span |
 //! | `on_dispatch` of a tool | `tool_call` (`tool`, `call_id`, `arguments`), **waited on to Durable** | `execute_tool {tool}`, child of the run |
-//! | `on_outcome` of a tool | `tool_result` or `tool_error`, matched by call id | the same `execute_tool` span |
-//! | `on_run_settled` | `final_result` (`answer`), or `model_error` when a model call failed | the run's span |
+//! | `on_outcome` of a tool | `tool_result` or `tool_error`, matched to its `tool_call` by rig's effect id (the model's call ids may repeat) | the same `execute_tool` span |
+//! | `on_invalid_tool_call` (a call rig will not dispatch) | `tool_call` and `tool_error` (`unknown_tool`, `disallowed`, `invalid_arguments`), after the turn's `assistant_output` | `execute_tool {tool}`, child of the run |
+//! | `on_run_settled` | `final_result` (`answer`, `end`), or `model_error` when a model call failed | the run's span |
 //!
 //! The spans are the GenAI step helpers of `agent_audit_core::otel`, the
 //! ones agent-audit's runtime opens: with an OpenTelemetry provider
@@ -35,6 +36,10 @@
 //! reason names the sink and the cause. [`AuditHook::check`] turns that
 //! into the typed [`AuditError`]. Any other record that cannot be written
 //! stops the run the same way.
+//!
+//! A run rig resumes past its first model call (`Agent::resume`) gets no
+//! `on_run_start`: the hook opens it on its first dispatch, so its pending
+//! tools are audited before they run all the same.
 //!
 //! One hook is one request: build it from the request's [`Auditor`](agent_audit_core::Auditor)
 //! (`for_request`, and `with_user`, `with_session`, `with_attribute`,
