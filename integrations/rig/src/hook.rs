@@ -20,7 +20,7 @@ use crate::convert::{
 use crate::error::{AuditError, RunError};
 use crate::records::{Settled, TurnData};
 use crate::refused::refused;
-use crate::state::{Inner, Names, lock};
+use crate::state::{Inner, Names, RunGuards, lock};
 
 /// A rig [`AgentHook`] that audits every step of a run. Cheap to clone:
 /// clones share the run state and the first audit error.
@@ -107,6 +107,7 @@ impl AgentHook for AuditHook {
     ) -> impl Future<Output = RunStartAction> + Send {
         let inner = self.inner.clone();
         let run = ctx.run_id();
+        guard(ctx, &inner);
         let agent = ctx.agent_name().unwrap_or(DEFAULT_AGENT).to_string();
         let content = user_text(event.prompt);
         async move { inner.run_start(run, agent, content).await }
@@ -138,6 +139,8 @@ impl AgentHook for AuditHook {
         };
         let inner = self.inner.clone();
         let run = ctx.run_id();
+        // A resumed run opens here (rig skips its on_run_start).
+        guard(ctx, &inner);
         let agent = ctx.agent_name().unwrap_or(DEFAULT_AGENT).to_string();
         async move {
             match step {
@@ -236,4 +239,11 @@ impl AgentHook for AuditHook {
         let run = ctx.run_id();
         async move { inner.settled(run, outcome).await }
     }
+}
+
+/// Ties the hook's state of the run to rig's context of the run.
+fn guard(ctx: &HookContext, inner: &Arc<Inner>) {
+    let run = ctx.run_id();
+    ctx.scratchpad()
+        .update::<RunGuards, _>(|guards| guards.add(inner, run));
 }

@@ -2,7 +2,7 @@
 //! first audit error, and the one way a record is written.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use agent_audit_core::otel::GenAiStep;
@@ -104,6 +104,38 @@ impl Inner {
                 event: name,
                 source,
             })),
+        }
+    }
+}
+
+/// The hooks' guards of one run, kept in rig's per-run scratchpad: rig
+/// drops the scratchpad with the run, so a run dropped before it settled
+/// (a caller's timeout) does not leave its state in a hook that outlives
+/// it (one added with `AgentBuilder::add_hook` serves every run).
+#[derive(Clone, Default)]
+pub(crate) struct RunGuards(Vec<Arc<RunGuard>>);
+
+pub(crate) struct RunGuard {
+    inner: Weak<Inner>,
+    run: RunId,
+}
+
+impl RunGuards {
+    /// Guards `run` for the hook `inner`, once.
+    pub(crate) fn add(&mut self, inner: &Arc<Inner>, run: RunId) {
+        let weak = Arc::downgrade(inner);
+        if !self.0.iter().any(|g| g.inner.ptr_eq(&weak)) {
+            self.0.push(Arc::new(RunGuard { inner: weak, run }));
+        }
+    }
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.upgrade() {
+            // Open tool calls keep their tool_call without a result (the
+            // review commands show them unfinished); nothing is written.
+            lock(&inner.runs).remove(&self.run);
         }
     }
 }

@@ -688,3 +688,42 @@ async fn a_hanging_model_server_leaves_an_unanswered_model_call() {
     let text = timeline.render_text();
     assert!(text.contains("[no answer in the trail]"), "{text}");
 }
+
+/// A hook serving several runs (as `AgentBuilder::add_hook` does) after
+/// one of them was dropped mid-call: the dropped run's state goes with it,
+/// so a later run still starts clean and its result is its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_run_leaves_nothing_behind_in_a_reused_hook() {
+    let dir = tempfile::tempdir().unwrap();
+    let required = MemorySink::new();
+    let d = dispatcher(&required).await;
+    let served = std::sync::atomic::AtomicUsize::new(0);
+    let huge = "z".repeat(2 << 20);
+    let server = ChatServer::with_handler(move |_| {
+        match served.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => Reply::hang(),
+            1 => Reply::completion(Some(&huge), &[]),
+            _ => Reply::completion(Some("Fine."), &[]),
+        }
+    })
+    .await;
+    let assistant = agent(&server, Mark::new(&dir, &required));
+    let hook = AuditHook::new(&Auditor::new(d.clone()).for_request(Some("r-dropped-reuse")));
+    let dropped = tokio::time::timeout(
+        Duration::from_millis(300),
+        assistant.prompt("One").add_hook(hook.clone()),
+    )
+    .await;
+    assert!(dropped.is_err(), "the hanging call returned");
+    // An audit failure the caller does not check...
+    let second = assistant.prompt("Two").add_hook(hook.clone()).await;
+    assert!(
+        second.is_err(),
+        "the unrecordable answer did not stop the run"
+    );
+    // ...is not the next run's.
+    let third = assistant.prompt("Three").add_hook(hook.clone()).await;
+    let third = hook.check(third).map(|r| r.output());
+    finish(&d).await;
+    assert_eq!(third.unwrap(), "Fine.");
+}
