@@ -727,3 +727,42 @@ async fn a_dropped_run_leaves_nothing_behind_in_a_reused_hook() {
     finish(&d).await;
     assert_eq!(third.unwrap(), "Fine.");
 }
+
+/// Audit before act under `tool_concurrency(2)`: the sink fails as the
+/// model answers with two calls; neither tool runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sink_under_concurrent_tools_runs_neither() {
+    let dir = tempfile::tempdir().unwrap();
+    let required = MemorySink::new();
+    let d = dispatcher(&required).await;
+    let breaks = required.clone();
+    let server = ChatServer::with_handler(move |_| {
+        // user_request and assistant_input are in before the failure.
+        let start = std::time::Instant::now();
+        while breaks.len() < 2 && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        breaks.fail_with(FailureKind::Permanent, "audit disk unavailable");
+        Reply::completion(
+            None,
+            &[
+                ("call_a", "mark", r#"{"name": "A"}"#),
+                ("call_b", "mark", r#"{"name": "B"}"#),
+            ],
+        )
+    })
+    .await;
+    let assistant = agent(&server, Mark::new(&dir, &required));
+    let hook = AuditHook::new(&Auditor::new(d.clone()).for_request(Some("r-conc-fail")));
+    let result = assistant
+        .prompt("Mark A and B")
+        .tool_concurrency(2)
+        .add_hook(hook.clone())
+        .await;
+    let _ = d.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(marker(&dir, "A"), None, "A ran without a durable tool_call");
+    assert_eq!(marker(&dir, "B"), None, "B ran without a durable tool_call");
+    assert!(matches!(result, Err(PromptError::Cancelled { .. })));
+    assert!(matches!(hook.check(result), Err(RunError::Audit(_))));
+    assert_eq!(server.requests().len(), 1);
+}
