@@ -157,9 +157,10 @@ impl SinkSlot {
         self.gap_pending.store(true, Ordering::Release);
     }
 
-    /// The gap records due now; `force` (at shutdown) takes all of them.
-    fn take_gaps(&self, force: bool) -> Vec<Gap> {
-        if !self.gap_pending.load(Ordering::Acquire) {
+    /// The gap records due now, at most `most` of them (the rest stay
+    /// pending); `force` (at shutdown) takes all of them.
+    fn take_gaps(&self, force: bool, most: usize) -> Vec<Gap> {
+        if !self.gap_pending.load(Ordering::Acquire) || most == 0 {
             return Vec::new();
         }
         let mut o = lock(&self.outcomes);
@@ -174,7 +175,8 @@ impl SinkSlot {
                 error: None,
             });
         }
-        for notice in o.pending_notices.drain(..) {
+        let n = o.pending_notices.len().min(most - out.len());
+        for notice in o.pending_notices.drain(..n) {
             out.push(Gap {
                 reason: GapReason::SinkNotice,
                 count: 0,
@@ -182,12 +184,13 @@ impl SinkSlot {
                 error: Some(notice),
             });
         }
-        let due = force
-            || o.last_fail_note
-                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
-            || o.pending_fail
-                .as_ref()
-                .is_some_and(|f| f.ranges.len() >= FAIL_RANGES_PER_GAP);
+        let due = out.len() < most
+            && (force
+                || o.last_fail_note
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+                || o.pending_fail
+                    .as_ref()
+                    .is_some_and(|f| f.ranges.len() >= FAIL_RANGES_PER_GAP));
         if due && let Some(fail) = o.pending_fail.take() {
             o.last_fail_note = Some(Instant::now());
             out.push(Gap {
@@ -207,9 +210,21 @@ impl SinkSlot {
 impl Shared {
     /// Turns pending drops, failures and sink notices into `audit_gap`
     /// records.
+    ///
+    /// Outside shutdown (`force`), a note is numbered only while every
+    /// `block` queue has room for it: the rest stay pending, the emit finds
+    /// the full queue, waits for room and comes back to them first. A sink
+    /// noting something faster than a `block` sink drains (a notice at
+    /// every tick) then cannot grow that queue past its capacity, as it
+    /// could when every note went onto it regardless.
     pub(super) fn flush_gaps(&self, order: &mut Order, force: bool) {
         for (i, s) in self.sinks.iter().enumerate() {
-            let gaps = s.take_gaps(force);
+            let most = if force {
+                usize::MAX
+            } else {
+                self.room_for_notes()
+            };
+            let gaps = s.take_gaps(force, most);
             for gap in gaps {
                 let payload = gap.payload(&s.options.name);
                 let draft = self.internal_draft(EventType::AuditGap, &payload);
@@ -230,9 +245,8 @@ impl Shared {
                             other.push(record.clone(), true);
                         }
                     } else {
-                        // A `block` queue takes the note even when full
-                        // (one record past its capacity per note): the
-                        // order lock is never held across a wait, and
+                        // A `block` queue had room for the note (see
+                        // above; only holders of the order lock push), and
                         // the note must not be dropped from a sink that
                         // drops nothing.
                         let block = other.options.overflow == Overflow::Block;
@@ -241,6 +255,17 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// The fewest free places over the `block` queues: how many notes may
+    /// be numbered now without pushing one past its capacity.
+    fn room_for_notes(&self) -> usize {
+        self.sinks
+            .iter()
+            .filter(|s| s.options.overflow == Overflow::Block)
+            .map(|s| s.options.queue_capacity().saturating_sub(s.queue.len()))
+            .min()
+            .unwrap_or(usize::MAX)
     }
 }
 
