@@ -27,6 +27,12 @@ impl Dispatcher {
     /// every sink has it queued (or dropped it by policy).
     pub(crate) async fn submit(&self, draft: Draft) -> Result<u64, EmitError> {
         let shared = &self.shared;
+        // An emit that finds room never waits, so a task emitting flat out
+        // would never give its worker thread back: other tasks there (one
+        // waiting on a Durable receipt that has already settled) would
+        // wait for it to finish. Counting each emit against tokio's
+        // cooperative budget makes such a task yield now and then.
+        tokio::task::consume_budget().await;
         loop {
             if shared.closed.load(Ordering::Acquire) {
                 return Err(EmitError::Closed);
