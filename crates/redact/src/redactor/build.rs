@@ -11,6 +11,7 @@ use crate::detect;
 use crate::error::RedactError;
 use crate::names::{self, FieldName, Tokens};
 
+use super::screen::{Needs, Screen};
 use super::{FieldRule, MIN_KEY_BYTES, Norm, Redactor, Rule};
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -62,6 +63,9 @@ impl Redactor {
         let mut api = None;
         let mut seen = std::collections::HashSet::new();
         let mut anchored = false;
+        // What each detector needs to be present to fire (the screen).
+        let mut needs: Vec<Needs> = Vec::new();
+        let mut unscreened = false;
         let builtin = builtin_names();
         let add = |rules: &mut Vec<Rule>, name: &str, action: Action, norm: Norm| {
             rules.push(Rule {
@@ -95,6 +99,7 @@ impl Redactor {
                         source: Box::new(e),
                     })?;
                     anchored |= has_anchor(pattern);
+                    needs.push(Needs::Pattern(pattern.clone()));
                     let id = add(&mut rules, &r.name, action, Norm::Exact);
                     regexes.push((id, re));
                 }
@@ -154,9 +159,24 @@ impl Redactor {
             };
             let id = add(&mut rules, d.name(), config.action, norm);
             match d {
-                Detector::BearerToken => bearer = Some(id),
-                Detector::ApiKey => api = Some(id),
-                _ => {}
+                // `Basic` credentials are found by `asic`, any case the
+                // scanner knows; passwords in URLs by `://`.
+                Detector::BearerToken => {
+                    bearer = Some(id);
+                    needs.push(Needs::Pattern(detect::BEARER_TOKEN.into()));
+                    needs.push(Needs::Literals(&["asic", "ASIC"]));
+                }
+                Detector::ApiKey => {
+                    api = Some(id);
+                    needs.push(Needs::Pattern(detect::API_KEY.into()));
+                    needs.push(Needs::Literals(&["://"]));
+                }
+                // The address pattern starts with a class of every letter,
+                // but its `@` is a literal.
+                Detector::Email => needs.push(Needs::Literals(&["@"])),
+                Detector::PaymentCard => needs.push(Needs::Digits),
+                // Country code and digits: no literal to look for.
+                Detector::Iban => unscreened = true,
             }
             match (d, pattern) {
                 (_, Some(p)) => {
@@ -218,6 +238,11 @@ impl Redactor {
         }
         let key_filter =
             names::KeyFilter::new(&names::triggers(by_first.keys().map(String::as_str)));
+        let screen = if unscreened {
+            None
+        } else {
+            Screen::build(&needs)
+        };
         Ok(Redactor {
             custom_rules,
             rules,
@@ -229,6 +254,7 @@ impl Redactor {
             api,
             key,
             key_filter,
+            screen,
             by_first,
             first_byte,
             by_last,

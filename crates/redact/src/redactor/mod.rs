@@ -10,6 +10,7 @@ mod assign;
 mod build;
 mod cache;
 mod precheck;
+mod screen;
 mod walk;
 
 use agent_audit_core::{IdRewrite, PayloadFilter};
@@ -107,6 +108,8 @@ pub struct Redactor {
     anchored: bool,
     /// Finds `":`, the end of every key in compact JSON text.
     key_end: memchr::memmem::Finder<'static>,
+    /// Every detector's literals in one scan, when each has a finite set.
+    screen: Option<screen::Screen>,
     /// Tells this redactor's entries in the thread-local key cache apart.
     id: u64,
 }

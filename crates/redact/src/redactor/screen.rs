@@ -1,0 +1,187 @@
+//! The pre-check's first look at a payload: one pass over its text for
+//! the literals every detector needs, instead of one pass per detector.
+//!
+//! Every match of a pattern starts with one of a finite set of literals
+//! (its prefixes, as `regex-syntax` extracts them: `sk-`, `AKIA`, the case
+//! variants of `bearer`), and each hand-written scanner needs one too
+//! (`asic`/`ASIC` for `Basic` credentials, `://` for passwords in URLs,
+//! `@` for e-mail addresses, 13 digits for a card number). Text holding
+//! none of them cannot make a detector fire, so [`Screen::clears`] answers
+//! for all of them in one Aho-Corasick scan. A detector without such a set
+//! (a custom pattern that can start anywhere, such as `\w+@`, or the IBAN
+//! scanner) means no screen at all: the detectors then run one by one, as
+//! before.
+
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
+
+use super::actions::enough_digits;
+
+/// More literals than this and the scan would cost as much as the
+/// detectors it replaces.
+const MAX_LITERALS: usize = 200;
+
+/// Literals are cut to this many bytes: long enough that ordinary words
+/// (`account` before `AccountKey=`) do not hold them.
+const KEEP_BYTES: usize = 8;
+
+/// What one detector needs to be present before it can fire.
+pub(super) enum Needs {
+    /// One of the prefixes of this pattern's matches.
+    Pattern(String),
+    /// One of these literals.
+    Literals(&'static [&'static str]),
+    /// At least 13 ASCII digits (a card number).
+    Digits,
+}
+
+/// The literals of every detector, for one scan.
+#[derive(Debug)]
+pub(super) struct Screen {
+    /// `None` when only digits are needed.
+    literals: Option<regex::bytes::Regex>,
+    digits: bool,
+}
+
+impl Screen {
+    /// A screen for these detectors, or `None` when one of them has no
+    /// finite set of literals (or too many to be worth a scan).
+    pub(super) fn build(needs: &[Needs]) -> Option<Screen> {
+        let mut literals: Vec<Vec<u8>> = Vec::new();
+        let mut digits = false;
+        for need in needs {
+            match need {
+                Needs::Pattern(p) => literals.extend(prefixes(p)?),
+                Needs::Literals(l) => literals.extend(l.iter().map(|s| s.as_bytes().to_vec())),
+                Needs::Digits => digits = true,
+            }
+        }
+        // A prefix of a needed literal is needed too, in any case: cut to
+        // a few bytes and lower-cased, the 128 case variants of `bearer `
+        // and the 18 spellings of `aws_secret_access` become a few dozen
+        // literals, found in any case in one pass.
+        for l in &mut literals {
+            l.truncate(KEEP_BYTES);
+            l.make_ascii_lowercase();
+        }
+        literals.sort();
+        literals.dedup();
+        if literals.iter().any(Vec::is_empty) || literals.len() > MAX_LITERALS {
+            return None;
+        }
+        if literals.is_empty() && !digits {
+            return None;
+        }
+        // One case-insensitive alternation of the literals, which the regex
+        // engine scans with its lazy DFA. Measured under callgrind on the
+        // tutorial's records (`redact_cost`): about 1,500 instructions a
+        // record against 2,600 for the detectors one by one; an
+        // Aho-Corasick DFA over the same set took 2,600, and 64
+        // case-sensitive literals for the vectorised search 1,450 but more
+        // false hits.
+        let literals = if literals.is_empty() {
+            None
+        } else {
+            let alternation = literals
+                .iter()
+                .map(|l| escape_bytes(l))
+                .collect::<Vec<_>>()
+                .join("|");
+            let literals = regex::bytes::RegexBuilder::new(&alternation)
+                .unicode(false)
+                .case_insensitive(true)
+                .build()
+                .ok()?;
+            Some(literals)
+        };
+        Some(Screen { literals, digits })
+    }
+
+    /// Whether no detector can fire anywhere in `text`: `true` is a
+    /// promise, `false` only a maybe.
+    pub(super) fn clears(&self, text: &str) -> bool {
+        let literal = self
+            .literals
+            .as_ref()
+            .is_some_and(|l| l.is_match(text.as_bytes()));
+        !(literal || self.digits && enough_digits(text))
+    }
+}
+
+/// `bytes` as a pattern that matches exactly them (non-ASCII bytes as
+/// `\xHH`, which a byte regex without Unicode matches as that byte: a
+/// literal cut inside a character stays exact).
+fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for &b in bytes {
+        if b.is_ascii() {
+            out.push_str(&regex_syntax::escape(
+                char::from(b).encode_utf8(&mut [0; 4]),
+            ));
+        } else {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Literals one of which starts every match of `pattern`, parsed as the
+/// `regex` crate parses it; `None` when there is no finite set.
+fn prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
+    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    let literals = seq.literals()?;
+    Some(literals.iter().map(|l| l.as_bytes().to_vec()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Needs, Screen};
+    use crate::detect::{API_KEY, BEARER_TOKEN};
+
+    fn screen(needs: Vec<Needs>) -> Screen {
+        Screen::build(&needs).expect("a screen")
+    }
+
+    #[test]
+    fn the_built_in_patterns_have_finite_prefixes() {
+        let s = screen(vec![
+            Needs::Pattern(API_KEY.into()),
+            Needs::Pattern(BEARER_TOKEN.into()),
+            Needs::Literals(&["asic", "ASIC", "://"]),
+        ]);
+        for hit in [
+            "x sk-abc",
+            "call_sk-abc",
+            "AKIAIOSFODNN7EXAMPLE",
+            "BeArEr abc",
+            "Authorization: Basic dXNlcjpwYXNz",
+            "https://u:p@h",
+            "-----BEGIN RSA PRIVATE KEY-----",
+            "aws_secret_access_key",
+            "eyJhbGciOi.eyJzdWIi.x",
+        ] {
+            assert!(!s.clears(hit), "{hit:?}");
+        }
+        for clear in [
+            r#"{"tool":"get_account_balance","call_id":"call_000000000001","arguments":{"account_id":"12345"}}"#,
+            "The balance of account 12345 is 1,024.50 EUR.",
+        ] {
+            assert!(s.clears(clear), "{clear:?}");
+        }
+    }
+
+    #[test]
+    fn patterns_that_can_start_anywhere_get_no_screen() {
+        assert!(Screen::build(&[Needs::Pattern(r"\w+@example\.com".into())]).is_none());
+        assert!(Screen::build(&[Needs::Pattern(crate::detect::EMAIL.into())]).is_none());
+        assert!(Screen::build(&[Needs::Pattern("a*".into())]).is_none());
+        assert!(Screen::build(&[Needs::Pattern("(".into())]).is_none());
+    }
+
+    #[test]
+    fn digits_need_thirteen() {
+        let s = screen(vec![Needs::Digits]);
+        assert!(s.clears("order 123456789012"));
+        assert!(!s.clears("card 4111 1111 1111 1"));
+    }
+}
