@@ -273,3 +273,52 @@ async fn a_disk_filling_mid_batch_after_rotations_leaves_whole_lines_and_honest_
         .and_then(|mut f| f.write_all(&vec![0u8; 1 << 20]));
     assert!(probe.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_fsync_every_a_huge_queue_is_not_one_batch_holding_every_receipt() {
+    // A tmpfs, so that 5,000 syncs cost nothing on a shared disk.
+    let disk = SmallDisk::mount(64 << 20);
+    let path = disk.dir.path().join("audit-log.jsonl");
+    let opts = JsonlOptions::new(&path).fsync(FsyncPolicy::Every);
+    let (sink, h) = held(opts);
+    let d = Dispatcher::builder()
+        .sink(SinkOptions::new("jsonl").queue(1_000_000), sink)
+        .start()
+        .await
+        .unwrap();
+    let a = Auditor::new(d.clone());
+    let mut seqs = vec![
+        a.emit(EventType::ToolCall, &tool_call(0))
+            .await
+            .unwrap()
+            .seq,
+    ];
+    while !h.entered.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    for i in 1..5000 {
+        seqs.push(
+            a.emit(EventType::ToolCall, &tool_call(i))
+                .await
+                .unwrap()
+                .seq,
+        );
+    }
+    open(&h.gate);
+    for seq in &seqs {
+        let r = d.wait(*seq, AckLevel::Durable).await.unwrap();
+        assert_eq!(r.level, AckLevel::Durable);
+    }
+    let report = d.shutdown(SHUTDOWN).await;
+    assert!(report.is_clean(), "{report}");
+    // Each line is synced alone, and a batch is acknowledged at its end:
+    // the default batch (4096) bounds how long the first waits.
+    let largest = *h.largest.lock().unwrap();
+    assert!(
+        largest <= 4096,
+        "one batch of {largest} under fsync = every"
+    );
+    let lines = log_records(&path);
+    assert_eq!(lines.len(), 5000);
+    assert_chain(&lines);
+}

@@ -325,9 +325,13 @@ impl Sink for JsonlSink {
     /// one `fdatasync`, so a record waited on to Durable behind a full
     /// queue waits for at most the sync under way and its own, not one per
     /// 4096 records ahead of it. (The dispatcher bounds a batch by the
-    /// queue's capacity.)
+    /// queue's capacity.) Not under `fsync = "every"`: each line is synced
+    /// on its own there, but the batch is acknowledged when its last line
+    /// is, so one batch of a queue of a million would hold the first
+    /// record's Durable receipt until a million syncs later; the
+    /// dispatcher's default batch bounds that wait as before.
     fn max_batch(&self) -> Option<usize> {
-        Some(usize::MAX)
+        (self.options.fsync != FsyncPolicy::Every).then_some(usize::MAX)
     }
 
     fn tick_interval(&self) -> Option<Duration> {
