@@ -118,23 +118,43 @@ impl Sink for Gate {
     }
 }
 
-/// CPU time (user + system) of this process so far.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    // Fields 14 and 15 (utime, stime) in clock ticks; 11 and 12 after the
-    // name and state are cut off. Linux reports USER_HZ = 100.
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+/// The name of the runtime threads whose CPU time a test reads.
+const WAITING_RT: &str = "waitroom-rt";
+
+/// CPU time (user + system) of this process's threads named `name` so far:
+/// other tests run in the same process at the same time.
+fn cpu_time(name: &str) -> Duration {
+    let mut ticks = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if &stat[open + 1..close] != name {
+            continue;
+        }
+        // utime and stime, fields 14 and 15; 12 and 13 after the name.
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        ticks += fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    }
+    // Linux reports USER_HZ = 100 ticks a second.
     Duration::from_millis(ticks * 10)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn emitters_waiting_for_room_sleep_and_return_closed_at_shutdown_using_no_seq() {
+#[test]
+fn emitters_waiting_for_room_sleep_and_return_closed_at_shutdown_using_no_seq() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .thread_name(WAITING_RT)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(waiting_emitters_sleep_and_return_closed());
+}
+
+async fn waiting_emitters_sleep_and_return_closed() {
     let gate = Gate::default();
     let d = Dispatcher::builder()
         .sink(
@@ -161,9 +181,9 @@ async fn emitters_waiting_for_room_sleep_and_return_closed_at_shutdown_using_no_
     // While the queue stays full, the eight wait without burning CPU: a
     // busy loop would spend about all of the four worker threads.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let before = cpu_time();
+    let before = cpu_time(WAITING_RT);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let spent = cpu_time() - before;
+    let spent = cpu_time(WAITING_RT) - before;
     assert!(
         spent < Duration::from_millis(250),
         "emitters waiting for room spent {spent:?} of CPU in 500 ms"
