@@ -362,3 +362,429 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// The pre-check's screen (4e9e044): one scan for the literals every detector
+// needs, which only exists when no detector lacks a finite set (so never
+// with `iban`, which every property above turns on). These generators run
+// the built-in detectors alone and in combinations without `iban`, with
+// custom patterns, and put what they match in every shape the walk sees
+// through: keys, values, numbers, JSON escapes, percent and entity
+// encodings, full-width look-alikes, zero-width and combining characters,
+// and JSON text nested in strings.
+
+/// Custom patterns that stress the screen's literal extraction: case-
+/// insensitive (`ſ` and the Kelvin sign fold to `s` and `k`), non-ASCII
+/// literals an 8-byte cut splits inside a character, alternations,
+/// optional prefixes, classes, word boundaries.
+const CUSTOM: &[&str] = &[
+    r"(?i)secret-[0-9]{4}",
+    r"straße-[0-9]{3}",
+    r"(?i)ключ[0-9]{2}",
+    r"(?:tok|key)_?[A-Z]{4}",
+    r"\bacct-[0-9]{6}\b",
+    r"[xy]z-(?:[0-9]{5}|[a-f]{5})",
+    r"(?i:ab)?cd-[0-9]{4}",
+    r"日本語キー[0-9]{2}",
+    r"(?i)kk[0-9]{3}",
+];
+
+/// A string the custom pattern `p` matches (its word boundaries dropped
+/// for the generator; spaces around the match satisfy them).
+fn custom_match(p: &'static str) -> BoxedStrategy<String> {
+    let plain = p.replace(r"\b", "");
+    proptest::string::string_regex(&plain)
+        .unwrap()
+        .prop_map(|m| format!(" {m} "))
+        .boxed()
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = c
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..=c.len() {
+            out.push(char::from(A[(n >> (18 - 6 * i) & 63) as usize]));
+        }
+        for _ in c.len()..3 {
+            out.push('=');
+        }
+    }
+    out
+}
+
+/// Random ASCII case, as an attacker spells `bearer` or `basic`.
+fn any_case(word: &'static str) -> impl Strategy<Value = String> {
+    prop::collection::vec(any::<bool>(), word.len()).prop_map(move |up| {
+        word.chars()
+            .zip(up)
+            .map(|(c, u)| if u { c.to_ascii_uppercase() } else { c })
+            .collect()
+    })
+}
+
+/// Everything a built-in detector matches, in its many spellings.
+fn shaped_secret() -> impl Strategy<Value = String> {
+    prop_oneof![
+        secret(),
+        "_sk-[A-Za-z0-9_-]{20,30}",
+        "(sk|rk)_(live|test)_[A-Za-z0-9]{16,20}",
+        "(ASIA|ABIA|ACCA)[A-Z0-9]{16}",
+        "github_pat_[A-Za-z0-9_]{22,30}",
+        "AIza[A-Za-z0-9_-]{35}",
+        "hf_[A-Za-z0-9]{30}",
+        "glpat-[A-Za-z0-9_-]{20}",
+        "eyJ[A-Za-z0-9_-]{8,12}\\.eyJ[A-Za-z0-9_-]{8,12}\\.[A-Za-z0-9_-]{0,8}",
+        "npm_[A-Za-z0-9]{36}",
+        "pypi-[A-Za-z0-9_-]{50}",
+        "shp(at|ss|ca|pa)_[a-f0-9]{32}",
+        "do[por]_v1_[a-f0-9]{64}",
+        "SG\\.[A-Za-z0-9_-]{16}\\.[A-Za-z0-9_-]{16}",
+        "(AccountKey|SharedAccessKey)=[A-Za-z0-9+/]{20,30}={0,2}",
+        "(aws|AWS|Aws)_?(secret|SECRET|Secret)(_?(access|ACCESS|Access))?(_?(key|KEY|Key))?[\"']?[ \t]*[:=]?[ \t]*[\"']?[A-Za-z0-9/+]{40}",
+        "-----BEGIN (RSA |EC |)PRIVATE KEY-----\n[A-Za-z0-9+/]{20}(\n-----END (RSA |EC |)PRIVATE KEY-----)?",
+        (any_case("bearer"), "[ \t]{1,2}", "[A-Za-z0-9._~+/-]{8,20}")
+            .prop_map(|(b, s, t)| format!("{b}{s}{t}")),
+        (any_case("basic"), "[a-z]{1,8}", "[!-~]{1,8}")
+            .prop_map(|(b, u, p)| { format!("{b} {}", base64(format!("{u}:{p}").as_bytes())) }),
+        (
+            "[a-z+]{2,8}",
+            "[a-z]{0,6}",
+            "[A-Za-z0-9!$]{1,10}",
+            "[a-z.]{1,12}"
+        )
+            .prop_map(|(s, u, p, h)| format!("{s}://{u}:{p}@{h}")),
+        "[A-Za-zÀ-ÿ0-9._%+-]{1,8}@[a-zà-ÿ0-9-]{1,8}\\.(com|de|io|рф)",
+        "[0-9]{13,19}",
+    ]
+}
+
+/// `s` spelled so that the walk's normalised view still reads it: percent
+/// or entity encoded, `\u` escaped as text, full-width, with zero-width or
+/// combining characters inside, or as written.
+fn disguised(s: String) -> impl Strategy<Value = String> {
+    (0..9usize, any::<u64>()).prop_map(move |(how, bits)| {
+        let pick = |i: usize| bits >> (i % 64) & 1 == 1;
+        s.chars()
+            .enumerate()
+            .map(|(i, c)| match how {
+                1 if pick(i) => c.to_string().bytes().map(|b| format!("%{b:02X}")).collect(),
+                2 if pick(i) => format!("&#{};", u32::from(c)),
+                3 if pick(i) => format!("&#x{:x};", u32::from(c)),
+                4 if pick(i) && (c as u32) < 0x10000 => format!("\\u{:04x}", u32::from(c)),
+                5 if c.is_ascii_graphic() && pick(i) => {
+                    char::from_u32(u32::from(c) - 0x21 + 0xFF01)
+                        .unwrap()
+                        .to_string()
+                }
+                6 if i > 0 && pick(i) => format!("\u{200B}{c}"),
+                7 if c.is_ascii_alphanumeric() && pick(i) => format!("{c}\u{0301}"),
+                8 if pick(i) => format!("&amp;#{};", u32::from(c)),
+                _ => c.to_string(),
+            })
+            .collect()
+    })
+}
+
+/// Where a secret goes: a string value, an object key, a number (digits
+/// only), or a string holding JSON text (a tool's arguments) holding it,
+/// up to three levels deep.
+fn placed(s: String) -> impl Strategy<Value = Value> {
+    (0..4usize, 0..4usize, filler(), filler()).prop_map(move |(place, nest, a, b)| {
+        let text = format!("{a} {s} {b}");
+        let mut v = match place {
+            0 => serde_json::json!({ text.clone(): 1 }),
+            1 if s.bytes().all(|c| c.is_ascii_digit()) && !s.starts_with('0') => {
+                serde_json::from_str::<Value>(&s).unwrap_or(Value::String(s.clone()))
+            }
+            2 => serde_json::json!([1, {"q": [text.clone()]}]),
+            _ => Value::String(text.clone()),
+        };
+        for _ in 0..nest {
+            v = Value::String(serde_json::to_string(&serde_json::json!({"arguments": v})).unwrap());
+        }
+        serde_json::json!({"tool": "t", "args": v})
+    })
+}
+
+/// `v`'s compact JSON text with some characters of its strings written as
+/// `\u` escapes: the same payload, spelled as another writer might.
+fn escaped_json(v: &Value, bits: u64) -> String {
+    fn string(s: &str, bits: u64, i: &mut usize, out: &mut String) {
+        out.push('"');
+        for c in s.chars() {
+            *i += 1;
+            if c == '"'
+                || c == '\\'
+                || (c as u32) < 0x20
+                || (bits >> (*i % 64) & 1 == 1 && (c as u32) < 0x10000)
+            {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)));
+            } else {
+                out.push(c);
+            }
+        }
+        out.push('"');
+    }
+    fn go(v: &Value, bits: u64, i: &mut usize, out: &mut String) {
+        match v {
+            Value::String(s) => string(s, bits, i, out),
+            Value::Array(a) => {
+                out.push('[');
+                for (k, x) in a.iter().enumerate() {
+                    if k > 0 {
+                        out.push(',');
+                    }
+                    go(x, bits, i, out);
+                }
+                out.push(']');
+            }
+            Value::Object(m) => {
+                out.push('{');
+                for (k, (key, x)) in m.iter().enumerate() {
+                    if k > 0 {
+                        out.push(',');
+                    }
+                    string(key, bits, i, out);
+                    out.push(':');
+                    go(x, bits, i, out);
+                }
+                out.push('}');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    go(v, bits, &mut 0, &mut out);
+    out
+}
+
+/// A redactor with `detectors` (a bit set over email, card, api key,
+/// bearer token; `iban` when `iban`), and custom pattern `custom` if any.
+fn screened(detectors: u8, iban: bool, custom: Option<&str>) -> Redactor {
+    let all = [
+        Detector::Email,
+        Detector::PaymentCard,
+        Detector::ApiKey,
+        Detector::BearerToken,
+    ];
+    let mut chosen: Vec<Detector> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| detectors >> i & 1 == 1)
+        .map(|(_, d)| *d)
+        .collect();
+    if iban {
+        chosen.push(Detector::Iban);
+    }
+    let config = RedactionConfig {
+        fields: vec![],
+        detectors: chosen,
+        rules: custom
+            .map(|p| RuleConfig {
+                name: "custom".into(),
+                pattern: Some(p.into()),
+                fields: None,
+                action: None,
+            })
+            .into_iter()
+            .collect(),
+        ..RedactionConfig::none()
+    };
+    Redactor::from_config_with_env(&config, env).unwrap()
+}
+
+#[derive(Debug, Clone)]
+struct ScreenCase {
+    payload: Value,
+    detectors: u8,
+    custom: Option<&'static str>,
+    bits: u64,
+}
+
+fn screen_case() -> impl Strategy<Value = ScreenCase> {
+    let custom = prop::option::of(prop::sample::select(CUSTOM.to_vec()));
+    (custom, 0u8..16, any::<u64>()).prop_flat_map(|(custom, detectors, bits)| {
+        let secret = match custom {
+            Some(p) => prop_oneof![1 => shaped_secret(), 1 => custom_match(p)].boxed(),
+            None => shaped_secret().boxed(),
+        };
+        secret
+            .prop_flat_map(disguised)
+            .prop_flat_map(placed)
+            .prop_map(move |payload| ScreenCase {
+                payload,
+                detectors,
+                custom,
+                bits,
+            })
+    })
+}
+
+/// `!may_redact(text) => redact changes nothing`, for `text` as serde
+/// writes the payload and as another writer escapes it.
+fn assert_promise_kept(r: &Redactor, payload: &Value, bits: u64) -> Result<(), TestCaseError> {
+    let mut p = payload.clone();
+    let fired = r.redact(&mut p);
+    let changed = !fired.is_empty() || &p != payload;
+    if changed {
+        let compact = serde_json::to_string(payload).unwrap();
+        prop_assert!(r.may_redact(&compact), "leak: {fired:?} fire in {compact}");
+        let escaped = escaped_json(payload, bits);
+        prop_assert_eq!(&serde_json::from_str::<Value>(&escaped).unwrap(), payload);
+        prop_assert!(r.may_redact(&escaped), "leak: {fired:?} fire in {escaped}");
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// The screened pre-check keeps its promise for every combination of
+    /// the built-in detectors without `iban` (which has no screen), with
+    /// and without a custom pattern.
+    #[test]
+    fn screened_pre_check_keeps_its_promise(c in screen_case()) {
+        let r = screened(c.detectors, false, c.custom);
+        assert_promise_kept(&r, &c.payload, c.bits)?;
+    }
+
+    /// The same payloads with `iban` on (the screen off) and with every
+    /// detector: the unscreened path keeps it too.
+    #[test]
+    fn unscreened_pre_check_keeps_its_promise(c in screen_case()) {
+        let r = screened(c.detectors, true, c.custom);
+        assert_promise_kept(&r, &c.payload, c.bits)?;
+    }
+}
+
+/// The generators above are not idle: with every detector but `iban` and
+/// each custom pattern, most generated payloads make a rule fire (so the
+/// properties test the promise where it matters, not on clean text).
+#[test]
+fn screen_cases_mostly_hold_secrets() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let strategy = screen_case();
+    let (mut fired, mut total) = (0, 0);
+    for _ in 0..400 {
+        let c = strategy.new_tree(&mut runner).unwrap().current();
+        let r = screened(0b1111, false, c.custom);
+        let mut p = c.payload.clone();
+        total += 1;
+        if !r.redact(&mut p).is_empty() {
+            fired += 1;
+        }
+    }
+    assert!(fired * 10 >= total * 7, "{fired} of {total} fire");
+}
+
+/// The attacks on the screen spelled out, each a case the properties
+/// generate at random: the pre-check says "maybe" and redaction fires.
+#[test]
+fn screen_attacks_by_hand() {
+    let key = "sk-abcdefghijklmnopqrstuvwx";
+    let cases: &[(u8, Option<&str>, String)] = &[
+        // `\u0073k-` in the JSON text spells `sk-`.
+        (
+            0b0100,
+            None,
+            format!("{{\"v\":\"\\u0073k-{}\"}}", &key[3..]),
+        ),
+        // As text in a string (the view decodes it), percent- and
+        // entity-encoded, full-width, with a zero-width space inside.
+        (
+            0b0100,
+            None,
+            serde_json::to_string(&serde_json::json!({"v": format!("\\u0073k-{}", &key[3..])}))
+                .unwrap(),
+        ),
+        (
+            0b0100,
+            None,
+            serde_json::to_string(&serde_json::json!({"v": format!("%73k-{}", &key[3..])}))
+                .unwrap(),
+        ),
+        (
+            0b0100,
+            None,
+            serde_json::to_string(&serde_json::json!({"v": format!("&#115;k-{}", &key[3..])}))
+                .unwrap(),
+        ),
+        (
+            0b0100,
+            None,
+            serde_json::to_string(
+                &serde_json::json!({"v": format!("\u{FF53}\u{FF4B}\u{FF0D}{}", &key[3..])}),
+            )
+            .unwrap(),
+        ),
+        (
+            0b0100,
+            None,
+            serde_json::to_string(&serde_json::json!({"v": format!("s\u{200B}k-{}", &key[3..])}))
+                .unwrap(),
+        ),
+        // In a key, and in tool arguments held as JSON text.
+        (
+            0b0100,
+            None,
+            serde_json::to_string(&serde_json::json!({ key: 1 })).unwrap(),
+        ),
+        (
+            0b0100,
+            None,
+            serde_json::to_string(
+                &serde_json::json!({"arguments": serde_json::json!({"k": key}).to_string()}),
+            )
+            .unwrap(),
+        ),
+        // Any case of `bearer` and `basic`; a card as a number.
+        (0b1000, None, r#"{"h":"bEaReR abcdefgh123"}"#.to_string()),
+        (0b1000, None, r#"{"h":"bASIC dXNlcjpwYXNz"}"#.to_string()),
+        (0b0010, None, r#"{"n":4111111111111111}"#.to_string()),
+        (
+            0b0001,
+            None,
+            r#"{"m":"alice\uff20example.com"}"#.to_string(),
+        ),
+        // Custom patterns: Unicode case folds (`ſ` for `s`, the Kelvin
+        // sign for `k`) and a literal cut inside a character at 8 bytes.
+        (
+            0,
+            Some(r"(?i)secret-[0-9]{4}"),
+            "{\"v\":\"\u{17F}ecret-1234\"}".to_string(),
+        ),
+        (
+            0,
+            Some(r"(?i)kk[0-9]{3}"),
+            "{\"v\":\"\u{212A}k123\"}".to_string(),
+        ),
+        (
+            0,
+            Some(r"日本語キー[0-9]{2}"),
+            "{\"v\":\"日本語キー12\"}".to_string(),
+        ),
+        (
+            0,
+            Some(r"(?i:ab)?cd-[0-9]{4}"),
+            r#"{"v":"cd-1234"}"#.to_string(),
+        ),
+        (
+            0,
+            Some(r"\bacct-[0-9]{6}\b"),
+            r#"{"v":"acct-123456"}"#.to_string(),
+        ),
+    ];
+    for (detectors, custom, json) in cases {
+        let r = screened(*detectors, false, *custom);
+        let mut p: Value = serde_json::from_str(json).unwrap();
+        assert!(!r.redact(&mut p).is_empty(), "nothing fires in {json}");
+        assert!(r.may_redact(json), "leak: {json}");
+    }
+}

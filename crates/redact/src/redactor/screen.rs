@@ -184,4 +184,123 @@ mod tests {
         assert!(s.clears("order 123456789012"));
         assert!(!s.clears("card 4111 1111 1111 1"));
     }
+
+    /// A pattern from pieces that stress literal extraction: case-insensitive
+    /// groups (whose Unicode folds add `ſ` for `s` and the Kelvin sign for
+    /// `k`), non-ASCII literals that an 8-byte cut splits inside a
+    /// character, alternations, optional and repeated prefixes, small
+    /// classes and word boundaries.
+    fn pattern() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let atom = prop::sample::select(vec![
+            "sk-",
+            "token",
+            "Key",
+            "secret_",
+            "straße",
+            "日本語",
+            "ключ",
+            "éé",
+            "ǅx",
+            "[a-c]",
+            "[0-9]",
+            "[sS]",
+            "x?",
+            "(?:ab|cd)",
+            "(?:|z)",
+            "(?:sk|ſk)",
+            "k{2,3}",
+            "(?:ab){0,2}",
+            r"\b",
+            r"(?-u:\b)",
+            r"\B",
+            "_",
+            "[ÿ-ā]",
+        ]);
+        (
+            prop::collection::vec((atom, any::<bool>(), any::<bool>()), 1..6),
+            any::<bool>(),
+        )
+            .prop_map(|(pieces, alternate)| {
+                let mut out = String::new();
+                for (i, (piece, fold, opt)) in pieces.iter().enumerate() {
+                    if alternate && i == pieces.len() / 2 {
+                        out.push('|');
+                    }
+                    match (fold, opt) {
+                        (true, true) => out.push_str(&format!("(?i:{piece})?")),
+                        (true, false) => out.push_str(&format!("(?i:{piece})")),
+                        (false, true) => out.push_str(&format!("(?:{piece})?")),
+                        (false, false) => out.push_str(piece),
+                    }
+                }
+                out
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// Differential: whatever text the pattern matches, the screen
+        /// built from it does not clear. The match is generated from the
+        /// pattern itself (without its look-arounds, which the generator
+        /// cannot honour; the regex then says whether it really matches).
+        #[test]
+        fn the_screen_never_clears_a_match(
+            p in pattern(),
+            seed in proptest::prelude::any::<u64>(),
+            before in "[ a-zA-Z_é]{0,3}",
+            after in "[ a-zA-Z_é]{0,3}",
+        ) {
+            use proptest::strategy::{Strategy, ValueTree};
+            use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+            let Some(s) = Screen::build(&[Needs::Pattern(p.clone())]) else {
+                return Ok(());
+            };
+            let re = regex::Regex::new(&p).expect("valid pattern");
+            let plain = p.replace(r"(?-u:\b)", "").replace(r"\b", "").replace(r"\B", "");
+            let mut runner = TestRunner::new_with_rng(
+                Config::default(),
+                TestRng::from_seed(RngAlgorithm::ChaCha, &{
+                    let mut k = [0u8; 32];
+                    k[..8].copy_from_slice(&seed.to_le_bytes());
+                    k
+                }),
+            );
+            let generator = proptest::string::string_regex(&plain).expect("generable");
+            for _ in 0..8 {
+                let m = generator.new_tree(&mut runner).expect("a tree").current();
+                let text = format!("{before}{m}{after}");
+                if re.is_match(&text) {
+                    proptest::prop_assert!(!s.clears(&text), "{p:?} matches {text:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn huge_or_odd_literal_sets_build_quickly_or_not_at_all() {
+        // Classes too large to enumerate: no finite set, no screen.
+        for p in [
+            "(?i)[a-z]{8}",
+            r"\w{8}",
+            r"(?i)\p{L}+x",
+            "[^a]",
+            "(?:a|b|c|d|e|f|g|h|i|j|k|l|m|n|o|p|q|r|s|t|u|v|w|x|y|z){8}",
+        ] {
+            assert!(Screen::build(&[Needs::Pattern(p.into())]).is_none(), "{p}");
+        }
+        // 500 distinct 12-byte literals: regex-syntax trims them to 4 bytes
+        // or gives up; either way the build is bounded.
+        let many = (0..500)
+            .map(|i| format!("lit{i:09}"))
+            .collect::<Vec<_>>()
+            .join("|");
+        if let Some(s) = Screen::build(&[Needs::Pattern(many.clone())]) {
+            assert!(!s.clears("x lit000000499 y"));
+        }
+        // A pattern nested past regex-syntax's limit does not parse: no screen.
+        let deep = format!("{}a{}", "(".repeat(300), ")".repeat(300));
+        assert!(Screen::build(&[Needs::Pattern(deep)]).is_none());
+    }
 }
