@@ -52,10 +52,12 @@ pub struct Auditor {
     over_long: OverLongIds,
 }
 
-/// The lengths of the over-long `user_id` and `session_id` a handle was
-/// given, kept instead of the ids themselves.
+/// The lengths of the over-long ids a handle was given, kept instead of
+/// the ids themselves.
 #[derive(Debug, Clone, Copy, Default)]
 struct OverLongIds {
+    request: Option<usize>,
+    correlation: Option<usize>,
     user: Option<usize>,
     session: Option<usize>,
 }
@@ -63,7 +65,12 @@ struct OverLongIds {
 impl OverLongIds {
     /// Refuses a record of a handle given an over-long id.
     fn check(&self) -> Result<(), EmitError> {
-        for (field, len) in [("user_id", self.user), ("session_id", self.session)] {
+        for (field, len) in [
+            ("request_id", self.request),
+            ("correlation_id", self.correlation),
+            ("user_id", self.user),
+            ("session_id", self.session),
+        ] {
             if let Some(len) = len {
                 return Err(EmitError::IdTooLong {
                     field,
@@ -113,12 +120,23 @@ impl Auditor {
     ///
     /// A given id passes the dispatcher's [`PayloadFilter::apply_id`](crate::PayloadFilter::apply_id)
     /// first, so redaction rules apply to it as to payload values.
+    ///
+    /// A given id longer than [`MAX_ID_BYTES`](crate::MAX_ID_BYTES) is not
+    /// kept (a fresh one stands in): every emit of the returned handle and
+    /// of the handles made from it fails with [`EmitError::IdTooLong`]
+    /// naming `request_id`, never the id, as for
+    /// [`Auditor::with_user`].
     pub fn for_request(&self, request_id: Option<&str>) -> Auditor {
+        let over_long = request_id
+            .filter(|id| attributes::check_id("request_id", id).is_err())
+            .map(str::len);
+        let request_id = request_id.filter(|_| over_long.is_none());
         let id: Arc<str> = match request_id {
             Some(id) => self.filtered_id("request_id", id),
             None => Arc::from(new_request_id()),
         };
         let mut next = self.clone();
+        next.over_long.request = over_long;
         next.scope.span_id = SpanId::random();
         // With `otel`, the application's current span is the context a
         // request joins when none was given.
@@ -154,8 +172,16 @@ impl Auditor {
 
     /// Sets the correlation id shared by every agent of a conversation,
     /// after the dispatcher's [`PayloadFilter::apply_id`](crate::PayloadFilter::apply_id).
+    /// An id longer than [`MAX_ID_BYTES`](crate::MAX_ID_BYTES) is not kept:
+    /// emits fail with [`EmitError::IdTooLong`] naming `correlation_id`, as
+    /// for [`Auditor::with_user`].
     pub fn with_correlation_id(&self, id: &str) -> Auditor {
         let mut next = self.clone();
+        if attributes::check_id("correlation_id", id).is_err() {
+            next.over_long.correlation = Some(id.len());
+            return next;
+        }
+        next.over_long.correlation = None;
         next.scope.correlation_id = Some(self.filtered_id("correlation_id", id));
         next
     }

@@ -179,3 +179,62 @@ async fn try_with_refuses_an_over_long_id_where_it_is_given() {
     assert_eq!(base.scope().user_id.as_deref(), Some("u-1"));
     d.shutdown(Duration::from_secs(5)).await;
 }
+
+/// The same for the ids a request is filed under: a hostile request header
+/// taken as the request id, or as the conversation's correlation id, is
+/// refused at the next emit, never written, and the rules never see it.
+#[tokio::test]
+async fn over_long_request_and_correlation_ids_are_refused_naming_the_field() {
+    let seen = Arc::new(SeenIds::default());
+    let (d, sink) = memory(Some(seen.clone())).await;
+    let over = "r".repeat(MAX_ID_BYTES + 1);
+    let at_limit = "r".repeat(MAX_ID_BYTES);
+    let root = Auditor::new(d.clone());
+    let bad_request = root.for_request(Some(&over)).with_agent("assistant");
+    assert_refused(
+        bad_request.emit(EventType::UserRequest, &json!({})).await,
+        "request_id",
+        MAX_ID_BYTES + 1,
+    );
+    assert_refused(
+        bad_request
+            .child_span()
+            .emit_wait(EventType::ToolCall, &json!({}), AckLevel::Written)
+            .await,
+        "request_id",
+        MAX_ID_BYTES + 1,
+    );
+    // A request within the limit on the same handle clears it.
+    bad_request
+        .for_request(Some(&at_limit))
+        .emit(EventType::UserRequest, &json!({}))
+        .await
+        .unwrap();
+    let bad_correlation = root.with_correlation_id(&over).for_request(Some("req-2"));
+    assert_refused(
+        bad_correlation
+            .emit(EventType::UserRequest, &json!({}))
+            .await,
+        "correlation_id",
+        MAX_ID_BYTES + 1,
+    );
+    bad_correlation
+        .with_correlation_id("conv-1")
+        .emit(EventType::UserRequest, &json!({}))
+        .await
+        .unwrap();
+    d.shutdown(Duration::from_secs(5)).await;
+    let records = sink.records();
+    assert_eq!(records.len(), 2, "only the two good emits were written");
+    assert_eq!(records[0].request_id.as_deref(), Some(at_limit.as_str()));
+    assert_eq!(records[1].correlation_id.as_deref(), Some("conv-1"));
+    assert_eq!(records[1].request_id.as_deref(), Some("req-2"));
+    assert!(
+        seen.0
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(_, len)| *len <= MAX_ID_BYTES),
+        "the rules never saw an over-long id"
+    );
+}

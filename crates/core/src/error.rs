@@ -151,16 +151,18 @@ pub enum EmitError {
         /// The last seq there is.
         last_seq: u64,
     },
-    /// The handle was given a `user_id` or `session_id` longer than
-    /// [`crate::MAX_ID_BYTES`] through [`Auditor::with_user`](crate::Auditor::with_user)
-    /// or [`Auditor::with_session`](crate::Auditor::with_session): no
+    /// The handle was given an id longer than [`crate::MAX_ID_BYTES`]
+    /// through [`Auditor::with_user`](crate::Auditor::with_user),
+    /// [`Auditor::with_session`](crate::Auditor::with_session),
+    /// [`Auditor::for_request`](crate::Auditor::for_request) or
+    /// [`Auditor::with_correlation_id`](crate::Auditor::with_correlation_id): no
     /// record of it is written (no seq was assigned) until it is given an
     /// id within the limit. The error names the field, never the id.
     #[error(
-        "record refused: the handle's `{field}` is {len} bytes, over the limit of {max} (try_with_user / try_with_session refuse such an id where it is given)"
+        "record refused: the handle's `{field}` is {len} bytes, over the limit of {max} (bound ids from outside before giving them; try_with_user / try_with_session refuse such an id where it is given)"
     )]
     IdTooLong {
-        /// `user_id` or `session_id`.
+        /// `request_id`, `correlation_id`, `user_id` or `session_id`.
         field: &'static str,
         /// The id's length in bytes.
         len: usize,

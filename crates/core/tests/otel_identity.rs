@@ -270,9 +270,10 @@ async fn hostile_ids_reach_spans_escaped_and_bounded_and_an_over_long_one_not_at
     // span carries it.
     let huge = "H".repeat(10 * 1024 * 1024);
     let c = base
-        // The correlation id (no limit of its own on records) is a
-        // caller's id too: escaped and bounded on the span.
-        .with_correlation_id(&format!("conv\u{1b}[2J{}", "C".repeat(1024 * 1024)))
+        // The correlation id is a caller's id too: within MAX_ID_BYTES on
+        // records (an over-long one is refused like a user id), escaped
+        // and bounded on the span.
+        .with_correlation_id(&format!("conv\u{1b}[2J{}", "C".repeat(MAX_ID_BYTES - 8)))
         .with_user(&huge)
         .with_session("s-9")
         .for_request(Some("req-c"));
