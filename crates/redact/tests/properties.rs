@@ -788,3 +788,74 @@ fn screen_attacks_by_hand() {
         assert!(r.may_redact(json), "leak: {json}");
     }
 }
+
+/// Numbers in JSON text nested in a string are parsed by the walk and
+/// scanned as serde_json writes them back, which is not how they were
+/// written: `4.2e13` is scanned as `42000000000000.0` (a Luhn-valid card
+/// number), `1.2345e4` as `12345.0`. The pre-check saw only the text as
+/// written, 3 or 5 digits, and promised nothing would change (a leak
+/// before the screen too: the card scanner and the patterns ran on the
+/// same text).
+#[test]
+fn numbers_in_nested_json_text_are_judged_as_the_walk_sees_them() {
+    let custom = Some(r"\b[0-9]{5}\b");
+    let cases: &[(u8, Option<&str>, &str)] = &[
+        (0b0010, None, r#"{"args":"{\"amount\":4.2e13}"}"#),
+        (0b0010, None, r#"{"args":"{\"amount\":42E12}"}"#),
+        (0b0010, None, r#"{"args":"[0.42e14]"}"#),
+        (0b0010, None, r#"{"a":"{\"b\":\"{\\\"c\\\":4.2e+13}\"}"}"#),
+        (0, custom, r#"{"args":"{\"n\":1.2345e4}"}"#),
+        (0, custom, r#"{"args":"{\"n\":\n 12345e0}"}"#),
+        (0b1111, custom, r#"{"args":"{\"amount\":4.2e13}"}"#),
+    ];
+    for (detectors, custom, json) in cases {
+        for iban in [false, true] {
+            let r = screened(*detectors, iban, *custom);
+            let mut p: Value = serde_json::from_str(json).unwrap();
+            assert!(!r.redact(&mut p).is_empty(), "nothing fires in {json}");
+            assert!(r.may_redact(json), "leak: {json} -> {p}");
+        }
+    }
+}
+
+/// `digits` (an integer) written as another JSON writer might: with a
+/// fraction, an exponent, or both.
+fn respelled(digits: &str, how: usize, shift: usize) -> String {
+    let digits = digits.trim_start_matches('0');
+    let digits = if digits.is_empty() { "0" } else { digits };
+    let shift = shift.min(digits.len() - 1);
+    let (int, frac) = digits.split_at(digits.len() - shift);
+    match how {
+        0 => format!("{digits}.0"),
+        1 => format!("{digits}e0"),
+        2 => format!("{int}.{frac}e{shift}"),
+        3 => format!("{int}.{frac}E+{shift}"),
+        _ => format!("0.{digits}e{}", digits.len()),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Numbers in JSON text nested in strings (up to three levels), spelled
+    /// with fractions and exponents that serde_json writes back as the
+    /// digits a card or a pattern matches: the pre-check keeps its promise.
+    #[test]
+    fn respelled_numbers_in_nested_json_keep_the_promise(
+        number in prop_oneof![card().prop_map(|c| c.replace([' ', '-'], "")), "[1-9][0-9]{4}", "[1-9][0-9]{18,20}"],
+        how in 0..5usize,
+        shift in 0..20usize,
+        nest in 1..4usize,
+        detectors in 0u8..16,
+        custom in any::<bool>(),
+        bits in any::<u64>(),
+    ) {
+        let mut text = format!("{{\"amount\":{}}}", respelled(&number, how, shift));
+        for _ in 1..nest {
+            text = serde_json::to_string(&serde_json::json!({"arguments": text})).unwrap();
+        }
+        let payload = serde_json::json!({"tool": "pay", "args": text});
+        let r = screened(detectors, false, custom.then_some(r"\b[0-9]{5}\b"));
+        assert_promise_kept(&r, &payload, bits)?;
+    }
+}

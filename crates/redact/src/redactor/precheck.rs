@@ -28,7 +28,8 @@ impl Redactor {
     /// inside one of them also matches here; a key matching a field rule
     /// shows as that name before `":`. Too many brackets for
     /// [`MAX_DEPTH`], an unparsable escape or an anchored custom pattern
-    /// answer `true`.
+    /// answer `true`. Numbers in JSON text nested in strings are judged
+    /// as the walk scans them, written back by serde_json.
     pub fn may_redact(&self, payload_json: &str) -> bool {
         if self.rules.is_empty() {
             return false;
@@ -60,7 +61,7 @@ impl Redactor {
             }
         };
         // Without a backslash, `":` always ends a key, judged whole above.
-        if self.text_fires(text, raw) {
+        if self.text_fires(text, raw) || self.renumbered_fires(text) {
             return true;
         }
         if raw {
@@ -79,7 +80,7 @@ impl Redactor {
                 Some(n) => next = n,
                 None => break,
             }
-            if self.text_fires(&next, false) {
+            if self.text_fires(&next, false) || self.renumbered_fires(&next) {
                 return true;
             }
             level = next.as_str();
@@ -95,6 +96,97 @@ impl Redactor {
             return true;
         }
         normalize::view(text).is_some_and(|v| self.detects(&v.text) || self.assigns(&v.text, false))
+    }
+
+    /// Whether a detector or pattern fires on a number of `text` as
+    /// serde_json writes it back. The walk parses JSON text nested in a
+    /// string and scans its numbers so (`4.2e13` as `42000000000000.0`, a
+    /// card number; `1.2345e4` as `12345.0`), so the text as written does
+    /// not show what it scans. Only numbers with a fraction or an exponent,
+    /// `-0` and integers past 64 bits are written back otherwise; they are
+    /// found by a digit before `.`, `e` or `E`, by `-0`, and by a run of
+    /// 19 digits, a branch-free test of 32 bytes at a time ruling out most
+    /// of the text. A number written back holds only digits, `.`, `e`,
+    /// `+` and `-`, which no built-in detector but the card scanner (and
+    /// the IBAN scanner, said to for safety) matches, so the default
+    /// detectors skip this; a custom pattern might match.
+    fn renumbered_fires(&self, text: &str) -> bool {
+        let custom_pattern = self.regexes.iter().any(|&(id, _)| id < self.custom_rules);
+        if !custom_pattern && self.card.is_none() && self.iban.is_none() {
+            return false;
+        }
+        let b = text.as_bytes();
+        let mut i = 0;
+        while i + 1 < b.len() {
+            let end = (i + 32).min(b.len() - 1);
+            let maybe = match b[i..].first_chunk::<33>() {
+                Some(w) => changes_within(w),
+                None => true,
+            };
+            if maybe {
+                for k in i..end {
+                    if number_changes(b[k], b[k + 1]) && self.number_fires(text, k) {
+                        return true;
+                    }
+                }
+            }
+            i = end;
+        }
+        // Any 19 digits in a row cover one of every 19th byte.
+        let mut k = 18;
+        while k < b.len() {
+            if !b[k].is_ascii_digit() {
+                k += 19;
+                continue;
+            }
+            let run_end = k + b[k..].iter().take_while(|c| c.is_ascii_digit()).count();
+            let run_start = k - b[..k]
+                .iter()
+                .rev()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+            if run_end - run_start >= 19 && self.number_fires(text, run_start) {
+                return true;
+            }
+            k = run_end + 18;
+        }
+        false
+    }
+
+    /// Whether the number around byte `at` of `text`, if it is a JSON
+    /// value (after `:`, `,` or `[` and JSON whitespace), fires as
+    /// serde_json writes it back.
+    fn number_fires(&self, text: &str, at: usize) -> bool {
+        let b = text.as_bytes();
+        let mut start = at
+            - b[..at]
+                .iter()
+                .rev()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+        if start > 0 && b[start - 1] == b'-' {
+            start -= 1;
+        }
+        let before = b[..start]
+            .iter()
+            .rev()
+            .find(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'));
+        if !matches!(before, Some(b':' | b',' | b'[')) {
+            return false;
+        }
+        let end = start
+            + 1
+            + b[start + 1..]
+                .iter()
+                .take_while(|c| matches!(c, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'))
+                .count();
+        let written = &text[start..end];
+        // Not a JSON number: the walk does not parse the text it is in.
+        let Ok(n) = serde_json::from_str::<serde_json::Number>(written) else {
+            return false;
+        };
+        let back = n.to_string();
+        back != written && self.detects(&back)
     }
 
     /// Whether some secret-named assignment is in `text`.
@@ -315,4 +407,42 @@ fn unescape_lenient(text: &str) -> Option<String> {
 /// Whether the byte at `at` is escaped: preceded by an odd number of `\\`.
 fn escaped(b: &[u8], at: usize) -> bool {
     b[..at].iter().rev().take_while(|&&c| c == b'\\').count() % 2 == 1
+}
+
+/// Whether the bytes `x`, `y` start a number serde_json writes back
+/// otherwise: a digit before a fraction or an exponent, or `-0`.
+fn number_changes(x: u8, y: u8) -> bool {
+    (x.wrapping_sub(b'0') < 10) & ((y == b'.') | (y | 0x20 == b'e')) | (x == b'-') & (y == b'0')
+}
+
+/// [`number_changes`] for the 32 pairs of 33 bytes, without a branch so
+/// that the compiler tests them together.
+fn changes_within(w: &[u8; 33]) -> bool {
+    let mut any = false;
+    for j in 0..32 {
+        any |= number_changes(w[j], w[j + 1]);
+    }
+    any
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{changes_within, number_changes};
+
+    #[test]
+    fn the_branch_free_test_is_the_plain_one() {
+        for x in 0..=255u8 {
+            for y in 0..=255u8 {
+                let plain = (x.is_ascii_digit() && matches!(y, b'.' | b'e' | b'E'))
+                    || (x == b'-' && y == b'0');
+                assert_eq!(number_changes(x, y), plain, "{x} {y}");
+            }
+        }
+        let mut w = [b'a'; 33];
+        assert!(!changes_within(&w));
+        // The last pair of the 33 bytes counts too.
+        w[31] = b'4';
+        w[32] = b'E';
+        assert!(changes_within(&w));
+    }
 }

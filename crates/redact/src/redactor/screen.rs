@@ -216,6 +216,16 @@ mod tests {
             r"\B",
             "_",
             "[ÿ-ā]",
+            r"\x00",
+            r"\n",
+            r"\#",
+            " ",
+            r"\.",
+            r"\[",
+            "&~",
+            "(?x: a b )",
+            "[[:upper:]]",
+            r"\u{1F600}",
         ]);
         (
             prop::collection::vec((atom, any::<bool>(), any::<bool>()), 1..6),
@@ -302,5 +312,40 @@ mod tests {
         // A pattern nested past regex-syntax's limit does not parse: no screen.
         let deep = format!("{}a{}", "(".repeat(300), ")".repeat(300));
         assert!(Screen::build(&[Needs::Pattern(deep)]).is_none());
+    }
+
+    /// The screen parses custom patterns with `regex-syntax` directly; the
+    /// `regex` crate parses them with its own copy. While both are one
+    /// version (one `regex-syntax` in Cargo.lock) they agree; this fails
+    /// if an upgrade splits them and their syntax drifts apart.
+    #[test]
+    fn regex_syntax_and_regex_agree_on_what_parses() {
+        for p in [
+            r"\p{Greek}+",
+            r"(?<name>x)",
+            r"(?P<n>x)",
+            r"\b{start}x\b{end}",
+            r"\<x\>",
+            r"[[:alpha:]]",
+            r"\u{10FFFF}",
+            "(?x) a # comment",
+            r"[a&&b]",
+            r"[a--b]",
+            r"[a~~b]",
+            r"(?R)^x",
+            r"\pN",
+            r"x{,3}",
+            r"\K",
+            r"(?=x)",
+            r"\0",
+            r"(?-u:\xFF)",
+            r"[\d&&\p{Greek}]",
+        ] {
+            assert_eq!(
+                regex::Regex::new(p).is_ok(),
+                regex_syntax::Parser::new().parse(p).is_ok(),
+                "{p}"
+            );
+        }
     }
 }
