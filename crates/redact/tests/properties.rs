@@ -859,3 +859,32 @@ proptest! {
         assert_promise_kept(&r, &payload, bits)?;
     }
 }
+
+/// JSON text nested in a string is parsed and walked; when nothing fired
+/// in the parsed value, the text was kept as written, though the parsed
+/// value need not hold all of it: serde_json keeps the last of duplicate
+/// keys (an OpenAI key in the first `k` was kept, unredacted, issue 15
+/// attack), and a float keeps 17 digits (a 19-digit card number written
+/// with a fraction).
+#[test]
+fn what_the_parsed_nested_value_drops_is_still_redacted() {
+    for (detectors, json, secret) in [
+        (
+            0b0100,
+            r#"{"args":"{\"k\":\"sk-abcdefghijklmnopqrstuvwxyz\",\"k\":1}"}"#,
+            "sk-abcdefghijklmnopqrstuvwxyz",
+        ),
+        (
+            0b0010,
+            r#"{"args":"{\"amount\":4000000000000000006.0}"}"#,
+            "4000000000000000006",
+        ),
+    ] {
+        let r = screened(detectors, false, None);
+        let mut p: Value = serde_json::from_str(json).unwrap();
+        let fired = r.redact(&mut p);
+        assert!(!fired.is_empty(), "nothing fires in {json}");
+        assert!(!p.to_string().contains(secret), "{secret} kept in {p}");
+        assert!(r.may_redact(json), "leak: {json}");
+    }
+}

@@ -87,17 +87,20 @@ impl Redactor {
                     // an object, written back only when something fired.
                     let mut local = Vec::new();
                     self.walk(&mut inner, depth + 1, nest + 1, &mut local);
-                    if local.is_empty() {
+                    if !local.is_empty() {
+                        for rule in local {
+                            note(fired, rule);
+                        }
+                        // Serialising a `Value` does not fail; were it to,
+                        // the text is hidden whole rather than kept.
+                        *s = serde_json::to_string(&inner)
+                            .unwrap_or_else(|_| format!("[REDACTED:{UNSCANNABLE}]"));
                         return true;
                     }
-                    for rule in local {
-                        note(fired, rule);
-                    }
-                    // Serialising a `Value` does not fail; were it to, the
-                    // text is hidden whole rather than kept.
-                    *s = serde_json::to_string(&inner)
-                        .unwrap_or_else(|_| format!("[REDACTED:{UNSCANNABLE}]"));
-                    return true;
+                    // Nothing fired in the parsed value, but the text is kept,
+                    // and the value need not hold all of it: a member shadowed
+                    // by a later one of the same key, digits past a float's
+                    // precision. The text is scanned as text too.
                 }
                 match self.scan(s, fired) {
                     Scan::Unchanged => true,
