@@ -37,6 +37,14 @@ impl PayloadFilter for SeenIds {
     }
 }
 
+impl SeenIds {
+    /// The rules never saw (nor hashed) an id over the limit.
+    fn assert_all_within_limit(&self) {
+        let seen = self.0.lock().unwrap();
+        assert!(seen.iter().all(|(_, len)| *len <= MAX_ID_BYTES), "{seen:?}");
+    }
+}
+
 async fn memory(filter: Option<Arc<SeenIds>>) -> (Dispatcher, MemorySink) {
     let sink = MemorySink::new();
     let mut builder = Dispatcher::builder().sink(SinkOptions::new("m"), sink.clone());
@@ -91,15 +99,7 @@ async fn an_over_long_user_id_fails_every_emit_of_the_handle_and_its_children() 
     assert!(err.contains("`user_id`") && err.contains("1024"), "{err}");
     assert!(!err.contains("uuuu"), "the error quotes the id: {err}");
     // The rules never scanned (nor hashed) the id.
-    assert!(
-        seen.0
-            .lock()
-            .unwrap()
-            .iter()
-            .all(|(_, len)| *len <= MAX_ID_BYTES),
-        "{:?}",
-        seen.0.lock().unwrap()
-    );
+    seen.assert_all_within_limit();
     // Given an id within the limit, the handle emits again; the refusals
     // used no seq.
     let fixed = request.with_user("u-42");
@@ -229,12 +229,5 @@ async fn over_long_request_and_correlation_ids_are_refused_naming_the_field() {
     assert_eq!(records[0].request_id.as_deref(), Some(at_limit.as_str()));
     assert_eq!(records[1].correlation_id.as_deref(), Some("conv-1"));
     assert_eq!(records[1].request_id.as_deref(), Some("req-2"));
-    assert!(
-        seen.0
-            .lock()
-            .unwrap()
-            .iter()
-            .all(|(_, len)| *len <= MAX_ID_BYTES),
-        "the rules never saw an over-long id"
-    );
+    seen.assert_all_within_limit();
 }
