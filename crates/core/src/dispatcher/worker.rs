@@ -101,7 +101,9 @@ impl SinkSlot {
                 self.status.clear();
                 self.complete(&batch, result);
                 self.counts.in_flight.store(0, Ordering::Release);
-                batch.clear();
+                self.queue.hand_back(&mut batch);
+                // Handed back, the batch's buffer went with it.
+                batch.reserve(fill);
                 self.collect_notices(&mut sink);
             }
             if let Some(every) = tick_every
