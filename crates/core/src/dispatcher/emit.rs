@@ -62,9 +62,6 @@ impl Dispatcher {
                             }
                         }
                         drop(order);
-                        for s in &shared.sinks {
-                            s.queue.free_spent();
-                        }
                         return match dropped_required {
                             Some(sink) => Err(EmitError::Dropped { sink, seq }),
                             None => Ok(seq),

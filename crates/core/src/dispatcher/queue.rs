@@ -29,8 +29,6 @@ pub(super) struct SinkQueue {
     /// way meanwhile).
     asynchronous: bool,
     wake: Notify,
-    /// Set while [`QueueState::spent`] holds records for an emitter to free.
-    spent_ready: AtomicBool,
 }
 
 pub(super) struct QueueState {
@@ -42,12 +40,6 @@ pub(super) struct QueueState {
     /// Whether the worker waits on `not_empty`, so that a push wakes it
     /// only then.
     worker_sleeping: bool,
-    /// A batch the worker is done with, freed by the next emitter
-    /// ([`SinkQueue::free_spent`]): records are freed on the thread that
-    /// allocated them, where the allocator reuses their memory at once,
-    /// and the worker (the one thread every record passes) spends nothing
-    /// on freeing them.
-    spent: Vec<Arc<Record>>,
 }
 
 impl QueueState {
@@ -67,38 +59,11 @@ impl SinkQueue {
                 closing: false,
                 deadline: None,
                 worker_sleeping: false,
-                spent: Vec::new(),
             }),
             not_empty: Condvar::new(),
             room: Notify::new(),
             asynchronous,
             wake: Notify::new(),
-            spent_ready: AtomicBool::new(false),
-        }
-    }
-
-    /// The worker is done with `batch`: its records go to the next emitter
-    /// to free, unless the last batch is still waiting there (no emitter
-    /// since), when they are freed here. `batch` is left empty.
-    pub(super) fn hand_back(&self, batch: &mut Vec<Arc<Record>>) {
-        if batch.is_empty() {
-            return;
-        }
-        let mut q = self.lock();
-        if q.spent.is_empty() {
-            std::mem::swap(&mut q.spent, batch);
-            self.spent_ready.store(true, Ordering::Release);
-        }
-        drop(q);
-        batch.clear();
-    }
-
-    /// Frees the batch the worker handed back, if any (on the emitting
-    /// thread, outside the dispatcher's order lock).
-    pub(super) fn free_spent(&self) {
-        if self.spent_ready.swap(false, Ordering::Acquire) {
-            let spent = std::mem::take(&mut self.lock().spent);
-            drop(spent);
         }
     }
 

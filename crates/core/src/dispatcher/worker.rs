@@ -101,9 +101,7 @@ impl SinkSlot {
                 self.status.clear();
                 self.complete(&batch, result);
                 self.counts.in_flight.store(0, Ordering::Release);
-                self.queue.hand_back(&mut batch);
-                // Handed back, the batch's buffer went with it.
-                batch.reserve(fill);
+                batch.clear();
                 self.collect_notices(&mut sink);
             }
             if let Some(every) = tick_every
