@@ -507,3 +507,26 @@ fn may_redact_rules_out_clean_text_and_never_a_firing_one() {
     let none = Redactor::from_config(&RedactionConfig::none()).unwrap();
     assert!(!none.may_redact(r#"{"password":"x"}"#));
 }
+
+/// The scheme's name is case-insensitive (RFC 9110): `bAsIc` credentials
+/// are as secret as `Basic` ones. The scanner looked for `asic` and `ASIC`
+/// only, so mixed case went through whole (issue 15 attack, left alone
+/// then as a detector gap).
+#[test]
+fn basic_credentials_in_any_case_are_redacted() {
+    let r = Redactor::from_config(&RedactionConfig::default()).unwrap();
+    for scheme in ["Basic", "basic", "BASIC", "bAsIc", "BaSiC", "basiC"] {
+        // No `Authorization:` name in front: the scheme alone says it.
+        let text = format!("replay with {scheme} dXNlcjpwYXNz against https://h");
+        let mut p = json!({ "command": text });
+        let payload = serde_json::to_string(&p).unwrap();
+        assert!(r.may_redact(&payload), "{scheme}: the pre-check let it through");
+        let fired = r.redact(&mut p);
+        assert_eq!(fired, ["bearer_token"], "{scheme}");
+        let out = p["command"].as_str().unwrap();
+        assert!(!out.contains("dXNlcjpwYXNz"), "{scheme}: {out}");
+    }
+    // Prose stays.
+    let mut p = json!({ "note": "Basic settings: see BASICS.md" });
+    assert!(r.redact(&mut p).is_empty());
+}

@@ -159,12 +159,12 @@ impl Redactor {
             };
             let id = add(&mut rules, d.name(), config.action, norm);
             match d {
-                // `Basic` credentials are found by `asic`, any case the
-                // scanner knows; passwords in URLs by `://`.
+                // `Basic` credentials need `basic` (any case: the screen
+                // folds ASCII case); passwords in URLs need `://`.
                 Detector::BearerToken => {
                     bearer = Some(id);
                     needs.push(Needs::Pattern(detect::BEARER_TOKEN.into()));
-                    needs.push(Needs::Literals(&["asic", "ASIC"]));
+                    needs.push(Needs::Literals(&["basic"]));
                 }
                 Detector::ApiKey => {
                     api = Some(id);
