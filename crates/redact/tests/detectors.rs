@@ -520,7 +520,10 @@ fn basic_credentials_in_any_case_are_redacted() {
         let text = format!("replay with {scheme} dXNlcjpwYXNz against https://h");
         let mut p = json!({ "command": text });
         let payload = serde_json::to_string(&p).unwrap();
-        assert!(r.may_redact(&payload), "{scheme}: the pre-check let it through");
+        assert!(
+            r.may_redact(&payload),
+            "{scheme}: the pre-check let it through"
+        );
         let fired = r.redact(&mut p);
         assert_eq!(fired, ["bearer_token"], "{scheme}");
         let out = p["command"].as_str().unwrap();
