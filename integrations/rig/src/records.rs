@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use agent_audit_core::otel::ChatOutcome;
+use agent_audit_core::otel::{ChatOutcome, GenAiStep};
 use agent_audit_core::{AckLevel, Auditor, EventType};
 use rig_agent::agent::{DispatchAction, ModelTurnAction, OutcomeAction, RunId, RunStartAction};
 use rig_core::effect::EffectId;
@@ -143,36 +143,22 @@ impl Inner {
             input_tokens: turn.usage.map(|u| u.0),
             output_tokens: turn.usage.map(|u| u.1),
         });
-        let mut payload = Map::new();
-        payload.insert("content".into(), json!(turn.content));
-        payload.insert("tool_calls".into(), Value::Array(turn.tool_calls));
-        payload.insert("model".into(), json!(turn.model));
-        if let Some(p) = &self.names.provider {
-            payload.insert("provider".into(), json!(p));
-        }
-        payload.insert("response_id".into(), json!(turn.response_id));
-        payload.insert("finish_reason".into(), json!(turn.finish_reason));
-        payload.insert(
-            "usage".into(),
-            match turn.usage {
-                Some((p, c, t)) => {
-                    json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": t})
-                }
-                None => Value::Null,
-            },
-        );
-        payload.insert("latency_ms".into(), json!(latency_ms));
-        let auditor = step.auditor().clone();
-        let emitted = self
-            .emit(
-                &auditor,
-                EventType::AssistantOutput,
-                "assistant_output",
-                &payload,
-            )
-            .await;
-        step.end();
-        if let Err(reason) = emitted {
+        let usage = match turn.usage {
+            Some((p, c, t)) => {
+                json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": t})
+            }
+            None => Value::Null,
+        };
+        let output = ChatOutput {
+            content: json!(turn.content),
+            tool_calls: Value::Array(turn.tool_calls),
+            model: json!(turn.model),
+            response_id: json!(turn.response_id),
+            finish_reason: json!(turn.finish_reason),
+            usage,
+            latency_ms,
+        };
+        if let Err(reason) = self.chat_output(step, output).await {
             return ModelTurnAction::Stop(reason);
         }
         let refused = lock(&self.runs)
@@ -352,4 +338,45 @@ pub(crate) enum ToolOutcome {
 pub(crate) enum Settled {
     Answer(String),
     Error(String),
+}
+
+/// What a model turn's `assistant_output` says, however the turn ended.
+pub(crate) struct ChatOutput {
+    pub(crate) content: Value,
+    pub(crate) tool_calls: Value,
+    pub(crate) model: Value,
+    pub(crate) response_id: Value,
+    pub(crate) finish_reason: Value,
+    pub(crate) usage: Value,
+    pub(crate) latency_ms: f64,
+}
+
+impl Inner {
+    /// Writes a chat step's `assistant_output` (keys in the order our
+    /// runtime writes them) and ends the step, whether or not the record
+    /// could be written.
+    pub(crate) async fn chat_output(&self, step: GenAiStep, out: ChatOutput) -> Result<(), String> {
+        let mut payload = Map::new();
+        payload.insert("content".into(), out.content);
+        payload.insert("tool_calls".into(), out.tool_calls);
+        payload.insert("model".into(), out.model);
+        if let Some(p) = &self.names.provider {
+            payload.insert("provider".into(), json!(p));
+        }
+        payload.insert("response_id".into(), out.response_id);
+        payload.insert("finish_reason".into(), out.finish_reason);
+        payload.insert("usage".into(), out.usage);
+        payload.insert("latency_ms".into(), json!(out.latency_ms));
+        let auditor = step.auditor().clone();
+        let emitted = self
+            .emit(
+                &auditor,
+                EventType::AssistantOutput,
+                "assistant_output",
+                &payload,
+            )
+            .await;
+        step.end();
+        emitted
+    }
 }

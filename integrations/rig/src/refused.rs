@@ -9,6 +9,7 @@ use rig_core::message::Message;
 use serde_json::{Map, Value, json};
 
 use crate::convert::{arguments_value, assistant_text, call_records};
+use crate::records::ChatOutput;
 use crate::state::{Inner, Refused, lock, millis};
 
 /// What a hook learns of a refused call.
@@ -138,28 +139,16 @@ impl Inner {
                 .iter()
                 .find_map(|r| r.answer.clone())
                 .unwrap_or_else(|| json!({"content": null, "tool_calls": []}));
-            let mut payload = Map::new();
-            payload.insert("content".into(), answer["content"].clone());
-            payload.insert("tool_calls".into(), answer["tool_calls"].clone());
-            payload.insert("model".into(), Value::Null);
-            if let Some(p) = &self.names.provider {
-                payload.insert("provider".into(), json!(p));
-            }
-            payload.insert("response_id".into(), Value::Null);
-            payload.insert("finish_reason".into(), Value::Null);
-            payload.insert("usage".into(), Value::Null);
-            payload.insert("latency_ms".into(), json!(millis(chat.started.elapsed())));
-            let auditor = chat.step.auditor().clone();
-            let emitted = self
-                .emit(
-                    &auditor,
-                    EventType::AssistantOutput,
-                    "assistant_output",
-                    &payload,
-                )
-                .await;
-            chat.step.end();
-            emitted?;
+            let output = ChatOutput {
+                content: answer["content"].clone(),
+                tool_calls: answer["tool_calls"].clone(),
+                model: Value::Null,
+                response_id: Value::Null,
+                finish_reason: Value::Null,
+                usage: Value::Null,
+                latency_ms: millis(chat.started.elapsed()),
+            };
+            self.chat_output(chat.step, output).await?;
         }
         self.record_refused(run, refused).await
     }
