@@ -10,8 +10,8 @@ use std::time::Instant;
 use agent_audit::Timestamp;
 use serde::Serialize;
 
+use super::ToolCall;
 use super::measure::{Remove, cpu_seconds, path_beside};
-use super::{Arguments, ToolCall};
 
 /// What the baseline measured.
 #[derive(Serialize)]
@@ -92,16 +92,7 @@ pub(super) fn run(
             user_id: shape.user_id,
             session_id: shape.session_id,
             attributes: &shape.attributes,
-            payload: ToolCall {
-                tool: "get_account_balance",
-                call_id: format!("call_0_{seq:012}"),
-                arguments: Arguments {
-                    account_id: "12345",
-                    currency: "EUR",
-                    include_pending: seq % 2 == 0,
-                },
-                model: "offline",
-            },
+            payload: ToolCall::new(format!("call_0_{seq:012}"), seq % 2 == 0),
             prev,
         };
         serde_json::to_writer(&mut w, &line)?;

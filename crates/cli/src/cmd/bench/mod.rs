@@ -79,6 +79,23 @@ struct Arguments<'a> {
     include_pending: bool,
 }
 
+impl ToolCall<'static> {
+    /// The bench's tool call with this id: the tasks', the baseline's and
+    /// the probe's lines differ in nothing else.
+    fn new(call_id: String, include_pending: bool) -> ToolCall<'static> {
+        ToolCall {
+            tool: "get_account_balance",
+            call_id,
+            arguments: Arguments {
+                account_id: "12345",
+                currency: "EUR",
+                include_pending,
+            },
+            model: "offline",
+        }
+    }
+}
+
 /// The first JSONL sink: where the baseline and the fdatasyncs write and
 /// whose file is checked.
 fn first_jsonl(config: &Config) -> Option<&JsonlOptions> {
@@ -154,16 +171,7 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
         handles.push(tokio::spawn(async move {
             let mut lat = measure::Histogram::new();
             for i in 0..n {
-                let call = ToolCall {
-                    tool: "get_account_balance",
-                    call_id: format!("call_{t}_{i:012}"),
-                    arguments: Arguments {
-                        account_id: "12345",
-                        currency: "EUR",
-                        include_pending: i % 2 == 0,
-                    },
-                    model: "offline",
-                };
+                let call = ToolCall::new(format!("call_{t}_{i:012}"), i % 2 == 0);
                 let t0 = Instant::now();
                 a.emit(EventType::ToolCall, &call).await?;
                 lat.record(t0.elapsed().as_nanos() as u64);

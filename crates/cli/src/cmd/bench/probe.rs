@@ -13,8 +13,8 @@ use agent_audit::{AckLevel, Auditor, EmitError, EventType};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
+use super::ToolCall;
 use super::measure::{Remove, path_beside, quantile_us};
-use super::{Arguments, ToolCall};
 
 /// Pause between two probes: often enough for a few hundred samples a
 /// second, seldom enough that the probe's own records do not change the
@@ -75,16 +75,7 @@ impl Probe {
                         break;
                     }
                 }
-                let call = ToolCall {
-                    tool: "get_account_balance",
-                    call_id: format!("probe_{i:012}"),
-                    arguments: Arguments {
-                        account_id: "12345",
-                        currency: "EUR",
-                        include_pending: false,
-                    },
-                    model: "offline",
-                };
+                let call = ToolCall::new(format!("probe_{i:012}"), false);
                 let t0 = Instant::now();
                 let receipt = auditor
                     .emit_wait(EventType::ToolCall, &call, AckLevel::Durable)
