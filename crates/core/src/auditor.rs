@@ -83,6 +83,11 @@ impl OverLongIds {
     }
 }
 
+/// The length of `id` when it is over [`MAX_ID_BYTES`](crate::MAX_ID_BYTES).
+fn over_long(field: &'static str, id: &str) -> Option<usize> {
+    attributes::check_id(field, id).err().map(|_| id.len())
+}
+
 impl Auditor {
     /// A handle with a fresh trace and no request.
     pub fn new(dispatcher: Dispatcher) -> Auditor {
@@ -127,9 +132,7 @@ impl Auditor {
     /// naming `request_id`, never the id, as for
     /// [`Auditor::with_user`].
     pub fn for_request(&self, request_id: Option<&str>) -> Auditor {
-        let over_long = request_id
-            .filter(|id| attributes::check_id("request_id", id).is_err())
-            .map(str::len);
+        let over_long = request_id.and_then(|id| over_long("request_id", id));
         let request_id = request_id.filter(|_| over_long.is_none());
         let id: Arc<str> = match request_id {
             Some(id) => self.filtered_id("request_id", id),
@@ -177,12 +180,10 @@ impl Auditor {
     /// for [`Auditor::with_user`].
     pub fn with_correlation_id(&self, id: &str) -> Auditor {
         let mut next = self.clone();
-        if attributes::check_id("correlation_id", id).is_err() {
-            next.over_long.correlation = Some(id.len());
-            return next;
+        next.over_long.correlation = over_long("correlation_id", id);
+        if next.over_long.correlation.is_none() {
+            next.scope.correlation_id = Some(self.filtered_id("correlation_id", id));
         }
-        next.over_long.correlation = None;
-        next.scope.correlation_id = Some(self.filtered_id("correlation_id", id));
         next
     }
 
@@ -221,18 +222,7 @@ impl Auditor {
     /// where it is given instead.
     pub fn with_user(&self, id: &str) -> Auditor {
         let mut next = self.clone();
-        match attributes::check_id("user_id", id) {
-            Ok(()) => {
-                next.scope.user_id = self.identity("user_id", id);
-                next.over_long.user = None;
-            }
-            // Neither kept nor redacted: the rules would scan (or hash)
-            // the whole id for nothing, and no record may carry it.
-            Err(_) => {
-                next.scope.user_id = None;
-                next.over_long.user = Some(id.len());
-            }
-        }
+        (next.scope.user_id, next.over_long.user) = self.bounded_identity("user_id", id);
         next
     }
 
@@ -261,16 +251,7 @@ impl Auditor {
     /// refuses it where it is given.
     pub fn with_session(&self, id: &str) -> Auditor {
         let mut next = self.clone();
-        match attributes::check_id("session_id", id) {
-            Ok(()) => {
-                next.scope.session_id = self.identity("session_id", id);
-                next.over_long.session = None;
-            }
-            Err(_) => {
-                next.scope.session_id = None;
-                next.over_long.session = Some(id.len());
-            }
-        }
+        (next.scope.session_id, next.over_long.session) = self.bounded_identity("session_id", id);
         next
     }
 
@@ -318,6 +299,17 @@ impl Auditor {
     /// `id` as the rules want a `user_id` or `session_id` recorded; none
     /// when a rule drops it (unlike a request id, no record needs it to
     /// join the others).
+    /// [`Auditor::identity`] of an id within [`MAX_ID_BYTES`](crate::MAX_ID_BYTES);
+    /// an over-long one is neither kept nor redacted (the rules would scan,
+    /// or hash, the whole id for nothing, and no record may carry it): its
+    /// length is returned instead, for the next emit to refuse.
+    fn bounded_identity(&self, field: &'static str, id: &str) -> (Option<Arc<str>>, Option<usize>) {
+        match over_long(field, id) {
+            None => (self.identity(field, id), None),
+            Some(len) => (None, Some(len)),
+        }
+    }
+
     fn identity(&self, field: &str, id: &str) -> Option<Arc<str>> {
         let Some(filter) = self.dispatcher.filter() else {
             return Some(Arc::from(id));
