@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,89 +16,8 @@ use agent_audit_core::{
 use agent_audit_rig::{AuditError, AuditHook, RunError};
 use common::*;
 use rig_agent::prelude::*;
-use rig_core::providers::openai::{OpenAIConfig, Route};
-use rig_core::tool::PortableTool;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Barrier;
-
-#[derive(Deserialize)]
-struct MarkArgs {
-    name: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct ToolFailed(String);
-
-/// A tool with a side effect: it writes `<dir>/<name>` holding whether the
-/// required sink already held a `tool_call` for `name`. Optionally it
-/// breaks the required sink once it has acted (a disk that fails between
-/// two calls), or waits until `together` calls run at once.
-struct Mark {
-    dir: PathBuf,
-    audited: MemorySink,
-    break_after: Option<String>,
-    together: Option<Arc<Barrier>>,
-}
-
-impl Mark {
-    fn new(dir: &tempfile::TempDir, audited: &MemorySink) -> Mark {
-        Mark {
-            dir: dir.path().to_path_buf(),
-            audited: audited.clone(),
-            break_after: None,
-            together: None,
-        }
-    }
-}
-
-impl PortableTool for Mark {
-    const NAME: &'static str = "mark";
-    type Args = MarkArgs;
-    type Output = Value;
-    type Error = ToolFailed;
-
-    fn description(&self) -> String {
-        "Writes a marker.".into()
-    }
-
-    fn parameters(&self) -> Value {
-        json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]})
-    }
-
-    async fn call(&self, args: MarkArgs) -> Result<Value, ToolFailed> {
-        let seen = self.audited.records().iter().any(|r| {
-            r.event_type.as_str() == "tool_call"
-                && r.payload_value()["arguments"]["name"] == args.name.as_str()
-        });
-        if let Some(barrier) = &self.together {
-            tokio::time::timeout(Duration::from_secs(10), barrier.wait())
-                .await
-                .map_err(|_| ToolFailed("the other call never started".into()))?;
-        }
-        std::fs::write(self.dir.join(&args.name), format!("audited={seen}"))
-            .map_err(|e| ToolFailed(e.to_string()))?;
-        if self.break_after.as_deref() == Some(args.name.as_str()) {
-            self.audited
-                .fail_with(FailureKind::Permanent, "audit disk gone");
-        }
-        Ok(json!({"marked": args.name}))
-    }
-}
-
-fn agent(server: &ChatServer, tool: Mark) -> Agent {
-    let model = OpenAIConfig::new("sk-test")
-        .with_base_url(server.base_url())
-        .with_route(Route::Chat)
-        .client()
-        .completion("test-model");
-    AgentBuilder::new(model)
-        .name("assistant")
-        .default_max_turns(5)
-        .tool(tool)
-        .build()
-}
 
 async fn dispatcher(required: &MemorySink) -> Dispatcher {
     Dispatcher::builder()
@@ -107,14 +25,6 @@ async fn dispatcher(required: &MemorySink) -> Dispatcher {
         .start()
         .await
         .unwrap()
-}
-
-fn payloads(records: &[Arc<Record>], event: &str) -> Vec<Value> {
-    records
-        .iter()
-        .filter(|r| r.event_type.as_str() == event)
-        .map(|r| r.payload_value())
-        .collect()
 }
 
 fn marker(dir: &tempfile::TempDir, name: &str) -> Option<String> {

@@ -15,7 +15,6 @@ use agent_audit_core::{Auditor, Dispatcher, EmitError, FailureKind, MemorySink, 
 use agent_audit_rig::{AuditError, AuditHook, RunError};
 use common::*;
 use rig_agent::prelude::*;
-use rig_core::providers::openai::{OpenAIConfig, Route};
 use rig_core::tool::PortableTool;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -26,10 +25,6 @@ struct TransferArgs {
     to: String,
     cents: u64,
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct ToolFailed(String);
 
 /// A tool with a side effect: it writes `<dir>/<to>`, noting whether the
 /// required sink already held the `tool_call` of a call to `to`. With a
@@ -77,19 +72,6 @@ impl PortableTool for TransferFunds {
     }
 }
 
-fn agent(server: &ChatServer, tool: TransferFunds) -> Agent {
-    let model = OpenAIConfig::new("sk-test")
-        .with_base_url(server.base_url())
-        .with_route(Route::Chat)
-        .client()
-        .completion("test-model");
-    AgentBuilder::new(model)
-        .name("assistant")
-        .default_max_turns(5)
-        .tool(tool)
-        .build()
-}
-
 async fn dispatcher(required: &MemorySink, mirror: &MemorySink) -> Dispatcher {
     Dispatcher::builder()
         .sink(SinkOptions::new("audit"), required.clone())
@@ -97,14 +79,6 @@ async fn dispatcher(required: &MemorySink, mirror: &MemorySink) -> Dispatcher {
         .start()
         .await
         .unwrap()
-}
-
-fn of_type(records: &[Arc<agent_audit_core::Record>], event: &str) -> Vec<Value> {
-    records
-        .iter()
-        .filter(|r| r.event_type.as_str() == event)
-        .map(|r| r.payload_value())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,7 +250,7 @@ async fn two_concurrent_tools_are_each_durable_before_they_run_and_matched_by_ca
         let to = call.payload_value()["arguments"]["to"].clone();
         assert_eq!(p["result"]["to"], to, "{p}");
     }
-    let ids: Vec<Value> = of_type(&records, "tool_result")
+    let ids: Vec<Value> = payloads(&records, "tool_result")
         .iter()
         .map(|p| p["call_id"].clone())
         .collect();

@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
 use agent_audit_core::{Auditor, Dispatcher, FailureKind, MemorySink, SinkOptions};
 use agent_audit_rig::{AuditError, AuditHook, RunError};
@@ -14,48 +13,7 @@ use common::*;
 use rig_agent::completion::{AssistantContent, AssistantMessage, Message, ToolDefinition, Usage};
 use rig_agent::prelude::*;
 use rig_agent::run::{AgentRun, AgentRunStep, ModelTurn};
-use rig_core::providers::openai::{OpenAIConfig, Route};
-use rig_core::tool::PortableTool;
-use serde::Deserialize;
-use serde_json::{Value, json};
-
-#[derive(Deserialize)]
-struct MarkArgs {
-    name: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct ToolFailed(String);
-
-/// Writes `<dir>/<name>`, noting whether the sink held its `tool_call`.
-struct Mark(PathBuf, MemorySink);
-
-impl PortableTool for Mark {
-    const NAME: &'static str = "mark";
-    type Args = MarkArgs;
-    type Output = Value;
-    type Error = ToolFailed;
-
-    fn description(&self) -> String {
-        "Writes a marker.".into()
-    }
-
-    fn parameters(&self) -> Value {
-        json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]})
-    }
-
-    async fn call(&self, args: MarkArgs) -> Result<Value, ToolFailed> {
-        let seen = self
-            .1
-            .records()
-            .iter()
-            .any(|r| r.event_type.as_str() == "tool_call");
-        std::fs::write(self.0.join(&args.name), format!("audited={seen}"))
-            .map_err(|e| ToolFailed(e.to_string()))?;
-        Ok(json!({"marked": args.name}))
-    }
-}
+use serde_json::json;
 
 /// A run suspended with the model's call to `mark` pending, as a durable
 /// execution store would hand it back.
@@ -91,17 +49,8 @@ fn suspended_run(agent: &Agent) -> AgentRun {
     serde_json::from_str(&saved).unwrap()
 }
 
-fn agent(server: &ChatServer, dir: &tempfile::TempDir, sink: &MemorySink) -> Agent {
-    let model = OpenAIConfig::new("sk-test")
-        .with_base_url(server.base_url())
-        .with_route(Route::Chat)
-        .client()
-        .completion("test-model");
-    AgentBuilder::new(model)
-        .name("assistant")
-        .default_max_turns(5)
-        .tool(Mark(dir.path().to_path_buf(), sink.clone()))
-        .build()
+fn mark_agent(server: &ChatServer, dir: &tempfile::TempDir, sink: &MemorySink) -> Agent {
+    agent(server, Mark::new(dir, sink))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,7 +63,7 @@ async fn a_resumed_run_records_its_pending_tool_before_it_runs() {
         .await
         .unwrap();
     let server = ChatServer::scripted(vec![Reply::completion(Some("Marked."), &[])]).await;
-    let agent = agent(&server, &dir, &required);
+    let agent = mark_agent(&server, &dir, &required);
     let run = suspended_run(&agent);
     let hook = AuditHook::new(&Auditor::new(d.clone()).for_request(Some("r-resumed")));
     let result = agent.resume(run).add_hook(hook.clone()).await;
@@ -163,7 +112,7 @@ async fn a_resumed_run_with_a_failed_sink_never_runs_its_pending_tool() {
         .unwrap();
     required.fail_with(FailureKind::Permanent, "audit disk unavailable");
     let server = ChatServer::scripted(vec![Reply::completion(Some("Marked."), &[])]).await;
-    let agent = agent(&server, &dir, &required);
+    let agent = mark_agent(&server, &dir, &required);
     let run = suspended_run(&agent);
     let hook = AuditHook::new(&Auditor::new(d.clone()).for_request(Some("r-resumed-fail")));
     let result = agent.resume(run).add_hook(hook.clone()).await;
