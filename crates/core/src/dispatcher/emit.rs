@@ -10,15 +10,15 @@
 //! instead of parking and waking each other through an async lock's queue
 //! (measured with `agent-audit bench --tasks 8`).
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
 
 use crate::error::EmitError;
 use crate::record::{EventType, MAX_SEQ, RecordMeta, Scope};
 
 use super::options::Overflow;
 use super::receipt::DeliveryError;
-use super::seq::{Draft, Exhausted};
+use super::seq::{Draft, Exhausted, Order};
 use super::slot::SinkSlot;
 use super::{Dispatcher, Shared, lock};
 
@@ -50,23 +50,7 @@ impl Dispatcher {
                 shared.flush_gaps(&mut order, false);
                 match shared.full_blocking_queue()? {
                     Some(slot) => slot,
-                    None => {
-                        // The gap records just numbered may have taken the
-                        // last seqs.
-                        let record = order.stamp(draft)?;
-                        let seq = record.seq;
-                        let mut dropped_required = None;
-                        for s in &shared.sinks {
-                            if !s.push(record.clone(), false) && s.options.required {
-                                dropped_required = Some(s.options.name.clone());
-                            }
-                        }
-                        drop(order);
-                        return match dropped_required {
-                            Some(sink) => Err(EmitError::Dropped { sink, seq }),
-                            None => Ok(seq),
-                        };
-                    }
+                    None => return shared.queue_everywhere(order, draft),
                 }
             };
             // No seq is used while waiting: shutdown releases the wait and
@@ -100,6 +84,29 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// Stamps the draft and queues it on every sink, then lets go of the
+    /// order lock.
+    fn queue_everywhere(
+        &self,
+        mut order: MutexGuard<'_, Order>,
+        draft: Draft,
+    ) -> Result<u64, EmitError> {
+        // The gap records just numbered may have taken the last seqs.
+        let record = order.stamp(draft)?;
+        let seq = record.seq;
+        let mut dropped_required = None;
+        for s in &self.sinks {
+            if !s.push(record.clone(), false) && s.options.required {
+                dropped_required = Some(s.options.name.clone());
+            }
+        }
+        drop(order);
+        match dropped_required {
+            Some(sink) => Err(EmitError::Dropped { sink, seq }),
+            None => Ok(seq),
+        }
     }
 
     /// The first full queue whose sink waits for room (`block`), if any;
