@@ -157,10 +157,16 @@ impl SinkSlot {
         self.gap_pending.store(true, Ordering::Release);
     }
 
-    /// The gap records due now, at most `most` of them (the rest stay
-    /// pending); `force` (at shutdown) takes all of them.
-    fn take_gaps(&self, force: bool, most: usize) -> Vec<Gap> {
-        if !self.gap_pending.load(Ordering::Acquire) || most == 0 {
+    /// The gap records due now, at most `most()` of them (the rest stay
+    /// pending); `force` (at shutdown) takes all of them. `most` is asked
+    /// only when something is pending: every emit comes here, few with
+    /// anything to note.
+    fn take_gaps(&self, force: bool, most: impl FnOnce() -> usize) -> Vec<Gap> {
+        if !self.gap_pending.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let most = most();
+        if most == 0 {
             return Vec::new();
         }
         let mut o = lock(&self.outcomes);
@@ -219,12 +225,13 @@ impl Shared {
     /// could when every note went onto it regardless.
     pub(super) fn flush_gaps(&self, order: &mut Order, force: bool) {
         for (i, s) in self.sinks.iter().enumerate() {
-            let most = if force {
-                usize::MAX
-            } else {
-                self.room_for_notes()
-            };
-            let gaps = s.take_gaps(force, most);
+            let gaps = s.take_gaps(force, || {
+                if force {
+                    usize::MAX
+                } else {
+                    self.room_for_notes()
+                }
+            });
             for gap in gaps {
                 let payload = gap.payload(&s.options.name);
                 let draft = self.internal_draft(EventType::AuditGap, &payload);
