@@ -393,11 +393,12 @@ impl SinkSlot {
                 // published, so that a receipt's waiter sees it cleared.
                 self.status.clear();
             }
+            // Noted before the answer is published, as by the sync worker.
+            self.note_notices(take_notices(sink));
             self.complete(&records, result);
             self.counts
                 .in_flight
                 .fetch_sub(records.len() as u64, Ordering::AcqRel);
-            self.note_notices(take_notices(sink));
         }
     }
 

@@ -99,10 +99,14 @@ impl SinkSlot {
                 // A write that returned retries no more, whatever the sink
                 // forgot to say (or said just before it panicked).
                 self.status.clear();
+                // Noted before the answer is published: a receipt's waiter
+                // then sees what the sink said about the write (a file
+                // moved away and reopened) in health and in the next emit's
+                // gap records.
+                self.collect_notices(&mut sink);
                 self.complete(&batch, result);
                 self.counts.in_flight.store(0, Ordering::Release);
                 batch.clear();
-                self.collect_notices(&mut sink);
             }
             if let Some(every) = tick_every
                 && last_tick.elapsed() >= every
