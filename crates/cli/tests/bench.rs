@@ -1,8 +1,9 @@
 //! `agent-audit bench`'s measuring flags, run as the real binary against a
 //! JSONL sink in a directory of the test's own: `--baseline`, CPU per
-//! record, `--durable-probe`, the check of the lines the file gained, and
-//! the flags refused. No figure is compared with a speed: only that each
-//! is there, is sane, and agrees with the others.
+//! record, `--durable-probe` (with its loaded peer), the check of the
+//! lines the file gained, and the flags refused. No figure is compared
+//! with a speed: only that each is there, is sane, and agrees with the
+//! others.
 
 // The shared module's PROMPT is for the tests that run the agent.
 #[allow(dead_code)]
@@ -142,6 +143,29 @@ fn durable_probe_reports_p50_and_p99_of_the_wait_and_of_bare_fdatasync() {
     );
     let ratio = f(p, "p99_us") / f(p, "fdatasync_p99_us");
     assert!((f(p, "p99_ratio") - ratio).abs() < 1e-9 * ratio, "{v}");
+    // The loaded peer, measured in the same run: its probes' figures, the
+    // load beside them, and our p99 against its.
+    assert!(p["loaded_peer_samples"].as_u64().unwrap() >= 1, "{v}");
+    assert!(
+        f(p, "loaded_peer_p50_us") > 0.0
+            && f(p, "loaded_peer_p50_us") <= f(p, "loaded_peer_p99_us"),
+        "{v}"
+    );
+    let ratio = f(p, "p99_us") / f(p, "loaded_peer_p99_us");
+    assert!(
+        (f(p, "p99_ratio_loaded") - ratio).abs() < 1e-9 * ratio,
+        "{v}"
+    );
+    for key in [
+        "loaded_peer_records_per_sec",
+        "loaded_peer_mb_per_sec",
+        "loaded_peer_seconds",
+    ] {
+        assert!(f(p, key) > 0.0, "{key}: {v}");
+    }
+    // At least as long as our run (the probe stops once it has passed),
+    // so under load for as long.
+    assert!(f(p, "loaded_peer_seconds") >= f(&v, "seconds"), "{v}");
     // The probes are records too: counted, in the file, in seq.
     let c = &v["seq_check"];
     assert_eq!(c["expected_tool_calls"], RECORDS + samples, "{v}");
@@ -151,6 +175,8 @@ fn durable_probe_reports_p50_and_p99_of_the_wait_and_of_bare_fdatasync() {
         line_count(&dir.path().join("bench.jsonl")) as u64,
         RECORDS + samples
     );
+    // The bare fdatasyncs' and the loaded peer's scratch files are gone,
+    // and none of their lines went into ours.
     assert_eq!(
         names(dir.path()),
         ["audit.toml", "bench.jsonl", "bench.jsonl.seq"]
@@ -162,6 +188,37 @@ fn durable_probe_reports_p50_and_p99_of_the_wait_and_of_bare_fdatasync() {
     assert!(
         v["durable_probe"].is_null() && v["baseline"].is_null(),
         "{v}"
+    );
+}
+
+#[test]
+fn durable_probe_prints_the_loaded_peer_beside_ours_and_the_bare_fdatasync() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "batch");
+    let out = agent_audit(
+        dir.path(),
+        &[
+            "bench",
+            "--config",
+            &cfg,
+            "--records",
+            "5000",
+            "--durable-probe",
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let re = regex::Regex::new(concat!(
+        r"(?m)^durable/fsync    [0-9.]+x at p99\n",
+        r"loaded peer      p50 [0-9]+ us, p99 [0-9]+ us \([1-9][0-9]* lines appended \+ flush \+ fdatasync, one every 5 ms, through the lock of a plain writer appending flat out to the same file beside the log, after the run\)\n",
+        r"  its load       [1-9][0-9]* records/s, [0-9.]+ MB/s over [0-9.]+ s .*\n",
+        r"durable/peer     [0-9.]+x at p99 \(Durable p99 x loaded peer p99\)$",
+    ))
+    .unwrap();
+    assert!(re.is_match(&stdout), "{stdout}");
+    assert_eq!(
+        names(dir.path()),
+        ["audit.toml", "bench.jsonl", "bench.jsonl.seq"]
     );
 }
 

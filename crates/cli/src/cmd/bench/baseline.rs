@@ -53,11 +53,45 @@ struct Line<'a> {
     prev: &'a str,
 }
 
-/// Who the bench's records are for, so the baseline's lines are as long.
-pub(super) struct Shape<'a> {
-    pub(super) user_id: Option<&'a str>,
-    pub(super) session_id: Option<&'a str>,
+/// Who the bench's records are for, so the baseline's and the loaded
+/// peer's lines are as long as ours.
+pub(super) struct Shape {
+    pub(super) user_id: Option<String>,
+    pub(super) session_id: Option<String>,
     pub(super) attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Digest standing in for the chain's `prev`: as long as a real one.
+const PREV: &str = "5fe0ecce0213ddb949ce0a55df5327608dfd2c9208aaf5a79fe4edac24bd47a5";
+
+/// Appends one line shaped as the bench's records, stamped now, to `w`:
+/// the plain writer's whole work for a record.
+pub(super) fn write_line<W: Write>(
+    w: &mut W,
+    seq: u64,
+    shape: &Shape,
+    payload: ToolCall<'_>,
+) -> std::io::Result<()> {
+    let ts = Timestamp::now();
+    let line = Line {
+        v: 2,
+        seq,
+        ts: ts.as_str(),
+        event_type: "tool_call",
+        request_id: "bench",
+        correlation_id: "bench",
+        trace_id: "d9387a1adc2ae95227663fa3379b7460",
+        span_id: "a7dbf7b0c5d0a0cd",
+        parent_span_id: None,
+        agent: "bench",
+        user_id: shape.user_id.as_deref(),
+        session_id: shape.session_id.as_deref(),
+        attributes: &shape.attributes,
+        payload,
+        prev: PREV,
+    };
+    serde_json::to_writer(&mut *w, &line)?;
+    w.write_all(b"\n")
 }
 
 /// Writes `records` lines shaped as the bench's records into a new file
@@ -66,7 +100,7 @@ pub(super) struct Shape<'a> {
 pub(super) fn run(
     audit_file: &Path,
     records: u64,
-    shape: &Shape<'_>,
+    shape: &Shape,
     sync: bool,
 ) -> std::io::Result<Baseline> {
     let path = path_beside(audit_file, "baseline");
@@ -75,28 +109,13 @@ pub(super) fn run(
     let started = Instant::now();
     let file = File::create_new(&path)?;
     let mut w = BufWriter::with_capacity(64 << 10, file);
-    let prev = "5fe0ecce0213ddb949ce0a55df5327608dfd2c9208aaf5a79fe4edac24bd47a5";
     for seq in 1..=records {
-        let ts = Timestamp::now();
-        let line = Line {
-            v: 2,
+        write_line(
+            &mut w,
             seq,
-            ts: ts.as_str(),
-            event_type: "tool_call",
-            request_id: "bench",
-            correlation_id: "bench",
-            trace_id: "d9387a1adc2ae95227663fa3379b7460",
-            span_id: "a7dbf7b0c5d0a0cd",
-            parent_span_id: None,
-            agent: "bench",
-            user_id: shape.user_id,
-            session_id: shape.session_id,
-            attributes: &shape.attributes,
-            payload: ToolCall::new(format!("call_0_{seq:012}"), seq % 2 == 0),
-            prev,
-        };
-        serde_json::to_writer(&mut w, &line)?;
-        w.write_all(b"\n")?;
+            shape,
+            ToolCall::new(format!("call_0_{seq:012}"), seq % 2 == 0),
+        )?;
     }
     let file = w.into_inner().map_err(|e| e.into_error())?;
     if sync {

@@ -4,11 +4,14 @@
 //! `--baseline` writes the same lines the plainest way first (beside the
 //! JSONL sink's file, so on the same disk); `--durable-probe` measures the
 //! wait of `emit_wait(.., Durable)` while the tasks emit, against bare
-//! `fdatasync`s afterwards. After the run the lines the JSONL file gained
-//! are read back: contiguous seqs and every record there, or exit 1.
+//! `fdatasync`s afterwards and against a plain writer's durable appends
+//! under a flat-out load of its own (the loaded peer). After the run the
+//! lines the JSONL file gained are read back: contiguous seqs and every
+//! record there, or exit 1.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent_audit::config::Config;
@@ -21,6 +24,7 @@ use crate::error::CliError;
 mod baseline;
 mod measure;
 mod output;
+mod peer;
 mod probe;
 
 use baseline::Baseline;
@@ -55,8 +59,11 @@ pub struct Args {
     baseline: bool,
     /// While the tasks emit, a probe emits a tool_call with
     /// emit_wait(.., Durable) every 5 ms; after the run, 200 bare
-    /// fdatasyncs on the same disk. Prints p50/p99 of both. Needs a JSONL
-    /// sink with fsync other than "never".
+    /// fdatasyncs on the same disk, then a loaded peer for as long as the
+    /// run: a plain writer appending flat out to a scratch file beside the
+    /// log while a probe appends a line through its lock + fdatasync every
+    /// 5 ms. Prints p50/p99 of all three. Needs a JSONL sink with fsync
+    /// other than "never".
     #[arg(long)]
     durable_probe: bool,
     #[command(flatten)]
@@ -136,8 +143,9 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
             Some(_) => {}
         }
     }
+    let shape = Arc::new(shape(&args, &who, &config));
     let baseline = match (&jsonl, args.baseline) {
-        (Some(o), true) => Some(run_baseline(o, &args, &who, &config).await?),
+        (Some(o), true) => Some(run_baseline(o, &args, shape.clone()).await?),
         _ => None,
     };
     let bytes_before = file_bytes(&config).unwrap_or(0);
@@ -215,7 +223,19 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
                 .map_err(|e| {
                     CliError::Runtime(format!("fdatasync probe beside {}: {e}", o.path.display()))
                 })?;
-            Some(probe::figures(w, syncs))
+            // After the bare fdatasyncs, so that they still find the disk
+            // quiet; for as long as our run, so under as long a load.
+            let path = o.path.clone();
+            let shape = shape.clone();
+            let peer = tokio::task::spawn_blocking(move || {
+                peer::run(&path, Duration::from_secs_f64(seconds), &shape)
+            })
+            .await
+            .map_err(|e| CliError::Runtime(format!("loaded peer failed: {e}")))?
+            .map_err(|e| {
+                CliError::Runtime(format!("loaded peer beside {}: {e}", o.path.display()))
+            })?;
+            Some(probe::figures(w, syncs, peer))
         }
         _ => None,
     };
@@ -301,35 +321,34 @@ pub async fn run(args: Args) -> Result<ExitCode, CliError> {
     })
 }
 
-/// `--baseline`, on a blocking thread: the lines shaped as this run's
-/// records (its user, session and attributes), synced once at the end if
-/// the sink syncs at all.
-async fn run_baseline(
-    o: &JsonlOptions,
-    args: &Args,
-    who: &super::run::Who<'_>,
-    config: &Config,
-) -> Result<Baseline, CliError> {
+/// This run's records' user, session and attributes, for the lines the
+/// baseline and the loaded peer write.
+fn shape(args: &Args, who: &super::run::Who<'_>, config: &Config) -> baseline::Shape {
     let mut attributes = config.attributes.to_json_map();
     for (k, v) in &who.attrs {
         attributes.insert((*k).to_string(), serde_json::Value::from(*v));
     }
-    let user_id = args.who.user_id.clone();
-    let session_id = args.who.session_id.clone();
+    baseline::Shape {
+        user_id: args.who.user_id.clone(),
+        session_id: args.who.session_id.clone(),
+        attributes,
+    }
+}
+
+/// `--baseline`, on a blocking thread: the lines shaped as this run's
+/// records, synced once at the end if the sink syncs at all.
+async fn run_baseline(
+    o: &JsonlOptions,
+    args: &Args,
+    shape: Arc<baseline::Shape>,
+) -> Result<Baseline, CliError> {
     let path = o.path.clone();
     let records = args.records;
     let sync = o.fsync != FsyncPolicy::Never;
-    tokio::task::spawn_blocking(move || {
-        let shape = baseline::Shape {
-            user_id: user_id.as_deref(),
-            session_id: session_id.as_deref(),
-            attributes,
-        };
-        baseline::run(&path, records, &shape, sync)
-    })
-    .await
-    .map_err(|e| CliError::Runtime(format!("baseline failed: {e}")))?
-    .map_err(|e| CliError::Runtime(format!("baseline beside {}: {e}", o.path.display())))
+    tokio::task::spawn_blocking(move || baseline::run(&path, records, &shape, sync))
+        .await
+        .map_err(|e| CliError::Runtime(format!("baseline failed: {e}")))?
+        .map_err(|e| CliError::Runtime(format!("baseline beside {}: {e}", o.path.display())))
 }
 
 /// Bytes the JSONL sinks hold, for an honest MB/s.

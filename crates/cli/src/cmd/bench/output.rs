@@ -86,6 +86,23 @@ pub(super) fn print_text(r: &BenchResult) -> Result<(), CliError> {
             p.fdatasync_samples
         );
         outln!("durable/fsync    {:.2}x at p99", p.p99_ratio);
+        outln!(
+            "loaded peer      p50 {:.0} us, p99 {:.0} us ({} lines appended + flush + fdatasync, one every {} ms, through the lock of a plain writer appending flat out to the same file beside the log, after the run)",
+            p.loaded_peer_p50_us,
+            p.loaded_peer_p99_us,
+            p.loaded_peer_samples,
+            p.every_ms
+        );
+        outln!(
+            "  its load       {:.0} records/s, {:.1} MB/s over {:.3} s (serde_json + BufWriter<File>, one thread; the syncs hold it)",
+            p.loaded_peer_records_per_sec,
+            p.loaded_peer_mb_per_sec,
+            p.loaded_peer_seconds
+        );
+        outln!(
+            "durable/peer     {:.2}x at p99 (Durable p99 x loaded peer p99)",
+            p.p99_ratio_loaded
+        );
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! `bench --durable-probe`: the wait of "audit before act", a `tool_call`
 //! emitted with `emit_wait(.., Durable)` while the bench's tasks emit flat
-//! out, against a bare `fdatasync` on the same disk.
+//! out, against a bare `fdatasync` on the same disk (the goal) and
+//! against a plain writer's own durable appends under a flat-out load of
+//! its own (the loaded peer, see `peer`).
 
 use std::fs::File;
 use std::io::Write;
@@ -15,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::ToolCall;
 use super::measure::{Remove, path_beside, quantile_us};
+use super::peer::LoadedPeer;
 
 /// Pause between two probes: often enough for a few hundred samples a
 /// second, seldom enough that the probe's own records do not change the
@@ -39,6 +42,20 @@ pub(super) struct DurableProbe {
     pub(super) fdatasync_p99_us: f64,
     /// Our p99 over the bare fdatasync's p99 (goal: at most 2).
     pub(super) p99_ratio: f64,
+    /// The loaded peer's probes: one line each, appended, flushed and
+    /// synced through the lock of a plain writer appending flat out to
+    /// the same scratch file.
+    pub(super) loaded_peer_samples: u64,
+    pub(super) loaded_peer_p50_us: f64,
+    pub(super) loaded_peer_p99_us: f64,
+    /// Our p99 over the loaded peer's p99.
+    pub(super) p99_ratio_loaded: f64,
+    /// The load beside the peer's probes: the plain writer's lines a
+    /// second and MB a second (the probes' syncs, which hold it, included).
+    pub(super) loaded_peer_records_per_sec: f64,
+    pub(super) loaded_peer_mb_per_sec: f64,
+    /// How long the peer's writer ran (about as long as our run).
+    pub(super) loaded_peer_seconds: f64,
     /// Pause between probes, in milliseconds.
     pub(super) every_ms: u64,
 }
@@ -122,12 +139,26 @@ pub(super) fn bare_fdatasync(audit_file: &Path) -> std::io::Result<Vec<u64>> {
     Ok(nanos)
 }
 
-/// The figures of `waits` and of the bare `fdatasync`s.
-pub(super) fn figures(mut waits: Waits, mut fdatasync: Vec<u64>) -> DurableProbe {
+/// The figures of `waits`, of the bare `fdatasync`s and of the loaded
+/// peer.
+pub(super) fn figures(
+    mut waits: Waits,
+    mut fdatasync: Vec<u64>,
+    mut peer: LoadedPeer,
+) -> DurableProbe {
     waits.nanos.sort_unstable();
     fdatasync.sort_unstable();
+    peer.nanos.sort_unstable();
     let p99 = quantile_us(&waits.nanos, 0.99);
     let sync_p99 = quantile_us(&fdatasync, 0.99);
+    let peer_p99 = quantile_us(&peer.nanos, 0.99);
+    let per_sec = |n: u64| {
+        if peer.seconds > 0.0 {
+            n as f64 / peer.seconds
+        } else {
+            0.0
+        }
+    };
     DurableProbe {
         samples: waits.nanos.len() as u64,
         p50_us: quantile_us(&waits.nanos, 0.50),
@@ -137,6 +168,13 @@ pub(super) fn figures(mut waits: Waits, mut fdatasync: Vec<u64>) -> DurableProbe
         fdatasync_p50_us: quantile_us(&fdatasync, 0.50),
         fdatasync_p99_us: sync_p99,
         p99_ratio: if sync_p99 > 0.0 { p99 / sync_p99 } else { 0.0 },
+        loaded_peer_samples: peer.nanos.len() as u64,
+        loaded_peer_p50_us: quantile_us(&peer.nanos, 0.50),
+        loaded_peer_p99_us: peer_p99,
+        p99_ratio_loaded: if peer_p99 > 0.0 { p99 / peer_p99 } else { 0.0 },
+        loaded_peer_records_per_sec: per_sec(peer.records),
+        loaded_peer_mb_per_sec: per_sec(peer.bytes) / 1e6,
+        loaded_peer_seconds: peer.seconds,
         every_ms: EVERY.as_millis() as u64,
     }
 }
