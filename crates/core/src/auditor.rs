@@ -435,7 +435,9 @@ impl Auditor {
                     {
                         map.insert("_redacted".into(), fired.into());
                     }
-                    serialize_draft(draft.meta, &value)?
+                    let Draft { meta, body, .. } = draft;
+                    crate::dispatcher::reuse_body(body);
+                    serialize_draft(meta, &value)?
                 } else {
                     draft
                 }
@@ -573,7 +575,7 @@ pub(crate) fn serialize_draft<P: Serialize + ?Sized>(
     meta: RecordMeta,
     payload: &P,
 ) -> Result<Draft, EmitError> {
-    let mut out: Vec<u8> = Vec::with_capacity(640);
+    let mut out = crate::dispatcher::body_buffer();
     out.extend_from_slice(b"\"event_type\":");
     serde_json::to_writer(&mut out, meta.event_type.as_str())?;
     push_scope_json(&meta.scope, &mut out)?;

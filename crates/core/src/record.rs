@@ -174,6 +174,33 @@ impl Record {
         }
     }
 
+    /// Fills a record being reused (see `dispatcher::recycle`) with a new
+    /// one's parts; returns the old body, whose buffer the caller may reuse.
+    pub(crate) fn refill(
+        &mut self,
+        seq: u64,
+        ts: Timestamp,
+        meta: RecordMeta,
+        body: String,
+        payload_at: usize,
+    ) -> String {
+        // Every field is assigned, so nothing of the old record stays.
+        self.seq = seq;
+        self.ts = ts;
+        self.event_type = meta.event_type;
+        self.scope = meta.scope;
+        self.payload_at = payload_at;
+        std::mem::replace(&mut self.body, body)
+    }
+
+    /// Lets go of the body's buffer when it holds more than `max` bytes.
+    pub(crate) fn shrink_body(&mut self, max: usize) {
+        if self.body.capacity() > max {
+            self.body = String::new();
+            self.payload_at = 0;
+        }
+    }
+
     /// The exact JSON of the keys from `event_type` to `payload`, without
     /// surrounding braces: `"event_type":"…",…,"attributes":{…},"payload":{…}`.
     pub fn body(&self) -> &str {

@@ -399,6 +399,11 @@ impl SinkSlot {
             self.counts
                 .in_flight
                 .fetch_sub(records.len() as u64, Ordering::AcqRel);
+            // The sink may still hold the batch (a write it keeps going);
+            // then its records are let go with it.
+            if let Ok(mut records) = Arc::try_unwrap(records) {
+                self.returned.give_back(&mut records);
+            }
         }
     }
 

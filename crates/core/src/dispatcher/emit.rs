@@ -93,6 +93,13 @@ impl Shared {
         mut order: MutexGuard<'_, Order>,
         draft: Draft,
     ) -> Result<u64, EmitError> {
+        if order.spare.is_empty() {
+            for s in &self.sinks {
+                if s.returned.take_into(&mut order.spare) {
+                    break;
+                }
+            }
+        }
         // The gap records just numbered may have taken the last seqs.
         let record = order.stamp(draft)?;
         let seq = record.seq;

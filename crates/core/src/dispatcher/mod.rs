@@ -16,7 +16,8 @@
 //! Around that flow: [`builder`] and [`options`] set it up, [`slot`] holds
 //! one sink's part, [`gaps`] turns drops, failures and notices into
 //! `audit_gap` records, [`report`] holds the health and shutdown reports,
-//! and [`shutdown`] drains and stops it.
+//! [`shutdown`] drains and stops it, and [`recycle`] hands written records
+//! back to be filled in again.
 //!
 //! [`Sink::write`]: crate::Sink::write
 
@@ -27,6 +28,7 @@ mod gaps;
 mod options;
 mod queue;
 mod receipt;
+mod recycle;
 mod report;
 mod seq;
 mod shutdown;
@@ -43,6 +45,7 @@ use crate::redact::PayloadFilter;
 pub use builder::DispatcherBuilder;
 pub use options::{DEFAULT_QUEUE, Overflow, SinkOptions};
 pub use receipt::{DeliveryError, Receipt, SinkFailure};
+pub(crate) use recycle::{body_buffer, reuse_body};
 pub use report::{Health, ShutdownReport, SinkHealth, SinkReport};
 pub(crate) use seq::Draft;
 

@@ -9,6 +9,8 @@ use crate::lease::{LeaseError, Leased};
 use crate::record::{MAX_SEQ, Record, RecordMeta};
 use crate::time::Timestamp;
 
+use super::recycle;
+
 /// The numbering state, behind the dispatcher's order lock.
 pub(super) struct Order {
     /// The seq the next record gets; `MAX_SEQ + 1` once every seq is used.
@@ -20,6 +22,8 @@ pub(super) struct Order {
     /// Gap records that could not be numbered because the seq space was
     /// used up, for the shutdown report.
     pub(super) unnumbered: u64,
+    /// Records the sinks handed back, for the next stamps to fill in.
+    pub(super) spare: Vec<Arc<Record>>,
 }
 
 /// Every seq up to [`MAX_SEQ`] is used.
@@ -39,6 +43,7 @@ impl Order {
             lease,
             lease_error: None,
             unnumbered: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -71,9 +76,18 @@ impl Order {
         }
         // `seq <= MAX_SEQ < u64::MAX`: no overflow.
         self.next_seq = seq + 1;
+        let ts = Timestamp::now();
+        // A record a sink handed back (see `recycle`) is filled in again.
+        if let Some(mut shell) = self.spare.pop()
+            && let Some(record) = Arc::get_mut(&mut shell)
+        {
+            let old = record.refill(seq, ts, draft.meta, draft.body, draft.payload_at);
+            recycle::reuse_body(old);
+            return Ok(shell);
+        }
         Ok(Arc::new(Record::from_parts(
             seq,
-            Timestamp::now(),
+            ts,
             draft.meta,
             draft.body,
             draft.payload_at,

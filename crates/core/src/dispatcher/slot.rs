@@ -16,6 +16,7 @@ use super::lock;
 use super::options::SinkOptions;
 use super::queue::SinkQueue;
 use super::receipt::BadRanges;
+use super::recycle::Returned;
 use super::watermarks::Watermarks;
 
 pub(super) struct SinkSlot {
@@ -40,6 +41,8 @@ pub(super) struct SinkSlot {
     pub(super) shutdown: ShutdownSignal,
     /// What the sink says it is doing (`Sink::watch_status`).
     pub(super) status: StatusSignal,
+    /// Records the worker was the last to hold, for reuse.
+    pub(super) returned: Returned,
 }
 
 /// What happened to records, under the slot's `outcomes` lock.
@@ -114,6 +117,7 @@ impl SinkSlot {
         Arc::new(SinkSlot {
             max_level,
             queue: SinkQueue::new(options.queue_capacity(), asynchronous),
+            returned: Returned::new(options.queue_capacity()),
             options,
             marks: Watermarks::new(),
             progress: Notify::new(),

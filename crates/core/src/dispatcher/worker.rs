@@ -106,7 +106,7 @@ impl SinkSlot {
                 self.collect_notices(&mut sink);
                 self.complete(&batch, result);
                 self.counts.in_flight.store(0, Ordering::Release);
-                batch.clear();
+                self.returned.give_back(&mut batch);
             }
             if let Some(every) = tick_every
                 && last_tick.elapsed() >= every
