@@ -17,7 +17,10 @@ use serde_json::json;
 /// A sink that copies what it is given and keeps no record: the records
 /// it wrote are free to be reused at once.
 #[derive(Clone, Default)]
-struct Copying(Arc<Mutex<Vec<(u64, String, Option<String>)>>>);
+struct Copying(Arc<Mutex<Vec<Seen>>>);
+
+/// A record's seq, body text and request id, as a sink saw it.
+type Seen = (u64, String, Option<String>);
 
 impl Sink for Copying {
     fn write(&mut self, batch: &Batch<'_>) -> Result<AckLevel, SinkError> {
