@@ -533,3 +533,36 @@ fn basic_credentials_in_any_case_are_redacted() {
     let mut p = json!({ "note": "Basic settings: see BASICS.md" });
     assert!(r.redact(&mut p).is_empty());
 }
+
+/// A secret word joined to the word before it and followed by another
+/// (`accesstoken_value`): the splitter dropped `token`, `secret`,
+/// `credential` and `authorization` (their own canonical form) when it
+/// split them off, so such keys went through whole unless they ended with
+/// the word (the suffix rule).
+#[test]
+fn joined_secret_words_before_another_word_are_redacted() {
+    let r = Redactor::from_config(&RedactionConfig::default()).unwrap();
+    let mut p = json!({
+        "accesstoken_value": "a1",
+        "clientsecret_hash": "c1",
+        "dbcredential_blob": "d1",
+        "xauthorization_header": "x1",
+        "accesstoken_expires_at": 3600,
+        "clientsecret_name": "prod",
+    });
+    let payload = serde_json::to_string(&p).unwrap();
+    assert!(r.may_redact(&payload));
+    let fired = r.redact(&mut p);
+    assert_eq!(fired, ["authorization", "token", "secret", "credential"]);
+    for k in [
+        "accesstoken_value",
+        "clientsecret_hash",
+        "dbcredential_blob",
+        "xauthorization_header",
+    ] {
+        assert!(p[k].as_str().unwrap().starts_with("[REDACTED:"), "{k}");
+    }
+    // Describing words still exempt them.
+    assert_eq!(p["accesstoken_expires_at"], 3600);
+    assert_eq!(p["clientsecret_name"], "prod");
+}

@@ -354,8 +354,16 @@ impl Tokens {
                         self.push(t);
                     }
                 }
-                for t in canonical(w) {
-                    self.push(t);
+                // `secret`, `token`, `credential` and `authorization` are
+                // their own canonical form: `clientsecret` is `client`
+                // `secret`, not `client` alone.
+                match canonical(w) {
+                    [] => self.push(w),
+                    c => {
+                        for t in c {
+                            self.push(t);
+                        }
+                    }
                 }
                 return;
             }
@@ -615,6 +623,10 @@ mod tests {
         assert_eq!(toks("xapikey"), ["x", "api", "key"]);
         assert_eq!(toks("DB_PWD"), ["db", "password"]);
         assert_eq!(toks("dbpassword"), ["db", "password"]);
+        assert_eq!(toks("clientsecret"), ["client", "secret"]);
+        assert_eq!(toks("accesstoken_value"), ["access", "token", "value"]);
+        assert_eq!(toks("dbcredential"), ["db", "credential"]);
+        assert_eq!(toks("xauthorization"), ["x", "authorization"]);
         assert_eq!(toks("access.tokens"), ["access", "token"]);
         assert_eq!(toks("client secret"), ["client", "secret"]);
         assert_eq!(toks("ｐａｓｓｗｏｒｄ"), ["password"]);
