@@ -176,13 +176,14 @@ fn runtime(threads: usize) -> tokio::runtime::Runtime {
 /// Emits `n` records of `payload` from a task of their own while `gate`
 /// holds the first sink's writes, until its queue is full, then opens the
 /// gate and waits for the emits: a queue's worth of records is out at once.
+/// Returns the live bytes with the queue full.
 async fn through_a_full_queue(
     d: &Dispatcher,
     gate: &Gate,
     queue: usize,
     n: usize,
     payload: serde_json::Value,
-) {
+) -> isize {
     gate.close();
     let a = Auditor::new(d.clone()).for_request(Some("burst"));
     let emits = tokio::spawn(async move {
@@ -193,8 +194,10 @@ async fn through_a_full_queue(
     while (d.health().sinks[0].queued as usize) < queue && !emits.is_finished() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    let full = live();
     gate.open();
     emits.await.unwrap();
+    full
 }
 
 #[test]
@@ -259,6 +262,50 @@ fn a_burst_of_huge_records_leaves_nothing_huge_behind() {
                 );
             }
         }
+        assert!(d.shutdown(Duration::from_secs(10)).await.is_clean());
+    });
+}
+
+/// A reused body buffer keeps the size of the record it was grown for: a
+/// queue of small records filled in right after a queue of 3.7 KiB ones
+/// must not be held in 3.7 KiB buffers (it was: 33 MiB for a queue of
+/// 4096 records of 0.4 KiB, against 3.8 MiB without reuse).
+#[test]
+fn small_records_after_big_ones_are_held_in_small_buffers() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = runtime(2);
+    rt.block_on(async {
+        let live0 = live();
+        let queue = 4096;
+        let gate = Gate::default();
+        let d = Dispatcher::builder()
+            .sink(SinkOptions::new("gated").queue(queue), gate.clone())
+            .start()
+            .await
+            .unwrap();
+        let big = json!({"big": "b".repeat(3700)});
+        let small = json!({"small": "s".repeat(300)});
+        let full_of_big = through_a_full_queue(&d, &gate, queue, 2 * queue, big).await;
+        // Every big record written and handed back before the small ones
+        // come: the worker hands back just after it answers.
+        Auditor::new(d.clone())
+            .emit_wait("settle", &json!({}), AckLevel::Written)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let full_of_small = through_a_full_queue(&d, &gate, queue, 2 * queue, small).await;
+        eprintln!(
+            "a full queue ({queue}) of 3.7 KiB records: live {:+} KiB; then of 0.4 KiB records: {:+} KiB",
+            (full_of_big - live0) / 1024,
+            (full_of_small - live0) / 1024
+        );
+        // 3 KiB a small record, buffer and queue slot included, where a
+        // big one's buffer alone is 4 to 8 KiB.
+        assert!(
+            full_of_small - live0 < queue as isize * 3 * 1024,
+            "{} KiB for a queue of small records",
+            (full_of_small - live0) / 1024
+        );
         assert!(d.shutdown(Duration::from_secs(10)).await.is_clean());
     });
 }

@@ -18,6 +18,7 @@ use crate::record::{EventType, MAX_SEQ, RecordMeta, Scope};
 
 use super::options::Overflow;
 use super::receipt::DeliveryError;
+use super::recycle;
 use super::seq::{Draft, Exhausted, Order};
 use super::slot::SinkSlot;
 use super::{Dispatcher, Shared, lock};
@@ -25,8 +26,11 @@ use super::{Dispatcher, Shared, lock};
 impl Dispatcher {
     /// Assigns the next seq and queues the record on every sink. Returns once
     /// every sink has it queued (or dropped it by policy).
-    pub(crate) async fn submit(&self, draft: Draft) -> Result<u64, EmitError> {
+    pub(crate) async fn submit(&self, mut draft: Draft) -> Result<u64, EmitError> {
         let shared = &self.shared;
+        // Outside the order lock: a reused buffer far bigger than this
+        // body would be held as long as the record is.
+        recycle::fit_body(&mut draft.body);
         // An emit that finds room never waits, so a task emitting flat out
         // would never give its worker thread back: other tasks there (one
         // waiting on a Durable receipt that has already settled) would
