@@ -59,25 +59,27 @@ impl Returned {
     /// nothing else holds (no other sink, no receipt, no reader) are kept
     /// for reuse while there is room; the others are let go.
     pub(super) fn give_back(&self, batch: &mut Vec<Arc<Record>>) {
+        // Outside the lock, which the order lock's holder may be waiting
+        // for: a record another holder keeps alive is let go (it is
+        // reused, if at all, when the last one lets go), and the big
+        // bodies of the others are freed. A record found alone stays
+        // alone: nothing else can reach it.
+        batch.retain_mut(|r| match Arc::get_mut(r) {
+            Some(record) => {
+                record.shrink_body(MAX_BODY);
+                true
+            }
+            None => false,
+        });
         if batch.is_empty() {
             return;
         }
         let mut kept = lock(&self.records);
-        for mut r in batch.drain(..) {
-            if kept.len() >= self.most {
-                break;
-            }
-            // Another holder keeps it alive: it is reused, if at all, when
-            // the last one lets go.
-            let Some(record) = Arc::get_mut(&mut r) else {
-                continue;
-            };
-            record.shrink_body(MAX_BODY);
-            kept.push(r);
-        }
+        let room = self.most.saturating_sub(kept.len()).min(batch.len());
+        kept.extend(batch.drain(..room));
         self.any.store(!kept.is_empty(), Ordering::Release);
         drop(kept);
-        // What did not fit is freed here, outside the lock.
+        // What did not fit is freed here, outside the lock too.
         batch.clear();
     }
 
