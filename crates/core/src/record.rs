@@ -184,13 +184,11 @@ impl Record {
         body: String,
         payload_at: usize,
     ) -> String {
-        // Every field is assigned, so nothing of the old record stays.
-        self.seq = seq;
-        self.ts = ts;
-        self.event_type = meta.event_type;
-        self.scope = meta.scope;
-        self.payload_at = payload_at;
-        std::mem::replace(&mut self.body, body)
+        // A whole new record, built by `from_parts`, whose struct literal
+        // names every field: a field added to `Record` and not filled in
+        // here cannot compile, so nothing of the old record can stay.
+        let new = Record::from_parts(seq, ts, meta, body, payload_at);
+        std::mem::replace(self, new).body
     }
 
     /// Lets go of the body's buffer when it holds more than `max` bytes.
