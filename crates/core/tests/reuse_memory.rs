@@ -379,6 +379,13 @@ fn what_a_dispatcher_reuses_goes_with_it() {
             (live3 - live0) / 1024
         );
         assert!(live3 - live0 < MIB / 4, "{} KiB", (live3 - live0) / 1024);
+        // A handle kept after shutdown keeps no queue's worth of records
+        // (3 KB each: 12 MiB a sink).
+        assert!(
+            live2 - live0 < 2 * MIB,
+            "{} KiB held by a shut-down dispatcher",
+            (live2 - live0) / 1024
+        );
     });
 }
 

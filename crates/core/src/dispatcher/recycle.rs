@@ -83,6 +83,14 @@ impl Returned {
         batch.clear();
     }
 
+    /// Lets go of every kept record: the dispatcher has shut down, and a
+    /// handle kept after that must not keep a queue's worth of records.
+    pub(super) fn clear(&self) {
+        let kept = std::mem::take(&mut *lock(&self.records));
+        self.any.store(false, Ordering::Release);
+        drop(kept);
+    }
+
     /// Moves the kept records into `spare` (which must be empty) and
     /// reports whether there were any.
     pub(super) fn take_into(&self, spare: &mut Vec<Arc<Record>>) -> bool {

@@ -94,6 +94,13 @@ impl Dispatcher {
             wait_until(&s.progress, &wake, deadline, || s.finished.is_set()).await;
         }
         shared.shut_down.store(true, Ordering::Release);
+        // Nothing more is emitted: the records kept for reuse go now, not
+        // when the last handle is dropped.
+        let spare = std::mem::take(&mut lock(&shared.order).spare);
+        drop(spare);
+        for s in &shared.sinks {
+            s.returned.clear();
+        }
         ShutdownReport {
             lease_error,
             unnumbered_gaps,
