@@ -19,12 +19,14 @@ pub enum Overflow {
 /// A sink's queue capacity in records unless configured otherwise: the one
 /// place this default is stated (the facade's `queue` key uses it too).
 ///
-/// 4096 since stop 21 (it was 8192): measured with `agent-audit bench`
-/// (1,000,000 records, `fsync = "batch"`, `--durable-probe`), the same
-/// throughput, a third less peak RSS (17-18 MiB against 25) and a lower
-/// Durable wait under load (p99 13 ms against 20-30 ms), since a record
-/// waited on has at most a queue's worth of records ahead of it.
-pub const DEFAULT_QUEUE: usize = 4096;
+/// A record waited on to Durable has at most a queue's worth of records
+/// ahead of it, all written and synced before it is, so the queue bounds
+/// the wait of audit before act under load. Measured with `agent-audit
+/// bench --durable-probe` (1,000,000 records, `fsync = "batch"`, 1 and 8
+/// tasks, on a 2-vCPU guest): 1024 waited 4.5-5.2 ms at p99 against 11-15
+/// ms for 4096, at the same records/s, with less peak RSS (15 MiB
+/// against 17-24). It was 8192 before stop 21 and 4096 until stop 22.
+pub const DEFAULT_QUEUE: usize = 1024;
 
 /// How the dispatcher treats one sink.
 #[derive(Clone, Debug)]
