@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::error::EmitError;
 use crate::lease::{LeaseError, Leased};
 use crate::record::{MAX_SEQ, Record, RecordMeta};
-use crate::time::Timestamp;
+use crate::time::Stamper;
 
 use super::recycle;
 
@@ -24,6 +24,8 @@ pub(super) struct Order {
     pub(super) unnumbered: u64,
     /// Records the sinks handed back, for the next stamps to fill in.
     pub(super) spare: Vec<Arc<Record>>,
+    /// Stamps the time; holds the current second's text.
+    clock: Stamper,
 }
 
 /// Every seq up to [`MAX_SEQ`] is used.
@@ -44,6 +46,7 @@ impl Order {
             lease_error: None,
             unnumbered: 0,
             spare: Vec::new(),
+            clock: Stamper::new(),
         }
     }
 
@@ -76,7 +79,7 @@ impl Order {
         }
         // `seq <= MAX_SEQ < u64::MAX`: no overflow.
         self.next_seq = seq + 1;
-        let ts = Timestamp::now();
+        let ts = self.clock.now();
         // A record a sink handed back (see `recycle`) is filled in again.
         if let Some(mut shell) = self.spare.pop()
             && let Some(record) = Arc::get_mut(&mut shell)
