@@ -566,3 +566,21 @@ fn joined_secret_words_before_another_word_are_redacted() {
     assert_eq!(p["accesstoken_expires_at"], 3600);
     assert_eq!(p["clientsecret_name"], "prod");
 }
+
+/// `cc` before `no`, `num` or `number` is a card number whatever lies
+/// between (`cc/no`, `cc:num`, `CC+Number`): the key filter knew only
+/// `_`, `-`, `.` and a space there, so other separators went unsplit and
+/// through whole.
+#[test]
+fn cc_numbers_under_any_separator_are_card_numbers() {
+    let r = Redactor::from_config(&RedactionConfig::default()).unwrap();
+    for key in ["cc_no", "cc/no", "cc:num", "CC+Number", "cc#no", "ccNum"] {
+        let mut p = json!({ key: "4111 1111 1111 1111" });
+        let payload = serde_json::to_string(&p).unwrap();
+        assert!(r.may_redact(&payload), "{key}");
+        assert_eq!(r.redact(&mut p), ["card_number"], "{key}");
+    }
+    // Not a card: `cc` alone, or before another word.
+    let mut p = json!({"cc": "alice@example.com", "cc/list": "x", "accent": 1});
+    assert!(r.redact(&mut p).is_empty());
+}

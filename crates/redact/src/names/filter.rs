@@ -1,7 +1,7 @@
 //! The cheap test that rules out most keys before they are split into
 //! tokens.
 
-/// Whether a key could hold a trigger ([`super::triggers`]): every trigger of
+/// Whether a key could hold a trigger ([`super::triggers()`]): every trigger of
 /// two bytes is in a table of byte pairs, every longer one has its first
 /// three bytes in a Bloom filter; a key none of whose positions hits
 /// either is not split. A few instructions per byte.

@@ -20,8 +20,10 @@
 //! `-` are removed, the rule before token matching, still matches.
 
 mod filter;
+mod triggers;
 
 pub(crate) use filter::KeyFilter;
+pub(crate) use triggers::triggers;
 
 /// Strong secret words split off the end of a longer token
 /// (`dbpassword` → `db` `password`).
@@ -171,39 +173,6 @@ fn canonical(raw: &str) -> &'static [&'static str] {
         .iter()
         .find(|(r, _)| *r == raw)
         .map_or(&[], |(_, c)| c)
-}
-
-/// Substrings one of which a key (lower-cased) must hold to have one of
-/// `first` (canonical tokens) among its tokens: the tokens themselves, the
-/// raw spellings whose canonical form holds one, and the raw words of the
-/// contextual rules (`db_pass`, `cc_num`).
-pub(crate) fn triggers<'a>(first: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let first: Vec<&str> = first.collect();
-    let mut out: Vec<String> = first.iter().map(|t| t.to_string()).collect();
-    for (raw, c) in CANONICAL {
-        if c.iter().any(|t| first.contains(t)) {
-            out.push(raw.to_string());
-        }
-    }
-    for (raw, c) in JOINS {
-        if c.iter().any(|t| first.contains(t))
-            && let Some(w) = raw.first()
-        {
-            out.push(w.to_string());
-        }
-    }
-    if first.contains(&"password") {
-        out.push("pass".into());
-    }
-    if first.contains(&"card") {
-        // `cc` only as a token before a number: `cc_number`, `ccNum`.
-        for t in ["cc_", "cc-", "cc.", "cc ", "ccn"] {
-            out.push(t.into());
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
 }
 
 /// Tokens that, beside a built-in secret name, say the value describes the
