@@ -39,7 +39,7 @@ use crate::sink::AckLevel;
 #[derive(Debug, Clone)]
 pub struct Auditor {
     dispatcher: Dispatcher,
-    pub(crate) scope: Scope,
+    pub(crate) scope: Arc<Scope>,
     /// The application's trace context, if it gave one: requests under it
     /// join its trace instead of starting their own.
     context: Option<TraceContext>,
@@ -97,7 +97,7 @@ impl Auditor {
         };
         Auditor {
             dispatcher,
-            scope,
+            scope: Arc::new(scope),
             context: None,
             #[cfg(feature = "otel")]
             otel: Default::default(),
@@ -113,6 +113,12 @@ impl Auditor {
     /// The current scope.
     pub fn scope(&self) -> &Scope {
         &self.scope
+    }
+
+    /// The scope to change, copied first if records or other handles
+    /// share it (they keep what they were emitted with).
+    pub(crate) fn scope_mut(&mut self) -> &mut Scope {
+        Arc::make_mut(&mut self.scope)
     }
 
     /// Starts a request: the given id or a new one, a correlation id (kept
@@ -140,7 +146,7 @@ impl Auditor {
         };
         let mut next = self.clone();
         next.over_long.request = over_long;
-        next.scope.span_id = SpanId::random();
+        next.scope_mut().span_id = SpanId::random();
         // With `otel`, the application's current span is the context a
         // request joins when none was given.
         #[cfg(feature = "otel")]
@@ -149,14 +155,14 @@ impl Auditor {
         let context = self.context;
         match context {
             Some(cx) => {
-                next.scope.trace_id = cx.trace_id();
-                next.scope.parent_span_id = cx.parent_span_id();
-                next.scope.trace_flags = cx.flags();
+                next.scope_mut().trace_id = cx.trace_id();
+                next.scope_mut().parent_span_id = cx.parent_span_id();
+                next.scope_mut().trace_flags = cx.flags();
             }
             None => {
-                next.scope.trace_id = TraceId::random();
-                next.scope.parent_span_id = None;
-                next.scope.trace_flags = TraceFlags::SAMPLED;
+                next.scope_mut().trace_id = TraceId::random();
+                next.scope_mut().parent_span_id = None;
+                next.scope_mut().trace_flags = TraceFlags::SAMPLED;
             }
         }
         let correlation = match (&self.scope.correlation_id, request_id) {
@@ -168,8 +174,8 @@ impl Auditor {
                 .unwrap_or_else(|| id.clone()),
             (None, None) => id.clone(),
         };
-        next.scope.correlation_id = Some(correlation);
-        next.scope.request_id = Some(id);
+        next.scope_mut().correlation_id = Some(correlation);
+        next.scope_mut().request_id = Some(id);
         next
     }
 
@@ -182,7 +188,7 @@ impl Auditor {
         let mut next = self.clone();
         next.over_long.correlation = over_long("correlation_id", id);
         if next.over_long.correlation.is_none() {
-            next.scope.correlation_id = Some(self.filtered_id("correlation_id", id));
+            next.scope_mut().correlation_id = Some(self.filtered_id("correlation_id", id));
         }
         next
     }
@@ -222,7 +228,9 @@ impl Auditor {
     /// where it is given instead.
     pub fn with_user(&self, id: &str) -> Auditor {
         let mut next = self.clone();
-        (next.scope.user_id, next.over_long.user) = self.bounded_identity("user_id", id);
+        let (user, over_long) = self.bounded_identity("user_id", id);
+        next.scope_mut().user_id = user;
+        next.over_long.user = over_long;
         next
     }
 
@@ -251,7 +259,9 @@ impl Auditor {
     /// refuses it where it is given.
     pub fn with_session(&self, id: &str) -> Auditor {
         let mut next = self.clone();
-        (next.scope.session_id, next.over_long.session) = self.bounded_identity("session_id", id);
+        let (session, over_long) = self.bounded_identity("session_id", id);
+        next.scope_mut().session_id = session;
+        next.over_long.session = over_long;
         next
     }
 
@@ -285,12 +295,12 @@ impl Auditor {
                     name = Arc::from(format!("{k}#{n}"));
                     n += 1;
                 }
-                next.scope.attributes = self.scope.attributes.with(&name, v)?
+                next.scope_mut().attributes = self.scope.attributes.with(&name, v)?
             }
             // Dropped by a rule: the attribute is not recorded at all, and
             // an earlier value of the key must not stay behind either.
             None => {
-                next.scope.attributes = self.scope.attributes.without(key);
+                next.scope_mut().attributes = self.scope.attributes.without(key);
             }
         }
         Ok(next)
@@ -324,15 +334,15 @@ impl Auditor {
     /// Names the emitting agent.
     pub fn with_agent(&self, name: &str) -> Auditor {
         let mut next = self.clone();
-        next.scope.agent = Some(Arc::from(name));
+        next.scope_mut().agent = Some(Arc::from(name));
         next
     }
 
     /// A new span whose parent is the current one.
     pub fn child_span(&self) -> Auditor {
         let mut next = self.clone();
-        next.scope.parent_span_id = Some(self.scope.span_id);
-        next.scope.span_id = SpanId::random();
+        next.scope_mut().parent_span_id = Some(self.scope.span_id);
+        next.scope_mut().span_id = SpanId::random();
         next
     }
 
@@ -362,10 +372,10 @@ impl Auditor {
     pub fn with_trace_context(&self, context: impl Into<TraceContext>) -> Auditor {
         let cx = context.into();
         let mut next = self.clone();
-        next.scope.trace_id = cx.trace_id();
-        next.scope.parent_span_id = cx.parent_span_id();
-        next.scope.trace_flags = cx.flags();
-        next.scope.span_id = SpanId::random();
+        next.scope_mut().trace_id = cx.trace_id();
+        next.scope_mut().parent_span_id = cx.parent_span_id();
+        next.scope_mut().trace_flags = cx.flags();
+        next.scope_mut().span_id = SpanId::random();
         next.context = Some(cx);
         next
     }
@@ -518,15 +528,21 @@ thread_local! {
     /// scope, whose ids and attributes are then copied instead of escaped
     /// and hex-formatted again. The whole scope is compared, so a scope
     /// that differs in anything is written afresh, never from a stale text.
-    static SCOPE_JSON: std::cell::RefCell<(Option<Scope>, Vec<u8>)> =
+    static SCOPE_JSON: std::cell::RefCell<(Option<Arc<Scope>>, Vec<u8>)> =
         const { std::cell::RefCell::new((None, Vec::new())) };
 }
 
 /// Appends `,"request_id":…,"attributes":{…}` for `scope`.
-fn push_scope_json(scope: &Scope, out: &mut Vec<u8>) -> Result<(), EmitError> {
+fn push_scope_json(scope: &Arc<Scope>, out: &mut Vec<u8>) -> Result<(), EmitError> {
     SCOPE_JSON.with(|cell| match cell.try_borrow_mut() {
         Ok(mut cached) => {
-            if cached.0.as_ref() != Some(scope) {
+            // The same handle's scope is the same allocation: no field to
+            // compare.
+            let same = cached
+                .0
+                .as_ref()
+                .is_some_and(|k| Arc::ptr_eq(k, scope) || **k == **scope);
+            if !same {
                 let (key, text) = &mut *cached;
                 text.clear();
                 // A failed write leaves no entry behind.
@@ -612,7 +628,7 @@ pub(crate) fn serialize_draft<P: Serialize + ?Sized>(
 pub(crate) fn empty_draft(trace_id: TraceId) -> Draft {
     let meta = RecordMeta {
         event_type: EventType::AuditGap,
-        scope: Scope::new(trace_id, None),
+        scope: Arc::new(Scope::new(trace_id, None)),
     };
     let body = format!(
         "\"event_type\":\"audit_gap\",\"request_id\":null,\"correlation_id\":null,\"trace_id\":\"{}\",\"span_id\":\"{}\",\"parent_span_id\":null,\"agent\":null,\"user_id\":null,\"session_id\":null,\"attributes\":{{}},\"payload\":{{}}",

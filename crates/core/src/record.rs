@@ -148,8 +148,10 @@ pub struct Record {
     pub event_type: EventType,
     /// Who emitted it, in which request, conversation and span. Its fields
     /// read as the record's own (`record.request_id`): see the `Deref`
-    /// impl.
-    pub scope: Scope,
+    /// impl. Shared with the handle that emitted it (and every record it
+    /// emits under the same scope): one reference count a record, not one
+    /// per id.
+    pub scope: Arc<Scope>,
     body: String,
     payload_at: usize,
 }
@@ -282,7 +284,7 @@ pub struct RecordMeta {
     /// What happened.
     pub event_type: EventType,
     /// Who emitted it and where.
-    pub scope: Scope,
+    pub scope: Arc<Scope>,
 }
 
 /// Who emits and in which request, conversation and span.

@@ -62,7 +62,7 @@ fn expected_body(event: &str, s: &Scope, payload: &Value) -> String {
 fn assert_exactly(r: &Record, event: &str, scope: &Scope, payload: &Value) {
     let seq = r.seq;
     assert_eq!(r.event_type.as_str(), event, "seq {seq}: event type");
-    assert_eq!(&r.scope, scope, "seq {seq}: scope");
+    assert_eq!(&*r.scope, scope, "seq {seq}: scope");
     let body = expected_body(event, scope, payload);
     assert_eq!(r.body(), body, "seq {seq}: body");
     assert_eq!(

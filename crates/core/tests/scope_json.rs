@@ -83,7 +83,7 @@ fn interleaved_handles_each_write_their_own_scope() {
             );
             assert_eq!(body["attributes"].to_string(), s.attributes.json());
             // The record's typed scope and its body agree.
-            assert_eq!(r.scope, *s);
+            assert_eq!(*r.scope, *s);
         }
     });
 }

@@ -147,10 +147,10 @@ impl Shared {
     ) -> Draft {
         let meta = RecordMeta {
             event_type,
-            scope: Scope {
+            scope: Arc::new(Scope {
                 attributes: self.attributes.clone(),
                 ..Scope::new(self.trace_id, Some(Arc::from("agent-audit")))
-            },
+            }),
         };
         crate::auditor::serialize_draft(meta, payload)
             .unwrap_or_else(|_| crate::auditor::empty_draft(self.trace_id))

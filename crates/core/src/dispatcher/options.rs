@@ -113,14 +113,14 @@ impl SinkOptions {
 
 #[cfg(test)]
 mod tests {
-    use super::SinkOptions;
+    use super::{DEFAULT_QUEUE, SinkOptions};
 
     #[test]
     fn a_zero_queue_or_batch_is_raised_to_one() {
         let o = SinkOptions::new("s").queue(0).max_batch(0);
         assert_eq!((o.queue_capacity(), o.batch_limit()), (1, 1));
         let o = SinkOptions::new("s");
-        assert_eq!((o.queue_capacity(), o.batch_limit()), (4096, 4096));
+        assert_eq!((o.queue_capacity(), o.batch_limit()), (DEFAULT_QUEUE, 4096));
     }
 
     #[test]

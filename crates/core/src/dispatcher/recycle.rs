@@ -168,7 +168,7 @@ mod tests {
     fn record(seq: u64, body: &str) -> Arc<Record> {
         let meta = RecordMeta {
             event_type: EventType::ToolCall,
-            scope: Scope::new(TraceId::random(), None),
+            scope: Arc::new(Scope::new(TraceId::random(), None)),
         };
         let at = body.len();
         Arc::new(Record::from_parts(

@@ -333,18 +333,18 @@ impl GenAiStep {
             from_otel_span(sc.span_id()),
         ) {
             (true, Some(trace), Some(span_id)) => {
-                auditor.scope.trace_id = trace;
-                auditor.scope.span_id = span_id;
-                auditor.scope.trace_flags = TraceFlags::new(sc.trace_flags().to_u8());
-                auditor.scope.parent_span_id = if before.is_valid() {
+                auditor.scope_mut().trace_id = trace;
+                auditor.scope_mut().span_id = span_id;
+                auditor.scope_mut().trace_flags = TraceFlags::new(sc.trace_flags().to_u8());
+                auditor.scope_mut().parent_span_id = if before.is_valid() {
                     from_otel_span(before.span_id())
                 } else {
                     None
                 };
             }
             _ => {
-                auditor.scope.span_id = SpanId::random();
-                auditor.scope.parent_span_id = parent_span;
+                auditor.scope_mut().span_id = SpanId::random();
+                auditor.scope_mut().parent_span_id = parent_span;
             }
         }
         auditor.otel.step_span = Some(auditor.scope.span_id);
