@@ -23,7 +23,7 @@ mod filter;
 mod triggers;
 
 pub(crate) use filter::KeyFilter;
-pub(crate) use triggers::triggers;
+pub(crate) use triggers::{Spelling, spelled, triggers};
 
 /// Strong secret words split off the end of a longer token
 /// (`dbpassword` → `db` `password`).

@@ -1,13 +1,25 @@
 //! What a key must hold to have a given token: the triggers the key
-//! filter looks for before a key is split.
+//! filter and the pre-check's screen look for before a key is split.
 
 #[cfg(doc)]
 use super::Tokens;
 use super::{CANONICAL, JOINS};
 
-/// Substrings one of which a key (lower-cased) must hold to have one of
-/// `first` (canonical tokens) among its tokens. The key filter rules keys
-/// out on this, so it lists every way
+/// How the keys a trigger list is matched against are spelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Spelling {
+    /// Lower-cased ASCII, as written (the key filter).
+    Raw,
+    /// Lower-cased ASCII with `_` and `-` left out and every other byte
+    /// that is not a letter or digit written as a space (the pre-check's
+    /// screen, which reads the whole payload text that way so that the
+    /// suffix rule's names, `a_p_i_k_e_y` for `apikey`, show too).
+    Stripped,
+}
+
+/// Substrings one of which a key (in `spelling`) must hold to have one of
+/// `first` (canonical tokens) among its tokens. The key filter and the
+/// pre-check's screen rule keys out on this, so it lists every way
 /// [`Tokens::split`] makes a token from an ASCII key:
 ///
 /// - a raw token as it is (the token itself), or with a trailing number
@@ -22,7 +34,14 @@ use super::{CANONICAL, JOINS};
 /// - `no`, `num`, `nr`, `nbr` after `card` make `number`: `card` (or `cc`,
 ///   which makes `card` below) is in the key;
 /// - `cc` before `number`, `num` or `no` makes `card`: [`cc_before_n`].
-pub(crate) fn triggers<'a>(first: impl Iterator<Item = &'a str>) -> Vec<String> {
+///
+/// Tokens, canonical spellings and joined words are letters and digits
+/// only, so they read the same in both spellings. Tested on generated
+/// keys of every shape, in both spellings (`claim`).
+pub(crate) fn triggers<'a>(
+    first: impl Iterator<Item = &'a str>,
+    spelling: Spelling,
+) -> Vec<String> {
     let first: Vec<&str> = first.collect();
     let mut out: Vec<String> = first.iter().map(|t| t.to_string()).collect();
     for (raw, c) in CANONICAL {
@@ -41,11 +60,11 @@ pub(crate) fn triggers<'a>(first: impl Iterator<Item = &'a str>) -> Vec<String> 
         out.push("pass".into());
     }
     if first.contains(&"card") {
-        cc_before_n(&mut out);
+        cc_before_n(spelling, &mut out);
     }
     if first.contains(&"number") {
         out.push("card".into());
-        cc_before_n(&mut out);
+        cc_before_n(spelling, &mut out);
     }
     out.sort();
     out.dedup();
@@ -55,12 +74,33 @@ pub(crate) fn triggers<'a>(first: impl Iterator<Item = &'a str>) -> Vec<String> 
 /// `cc` is `card` only as a raw token before one that starts with `n`
 /// (`number`, `num`, `no`): a change of case (`ccNum`, read `ccn`) or
 /// bytes that are neither letters nor digits lie between (`cc_no`,
-/// `cc/no`, `cc  no`).
-fn cc_before_n(out: &mut Vec<String>) {
+/// `cc/no`, `cc  no`). Written without `_` and `-` and with the others as
+/// spaces, that is `ccn` or `cc `.
+fn cc_before_n(spelling: Spelling, out: &mut Vec<String>) {
     out.push("ccn".into());
-    for b in (0u8..0x80).filter(|b| !b.is_ascii_alphanumeric()) {
-        out.push(format!("cc{}", char::from(b)));
+    match spelling {
+        Spelling::Raw => {
+            for b in (0u8..0x80).filter(|b| !b.is_ascii_alphanumeric()) {
+                out.push(format!("cc{}", char::from(b)));
+            }
+        }
+        Spelling::Stripped => out.push("cc ".into()),
     }
+}
+
+/// `text` in the [`Spelling::Stripped`] spelling: ASCII letters lower-cased,
+/// digits kept, `_` and `-` left out, every other byte a space.
+pub(crate) fn spelled(text: &[u8]) -> Vec<u8> {
+    text.iter()
+        .filter(|&&b| !matches!(b, b'_' | b'-'))
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() {
+                b.to_ascii_lowercase()
+            } else {
+                b' '
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

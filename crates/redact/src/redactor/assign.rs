@@ -71,19 +71,7 @@ impl Redactor {
             if i < covered {
                 continue;
             }
-            let prev = i.checked_sub(1).map(|p| b[p]);
-            let next = b.get(i + 1).copied();
-            // `==`, `!=`, `<=`, `::`, `://`: comparisons, paths, URLs.
-            if matches!(prev, Some(b'=' | b'!' | b'<' | b'>' | b':'))
-                || matches!(next, Some(b'=' | b':'))
-                || (b[i] == b':' && next == Some(b'/'))
-            {
-                continue;
-            }
-            if key_ends && b[i] == b':' && prev == Some(b'"') {
-                continue;
-            }
-            let Some((name, quoted)) = name_before(s, i) else {
+            let Some((name, quoted)) = separated_name(s, i, key_ends) else {
                 continue;
             };
             let Some(rule) = self.field_rule(name, &mut tokens) else {
@@ -95,6 +83,26 @@ impl Redactor {
             }
         }
     }
+}
+
+/// The name before the `=` or `:` at `i` of `s`, and whether a quote
+/// closed it, when that byte separates a name from a value: not in `==`,
+/// `!=`, `<=`, `::`, `://` (comparisons, paths, URLs), nor, with
+/// `key_ends`, the `":` that closes an object key.
+pub(super) fn separated_name(s: &str, i: usize, key_ends: bool) -> Option<(&str, bool)> {
+    let b = s.as_bytes();
+    let prev = i.checked_sub(1).map(|p| b[p]);
+    let next = b.get(i + 1).copied();
+    if matches!(prev, Some(b'=' | b'!' | b'<' | b'>' | b':'))
+        || matches!(next, Some(b'=' | b':'))
+        || (b[i] == b':' && next == Some(b'/'))
+    {
+        return None;
+    }
+    if key_ends && b[i] == b':' && prev == Some(b'"') {
+        return None;
+    }
+    name_before(s, i)
 }
 
 /// The name that ends before the separator at `sep`, and whether a quote
@@ -126,7 +134,7 @@ fn name_before(s: &str, sep: usize) -> Option<(&str, bool)> {
 /// unquoted name a run up to a space or delimiter (two runs when the first
 /// is an authorization scheme). After a quoted name an unquoted value
 /// counts only when it is a number: `"password": in prose` is prose.
-fn value_after(s: &str, from: usize, quoted_name: bool) -> Option<(usize, usize)> {
+pub(super) fn value_after(s: &str, from: usize, quoted_name: bool) -> Option<(usize, usize)> {
     let b = s.as_bytes();
     let mut k = from;
     while k < b.len() && matches!(b[k], b' ' | b'\t') {

@@ -11,7 +11,8 @@ use crate::detect;
 use crate::error::RedactError;
 use crate::names::{self, FieldName, Tokens};
 
-use super::screen::{Needs, Screen};
+use super::screen::{self, Needs, Screen};
+use super::sieve::Sieve;
 use super::{FieldRule, MIN_KEY_BYTES, Norm, Redactor, Rule};
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -236,14 +237,59 @@ impl Redactor {
                 by_first.entry(t.clone()).or_default().push(i);
             }
         }
-        let key_filter =
-            names::KeyFilter::new(&names::triggers(by_first.keys().map(String::as_str)));
-        let screen = if unscreened {
+        let key_filter = names::KeyFilter::new(&names::triggers(
+            by_first.keys().map(String::as_str),
+            names::Spelling::Raw,
+        ));
+        let needed = if unscreened {
             None
         } else {
-            Screen::build(&needs)
+            screen::needed(&needs)
         };
+        let screen = needed.as_ref().and_then(Screen::build);
+        // What a key or name must hold (in the stripped spelling) to match
+        // a field rule: a trigger of each of the field's tokens (all of
+        // them are in a matching key), so of the one whose shortest
+        // trigger is longest (`x_api_key`: `api`, not `x`, which every
+        // key with an x would hold); or for the suffix rule the whole name
+        // without `_` and `-` (a name with a byte beyond ASCII never ends
+        // an ASCII key: left out).
+        let shortest = |t: &str| {
+            names::triggers(std::iter::once(t), names::Spelling::Stripped)
+                .iter()
+                .map(String::len)
+                .min()
+                .unwrap_or(0)
+        };
+        let telling: Vec<&str> = fields
+            .iter()
+            .filter_map(|f| {
+                let mut best: Option<(&str, usize)> = None;
+                for t in &f.name.tokens {
+                    let n = shortest(t);
+                    if best.is_none_or(|(_, m)| n > m) {
+                        best = Some((t, n));
+                    }
+                }
+                best.map(|(t, _)| t)
+            })
+            .collect();
+        let mut field_literals: Vec<Vec<u8>> =
+            names::triggers(telling.into_iter(), names::Spelling::Stripped)
+                .into_iter()
+                .map(String::into_bytes)
+                .collect();
+        field_literals.extend(
+            fields
+                .iter()
+                .filter(|f| f.name.suffix && f.name.joined.is_ascii())
+                .map(|f| names::spelled(&f.name.joined)),
+        );
+        let sieve = needed.and_then(|n| Sieve::build(&n.literals, &field_literals));
+        let digit_detectors =
+            regexes.iter().any(|&(id, _)| id < custom_rules) || card.is_some() || iban.is_some();
         Ok(Redactor {
+            digit_detectors,
             custom_rules,
             rules,
             fields,
@@ -255,6 +301,7 @@ impl Redactor {
             key,
             key_filter,
             screen,
+            sieve,
             by_first,
             first_byte,
             by_last,

@@ -4,6 +4,7 @@
 use crate::names::Tokens;
 
 use super::Redactor;
+use super::precheck::with_scratch;
 
 type Cache = std::collections::HashMap<Box<str>, bool, KeyHashing>;
 
@@ -89,9 +90,111 @@ const KEY_CACHE_ENTRIES: usize = 4096;
 /// Longer keys are not cached.
 const KEY_CACHE_KEY_BYTES: usize = 64;
 
+/// Keys up to this many bytes have a slot in the thread's front cache.
+const FRONT_KEY_BYTES: usize = 32;
+/// Slots of the front cache.
+const FRONT_SLOTS: usize = 64;
+
+/// A short key as up to four words that together hold each of its bytes,
+/// with its length: two keys are equal when these are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ShortKey {
+    words: [u64; 4],
+    len: usize,
+}
+
+impl ShortKey {
+    fn new(key: &str) -> Option<ShortKey> {
+        let b = key.as_bytes();
+        let word = |w: &[u8; 8]| u64::from_le_bytes(*w);
+        // Overlapping words cover every byte, and with the length they
+        // tell any two keys apart.
+        let words = match b.len() {
+            0..8 => {
+                let mut w = [0u8; 8];
+                w[..b.len()].copy_from_slice(b);
+                [word(&w), 0, 0, 0]
+            }
+            8..=16 => [word(b.first_chunk()?), word(b.last_chunk()?), 0, 0],
+            17..=FRONT_KEY_BYTES => {
+                let (head, tail) = (b.first_chunk::<16>()?, b.last_chunk::<16>()?);
+                [
+                    word(head.first_chunk()?),
+                    word(head.last_chunk()?),
+                    word(tail.first_chunk()?),
+                    word(tail.last_chunk()?),
+                ]
+            }
+            _ => return None,
+        };
+        Some(ShortKey {
+            words,
+            len: b.len(),
+        })
+    }
+
+    /// The slot the key lives in. Unseeded: keys chosen to share a slot
+    /// only push each other out, to the map behind it.
+    fn slot(&self) -> usize {
+        let [a, b, c, d] = self.words;
+        let x = a ^ b.rotate_left(17) ^ c.rotate_left(31) ^ d.rotate_left(47) ^ self.len as u64;
+        (x.wrapping_mul(K) >> 58) as usize % FRONT_SLOTS
+    }
+}
+
+/// The last answers for short keys, one per slot: a lookup is a few
+/// words compared, no hashing of the map's kind, no probing.
+struct Front {
+    id: u64,
+    slots: [Option<(ShortKey, bool)>; FRONT_SLOTS],
+}
+
+thread_local! {
+    /// In front of [`KEY_CACHE`]: the pre-check judges the same few keys
+    /// (`account_id`, `prompt_tokens`) record after record.
+    static FRONT: std::cell::RefCell<Front> = const {
+        std::cell::RefCell::new(Front { id: 0, slots: [None; FRONT_SLOTS] })
+    };
+}
+
 impl Redactor {
-    /// Whether some field rule matches `key`, through the thread's cache.
-    pub(super) fn key_matches_cached(&self, key: &str, tokens: &mut Tokens) -> bool {
+    /// Whether some field rule matches `key`, through the thread's caches
+    /// (splitting the key in the thread's scratch tokens when neither
+    /// knows it).
+    pub(super) fn key_matches_cached(&self, key: &str) -> bool {
+        let short = ShortKey::new(key);
+        if let Some(short) = short {
+            let known = FRONT.with(|cell| {
+                let front = cell.try_borrow().ok()?;
+                if front.id != self.id {
+                    return None;
+                }
+                match front.slots[short.slot()] {
+                    Some((k, hit)) if k == short => Some(hit),
+                    _ => None,
+                }
+            });
+            if let Some(hit) = known {
+                return hit;
+            }
+        }
+        let hit = with_scratch(|tokens| self.key_matches_mapped(key, tokens));
+        if let Some(short) = short {
+            FRONT.with(|cell| {
+                if let Ok(mut front) = cell.try_borrow_mut() {
+                    if front.id != self.id {
+                        front.id = self.id;
+                        front.slots = [None; FRONT_SLOTS];
+                    }
+                    front.slots[short.slot()] = Some((short, hit));
+                }
+            });
+        }
+        hit
+    }
+
+    /// Whether some field rule matches `key`, through the thread's map.
+    fn key_matches_mapped(&self, key: &str, tokens: &mut Tokens) -> bool {
         if key.len() > KEY_CACHE_KEY_BYTES {
             return self.field_rule(key, tokens).is_some();
         }
@@ -125,7 +228,37 @@ impl Redactor {
 mod tests {
     use std::hash::BuildHasher;
 
-    use super::KeyHashing;
+    use super::{FRONT_KEY_BYTES, KeyHashing, ShortKey};
+
+    /// Every length a short key can have, each byte changed in turn, and
+    /// a trailing zero byte: no two distinct keys share their words.
+    #[test]
+    fn short_keys_are_equal_only_when_the_keys_are() {
+        let mut seen = std::collections::HashMap::new();
+        for len in 0..=FRONT_KEY_BYTES {
+            let base: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            let mut keys = vec![base.clone(), format!("{base}\0")];
+            for pos in 0..len {
+                let mut k = base.clone().into_bytes();
+                k[pos] = b'#';
+                keys.push(String::from_utf8(k).unwrap());
+            }
+            for k in keys {
+                let Some(short) = ShortKey::new(&k) else {
+                    assert!(k.len() > FRONT_KEY_BYTES, "{k:?}");
+                    continue;
+                };
+                assert_eq!(Some(short), ShortKey::new(&k.clone()));
+                let words = (short.words, short.len);
+                if let Some(other) = seen.insert(words, k.clone()) {
+                    assert_eq!(other, k, "two keys share a slot's words");
+                }
+            }
+        }
+        assert!(ShortKey::new(&"x".repeat(FRONT_KEY_BYTES + 1)).is_none());
+    }
 
     fn hash(b: &KeyHashing, key: &str) -> u64 {
         b.hash_one(Box::<str>::from(key))

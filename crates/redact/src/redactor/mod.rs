@@ -1,16 +1,20 @@
 //! The compiled rules and the walk over a payload, one file per job:
 //! `build` compiles a [`RedactionConfig`](crate::RedactionConfig) into a
 //! [`Redactor`], `precheck` tells from a payload's JSON text whether any
-//! rule could fire (with `cache`, the per-thread answers for keys already
-//! seen), `walk` visits a payload's values and keys, and `actions` finds
-//! matches in a string and masks, hashes or drops them.
+//! rule could fire (`onepass` in one pass over common text, with `sieve`,
+//! its automaton, and `screen`, the detectors' literals; `cache`, the
+//! per-thread answers for keys already seen), `walk` visits a payload's
+//! values and keys, `assign` finds secret-named assignments in text, and
+//! `actions` finds matches in a string and masks, hashes or drops them.
 
 mod actions;
 mod assign;
 mod build;
 mod cache;
+mod onepass;
 mod precheck;
 mod screen;
+mod sieve;
 mod walk;
 
 use agent_audit_core::{IdRewrite, PayloadFilter};
@@ -102,6 +106,10 @@ pub struct Redactor {
     /// Field indices by the last byte (either ASCII case) of their name
     /// without `_` and `-`, in order: the suffix rule's candidates.
     by_last: Vec<Vec<usize>>,
+    /// A custom pattern, the card or the IBAN scanner is on: the only
+    /// rules that can match a number as serde_json writes it back
+    /// ([`Redactor::may_redact`] judges those numbers only then).
+    digit_detectors: bool,
     /// A custom pattern uses `^`, `$`, `\A` or `\z`, which match at a
     /// string's edges but not inside a payload's JSON text, so
     /// [`Redactor::may_redact`] cannot rule anything out.
@@ -110,6 +118,10 @@ pub struct Redactor {
     key_end: memchr::memmem::Finder<'static>,
     /// Every detector's literals in one scan, when each has a finite set.
     screen: Option<screen::Screen>,
+    /// The pre-check's one pass over ASCII text without escapes: the
+    /// detectors' literals and the field triggers, when the detectors
+    /// have a finite set.
+    sieve: Option<sieve::Sieve>,
     /// Tells this redactor's entries in the thread-local key cache apart.
     id: u64,
 }

@@ -1,6 +1,17 @@
 //! Whether a payload's compact JSON text could hold anything a rule
 //! redacts, answered on the text so that most records skip building a
 //! `serde_json::Value`.
+//!
+//! Two paths answer the same question. Most payloads are ASCII JSON text
+//! without a backslash, `%` or `&`; for them the [one pass](super::onepass)
+//! answers (a product automaton of the detectors' literals and the field
+//! triggers, [`super::sieve`]), judging only the keys and assignments that
+//! hold a field trigger. Any other text (non-ASCII, escapes, nested JSON
+//! text, percent or entity encodings), a configuration whose detectors
+//! have no finite set of literals (IBAN, a pattern that can start
+//! anywhere) or a field trigger of one byte takes the full path here: a
+//! scan for each question, escapes decoded, the normalised view, each
+//! level of nested JSON text.
 
 use crate::names::Tokens;
 use crate::normalize;
@@ -30,6 +41,11 @@ impl Redactor {
     /// [`MAX_DEPTH`], an unparsable escape or an anchored custom pattern
     /// answer `true`. Numbers in JSON text nested in strings are judged
     /// as the walk scans them, written back by serde_json.
+    ///
+    /// On ASCII text without escapes it answers in one pass (see
+    /// `redactor/onepass.rs`): the detectors run only where one of their
+    /// literals is, and only keys and assignment names holding a field
+    /// trigger are judged; the answer is the full path's.
     pub fn may_redact(&self, payload_json: &str) -> bool {
         if self.rules.is_empty() {
             return false;
@@ -37,6 +53,16 @@ impl Redactor {
         if self.anchored {
             return true;
         }
+        if let Some(answer) = self.may_redact_in_one_pass(payload_json) {
+            return answer;
+        }
+        self.may_redact_in_full(payload_json)
+    }
+
+    /// [`Redactor::may_redact`] for any text, a scan for each question.
+    /// Not inlined: its frame would cost every call of the one pass.
+    #[inline(never)]
+    pub(super) fn may_redact_in_full(&self, payload_json: &str) -> bool {
         let bytes = payload_json.as_bytes();
         if memchr::memchr2_iter(b'{', b'[', bytes)
             .nth(MAX_DEPTH)
@@ -110,9 +136,8 @@ impl Redactor {
     /// `+` and `-`, which no built-in detector but the card scanner (and
     /// the IBAN scanner, said to for safety) matches, so the default
     /// detectors skip this; a custom pattern might match.
-    fn renumbered_fires(&self, text: &str) -> bool {
-        let custom_pattern = self.regexes.iter().any(|&(id, _)| id < self.custom_rules);
-        if !custom_pattern && self.card.is_none() && self.iban.is_none() {
+    pub(super) fn renumbered_fires(&self, text: &str) -> bool {
+        if !self.digit_detectors {
             return false;
         }
         let b = text.as_bytes();
@@ -206,6 +231,12 @@ impl Redactor {
         if self.screen.as_ref().is_some_and(|s| s.clears(text)) {
             return false;
         }
+        self.detectors_fire(text)
+    }
+
+    /// Whether some detector or pattern matches somewhere in `text`, each
+    /// run (no screen).
+    pub(super) fn detectors_fire(&self, text: &str) -> bool {
         if self.regexes.iter().any(|(_, re)| re.is_match(text)) {
             return true;
         }
@@ -233,13 +264,6 @@ impl Redactor {
     /// quotes look like keys too: a key counts only when a value the walk
     /// would redact follows (not `null`, not `in prose`).
     fn field_key_in(&self, json: &str, nested: bool) -> bool {
-        SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut tokens) => self.field_key_in_with(json, nested, &mut tokens),
-            Err(_) => self.field_key_in_with(json, nested, &mut Tokens::new()),
-        })
-    }
-
-    fn field_key_in_with(&self, json: &str, nested: bool, tokens: &mut Tokens) -> bool {
         let b = json.as_bytes();
         for at in self.key_end.find_iter(b) {
             if escaped(b, at) {
@@ -277,12 +301,21 @@ impl Redactor {
             } else {
                 raw
             };
-            if self.key_matches_cached(key, tokens) {
+            if self.key_matches_cached(key) {
                 return true;
             }
         }
         false
     }
+}
+
+/// Runs `f` with the thread's scratch tokens (fresh ones if they are in
+/// use).
+pub(super) fn with_scratch<R>(f: impl FnOnce(&mut Tokens) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut tokens) => f(&mut tokens),
+        Err(_) => f(&mut Tokens::new()),
+    })
 }
 
 /// The JSON text with its string escapes replaced by the characters they

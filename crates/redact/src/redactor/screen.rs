@@ -7,10 +7,15 @@
 //! (`basic` for `Basic` credentials, `://` for passwords in URLs,
 //! `@` for e-mail addresses, 13 digits for a card number). Text holding
 //! none of them cannot make a detector fire, so [`Screen::clears`] answers
-//! for all of them in one Aho-Corasick scan. A detector without such a set
-//! (a custom pattern that can start anywhere, such as `\w+@`, or the IBAN
-//! scanner) means no screen at all: the detectors then run one by one, as
-//! before.
+//! for all of them in one scan. A detector without such a set (a custom
+//! pattern that can start anywhere, such as `\w+@`, or the IBAN scanner)
+//! means no screen at all: the detectors then run one by one, as before.
+//!
+//! The same literals ([`needed`]) go into the pre-check's one pass
+//! ([`super::sieve`]), which reads ASCII text without escapes and also
+//! finds the field triggers there; this screen's regex answers for the
+//! rest (non-ASCII text, the decoded view, nested JSON text) and in the
+//! walk.
 
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
@@ -34,6 +39,42 @@ pub(super) enum Needs {
     Digits,
 }
 
+/// What the detectors need, gathered: their literals (cut to
+/// [`KEEP_BYTES`] and lower-cased) and whether one needs digits.
+#[derive(Debug)]
+pub(super) struct Needed {
+    pub literals: Vec<Vec<u8>>,
+    pub digits: bool,
+}
+
+/// What these detectors need, or `None` when one of them has no finite set
+/// of literals (or too many to be worth a scan).
+pub(super) fn needed(needs: &[Needs]) -> Option<Needed> {
+    let mut literals: Vec<Vec<u8>> = Vec::new();
+    let mut digits = false;
+    for need in needs {
+        match need {
+            Needs::Pattern(p) => literals.extend(prefixes(p)?),
+            Needs::Literals(l) => literals.extend(l.iter().map(|s| s.as_bytes().to_vec())),
+            Needs::Digits => digits = true,
+        }
+    }
+    // A prefix of a needed literal is needed too, in any case: cut to a
+    // few bytes and lower-cased, the 128 case variants of `bearer ` and
+    // the 18 spellings of `aws_secret_access` become a few dozen literals,
+    // found in any case in one pass.
+    for l in &mut literals {
+        l.truncate(KEEP_BYTES);
+        l.make_ascii_lowercase();
+    }
+    literals.sort();
+    literals.dedup();
+    if literals.iter().any(Vec::is_empty) || literals.len() > MAX_LITERALS {
+        return None;
+    }
+    Some(Needed { literals, digits })
+}
+
 /// The literals of every detector, for one scan.
 #[derive(Debug)]
 pub(super) struct Screen {
@@ -43,31 +84,10 @@ pub(super) struct Screen {
 }
 
 impl Screen {
-    /// A screen for these detectors, or `None` when one of them has no
-    /// finite set of literals (or too many to be worth a scan).
-    pub(super) fn build(needs: &[Needs]) -> Option<Screen> {
-        let mut literals: Vec<Vec<u8>> = Vec::new();
-        let mut digits = false;
-        for need in needs {
-            match need {
-                Needs::Pattern(p) => literals.extend(prefixes(p)?),
-                Needs::Literals(l) => literals.extend(l.iter().map(|s| s.as_bytes().to_vec())),
-                Needs::Digits => digits = true,
-            }
-        }
-        // A prefix of a needed literal is needed too, in any case: cut to
-        // a few bytes and lower-cased, the 128 case variants of `bearer `
-        // and the 18 spellings of `aws_secret_access` become a few dozen
-        // literals, found in any case in one pass.
-        for l in &mut literals {
-            l.truncate(KEEP_BYTES);
-            l.make_ascii_lowercase();
-        }
-        literals.sort();
-        literals.dedup();
-        if literals.iter().any(Vec::is_empty) || literals.len() > MAX_LITERALS {
-            return None;
-        }
+    /// A screen for what the detectors need, or `None` when they need
+    /// nothing (no detector).
+    pub(super) fn build(needed: &Needed) -> Option<Screen> {
+        let Needed { literals, digits } = needed;
         if literals.is_empty() && !digits {
             return None;
         }
@@ -77,7 +97,8 @@ impl Screen {
         // record against 2,600 for the detectors one by one; an
         // Aho-Corasick DFA over the same set took 2,600, and 64
         // case-sensitive literals for the vectorised search 1,450 but more
-        // false hits.
+        // false hits. (ASCII text without escapes takes the one-pass
+        // sieve instead, `super::sieve`, which holds these literals too.)
         let literals = if literals.is_empty() {
             None
         } else {
@@ -93,7 +114,10 @@ impl Screen {
                 .ok()?;
             Some(literals)
         };
-        Some(Screen { literals, digits })
+        Some(Screen {
+            literals,
+            digits: *digits,
+        })
     }
 
     /// Whether no detector can fire anywhere in `text`: `true` is a
@@ -135,11 +159,15 @@ fn prefixes(pattern: &str) -> Option<Vec<Vec<u8>>> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Needs, Screen};
+    use super::{Needs, Screen, needed};
     use crate::detect::{API_KEY, BEARER_TOKEN};
 
     fn screen(needs: Vec<Needs>) -> Screen {
-        Screen::build(&needs).expect("a screen")
+        build(&needs).expect("a screen")
+    }
+
+    fn build(needs: &[Needs]) -> Option<Screen> {
+        Screen::build(&needed(needs)?)
     }
 
     #[test]
@@ -172,10 +200,10 @@ mod tests {
 
     #[test]
     fn patterns_that_can_start_anywhere_get_no_screen() {
-        assert!(Screen::build(&[Needs::Pattern(r"\w+@example\.com".into())]).is_none());
-        assert!(Screen::build(&[Needs::Pattern(crate::detect::EMAIL.into())]).is_none());
-        assert!(Screen::build(&[Needs::Pattern("a*".into())]).is_none());
-        assert!(Screen::build(&[Needs::Pattern("(".into())]).is_none());
+        assert!(build(&[Needs::Pattern(r"\w+@example\.com".into())]).is_none());
+        assert!(build(&[Needs::Pattern(crate::detect::EMAIL.into())]).is_none());
+        assert!(build(&[Needs::Pattern("a*".into())]).is_none());
+        assert!(build(&[Needs::Pattern("(".into())]).is_none());
     }
 
     #[test]
@@ -264,7 +292,7 @@ mod tests {
         ) {
             use proptest::strategy::{Strategy, ValueTree};
             use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
-            let Some(s) = Screen::build(&[Needs::Pattern(p.clone())]) else {
+            let Some(s) = build(&[Needs::Pattern(p.clone())]) else {
                 return Ok(());
             };
             let re = regex::Regex::new(&p).expect("valid pattern");
@@ -298,7 +326,7 @@ mod tests {
             "[^a]",
             "(?:a|b|c|d|e|f|g|h|i|j|k|l|m|n|o|p|q|r|s|t|u|v|w|x|y|z){8}",
         ] {
-            assert!(Screen::build(&[Needs::Pattern(p.into())]).is_none(), "{p}");
+            assert!(build(&[Needs::Pattern(p.into())]).is_none(), "{p}");
         }
         // 500 distinct 12-byte literals: regex-syntax trims them to 4 bytes
         // or gives up; either way the build is bounded.
@@ -306,12 +334,12 @@ mod tests {
             .map(|i| format!("lit{i:09}"))
             .collect::<Vec<_>>()
             .join("|");
-        if let Some(s) = Screen::build(&[Needs::Pattern(many.clone())]) {
+        if let Some(s) = build(&[Needs::Pattern(many.clone())]) {
             assert!(!s.clears("x lit000000499 y"));
         }
         // A pattern nested past regex-syntax's limit does not parse: no screen.
         let deep = format!("{}a{}", "(".repeat(300), ")".repeat(300));
-        assert!(Screen::build(&[Needs::Pattern(deep)]).is_none());
+        assert!(build(&[Needs::Pattern(deep)]).is_none());
     }
 
     /// The screen parses custom patterns with `regex-syntax` directly; the
