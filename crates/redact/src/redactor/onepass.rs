@@ -13,18 +13,19 @@
 //!   can fire; where the [sieve](super::sieve) finds one, they run on the
 //!   whole text, once.
 //! - **Field rules** fire only on a key or on the name before an
-//!   assignment's `=` or `:`, and only when that name holds a field trigger
-//!   in the stripped spelling: a trigger of one of the field's tokens, all
-//!   of which a matching name has ([`names::triggers`] lists every way a
-//!   name gets a token, tested in `names::triggers::claim`), or for the
-//!   suffix rule the field's name itself. After a trigger the sieve reports every `=`
-//!   and `:` in the rest of the string and the `:` right after its closing
-//!   quote: there an assignment and a key are judged exactly as the full
-//!   path judges them, through the key cache. A string holds no quote
-//!   here, so a key or name holding a trigger always ends at one of those
-//!   bytes; keys and names without one cannot match and are never looked
-//!   at, and a value holding one costs nothing more: on the tutorial's
-//!   records only `account_id` and the `*_tokens` keys are judged.
+//!   assignment's `=` or `:`, and only when that name holds a field
+//!   trigger in the stripped spelling: a trigger of one of the field's
+//!   tokens, all of which a matching name has ([`names::triggers`] lists
+//!   every way a name gets a token, tested in `names::triggers::claim`),
+//!   or for the suffix rule the field's name itself. After a trigger the
+//!   sieve reports every `=` and `:` in the rest of the string and the `:`
+//!   right after its closing quote: there an assignment and a key are
+//!   judged exactly as the full path judges them, through the key cache.
+//!   A string holds no quote here, so a key or name holding a trigger
+//!   always ends at one of those bytes; keys and names without one cannot
+//!   match and are never looked at, and a value holding one costs nothing
+//!   more: on the tutorial's records only `account_id` and the `*_tokens`
+//!   keys are judged.
 //! - **Numbers** written back otherwise are judged as before, after the
 //!   pass (nothing to do under the default detectors).
 //!
