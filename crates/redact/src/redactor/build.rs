@@ -306,7 +306,6 @@ impl Redactor {
             first_byte,
             by_last,
             anchored,
-            key_end: memchr::memmem::Finder::new(b"\":"),
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }

@@ -114,8 +114,6 @@ pub struct Redactor {
     /// string's edges but not inside a payload's JSON text, so
     /// [`Redactor::may_redact`] cannot rule anything out.
     anchored: bool,
-    /// Finds `":`, the end of every key in compact JSON text.
-    key_end: memchr::memmem::Finder<'static>,
     /// Every detector's literals in one scan, when each has a finite set.
     screen: Option<screen::Screen>,
     /// The pre-check's one pass over ASCII text without escapes: the

@@ -39,10 +39,11 @@ use std::ops::ControlFlow;
 #[cfg(doc)]
 use crate::names;
 
+use super::Redactor;
 use super::actions::enough_digits;
 use super::assign::{separated_name, value_after};
+use super::precheck::{MAX_BRACKETS, json_space};
 use super::sieve::{BAIL, DETECTOR, NAME_END};
-use super::{MAX_DEPTH, Redactor};
 
 /// The last `"` in `b`, eight bytes a round from the end.
 fn last_quote(b: &[u8]) -> Option<usize> {
@@ -62,12 +63,12 @@ fn last_quote(b: &[u8]) -> Option<usize> {
     b[..end].iter().rposition(|&c| c == b'"')
 }
 
-/// Whether `b` holds more than [`MAX_DEPTH`] of `{` and `[`, counted
+/// Whether `b` holds more than [`MAX_BRACKETS`] of `{` and `[`, counted
 /// without a branch a byte: 32 bytes at a time in rounds of 224 (a
 /// byte-wide count holds 224), the last few bytes only if they could
 /// make the difference.
 pub(super) fn too_many_brackets(b: &[u8]) -> bool {
-    if b.len() <= MAX_DEPTH {
+    if b.len() <= MAX_BRACKETS {
         return false;
     }
     let whole = b.len() - b.len() % 32;
@@ -81,10 +82,10 @@ pub(super) fn too_many_brackets(b: &[u8]) -> bool {
     for round in body.chunks(224) {
         n += usize::from(count(round));
     }
-    if n + tail.len() > MAX_DEPTH {
+    if n + tail.len() > MAX_BRACKETS {
         n += usize::from(count(tail));
     }
-    n > MAX_DEPTH
+    n > MAX_BRACKETS
 }
 
 impl Redactor {
@@ -92,7 +93,7 @@ impl Redactor {
     /// sieve or the text holds a byte it does not read.
     pub(super) fn may_redact_in_one_pass(&self, text: &str) -> Option<bool> {
         let sieve = self.sieve.as_ref()?;
-        // As the full path: more brackets than MAX_DEPTH, maybe.
+        // As the full path: more brackets than MAX_BRACKETS, maybe.
         if too_many_brackets(text.as_bytes()) {
             return Some(true);
         }
@@ -130,10 +131,12 @@ impl Redactor {
     /// them.
     fn name_fires_at(&self, text: &str, i: usize) -> bool {
         let b = text.as_bytes();
-        if i > 0 && b[i - 1] == b'"' {
+        // JSON whitespace may stand between a key and its `:` (a RawValue).
+        let before = i - b[..i].iter().rev().take_while(|c| json_space(**c)).count();
+        if before > 0 && b[before - 1] == b'"' {
             // A key (strings hold no quote): it starts after the quote
             // before its closing one, as the full path finds it.
-            let close = i - 1;
+            let close = before - 1;
             return match last_quote(&b[..close]) {
                 Some(open) => self.key_matches_cached(&text[open + 1..close]),
                 None => true,

@@ -21,6 +21,12 @@ use super::walk::MAX_NESTED_JSON;
 use super::{MAX_DEPTH, Redactor};
 use crate::detect;
 
+/// More `{` and `[` than this in a payload's text and the walk may reach
+/// [`MAX_DEPTH`] (where it masks whatever lies below): each level of JSON
+/// text in a string deepens the walk by one without a bracket of its own,
+/// and up to [`MAX_NESTED_JSON`] levels are parsed.
+pub(super) const MAX_BRACKETS: usize = MAX_DEPTH - MAX_NESTED_JSON;
+
 thread_local! {
     /// Reused by the pre-check, which runs on every record: splitting keys
     /// then allocates nothing.
@@ -38,7 +44,8 @@ impl Redactor {
     /// non-word character (`"`, `:`, `,`) on each side, so whatever matches
     /// inside one of them also matches here; a key matching a field rule
     /// shows as that name before `":`. Too many brackets for
-    /// [`MAX_DEPTH`], an unparsable escape or an anchored custom pattern
+    /// [`MAX_DEPTH`] (counting a level for each string of JSON text that
+    /// may lie on the way), an unparsable escape or an anchored custom pattern
     /// answer `true`. Numbers in JSON text nested in strings are judged
     /// as the walk scans them, written back by serde_json.
     ///
@@ -65,7 +72,7 @@ impl Redactor {
     pub(super) fn may_redact_in_full(&self, payload_json: &str) -> bool {
         let bytes = payload_json.as_bytes();
         if memchr::memchr2_iter(b'{', b'[', bytes)
-            .nth(MAX_DEPTH)
+            .nth(MAX_BRACKETS)
             .is_some()
         {
             return true;
@@ -86,7 +93,8 @@ impl Redactor {
                 None => return true,
             }
         };
-        // Without a backslash, `":` always ends a key, judged whole above.
+        // Without a backslash, `":` always ends a key, judged whole above
+        // (a key before whitespace and `:` too, and judged here again).
         if self.text_fires(text, raw) || self.renumbered_fires(text) {
             return true;
         }
@@ -255,22 +263,37 @@ impl Redactor {
         !spans.is_empty()
     }
 
-    /// Whether some key of the compact JSON text `json` matches a field
-    /// rule. Keys are found on the raw text, where a key's closing quote
-    /// is the unescaped `"` before `:` and its opening quote the unescaped
-    /// `"` before that, so a key with an escaped quote is whole.
+    /// Whether some key of the JSON text `json` matches a field rule. Keys
+    /// are found on the raw text, where a key's closing quote is the
+    /// unescaped `"` before `:` (or before whitespace and `:`) and its
+    /// opening quote the unescaped `"` before that, so a key with an
+    /// escaped quote is whole.
     ///
     /// With `nested`, `json` is a level of escapes undone, where prose
     /// quotes look like keys too: a key counts only when a value the walk
     /// would redact follows (not `null`, not `in prose`).
     fn field_key_in(&self, json: &str, nested: bool) -> bool {
         let b = json.as_bytes();
-        for at in self.key_end.find_iter(b) {
+        for colon in memchr::memchr_iter(b':', b) {
+            // serde_json writes `":`, but a payload's RawValue and JSON text
+            // in a string come from other writers, which may put JSON
+            // whitespace before the `:` (`"password" : {…}`); the walk's
+            // parser reads a key there all the same. Each run of
+            // whitespace is skipped by the one `:` right after it: linear.
+            let at = colon
+                - b[..colon]
+                    .iter()
+                    .rev()
+                    .take_while(|c| json_space(**c))
+                    .count();
+            let Some(at) = at.checked_sub(1).filter(|&q| b[q] == b'"') else {
+                continue;
+            };
             if escaped(b, at) {
                 continue;
             }
             if nested {
-                let value = b[at + 2..]
+                let value = b[colon + 1..]
                     .iter()
                     .find(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'));
                 if !value.is_some_and(|c| {
@@ -438,6 +461,12 @@ fn unescape_lenient(text: &str) -> Option<String> {
 }
 
 /// Whether the byte at `at` is escaped: preceded by an odd number of `\\`.
+/// JSON's whitespace: what may stand between a key's closing quote and
+/// its `:`.
+pub(super) fn json_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r')
+}
+
 fn escaped(b: &[u8], at: usize) -> bool {
     b[..at].iter().rev().take_while(|&&c| c == b'\\').count() % 2 == 1
 }

@@ -17,7 +17,8 @@
 //!
 //! A field trigger arms the pass until the string it is in ends: every
 //! `=` and `:` after it in the string reports ([`NAME_END`]), and so does a
-//! `:` right after the string's closing quote (a key's end). That is where
+//! `:` right after the string's closing quote or after JSON whitespace
+//! after it (a key's end; serde_json writes none, a `RawValue` may). That is where
 //! a key or an assignment's name that holds the trigger ends, and strings
 //! hold no `"` in the text this pass reads (no backslash), so the
 //! trigger's key or name always ends there. While armed the field
@@ -81,7 +82,8 @@ type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fast>>;
 /// A detector literal ends at this byte.
 pub(super) const DETECTOR: u8 = 1;
 /// The byte is an `=` or `:` after a field trigger with no `"` between,
-/// or a `:` right after the `"` that closes a string holding one.
+/// or a `:` right after the `"` that closes a string holding one (JSON
+/// whitespace between allowed).
 pub(super) const NAME_END: u8 = 2;
 /// The byte is not read here; the caller must stop.
 pub(super) const BAIL: u8 = 4;
@@ -262,11 +264,13 @@ impl Sieve {
                 Some(s) if s.is_ascii() && in_field[usize::from(s)] => u16::from(s),
                 Some(_) => 256,
             };
-            // Quotes, `=` and `:` each move the armed states their own way.
+            // Quotes, `=` and `:` each move the armed states their own way,
+            // and JSON whitespace keeps a closed string closed.
             let end = match b {
                 b'"' => 1,
                 b'=' => 2,
                 b':' => 3,
+                b' ' | b'\t' | b'\n' | b'\r' => 4,
                 _ => 0,
             };
             let key = (dk, fk, end, bails(b));
@@ -321,11 +325,15 @@ impl Sieve {
                             (ARMED, false)
                         }
                         (ARMED, _) => (ARMED, false),
+                        // JSON whitespace may stand between a key and its
+                        // `:` in text serde_json did not write (a payload's
+                        // RawValue): the string stays closed over it.
                         (s2, _) => {
                             if closed && b == b':' {
                                 flags |= NAME_END;
                             }
-                            (read(s2), false)
+                            let spaced = matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+                            (read(s2), closed && spaced)
                         }
                     };
                     (t1, t2, closes, flags)

@@ -13,6 +13,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 use super::super::Redactor;
+use super::super::precheck::MAX_BRACKETS;
 use super::{last_quote, too_many_brackets};
 use crate::config::{Detector, RedactionConfig, RuleConfig};
 
@@ -415,22 +416,23 @@ fn the_last_quote_is_found_from_the_end() {
 
 #[test]
 fn brackets_are_counted_past_a_round() {
+    let most = MAX_BRACKETS;
     let deep = |n: usize| "[".repeat(n) + &"x".repeat(300);
-    assert!(!too_many_brackets(deep(128).as_bytes()));
-    assert!(too_many_brackets(deep(129).as_bytes()));
-    assert!(too_many_brackets("{a".repeat(129).as_bytes()));
-    assert!(!too_many_brackets("{a".repeat(128).as_bytes()));
+    assert!(!too_many_brackets(deep(most).as_bytes()));
+    assert!(too_many_brackets(deep(most + 1).as_bytes()));
+    assert!(too_many_brackets("{a".repeat(most + 1).as_bytes()));
+    assert!(!too_many_brackets("{a".repeat(most).as_bytes()));
     assert!(too_many_brackets("[".repeat(600).as_bytes()));
     // The last bytes after the 32-byte rounds count when they matter.
-    for len in 129..200 {
-        for brackets in [128, 129] {
+    for len in most + 1..200 {
+        for brackets in [most, most + 1] {
             let s: String = (0..len)
                 .map(|i| if i >= len - brackets { '{' } else { 'x' })
                 .collect();
             if brackets <= len {
                 assert_eq!(
                     too_many_brackets(s.as_bytes()),
-                    brackets > 128,
+                    brackets > most,
                     "{len} {brackets}"
                 );
             }

@@ -30,7 +30,7 @@ fn bails(b: u8) -> bool {
 /// far ends with a detector literal; and, with the field triggers read on
 /// the spelled text since the field automaton last (re)started, whether
 /// the byte is an `=` or `:` while a trigger has armed the pass, or a `:`
-/// right after the `"` that disarmed it. A trigger arms the pass (and the
+/// right after the `"` that disarmed it (JSON whitespace between allowed). A trigger arms the pass (and the
 /// field automaton rests); a `"` disarms it, and the field automaton
 /// starts again at that quote. The literals are the sieve's: without those
 /// that hold another (`literals_that_hold_another_still_report`).
@@ -84,6 +84,7 @@ fn reference(detector: &[Vec<u8>], field: &[Vec<u8>], text: &[u8]) -> Vec<(usize
             if was_closed && text[i] == b':' {
                 f |= NAME_END;
             }
+            closed = was_closed && matches!(text[i], b' ' | b'\t' | b'\n' | b'\r');
             armed = read(&mut since, text[i]);
         }
         if f != 0 {
@@ -106,7 +107,7 @@ proptest! {
     fn events_are_what_the_literals_say(
         detector in prop::collection::vec(literal("abcAB_-.:{%"), 0..6),
         field in prop::collection::vec(literal("abc1 "), 0..6),
-        text in prop::collection::vec(prop::sample::select(b"aAbBcC1_-. :={[\"%\\\xc3".to_vec()), 0..60),
+        text in prop::collection::vec(prop::sample::select(b"aAbBcC1_-. \t\n:={[\"%\\\xc3".to_vec()), 0..60),
     ) {
         let Some(s) = Sieve::build(&detector, &field) else {
             // Only single-byte field triggers refuse a sieve here.
