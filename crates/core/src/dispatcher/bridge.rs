@@ -438,7 +438,6 @@ impl SinkSlot {
     /// deadline passed (as the sync worker does).
     fn abandon(&self, batch: Vec<Arc<Record>>) {
         let left = batch.len() as u64 + self.queue.lock().items.drain(..).count() as u64;
-        self.counts.abandoned.fetch_add(left, Ordering::Relaxed);
         if let (Some(first), true) = (batch.first(), left > 0) {
             let mut o = lock(&self.outcomes);
             push_bad(&mut o.bad, first.seq, u64::MAX, DeliveryError::Abandoned);

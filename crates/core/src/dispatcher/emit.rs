@@ -132,6 +132,7 @@ impl Shared {
             match s.options.overflow {
                 Overflow::Block if blocked.is_none() && s.queue.is_full() => blocked = Some(s),
                 Overflow::FailClosed if s.queue.is_full() => {
+                    s.counts.offered.fetch_add(1, Ordering::Relaxed);
                     s.counts.dropped_or_refused.fetch_add(1, Ordering::Relaxed);
                     return Err(EmitError::QueueFull {
                         sink: s.options.name.clone(),

@@ -181,6 +181,7 @@ impl SinkSlot {
     /// Queues a record; `force` ignores capacity. Returns false when the
     /// record was dropped (and noted for a gap record).
     pub(super) fn push(&self, record: Arc<Record>, force: bool) -> bool {
+        self.counts.offered.fetch_add(1, Ordering::Relaxed);
         let seq = record.seq;
         match self.queue.push(record, force, &self.marks) {
             Ok(()) => true,

@@ -119,7 +119,8 @@ pub struct SinkReport {
     /// Final counters.
     #[serde(flatten)]
     pub health: SinkHealth,
-    /// Records still queued when the deadline passed.
+    /// Records with no outcome when the report was taken: still queued,
+    /// in a write still under way at the deadline, or given up then.
     pub undelivered: u64,
     /// Whether the worker finished before the deadline.
     pub finished: bool,
@@ -158,7 +159,16 @@ impl SinkSlot {
         let h = self.health();
         SinkReport {
             finished: self.finished.is_set(),
-            undelivered: h.queued + self.counts.abandoned.load(Ordering::Relaxed) + h.in_flight,
+            // What has no outcome: still queued, in a write under way, or
+            // given up at the deadline. Counted as the rest of what was
+            // offered rather than as the sum of those three, which a
+            // write landing between two reads counted twice (its records
+            // already failed, not yet out of flight).
+            undelivered: self
+                .counts
+                .offered
+                .load(Ordering::Acquire)
+                .saturating_sub(h.delivered + h.failed + h.dropped),
             health: h,
         }
     }

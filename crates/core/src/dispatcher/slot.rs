@@ -68,10 +68,12 @@ pub(super) struct Counters {
     pub(super) delivered: AtomicU64,
     pub(super) failed: AtomicU64,
     pub(super) dropped_or_refused: AtomicU64,
-    /// Left unwritten at the shutdown deadline.
-    pub(super) abandoned: AtomicU64,
     /// In the write under way.
     pub(super) in_flight: AtomicU64,
+    /// Records offered to this sink: queued, dropped or refused. The
+    /// shutdown report's `undelivered` is what of them has no outcome, so
+    /// that the report adds up even when taken while a write is landing.
+    pub(super) offered: AtomicU64,
 }
 
 /// Whether the worker finished: read at once, or waited for from a thread

@@ -82,7 +82,6 @@ impl SinkSlot {
                 && Instant::now() >= d
             {
                 let left = batch.len() as u64 + self.queue.lock().items.drain(..).count() as u64;
-                self.counts.abandoned.fetch_add(left, Ordering::Relaxed);
                 let mut o = lock(&self.outcomes);
                 if let (Some(first), true) = (batch.first(), left > 0) {
                     push_bad(&mut o.bad, first.seq, u64::MAX, DeliveryError::Abandoned);
