@@ -471,6 +471,27 @@ fn a_file_that_does_not_end_in_records_is_refused() {
     );
 }
 
+/// A lock let go moments later (as a child process spawned between our
+/// open and its exec holds it) is waited for, not reported as in use.
+#[test]
+fn a_lock_let_go_within_moments_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit-log.jsonl");
+    std::fs::write(&path, b"").unwrap();
+    // Another open file description: its lock conflicts with the sink's.
+    let holder = std::fs::File::open(&path).unwrap();
+    holder.lock().unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        drop(holder);
+    });
+    let opened = JsonlSink::new(JsonlOptions::new(&path))
+        .unwrap()
+        .open_file();
+    release.join().unwrap();
+    assert!(opened.is_ok(), "{:?}", opened.err());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_writer_in_the_same_process_gets_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();

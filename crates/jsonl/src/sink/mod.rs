@@ -147,7 +147,7 @@ fn open_active(path: &Path, create_new: bool) -> Result<(File, bool), JsonlError
         .map_err(|e| crate::files::open_error(path, e))?;
     let regular = meta.is_file();
     if regular {
-        match file.try_lock() {
+        match lock_soon(&file) {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 return Err(JsonlError::InUse {
@@ -163,6 +163,26 @@ fn open_active(path: &Path, create_new: bool) -> Result<(File, bool), JsonlError
         }
     }
     Ok((file, regular))
+}
+
+/// How long a lock held by someone else is waited for before the file
+/// counts as in use: a child process this process spawns holds every open
+/// file (and so its lock) from its fork until its exec closes them, which
+/// under load can take milliseconds. A dispatcher started again right
+/// after a shutdown would otherwise find its own log "in use".
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Takes the file's lock, trying again for up to [`LOCK_PATIENCE`].
+fn lock_soon(file: &File) -> Result<(), std::fs::TryLockError> {
+    let until = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match file.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < until => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn sync_dir(path: &Path) -> Result<(), JsonlError> {
