@@ -43,6 +43,11 @@ impl Redactor {
             return best.map(|i| self.fields[i].rule);
         }
         tokens.split(key);
+        // A field's tokens are matched at every place in the key in one
+        // try, so a first token that comes back tries nothing new: a key of
+        // one word repeated would cost its number of tokens squared. By
+        // the first field of each list (each field is in one list only).
+        let mut tried: Vec<usize> = Vec::new();
         for t in tokens.iter() {
             if !t
                 .as_bytes()
@@ -54,10 +59,16 @@ impl Redactor {
             let Some(candidates) = self.by_first.get(t) else {
                 continue;
             };
+            match candidates.first() {
+                Some(first) if !tried.contains(first) => tried.push(*first),
+                _ => continue,
+            }
             for &i in candidates {
                 if best.is_some_and(|b| b <= i) {
                     break;
                 }
+                #[cfg(test)]
+                TRIED.with(|n| n.set(n.get() + 1));
                 if self.fields[i].name.matches_tokens(tokens) {
                     best = Some(i);
                     break;
@@ -236,4 +247,51 @@ fn is_mask(key: &str) -> bool {
             || tail
                 .strip_prefix('#')
                 .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Field names tried against a key's tokens on this thread (each try
+    /// reads every token of the key).
+    static TRIED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TRIED;
+    use crate::config::{RedactionConfig, RuleConfig};
+    use crate::names::Tokens;
+    use crate::redactor::Redactor;
+
+    /// A key of one word repeated (`max_tokens_max_tokens_…`, adversarial
+    /// model output) tries each field once, not once for each time its
+    /// first token comes back: a field's tokens are matched at every place
+    /// in the key in one try, so a 1 MiB key of `max_tokens_` (95,000
+    /// tokens) took about 100 s (its number of tokens squared).
+    #[test]
+    fn a_repeated_word_tries_each_field_once() {
+        let r = Redactor::from_config(&RedactionConfig {
+            rules: vec![RuleConfig {
+                name: "mine".into(),
+                pattern: None,
+                fields: Some(vec!["max_size".into(), "customer_name".into()]),
+                action: None,
+            }],
+            ..RedactionConfig::default()
+        })
+        .unwrap();
+        let fields = r.fields.len();
+        for word in [
+            "max_tokens_",
+            "secret_name_",
+            "max_customer_",
+            "password_length_",
+        ] {
+            let key = word.repeat(2000);
+            TRIED.with(|n| n.set(0));
+            let _ = r.field_rule(&key, &mut Tokens::new());
+            let tried = TRIED.with(std::cell::Cell::get);
+            assert!(tried <= fields, "{word}: {tried} tries for {fields} fields");
+        }
+    }
 }
