@@ -1,5 +1,6 @@
 //! The pre-check in one pass, for the common payload: ASCII JSON text
-//! without a backslash, `%` or `&`.
+//! without a backslash, `%` or `&` (nor a raw tab or line break, which
+//! serde_json never writes: only a payload's `RawValue` holds them).
 //!
 //! On such text the pre-check's full path ([`Redactor::may_redact`]) asks
 //! five things, each a scan of its own: too many brackets, a key matching
@@ -131,7 +132,7 @@ impl Redactor {
     /// them.
     fn name_fires_at(&self, text: &str, i: usize) -> bool {
         let b = text.as_bytes();
-        // JSON whitespace may stand between a key and its `:` (a RawValue).
+        // Spaces may stand between a key and its `:` (a RawValue).
         let before = i - b[..i].iter().rev().take_while(|c| json_space(**c)).count();
         if before > 0 && b[before - 1] == b'"' {
             // A key (strings hold no quote): it starts after the quote

@@ -17,9 +17,9 @@
 //!
 //! A field trigger arms the pass until the string it is in ends: every
 //! `=` and `:` after it in the string reports ([`NAME_END`]), and so does a
-//! `:` right after the string's closing quote or after JSON whitespace
-//! after it (a key's end; serde_json writes none, a `RawValue` may). That is where
-//! a key or an assignment's name that holds the trigger ends, and strings
+//! `:` right after the string's closing quote or after spaces after it (a
+//! key's end; serde_json writes no space there, a `RawValue` may). That is
+//! where a key or an assignment's name that holds the trigger ends, and strings
 //! hold no `"` in the text this pass reads (no backslash), so the
 //! trigger's key or name always ends there. While armed the field
 //! automaton rests (a trigger spanning a `"` lies in no key or name);
@@ -28,7 +28,9 @@
 //! A byte also reports when it ends a detector literal ([`DETECTOR`]), or
 //! when the pass does not read it ([`BAIL`]: any non-ASCII byte, `\`, `%`
 //! and `&`, which start escapes and encodings the normalised view
-//! decodes). Every detector literal's occurrence reports, overlapping ones
+//! decodes, and a raw tab, line feed or carriage return, which only JSON
+//! text serde_json did not write holds: another class for them would push
+//! the default rules' table past 16 bits). Every detector literal's occurrence reports, overlapping ones
 //! too, at its last byte. States that report are numbered last, so the
 //! loop tests one comparison a byte.
 
@@ -82,8 +84,8 @@ type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Fast>>;
 /// A detector literal ends at this byte.
 pub(super) const DETECTOR: u8 = 1;
 /// The byte is an `=` or `:` after a field trigger with no `"` between,
-/// or a `:` right after the `"` that closes a string holding one (JSON
-/// whitespace between allowed).
+/// or a `:` right after the `"` that closes a string holding one (spaces
+/// between allowed).
 pub(super) const NAME_END: u8 = 2;
 /// The byte is not read here; the caller must stop.
 pub(super) const BAIL: u8 = 4;
@@ -125,7 +127,7 @@ impl std::fmt::Debug for Sieve {
 
 /// Whether the pass stops at `b`.
 fn bails(b: u8) -> bool {
-    !b.is_ascii() || matches!(b, b'\\' | b'%' | b'&')
+    !b.is_ascii() || matches!(b, b'\\' | b'%' | b'&' | b'\t' | b'\n' | b'\r')
 }
 
 /// How the field automaton reads `b`: `None` for a left-out `_` or `-`.
@@ -265,12 +267,12 @@ impl Sieve {
                 Some(_) => 256,
             };
             // Quotes, `=` and `:` each move the armed states their own way,
-            // and JSON whitespace keeps a closed string closed.
+            // and a space keeps a closed string closed.
             let end = match b {
                 b'"' => 1,
                 b'=' => 2,
                 b':' => 3,
-                b' ' | b'\t' | b'\n' | b'\r' => 4,
+                b' ' => 4,
                 _ => 0,
             };
             let key = (dk, fk, end, bails(b));
@@ -325,15 +327,15 @@ impl Sieve {
                             (ARMED, false)
                         }
                         (ARMED, _) => (ARMED, false),
-                        // JSON whitespace may stand between a key and its
-                        // `:` in text serde_json did not write (a payload's
-                        // RawValue): the string stays closed over it.
+                        // Spaces may stand between a key and its `:` in text
+                        // serde_json did not write (a payload's RawValue):
+                        // the string stays closed over them (other JSON
+                        // whitespace bails).
                         (s2, _) => {
                             if closed && b == b':' {
                                 flags |= NAME_END;
                             }
-                            let spaced = matches!(b, b' ' | b'\t' | b'\n' | b'\r');
-                            (read(s2), closed && spaced)
+                            (read(s2), closed && b == b' ')
                         }
                     };
                     (t1, t2, closes, flags)
