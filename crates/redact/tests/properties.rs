@@ -8,6 +8,9 @@ use agent_audit_redact::{Action, Detector, RedactionConfig, Redactor, RuleConfig
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
+mod common;
+use common::escaped_json;
+
 const KEY: &str = "property-test-key-0123456789";
 
 fn env(name: &str) -> Option<OsString> {
@@ -509,58 +512,6 @@ fn placed(s: String) -> impl Strategy<Value = Value> {
         }
         serde_json::json!({"tool": "t", "args": v})
     })
-}
-
-/// `v`'s compact JSON text with some characters of its strings written as
-/// `\u` escapes: the same payload, spelled as another writer might.
-fn escaped_json(v: &Value, bits: u64) -> String {
-    fn string(s: &str, bits: u64, i: &mut usize, out: &mut String) {
-        out.push('"');
-        for c in s.chars() {
-            *i += 1;
-            if c == '"'
-                || c == '\\'
-                || (c as u32) < 0x20
-                || (bits >> (*i % 64) & 1 == 1 && (c as u32) < 0x10000)
-            {
-                out.push_str(&format!("\\u{:04x}", u32::from(c)));
-            } else {
-                out.push(c);
-            }
-        }
-        out.push('"');
-    }
-    fn go(v: &Value, bits: u64, i: &mut usize, out: &mut String) {
-        match v {
-            Value::String(s) => string(s, bits, i, out),
-            Value::Array(a) => {
-                out.push('[');
-                for (k, x) in a.iter().enumerate() {
-                    if k > 0 {
-                        out.push(',');
-                    }
-                    go(x, bits, i, out);
-                }
-                out.push(']');
-            }
-            Value::Object(m) => {
-                out.push('{');
-                for (k, (key, x)) in m.iter().enumerate() {
-                    if k > 0 {
-                        out.push(',');
-                    }
-                    string(key, bits, i, out);
-                    out.push(':');
-                    go(x, bits, i, out);
-                }
-                out.push('}');
-            }
-            other => out.push_str(&other.to_string()),
-        }
-    }
-    let mut out = String::new();
-    go(v, bits, &mut 0, &mut out);
-    out
 }
 
 /// A redactor with `detectors` (a bit set over email, card, api key,
