@@ -173,6 +173,12 @@ fn runtime(threads: usize) -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Runs `test` on a runtime of its own, one such test at a time.
+fn alone(test: impl std::future::Future<Output = ()>) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    runtime(2).block_on(test);
+}
+
 /// Emits `n` records of `payload` from a task of their own while `gate`
 /// holds the first sink's writes, until its queue is full, then opens the
 /// gate and waits for the emits: a queue's worth of records is out at once.
@@ -202,9 +208,7 @@ async fn through_a_full_queue(
 
 #[test]
 fn a_burst_of_huge_records_leaves_nothing_huge_behind() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let rt = runtime(2);
-    rt.block_on(async {
+    alone(async {
         let queue = 64;
         let gate = Gate::default();
         let d = Dispatcher::builder()
@@ -236,7 +240,9 @@ fn a_burst_of_huge_records_leaves_nothing_huge_behind() {
             for i in 0..20_000u64 {
                 a.emit("small", &json!({"n": i})).await.unwrap();
             }
-            a.emit_wait("last", &small, AckLevel::Written).await.unwrap();
+            a.emit_wait("last", &small, AckLevel::Written)
+                .await
+                .unwrap();
             let (live1, rss1) = (live(), rss_kib());
             eprintln!(
                 "huge burst, {kind} (queue {queue}, 1 MiB records): live {:+} KiB once drained, {:+} KiB after 20,000 small; VmRSS {rss0} -> {rss_peak} -> {rss1} KiB",
@@ -272,9 +278,7 @@ fn a_burst_of_huge_records_leaves_nothing_huge_behind() {
 /// 4096 records of 0.4 KiB, against 3.8 MiB without reuse).
 #[test]
 fn small_records_after_big_ones_are_held_in_small_buffers() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let rt = runtime(2);
-    rt.block_on(async {
+    alone(async {
         let live0 = live();
         let queue = 4096;
         let gate = Gate::default();
@@ -312,9 +316,7 @@ fn small_records_after_big_ones_are_held_in_small_buffers() {
 
 #[test]
 fn many_dispatchers_leave_nothing_behind() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let rt = runtime(2);
-    rt.block_on(async {
+    alone(async {
         let payload = json!({"pad": "p".repeat(3000)});
         let mut after = Vec::new();
         for _ in 0..30 {
@@ -346,9 +348,7 @@ fn many_dispatchers_leave_nothing_behind() {
 
 #[test]
 fn what_a_dispatcher_reuses_goes_with_it() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let rt = runtime(2);
-    rt.block_on(async {
+    alone(async {
         let live0 = live();
         let queue = 4096;
         let gate = Gate::default();
