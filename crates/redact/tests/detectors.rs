@@ -6,6 +6,9 @@ use std::ffi::OsString;
 use agent_audit_redact::{Action, Detector, RedactError, RedactionConfig, Redactor, RuleConfig};
 use serde_json::{Value, json};
 
+mod common;
+use common::rule;
+
 const KEY: &str = "0123456789abcdef-test-key";
 
 fn env(name: &str) -> Option<OsString> {
@@ -265,20 +268,6 @@ fn with_rules(rules: Vec<RuleConfig>) -> Result<Redactor, RedactError> {
         },
         env,
     )
-}
-
-fn rule(
-    name: &str,
-    pattern: Option<&str>,
-    fields: Option<&[&str]>,
-    action: Option<Action>,
-) -> RuleConfig {
-    RuleConfig {
-        name: name.into(),
-        pattern: pattern.map(Into::into),
-        fields: fields.map(|f| f.iter().map(|s| s.to_string()).collect()),
-        action,
-    }
 }
 
 #[test]

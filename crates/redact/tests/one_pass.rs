@@ -11,12 +11,12 @@
 //! in strings). Every configuration here has the one pass (no `iban`).
 //! The promise: when `may_redact` says no, `redact` changes nothing.
 
-use agent_audit_redact::{Detector, RedactionConfig, Redactor, RuleConfig};
+use agent_audit_redact::{Detector, RedactionConfig, Redactor};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 mod common;
-use common::escaped_json;
+use common::{escaped_json, rule};
 
 /// Words of secret names and of names that only look like them.
 const WORDS: &[&str] = &[
@@ -201,15 +201,6 @@ fn placed(n: String) -> impl Strategy<Value = Value> {
         })
 }
 
-fn rule(name: &str, pattern: Option<&str>, fields: Option<&[&str]>) -> RuleConfig {
-    RuleConfig {
-        name: name.into(),
-        pattern: pattern.map(str::to_string),
-        fields: fields.map(|f| f.iter().map(|s| s.to_string()).collect()),
-        action: None,
-    }
-}
-
 /// Configurations with the one pass: the defaults, custom field names
 /// (one the contextual rules make, one with a one-letter token, names
 /// with `.` and a space inside), custom patterns, other detectors, fields
@@ -222,13 +213,18 @@ fn configs() -> &'static [Redactor] {
         push(RedactionConfig::default());
         push(RedactionConfig {
             rules: vec![
-                rule("num", None, Some(&["number"])),
-                rule("mine", None, Some(&["x_api_key", "my.key", "ab cd", "ccv"])),
+                rule("num", None, Some(&["number"]), None),
+                rule(
+                    "mine",
+                    None,
+                    Some(&["x_api_key", "my.key", "ab cd", "ccv"]),
+                    None,
+                ),
             ],
             ..RedactionConfig::default()
         });
         push(RedactionConfig {
-            rules: vec![rule("acct", Some(r"acct-[0-9]{4}"), None)],
+            rules: vec![rule("acct", Some(r"acct-[0-9]{4}"), None, None)],
             ..RedactionConfig::default()
         });
         push(RedactionConfig {
@@ -246,7 +242,12 @@ fn configs() -> &'static [Redactor] {
         push(RedactionConfig {
             fields: vec![],
             detectors: vec![],
-            rules: vec![rule("own", None, Some(&["Client-Id", "card", "session"]))],
+            rules: vec![rule(
+                "own",
+                None,
+                Some(&["Client-Id", "card", "session"]),
+                None,
+            )],
             ..RedactionConfig::default()
         });
         out

@@ -5,9 +5,12 @@
 //! Each test states the promise on the parsed payload: `may_redact(text)`
 //! is `true` whenever `redact(parse(text))` changes anything.
 
-use agent_audit_redact::{Action, Detector, MAX_DEPTH, RedactionConfig, Redactor, RuleConfig};
+use agent_audit_redact::{Action, Detector, MAX_DEPTH, RedactionConfig, Redactor};
 use proptest::prelude::*;
 use serde_json::Value;
+
+mod common;
+use common::rule;
 
 /// Fails when `redact` changes the payload that `text` is while
 /// `may_redact(text)` says nothing would.
@@ -20,20 +23,6 @@ fn assert_promise(r: &Redactor, text: &str) {
             r.may_redact(text),
             "may_redact said no, redact gave {w}: {text}"
         );
-    }
-}
-
-fn rule(
-    name: &str,
-    pattern: Option<&str>,
-    fields: Option<&[&str]>,
-    action: Option<Action>,
-) -> RuleConfig {
-    RuleConfig {
-        name: name.into(),
-        pattern: pattern.map(String::from),
-        fields: fields.map(|f| f.iter().map(|s| s.to_string()).collect()),
-        action,
     }
 }
 

@@ -1,6 +1,25 @@
-//! Helpers the redaction property tests share.
+//! Helpers the redaction tests share. Each test binary uses some of
+//! them.
+#![allow(dead_code)]
 
+use agent_audit_redact::{Action, RuleConfig};
 use serde_json::Value;
+
+/// A rule named `name`: a pattern, field names, or both, and an action
+/// (the default when `None`).
+pub fn rule(
+    name: &str,
+    pattern: Option<&str>,
+    fields: Option<&[&str]>,
+    action: Option<Action>,
+) -> RuleConfig {
+    RuleConfig {
+        name: name.into(),
+        pattern: pattern.map(String::from),
+        fields: fields.map(|f| f.iter().map(|s| s.to_string()).collect()),
+        action,
+    }
+}
 
 /// `v`'s compact JSON text with some characters of its strings (those
 /// whose position's bit is set in `bits`) written as `\u` escapes: the
